@@ -1,0 +1,62 @@
+//! The one error type of the crate.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong when the host *asks* for something.
+///
+/// The end of a child is never an `Err`: it is an [`Event`](crate::Event).
+/// Errors are for misuse (an unknown name, an invalid spec) and for the few
+/// calls that touch the file system on the host's behalf.
+///
+/// ```
+/// use procsup::{Error, ProcessSpec, Supervisor, testing::FakeSys};
+/// let mut sup = Supervisor::with_sys(FakeSys::new());
+/// let err = sup.add_process(ProcessSpec::new("", "sleep")).unwrap_err();
+/// assert!(matches!(err, Error::InvalidSpec { .. }));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No process of that name was added.
+    #[error("no process named {0:?}")]
+    UnknownProcess(String),
+    /// A process of that name is already supervised (maybe still stopping
+    /// after `remove_process`).
+    #[error("a process named {0:?} already exists")]
+    DuplicateProcess(String),
+    /// The spec cannot be supervised; `reason` says which field and why.
+    #[error("invalid spec for {name:?}: {reason}")]
+    InvalidSpec {
+        /// The name as given (possibly empty or lossy).
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `spawn_process` could not start the child. The supervisor has already
+    /// recorded the failure and scheduled a retry or given up, as for any
+    /// spawn failure.
+    #[error("spawning {name:?} failed: {source}")]
+    Spawn {
+        /// The process name.
+        name: String,
+        /// The OS error (`ENOENT`, `EACCES`, `EAGAIN`, ...).
+        #[source]
+        source: io::Error,
+    },
+    /// Reading or writing the state directory failed.
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The supervisor is shutting down and starts nothing new.
+    #[error("the supervisor is shutting down")]
+    ShuttingDown,
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,272 @@
+//! What happened, in order. Steps push events; the host drains them.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::output::escape;
+use crate::state::Exit;
+
+/// Which output stream a captured line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// The child's stdout.
+    Stdout,
+    /// The child's stderr.
+    Stderr,
+}
+
+impl Stream {
+    /// `"stdout"` or `"stderr"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Why a process became `Fatal`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FatalReason {
+    /// `give_up_after(n)` consecutive failed starts.
+    GaveUp {
+        /// The failed starts in the streak.
+        failures: u32,
+    },
+    /// More than `max_restarts` restarts within `period`.
+    TooManyRestarts {
+        /// The limit.
+        max_restarts: u32,
+        /// The window.
+        period: Duration,
+    },
+    /// The program cannot be executed and the spec says retrying is
+    /// pointless (`fatal_exec_errors`).
+    ExecError(Errno),
+    /// The spawn failed and the restart policy is `Never`.
+    SpawnFailedNoRestart(Errno),
+}
+
+impl fmt::Display for FatalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FatalReason::GaveUp { failures } => write!(f, "gave_up failures={failures}"),
+            FatalReason::TooManyRestarts { max_restarts, period } => {
+                write!(f, "too_many_restarts max={max_restarts} period_ms={}", period.as_millis())
+            }
+            FatalReason::ExecError(e) => write!(f, "exec_error errno={e:?}"),
+            FatalReason::SpawnFailedNoRestart(e) => write!(f, "spawn_failed errno={e:?}"),
+        }
+    }
+}
+
+/// Something that happened to a supervised process.
+///
+/// Its `Display` is one logfmt line, as the `supervise` example prints it:
+///
+/// ```
+/// use std::sync::Arc;
+/// use procsup::{Event, Exit};
+/// use nix::unistd::Pid;
+/// let e = Event::Exited {
+///     name: Arc::from("web"),
+///     pid: Pid::from_raw(42),
+///     exit: Exit::Exited(1),
+///     uptime: std::time::Duration::from_millis(1500),
+///     restart_count: 0,
+/// };
+/// assert_eq!(e.to_string(), "event=exited name=web pid=42 code=1 uptime_ms=1500 restarts=0");
+/// assert_eq!(e.name(), "web");
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A child was spawned.
+    Spawned {
+        /// Process name.
+        name: Arc<str>,
+        /// The new child.
+        pid: Pid,
+        /// The process's restart count after this spawn.
+        restart_count: u32,
+    },
+    /// Spawning failed (the program is missing, `EAGAIN`, ...).
+    SpawnFailed {
+        /// Process name.
+        name: Arc<str>,
+        /// The OS error number.
+        errno: Errno,
+        /// The OS error as text.
+        message: String,
+    },
+    /// The child lived through its start grace period.
+    Running {
+        /// Process name.
+        name: Arc<str>,
+        /// The child.
+        pid: Pid,
+    },
+    /// The child ended and was reaped.
+    Exited {
+        /// Process name.
+        name: Arc<str>,
+        /// The reaped child.
+        pid: Pid,
+        /// How it ended.
+        exit: Exit,
+        /// How long it lived (as measured by the `now` values passed in).
+        uptime: Duration,
+        /// The process's restart count.
+        restart_count: u32,
+    },
+    /// A restart is scheduled.
+    Backoff {
+        /// Process name.
+        name: Arc<str>,
+        /// The wait.
+        delay: Duration,
+        /// When the restart is due.
+        retry_at: Instant,
+        /// Consecutive failed starts so far.
+        failure_streak: u32,
+    },
+    /// The supervisor gave up on the process.
+    Fatal {
+        /// Process name.
+        name: Arc<str>,
+        /// Why.
+        reason: FatalReason,
+    },
+    /// The stop signal was sent.
+    Stopping {
+        /// Process name.
+        name: Arc<str>,
+        /// The child.
+        pid: Pid,
+        /// The signal sent.
+        signal: Signal,
+        /// When SIGKILL follows if it has not exited.
+        kill_at: Instant,
+    },
+    /// The stop timeout passed: SIGKILL was sent.
+    Killed {
+        /// Process name.
+        name: Arc<str>,
+        /// The child.
+        pid: Pid,
+    },
+    /// The process is stopped (after a stop the host asked for).
+    Stopped {
+        /// Process name.
+        name: Arc<str>,
+    },
+    /// The process was removed from the supervisor.
+    Removed {
+        /// Process name.
+        name: Arc<str>,
+    },
+    /// One line of captured output (without its `\n`; raw bytes, maybe
+    /// not UTF-8; `Display` escapes invalid bytes as `\xNN`).
+    Output {
+        /// Process name.
+        name: Arc<str>,
+        /// The child that wrote it.
+        pid: Pid,
+        /// Which stream.
+        stream: Stream,
+        /// The line.
+        line: Vec<u8>,
+    },
+}
+
+impl Event {
+    /// The process the event is about.
+    pub fn name(&self) -> &str {
+        match self {
+            Event::Spawned { name, .. }
+            | Event::SpawnFailed { name, .. }
+            | Event::Running { name, .. }
+            | Event::Exited { name, .. }
+            | Event::Backoff { name, .. }
+            | Event::Fatal { name, .. }
+            | Event::Stopping { name, .. }
+            | Event::Killed { name, .. }
+            | Event::Stopped { name }
+            | Event::Removed { name }
+            | Event::Output { name, .. } => name,
+        }
+    }
+
+    /// The short lowercase kind: `spawned`, `spawn_failed`, `running`,
+    /// `exited`, `backoff`, `fatal`, `stopping`, `killed`, `stopped`,
+    /// `removed`, `output`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Spawned { .. } => "spawned",
+            Event::SpawnFailed { .. } => "spawn_failed",
+            Event::Running { .. } => "running",
+            Event::Exited { .. } => "exited",
+            Event::Backoff { .. } => "backoff",
+            Event::Fatal { .. } => "fatal",
+            Event::Stopping { .. } => "stopping",
+            Event::Killed { .. } => "killed",
+            Event::Stopped { .. } => "stopped",
+            Event::Removed { .. } => "removed",
+            Event::Output { .. } => "output",
+        }
+    }
+}
+
+/// Writes `s` as a logfmt value, quoted only when it has to be.
+pub(crate) fn logfmt_value(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    if !s.is_empty() && !s.contains(|c: char| c == ' ' || c == '"' || c == '=' || c == '\\' || c.is_control()) {
+        return f.write_str(s);
+    }
+    f.write_str("\"")?;
+    for c in s.chars() {
+        match c {
+            '"' => f.write_str("\\\"")?,
+            '\\' => f.write_str("\\\\")?,
+            '\n' => f.write_str("\\n")?,
+            c if c.is_control() => write!(f, "\\u{{{:x}}}", c as u32)?,
+            c => write!(f, "{c}")?,
+        }
+    }
+    f.write_str("\"")
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "event={} name=", self.kind())?;
+        logfmt_value(f, self.name())?;
+        match self {
+            Event::Spawned { pid, restart_count, .. } => write!(f, " pid={pid} restarts={restart_count}"),
+            Event::SpawnFailed { errno, message, .. } => {
+                write!(f, " errno={errno:?} error=")?;
+                logfmt_value(f, message)
+            }
+            Event::Running { pid, .. } | Event::Killed { pid, .. } => write!(f, " pid={pid}"),
+            Event::Exited { pid, exit, uptime, restart_count, .. } => write!(
+                f,
+                " pid={pid} {exit} uptime_ms={} restarts={restart_count}",
+                uptime.as_millis()
+            ),
+            Event::Backoff { delay, failure_streak, .. } => {
+                write!(f, " delay_ms={} failures={failure_streak}", delay.as_millis())
+            }
+            Event::Fatal { reason, .. } => write!(f, " reason={reason}"),
+            Event::Stopping { pid, signal, .. } => write!(f, " pid={pid} signal={}", signal.as_str()),
+            Event::Stopped { .. } | Event::Removed { .. } => Ok(()),
+            Event::Output { pid, stream, line, .. } => {
+                write!(f, " pid={pid} stream={} line=", stream.as_str())?;
+                logfmt_value(f, &escape(line))
+            }
+        }
+    }
+}

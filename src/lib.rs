@@ -1,0 +1,101 @@
+//! Embeddable process supervision, driven by the host's own loop and clock.
+//!
+//! `procsup` owns the bookkeeping of supervising child processes — which
+//! child runs, which died, when to restart it, when to give up, when to
+//! escalate a stop to SIGKILL — and the host owns everything else: the event
+//! loop, the clock, the signal handlers. Every step takes `now` from the
+//! caller; nothing reads a clock, blocks, spawns a thread, installs a signal
+//! handler or reaps a child it did not spawn.
+//!
+//! # The host loop
+//!
+//! ```no_run
+//! use std::os::fd::AsRawFd;
+//! use std::time::{Duration, Instant};
+//! use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+//! use procsup::{Backoff, ProcessSpec, Supervisor};
+//!
+//! let mut sup = Supervisor::new();
+//! sup.add_process(
+//!     ProcessSpec::new("web", "python3")
+//!         .args(["-m", "http.server", "8000"])
+//!         .backoff(Backoff::exponential(Duration::from_millis(100))),
+//! )?;
+//! sup.start_all(Instant::now())?;
+//! loop {
+//!     // 1. Sleep until a child exits or the next deadline, whichever is first.
+//!     let timeout = match sup.next_deadline() {
+//!         Some(t) => PollTimeout::try_from(t.saturating_duration_since(Instant::now()))
+//!             .unwrap_or(PollTimeout::MAX),
+//!         None => PollTimeout::NONE,
+//!     };
+//!     let fds: Vec<_> = sup.sys().readiness_fds();
+//!     let mut pollfds: Vec<_> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+//!     let _ = poll(&mut pollfds, timeout);
+//!     // 2. One tick does all that is due: reap, kill, promote, restart.
+//!     sup.tick(Instant::now());
+//!     // 3. Drain the events.
+//!     for event in sup.drain_events() {
+//!         println!("{event}");
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! **The call-order rule:** after any call on the supervisor (a tick, a
+//! start, a stop), ask [`Supervisor::next_deadline`] again before sleeping.
+//! A deadline is only ever moved by a call on the supervisor, so a value
+//! read after the last call is always current.
+//!
+//! # The state machine
+//!
+//! | from | on | to |
+//! |---|---|---|
+//! | Stopped / Exited / Fatal | start | Starting (failure streak reset) |
+//! | Starting | alive for the start grace (`promote_running`) | Running |
+//! | Starting / Running | exit, policy restarts, no limit reached | Backoff |
+//! | Starting / Running | exit, policy does not restart | Exited |
+//! | Starting / Running | exit, give-up limit reached | Fatal |
+//! | Backoff | retry time reached (`retry_backoff`) | Starting, `restart_count += 1` |
+//! | Backoff | stop | Stopped, retry cancelled |
+//! | Starting / Running | stop | Stopping: stop signal, kill deadline |
+//! | Stopping | kill deadline passed (`escalate_stops`) | SIGKILL (to the group) |
+//! | Stopping | exit | Stopped (a manual stop never restarts) |
+//! | any | spawn fails | as an exit that never ran: Backoff or Fatal |
+//!
+//! An exit before the start grace is a *failed start*: it lengthens the
+//! failure streak, which drives the [`Backoff`] delay and the
+//! [`give_up_after`](ProcessSpec::give_up_after) limit. Reaching `Running`
+//! resets the streak.
+//!
+//! # Deterministic tests
+//!
+//! [`testing::FakeSys`] scripts spawns, exits, output and failures, and
+//! [`testing::VirtualClock`] makes `now`; with
+//! [`Supervisor::with_seed`] a run is reproducible to the nanosecond.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod backoff;
+mod error;
+mod event;
+mod output;
+mod spec;
+mod state;
+mod supervisor;
+pub mod sys;
+pub mod testing;
+mod timers;
+
+pub use backoff::Backoff;
+pub use error::{Error, Result};
+pub use event::{Event, FatalReason, Stream};
+pub use output::{escape, MAX_LINE};
+pub use spec::{Output, ProcessSpec, RestartPolicy, MAX_DURATION, MAX_NAME_LEN};
+pub use state::{Exit, ProcessStatus, State};
+pub use supervisor::{Reaped, Supervisor};
+pub use sys::{Sys, SysEvent, UnixSys};
+
+pub use nix::sys::signal::Signal;
+pub use nix::unistd::Pid;

@@ -1,0 +1,552 @@
+//! What to run and how to supervise it.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::backoff::Backoff;
+use crate::error::Error;
+
+/// The longest duration a spec accepts (100 years): anything longer is
+/// surely a unit mistake, and `Instant + Duration` must never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The longest process name, so that it fits a file name in a state directory.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Where one output stream of the child goes.
+///
+/// ```
+/// use procsup::{Output, ProcessSpec};
+/// let spec = ProcessSpec::new("web", "server")
+///     .stdout(Output::Append("/tmp/web.log".into()))
+///     .stderr(Output::ToStdout);
+/// assert_eq!(spec.get_stderr(), &Output::ToStdout);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Output {
+    /// The host's own stream (the default).
+    #[default]
+    Inherit,
+    /// `/dev/null`.
+    Null,
+    /// Appended to this file, created with mode 0644 if missing.
+    Append(PathBuf),
+    /// Read by the supervisor and split into lines: each line goes to the
+    /// `log` crate as `[name] line` and to an [`Event::Output`](crate::Event).
+    Capture,
+    /// stderr only: wherever stdout goes.
+    ToStdout,
+}
+
+/// Whether a process is restarted after it exits on its own.
+///
+/// A stop the host asked for never restarts, whatever the policy.
+///
+/// ```
+/// use procsup::{ProcessSpec, RestartPolicy};
+/// let spec = ProcessSpec::new("job", "run-job")
+///     .restart(RestartPolicy::OnFailure)
+///     .success_codes([0, 3]);
+/// assert_eq!(spec.get_restart(), RestartPolicy::OnFailure);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RestartPolicy {
+    /// Restart after every exit (the default).
+    #[default]
+    Always,
+    /// Restart unless the child exited with one of the success codes.
+    OnFailure,
+    /// Never restart.
+    Never,
+}
+
+/// A description of a supervised process, built like
+/// [`std::process::Command`] and validated by
+/// [`Supervisor::add_process`](crate::Supervisor::add_process).
+///
+/// ```
+/// use std::time::Duration;
+/// use procsup::{Backoff, ProcessSpec, RestartPolicy};
+/// let spec = ProcessSpec::new("worker", "/usr/bin/worker")
+///     .args(["--queue", "default"])
+///     .env("RUST_LOG", "info")
+///     .current_dir("/srv")
+///     .start_grace(Duration::from_secs(2))
+///     .restart(RestartPolicy::Always)
+///     .backoff(Backoff::exponential(Duration::from_millis(200)).max(Duration::from_secs(30)))
+///     .give_up_after(5)
+///     .stop_timeout(Duration::from_secs(10));
+/// assert_eq!(spec.get_name(), "worker");
+/// ```
+#[derive(Clone, Debug)]
+pub struct ProcessSpec {
+    pub(crate) name: String,
+    pub(crate) program: OsString,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) env_clear: bool,
+    pub(crate) envs: Vec<(OsString, Option<OsString>)>,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) stdout: Output,
+    pub(crate) stderr: Output,
+    pub(crate) start_grace: Duration,
+    pub(crate) restart: RestartPolicy,
+    pub(crate) success_codes: Vec<i32>,
+    pub(crate) backoff: Backoff,
+    pub(crate) give_up_after: Option<u32>,
+    pub(crate) restart_window: Option<(u32, Duration)>,
+    pub(crate) stop_signal: Signal,
+    pub(crate) stop_timeout: Duration,
+    pub(crate) process_group: bool,
+    pub(crate) die_with_parent: Option<Signal>,
+    pub(crate) uid: Option<u32>,
+    pub(crate) gid: Option<u32>,
+    pub(crate) umask: Option<u32>,
+    pub(crate) fatal_exec_errors: bool,
+}
+
+impl ProcessSpec {
+    /// A process called `name` running `program` (looked up in `PATH` when
+    /// it has no slash), with the defaults: restart always, exponential
+    /// backoff 100 ms to 60 s with ±25 % jitter, start grace 1 s, no give-up
+    /// limit, stop with SIGTERM then SIGKILL after 10 s, its own process
+    /// group, SIGKILL when the host dies, output inherited.
+    pub fn new(name: impl Into<String>, program: impl AsRef<OsStr>) -> Self {
+        ProcessSpec {
+            name: name.into(),
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            env_clear: false,
+            envs: Vec::new(),
+            cwd: None,
+            stdout: Output::Inherit,
+            stderr: Output::Inherit,
+            start_grace: Duration::from_secs(1),
+            restart: RestartPolicy::Always,
+            success_codes: vec![0],
+            backoff: Backoff::default(),
+            give_up_after: None,
+            restart_window: None,
+            stop_signal: Signal::SIGTERM,
+            stop_timeout: Duration::from_secs(10),
+            process_group: true,
+            die_with_parent: Some(Signal::SIGKILL),
+            uid: None,
+            gid: None,
+            umask: None,
+            fatal_exec_errors: false,
+        }
+    }
+
+    /// Adds one argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, A>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<OsStr>,
+    {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets an environment variable for the child.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.envs.push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
+        self
+    }
+
+    /// Sets several environment variables.
+    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        for (k, v) in vars {
+            self = self.env(k, v);
+        }
+        self
+    }
+
+    /// Removes a variable the child would inherit.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.envs.push((key.as_ref().to_owned(), None));
+        self
+    }
+
+    /// Starts the child from an empty environment (then `env` adds to it).
+    pub fn env_clear(mut self) -> Self {
+        self.env_clear = true;
+        self.envs.clear();
+        self
+    }
+
+    /// The child's working directory.
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Where stdout goes.
+    pub fn stdout(mut self, out: Output) -> Self {
+        self.stdout = out;
+        self
+    }
+
+    /// Where stderr goes ([`Output::ToStdout`] is allowed here only).
+    pub fn stderr(mut self, out: Output) -> Self {
+        self.stderr = out;
+        self
+    }
+
+    /// How long a child must live to count as started (`Running`);
+    /// an earlier exit is a failed start (supervisord's `startsecs`,
+    /// Twisted's `threshold`). Zero: `Running` at once.
+    pub fn start_grace(mut self, grace: Duration) -> Self {
+        self.start_grace = grace;
+        self
+    }
+
+    /// The restart policy.
+    pub fn restart(mut self, policy: RestartPolicy) -> Self {
+        self.restart = policy;
+        self
+    }
+
+    /// Exit codes that mean success (default `[0]`), for
+    /// [`RestartPolicy::OnFailure`].
+    pub fn success_codes(mut self, codes: impl IntoIterator<Item = i32>) -> Self {
+        self.success_codes = codes.into_iter().collect();
+        self
+    }
+
+    /// The delay before each restart.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Become `Fatal` after `n` consecutive failed starts (supervisord's
+    /// `startretries = n - 1`; the lifecycle coordinator's
+    /// `max_restart_attempts = n - 1`). `n` must be at least 1.
+    pub fn give_up_after(mut self, n: u32) -> Self {
+        self.give_up_after = Some(n);
+        self
+    }
+
+    /// Become `Fatal` when more than `max_restarts` restarts would fall
+    /// within `period` (Erlang/OTP's intensity and period).
+    pub fn max_restarts_within(mut self, max_restarts: u32, period: Duration) -> Self {
+        self.restart_window = Some((max_restarts, period));
+        self
+    }
+
+    /// The signal that asks the child to stop (default SIGTERM).
+    pub fn stop_signal(mut self, signal: Signal) -> Self {
+        self.stop_signal = signal;
+        self
+    }
+
+    /// How long after the stop signal SIGKILL follows (default 10 s).
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = timeout;
+        self
+    }
+
+    /// Whether the child leads its own process group (default yes), so that
+    /// stop and kill signals reach its own children too.
+    pub fn process_group(mut self, yes: bool) -> Self {
+        self.process_group = yes;
+        self
+    }
+
+    /// The signal the child gets when the host dies (Linux
+    /// `PR_SET_PDEATHSIG`), or `None` to let it outlive the host.
+    /// Default SIGKILL.
+    pub fn die_with_parent(mut self, signal: Option<Signal>) -> Self {
+        self.die_with_parent = signal;
+        self
+    }
+
+    /// Run as this user id.
+    pub fn uid(mut self, uid: u32) -> Self {
+        self.uid = Some(uid);
+        self
+    }
+
+    /// Run as this group id.
+    pub fn gid(mut self, gid: u32) -> Self {
+        self.gid = Some(gid);
+        self
+    }
+
+    /// The child's umask.
+    pub fn umask(mut self, umask: u32) -> Self {
+        self.umask = Some(umask);
+        self
+    }
+
+    /// Treat a program that cannot be executed (`ENOENT`, `EACCES`,
+    /// `ENOEXEC`, `ENOTDIR`) as `Fatal` at once instead of retrying.
+    pub fn fatal_exec_errors(mut self, yes: bool) -> Self {
+        self.fatal_exec_errors = yes;
+        self
+    }
+
+    /// The name.
+    pub fn get_name(&self) -> &str {
+        &self.name
+    }
+    /// The program.
+    pub fn get_program(&self) -> &OsStr {
+        &self.program
+    }
+    /// The arguments.
+    pub fn get_args(&self) -> impl ExactSizeIterator<Item = &OsStr> {
+        self.args.iter().map(|a| a.as_os_str())
+    }
+    /// The environment changes in order: `(key, Some(value))` sets,
+    /// `(key, None)` removes.
+    pub fn get_envs(&self) -> impl ExactSizeIterator<Item = (&OsStr, Option<&OsStr>)> {
+        self.envs.iter().map(|(k, v)| (k.as_os_str(), v.as_deref()))
+    }
+    /// Whether the environment starts empty.
+    pub fn get_env_clear(&self) -> bool {
+        self.env_clear
+    }
+    /// The working directory.
+    pub fn get_current_dir(&self) -> Option<&Path> {
+        self.cwd.as_deref()
+    }
+    /// Where stdout goes.
+    pub fn get_stdout(&self) -> &Output {
+        &self.stdout
+    }
+    /// Where stderr goes.
+    pub fn get_stderr(&self) -> &Output {
+        &self.stderr
+    }
+    /// The start grace period.
+    pub fn get_start_grace(&self) -> Duration {
+        self.start_grace
+    }
+    /// The restart policy.
+    pub fn get_restart(&self) -> RestartPolicy {
+        self.restart
+    }
+    /// The success exit codes.
+    pub fn get_success_codes(&self) -> &[i32] {
+        &self.success_codes
+    }
+    /// The backoff.
+    pub fn get_backoff(&self) -> &Backoff {
+        &self.backoff
+    }
+    /// The give-up limit.
+    pub fn get_give_up_after(&self) -> Option<u32> {
+        self.give_up_after
+    }
+    /// The restart-intensity window.
+    pub fn get_max_restarts_within(&self) -> Option<(u32, Duration)> {
+        self.restart_window
+    }
+    /// The stop signal.
+    pub fn get_stop_signal(&self) -> Signal {
+        self.stop_signal
+    }
+    /// The stop timeout.
+    pub fn get_stop_timeout(&self) -> Duration {
+        self.stop_timeout
+    }
+    /// Whether the child gets its own process group.
+    pub fn get_process_group(&self) -> bool {
+        self.process_group
+    }
+    /// The parent-death signal.
+    pub fn get_die_with_parent(&self) -> Option<Signal> {
+        self.die_with_parent
+    }
+    /// The user id.
+    pub fn get_uid(&self) -> Option<u32> {
+        self.uid
+    }
+    /// The group id.
+    pub fn get_gid(&self) -> Option<u32> {
+        self.gid
+    }
+    /// The umask.
+    pub fn get_umask(&self) -> Option<u32> {
+        self.umask
+    }
+    /// Whether exec errors are fatal at once.
+    pub fn get_fatal_exec_errors(&self) -> bool {
+        self.fatal_exec_errors
+    }
+
+    /// Whether `code` counts as success.
+    pub(crate) fn is_success(&self, code: i32) -> bool {
+        self.success_codes.contains(&code)
+    }
+
+    /// Checks everything `add_process` promises to check.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        self.check().map_err(|reason| Error::InvalidSpec {
+            name: self.name.clone(),
+            reason,
+        })
+    }
+
+    fn check(&self) -> Result<(), String> {
+        check_name(&self.name)?;
+        if self.program.is_empty() {
+            return Err("the program is empty".into());
+        }
+        no_nul("the program", &self.program)?;
+        for a in &self.args {
+            no_nul("an argument", a)?;
+        }
+        for (k, v) in &self.envs {
+            if k.is_empty() || k.as_bytes().contains(&b'=') {
+                return Err(format!("environment key {k:?} is empty or contains '='"));
+            }
+            no_nul("an environment key", k)?;
+            if let Some(v) = v {
+                no_nul("an environment value", v)?;
+            }
+        }
+        if let Some(cwd) = &self.cwd {
+            if cwd.as_os_str().is_empty() {
+                return Err("the working directory is empty".into());
+            }
+            no_nul("the working directory", cwd.as_os_str())?;
+        }
+        if self.stdout == Output::ToStdout {
+            return Err("stdout cannot go to stdout".into());
+        }
+        for out in [&self.stdout, &self.stderr] {
+            if let Output::Append(p) = out {
+                if p.as_os_str().is_empty() {
+                    return Err("an output file path is empty".into());
+                }
+                no_nul("an output file path", p.as_os_str())?;
+            }
+        }
+        check_duration("start grace", self.start_grace)?;
+        check_duration("stop timeout", self.stop_timeout)?;
+        self.backoff.check()?;
+        if self.give_up_after == Some(0) {
+            return Err("give_up_after must be at least 1".into());
+        }
+        if let Some((_, period)) = self.restart_window {
+            check_duration("restart window", period)?;
+            if period.is_zero() {
+                return Err("the restart window must be longer than zero".into());
+            }
+        }
+        if let Some(mask) = self.umask {
+            if mask > 0o777 {
+                return Err(format!("umask {mask:o} has bits outside 0777"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A name must be usable as a file name: a state directory names its records
+/// after processes.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the name is empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("the name is longer than {MAX_NAME_LEN} bytes"));
+    }
+    if name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err("the name must be usable as a file name (no '/', NUL, '.' or '..')".into());
+    }
+    if name.starts_with('.') {
+        return Err("the name must not start with '.' (reserved for temporary files)".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("the name must not contain control characters".into());
+    }
+    Ok(())
+}
+
+fn no_nul(what: &str, s: &OsStr) -> Result<(), String> {
+    if s.as_bytes().contains(&0) {
+        return Err(format!("{what} contains a NUL byte"));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_duration(what: &str, d: Duration) -> Result<(), String> {
+    if d > MAX_DURATION {
+        return Err(format!("{what} of {d:?} is longer than 100 years"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad(spec: ProcessSpec) -> String {
+        match spec.validate() {
+            Err(Error::InvalidSpec { reason, .. }) => reason,
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_must_be_file_names() {
+        for name in ["", ".", "..", "a/b", "a\0b", ".hidden", "tab\there"] {
+            bad(ProcessSpec::new(name, "x"));
+        }
+        bad(ProcessSpec::new("x".repeat(MAX_NAME_LEN + 1), "x"));
+        assert!(ProcessSpec::new("web:0", "x").validate().is_ok());
+        assert!(ProcessSpec::new("ünïcode", "x").validate().is_ok());
+    }
+
+    #[test]
+    fn nul_bytes_and_empties_are_refused() {
+        assert!(bad(ProcessSpec::new("a", "")).contains("empty"));
+        assert!(bad(ProcessSpec::new("a", "x\0y")).contains("NUL"));
+        assert!(bad(ProcessSpec::new("a", "x").arg("1\0")).contains("NUL"));
+        assert!(bad(ProcessSpec::new("a", "x").env("K", "v\0")).contains("NUL"));
+        assert!(bad(ProcessSpec::new("a", "x").env("K=", "v")).contains("'='"));
+        assert!(bad(ProcessSpec::new("a", "x").env_remove("")).contains("empty"));
+        assert!(bad(ProcessSpec::new("a", "x").current_dir("")).contains("empty"));
+    }
+
+    #[test]
+    fn durations_and_limits_are_checked() {
+        let huge = MAX_DURATION + Duration::from_secs(1);
+        bad(ProcessSpec::new("a", "x").stop_timeout(huge));
+        bad(ProcessSpec::new("a", "x").start_grace(huge));
+        bad(ProcessSpec::new("a", "x").backoff(Backoff::fixed(huge)));
+        bad(ProcessSpec::new("a", "x").give_up_after(0));
+        bad(ProcessSpec::new("a", "x").max_restarts_within(3, Duration::ZERO));
+        bad(ProcessSpec::new("a", "x").umask(0o1000));
+        bad(ProcessSpec::new("a", "x").stdout(Output::ToStdout));
+        bad(ProcessSpec::new("a", "x").stdout(Output::Append(PathBuf::new())));
+        assert!(ProcessSpec::new("a", "x").stop_timeout(Duration::ZERO).validate().is_ok());
+    }
+
+    #[test]
+    fn env_clear_then_set() {
+        let s = ProcessSpec::new("a", "x").env("A", "1").env_clear().env("B", "2");
+        assert!(s.get_env_clear());
+        let envs: Vec<_> = s.get_envs().collect();
+        assert_eq!(envs, [(OsStr::new("B"), Some(OsStr::new("2")))]);
+    }
+}

@@ -1,0 +1,174 @@
+//! States, exits and the read-only status snapshot.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+/// Where a supervised process is in its life cycle.
+///
+/// See the state machine in the crate documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Not running and not going to run until started.
+    Stopped,
+    /// Spawned, but not yet alive for its start grace period.
+    Starting,
+    /// Alive for at least its start grace period.
+    Running,
+    /// Exited (or failed to spawn); a restart is scheduled.
+    Backoff,
+    /// The stop signal was sent; waiting for the exit (or the kill deadline).
+    Stopping,
+    /// Exited and the restart policy says not to restart.
+    Exited,
+    /// Gave up: too many failed starts, or an error that retrying cannot fix.
+    Fatal,
+}
+
+impl State {
+    /// Whether a child process exists in this state.
+    ///
+    /// ```
+    /// assert!(procsup::State::Stopping.has_child());
+    /// assert!(!procsup::State::Backoff.has_child());
+    /// ```
+    pub fn has_child(self) -> bool {
+        matches!(self, State::Starting | State::Running | State::Stopping)
+    }
+
+    /// The lowercase name used in logs and the example CLI.
+    ///
+    /// ```
+    /// assert_eq!(procsup::State::Backoff.as_str(), "backoff");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Stopped => "stopped",
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Backoff => "backoff",
+            State::Stopping => "stopping",
+            State::Exited => "exited",
+            State::Fatal => "fatal",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a child ended, named after the `wait(2)` macros.
+///
+/// ```
+/// use procsup::Exit;
+/// assert_eq!(Exit::Exited(1).code(), Some(1));
+/// assert_eq!(Exit::Signaled(9).signal(), Some(nix::sys::signal::Signal::SIGKILL));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Exit {
+    /// `WIFEXITED`: the child called `exit` with this code.
+    Exited(i32),
+    /// `WIFSIGNALED`: the child was killed by this signal number (kept as a
+    /// number because real-time signals have no [`Signal`] variant).
+    Signaled(i32),
+    /// The child is gone but its status could not be read: someone else
+    /// reaped it (`ECHILD`), which only happens when the host itself calls
+    /// `waitpid(-1)`. Counted as a failure.
+    Unknown,
+}
+
+impl Exit {
+    /// The exit code, if the child exited normally.
+    pub fn code(self) -> Option<i32> {
+        match self {
+            Exit::Exited(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The signal that killed the child, if it is one `nix` knows.
+    pub fn signal(self) -> Option<Signal> {
+        match self {
+            Exit::Signaled(s) => Signal::try_from(s).ok(),
+            _ => None,
+        }
+    }
+
+    /// The raw signal number that killed the child, if any.
+    pub fn signal_number(self) -> Option<i32> {
+        match self {
+            Exit::Signaled(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Exited(c) => write!(f, "code={c}"),
+            Exit::Signaled(s) => write!(f, "signal={s}"),
+            Exit::Unknown => f.write_str("status=unknown"),
+        }
+    }
+}
+
+/// A read-only snapshot of one supervised process.
+///
+/// ```
+/// use std::time::Instant;
+/// use procsup::{ProcessSpec, State, Supervisor, testing::FakeSys};
+/// let mut sup = Supervisor::with_sys(FakeSys::new());
+/// sup.add_process(ProcessSpec::new("web", "server")).unwrap();
+/// let st = sup.status("web").unwrap();
+/// assert_eq!(st.state, State::Stopped);
+/// assert_eq!(st.pid, None);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ProcessStatus {
+    /// The process name.
+    pub name: String,
+    /// The current state.
+    pub state: State,
+    /// The child's pid while one exists.
+    pub pid: Option<Pid>,
+    /// When the current (or last) child was spawned.
+    pub started_at: Option<Instant>,
+    /// How many times the supervisor restarted it (retries after backoff and
+    /// explicit restarts), over its whole life.
+    pub restart_count: u32,
+    /// How many times a child of it was reaped.
+    pub exit_count: u32,
+    /// How the last child ended.
+    pub last_exit: Option<Exit>,
+    /// The errno of the last spawn failure, cleared by a successful spawn.
+    pub last_spawn_error: Option<Errno>,
+    /// When the pending restart is due (in `Backoff`).
+    pub next_retry_at: Option<Instant>,
+    /// Consecutive failed starts (exits before the start grace period, spawn
+    /// failures). Reset when the process reaches `Running` or is started by
+    /// hand.
+    pub failure_streak: u32,
+    /// Failed starts left before the process becomes `Fatal`, if the spec
+    /// sets a limit.
+    pub give_up_remaining: Option<u32>,
+    /// Whether the host asked for the stop that is in progress or done.
+    pub manual_stop: bool,
+}
+
+impl ProcessStatus {
+    /// How long the current child has been alive at `now`, if one exists.
+    pub fn uptime(&self, now: Instant) -> Option<Duration> {
+        match (self.pid, self.started_at) {
+            (Some(_), Some(t)) => Some(now.saturating_duration_since(t)),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The operating system behind one small trait.
+//!
+//! The supervisor never makes a system call itself: it asks its [`Sys`].
+//! [`UnixSys`] is the real one; [`FakeSys`](crate::testing::FakeSys) scripts
+//! everything for tests.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::event::Stream;
+use crate::spec::ProcessSpec;
+use crate::state::Exit;
+
+pub mod unix;
+
+pub use unix::UnixSys;
+
+/// Something a [`Sys`] observed about one of its own children.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SysEvent {
+    /// Bytes of captured output.
+    Output {
+        /// The child.
+        pid: Pid,
+        /// The stream.
+        stream: Stream,
+        /// The bytes, as read.
+        data: Vec<u8>,
+    },
+    /// The child ended and was reaped; its pid is no longer ours.
+    Exited {
+        /// The child.
+        pid: Pid,
+        /// How it ended.
+        exit: Exit,
+    },
+}
+
+/// The system calls a [`Supervisor`](crate::Supervisor) needs.
+///
+/// Contract, which the supervisor relies on:
+///
+/// - `spawn` starts a child or returns the OS error; it never blocks for
+///   longer than a fork+exec.
+/// - `poll` never blocks. It reports only children this `Sys` spawned, each
+///   exit exactly once, and a child's remaining output before its exit.
+/// - `signal` never signals a pid whose exit was already reported; for such
+///   a pid it returns `ESRCH`.
+pub trait Sys {
+    /// Starts a child as `spec` says.
+    fn spawn(&mut self, spec: &ProcessSpec) -> io::Result<Pid>;
+
+    /// Sends `signal` to a child (to its process group if it leads one).
+    fn signal(&mut self, pid: Pid, signal: Signal) -> io::Result<()>;
+
+    /// Appends what happened since the last call, without blocking.
+    fn poll(&mut self, events: &mut Vec<SysEvent>);
+
+    /// File descriptors that become readable when `poll` has something to
+    /// report. Empty when this `Sys` has no such readiness source.
+    fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
+        Vec::new()
+    }
+}

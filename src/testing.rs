@@ -1,0 +1,289 @@
+//! Deterministic testing without real processes: [`FakeSys`] and a
+//! [`VirtualClock`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use procsup::{Backoff, Exit, ProcessSpec, State, Supervisor};
+//! use procsup::testing::{FakeSys, VirtualClock};
+//!
+//! let mut clock = VirtualClock::new();
+//! let mut sup = Supervisor::with_sys(FakeSys::new());
+//! sup.add_process(ProcessSpec::new("rq", "rq-worker").backoff(Backoff::fixed(Duration::from_secs(5))))
+//!     .unwrap();
+//! sup.start_process("rq", clock.now()).unwrap();
+//! let pid = sup.status("rq").unwrap().pid.unwrap();
+//!
+//! clock.advance(Duration::from_secs(100));
+//! assert!(sup.sys_mut().exit(pid, Exit::Exited(1)));
+//! sup.tick(clock.now());
+//! let st = sup.status("rq").unwrap();
+//! assert_eq!(st.state, State::Backoff);
+//! assert_eq!(st.next_retry_at, Some(clock.at(105.0)));
+//! assert_eq!(sup.next_deadline(), Some(clock.at(105.0)));
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::event::Stream;
+use crate::spec::ProcessSpec;
+use crate::state::Exit;
+use crate::sys::{Sys, SysEvent};
+
+/// A clock for tests: an `Instant` origin and a virtual "now" that moves
+/// only when told.
+///
+/// ```
+/// use std::time::Duration;
+/// let mut clock = procsup::testing::VirtualClock::new();
+/// let t0 = clock.now();
+/// clock.advance(Duration::from_millis(1500));
+/// assert_eq!(clock.now() - t0, Duration::from_millis(1500));
+/// assert_eq!(clock.at(1.5), clock.now());
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct VirtualClock {
+    origin: Instant,
+    now: Instant,
+}
+
+impl VirtualClock {
+    /// A clock at second 0.
+    pub fn new() -> Self {
+        let origin = Instant::now();
+        VirtualClock { origin, now: origin }
+    }
+
+    /// The current virtual instant.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Moves time forward.
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+
+    /// Moves time to an instant (not backwards).
+    pub fn set(&mut self, to: Instant) {
+        self.now = self.now.max(to);
+    }
+
+    /// The instant `secs` seconds after second 0, for tests written in
+    /// seconds like the systems they port.
+    pub fn at(&self, secs: f64) -> Instant {
+        self.origin + Duration::from_secs_f64(secs)
+    }
+
+    /// Seconds since second 0 of an instant.
+    pub fn secs(&self, t: Instant) -> f64 {
+        t.saturating_duration_since(self.origin).as_secs_f64()
+    }
+}
+
+impl Default for VirtualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One call to [`Sys::spawn`], as a [`FakeSys`] recorded it.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SpawnRecord {
+    /// The spec the supervisor asked to spawn.
+    pub spec: ProcessSpec,
+    /// What the fake answered.
+    pub result: Result<Pid, Errno>,
+}
+
+/// One call to [`Sys::signal`], as a [`FakeSys`] recorded it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SignalRecord {
+    /// The target.
+    pub pid: Pid,
+    /// The signal.
+    pub signal: Signal,
+    /// Whether it went to the child's process group.
+    pub group: bool,
+    /// Whether the fake reported success.
+    pub delivered: bool,
+}
+
+#[derive(Debug)]
+struct FakeChild {
+    group: bool,
+    /// Exited, but `poll` has not reported it yet (a zombie).
+    exited: bool,
+}
+
+/// A scripted [`Sys`]: no process is ever created.
+///
+/// - Spawns succeed with pids 1000, 1001, ... unless a result was queued
+///   with [`fail_next_spawn`](FakeSys::fail_next_spawn) or
+///   [`next_spawn_pid`](FakeSys::next_spawn_pid).
+/// - A child runs until the test calls [`exit`](FakeSys::exit), or until it
+///   is sent SIGKILL, which ends it at once with `Exit::Signaled(9)`, as in
+///   life. Other signals are only recorded.
+/// - Every spawn and signal is recorded for the test to read back.
+#[derive(Debug)]
+pub struct FakeSys {
+    next_pid: i32,
+    spawn_script: VecDeque<Result<Pid, Errno>>,
+    signal_errors: VecDeque<Errno>,
+    children: HashMap<Pid, FakeChild>,
+    pending: VecDeque<SysEvent>,
+    spawns: Vec<SpawnRecord>,
+    signals: Vec<SignalRecord>,
+    record: bool,
+}
+
+impl Default for FakeSys {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeSys {
+    /// An empty fake.
+    pub fn new() -> Self {
+        FakeSys {
+            next_pid: 1000,
+            spawn_script: VecDeque::new(),
+            signal_errors: VecDeque::new(),
+            children: HashMap::new(),
+            pending: VecDeque::new(),
+            spawns: Vec::new(),
+            signals: Vec::new(),
+            record: true,
+        }
+    }
+
+    /// The next spawn fails with `errno` (queued: call several times to fail
+    /// several spawns).
+    pub fn fail_next_spawn(&mut self, errno: Errno) {
+        self.spawn_script.push_back(Err(errno));
+    }
+
+    /// The next spawn gets this pid (queued).
+    pub fn next_spawn_pid(&mut self, pid: Pid) {
+        self.spawn_script.push_back(Ok(pid));
+    }
+
+    /// The next signal sent fails with `errno` (queued). With `ESRCH` the
+    /// child is treated as having died just before: nothing else changes.
+    pub fn fail_next_signal(&mut self, errno: Errno) {
+        self.signal_errors.push_back(errno);
+    }
+
+    /// Ends a live child; the exit is reported by the next `poll`. Returns
+    /// false (and does nothing) when `pid` is not a live child of this fake.
+    #[must_use = "false means the pid was not a live child"]
+    pub fn exit(&mut self, pid: Pid, exit: Exit) -> bool {
+        match self.children.get_mut(&pid) {
+            Some(c) if !c.exited => {
+                c.exited = true;
+                self.pending.push_back(SysEvent::Exited { pid, exit });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The child writes `data` to a captured stream; reported by the next
+    /// `poll`. Returns false when `pid` is not a live child.
+    #[must_use = "false means the pid was not a live child"]
+    pub fn output(&mut self, pid: Pid, stream: Stream, data: &[u8]) -> bool {
+        match self.children.get(&pid) {
+            Some(c) if !c.exited => {
+                self.pending.push_back(SysEvent::Output { pid, stream, data: data.to_vec() });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `pid` is a child that has not exited.
+    pub fn is_alive(&self, pid: Pid) -> bool {
+        self.children.get(&pid).is_some_and(|c| !c.exited)
+    }
+
+    /// The children that have not exited, in no particular order.
+    pub fn live_pids(&self) -> Vec<Pid> {
+        self.children.iter().filter(|(_, c)| !c.exited).map(|(p, _)| *p).collect()
+    }
+
+    /// Every spawn so far.
+    pub fn spawns(&self) -> &[SpawnRecord] {
+        &self.spawns
+    }
+
+    /// Every signal so far.
+    pub fn signals(&self) -> &[SignalRecord] {
+        &self.signals
+    }
+
+    /// The signals sent to one pid.
+    pub fn signals_to(&self, pid: Pid) -> Vec<Signal> {
+        self.signals.iter().filter(|s| s.pid == pid).map(|s| s.signal).collect()
+    }
+
+    /// Forgets the records and stops recording (for long benchmarks) or
+    /// starts again.
+    pub fn set_recording(&mut self, on: bool) {
+        self.record = on;
+        self.spawns.clear();
+        self.signals.clear();
+    }
+}
+
+impl Sys for FakeSys {
+    fn spawn(&mut self, spec: &ProcessSpec) -> io::Result<Pid> {
+        let result = self.spawn_script.pop_front().unwrap_or_else(|| {
+            let pid = Pid::from_raw(self.next_pid);
+            self.next_pid = self.next_pid.wrapping_add(1).max(2);
+            Ok(pid)
+        });
+        if let Ok(pid) = result {
+            self.children.insert(pid, FakeChild { group: spec.process_group, exited: false });
+        }
+        if self.record {
+            self.spawns.push(SpawnRecord { spec: spec.clone(), result });
+        }
+        result.map_err(|e| io::Error::from_raw_os_error(e as i32))
+    }
+
+    fn signal(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
+        let child = self.children.get(&pid);
+        let group = child.is_some_and(|c| c.group);
+        let result = match (child, self.signal_errors.pop_front()) {
+            (None, _) => Err(Errno::ESRCH),
+            (Some(_), Some(e)) => Err(e),
+            (Some(c), None) => {
+                if signal == Signal::SIGKILL && !c.exited {
+                    let _ = self.exit(pid, Exit::Signaled(Signal::SIGKILL as i32));
+                }
+                Ok(())
+            }
+        };
+        if self.record {
+            self.signals.push(SignalRecord { pid, signal, group, delivered: result.is_ok() });
+        }
+        result.map_err(|e| io::Error::from_raw_os_error(e as i32))
+    }
+
+    fn poll(&mut self, events: &mut Vec<SysEvent>) {
+        for ev in self.pending.drain(..) {
+            if let SysEvent::Exited { pid, .. } = ev {
+                self.children.remove(&pid);
+            }
+            events.push(ev);
+        }
+    }
+}
