@@ -737,7 +737,10 @@ impl<S: Sys> Supervisor<S> {
         self.set_deadline(id, None);
         let shutting_down = self.shutting_down;
         let p = self.p_mut(id);
-        let was_running = p.state == State::Running;
+        // A child reaped in the same tick its grace ran out did live
+        // through it: uptime decides, not whether promote_running ran first.
+        let lived = p.started_at.map(|t| now.saturating_duration_since(t));
+        let was_running = p.state == State::Running || lived.is_some_and(|u| u >= p.spec.start_grace);
         match p.after_exit {
             AfterExit::Remove => {
                 p.state = State::Stopped;
