@@ -56,14 +56,7 @@ const DEFAULT_JITTER: f64 = 0.25;
 
 impl Backoff {
     fn new(growth: Growth, initial: Duration, max: Duration, jitter: f64) -> Self {
-        Backoff {
-            growth,
-            initial,
-            max,
-            jitter,
-            floor: Duration::ZERO,
-            immediate_after_running: false,
-        }
+        Backoff { growth, initial, max, jitter, floor: Duration::ZERO, immediate_after_running: false }
     }
 
     /// Restart at once, every time.

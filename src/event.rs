@@ -252,11 +252,9 @@ impl fmt::Display for Event {
                 logfmt_value(f, message)
             }
             Event::Running { pid, .. } | Event::Killed { pid, .. } => write!(f, " pid={pid}"),
-            Event::Exited { pid, exit, uptime, restart_count, .. } => write!(
-                f,
-                " pid={pid} {exit} uptime_ms={} restarts={restart_count}",
-                uptime.as_millis()
-            ),
+            Event::Exited { pid, exit, uptime, restart_count, .. } => {
+                write!(f, " pid={pid} {exit} uptime_ms={} restarts={restart_count}", uptime.as_millis())
+            }
             Event::Backoff { delay, failure_streak, .. } => {
                 write!(f, " delay_ms={} failures={failure_streak}", delay.as_millis())
             }

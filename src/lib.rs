@@ -29,7 +29,7 @@
 //!             .unwrap_or(PollTimeout::MAX),
 //!         None => PollTimeout::NONE,
 //!     };
-//!     let fds: Vec<_> = sup.sys().readiness_fds();
+//!     let fds: Vec<_> = sup.readiness_fds();
 //!     let mut pollfds: Vec<_> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
 //!     let _ = poll(&mut pollfds, timeout);
 //!     // 2. One tick does all that is due: reap, kill, promote, restart.

@@ -399,10 +399,7 @@ impl ProcessSpec {
 
     /// Checks everything `add_process` promises to check.
     pub(crate) fn validate(&self) -> Result<(), Error> {
-        self.check().map_err(|reason| Error::InvalidSpec {
-            name: self.name.clone(),
-            reason,
-        })
+        self.check().map_err(|reason| Error::InvalidSpec { name: self.name.clone(), reason })
     }
 
     fn check(&self) -> Result<(), String> {

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -481,6 +482,14 @@ impl<S: Sys> Supervisor<S> {
     /// only through calls on this supervisor: recompute it after each.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.next()
+    }
+
+    /// The file descriptors a host polls for readability to learn that a
+    /// child exited or wrote captured output: then it calls
+    /// [`tick`](Supervisor::tick). With [`UnixSys`] on Linux this is one
+    /// epoll fd that stays the same for the supervisor's life.
+    pub fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.sys.readiness_fds()
     }
 
     /// Takes the oldest pending event.

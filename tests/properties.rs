@@ -270,10 +270,8 @@ proptest! {
 fn instant_arithmetic_never_overflows_with_max_durations() {
     let max = procsup::MAX_DURATION;
     let mut sup = Supervisor::with_sys(FakeSys::new());
-    sup.add_process(
-        ProcessSpec::new("a", "p").start_grace(max).stop_timeout(max).backoff(Backoff::fixed(max)),
-    )
-    .unwrap();
+    sup.add_process(ProcessSpec::new("a", "p").start_grace(max).stop_timeout(max).backoff(Backoff::fixed(max)))
+        .unwrap();
     let now = Instant::now();
     sup.start_process("a", now).unwrap();
     sup.stop_process("a", now).unwrap();

@@ -142,10 +142,7 @@ fn max_attempts_stops_restarts() {
     assert_eq!(restart_worker(&mut h), None);
     assert_eq!(h.delays("worker").len(), backoffs, "no wait was scheduled");
     assert_eq!(h.state("worker"), State::Fatal);
-    assert!(matches!(
-        h.log.last(),
-        Some(Event::Fatal { reason: FatalReason::GaveUp { failures: 3 }, .. })
-    ));
+    assert!(matches!(h.log.last(), Some(Event::Fatal { reason: FatalReason::GaveUp { failures: 3 }, .. })));
     assert_eq!(h.sup.next_deadline(), None);
 }
 

@@ -311,7 +311,10 @@ fn otp_intensity_window() {
     h.exit("a", Exit::Exited(1));
     h.tick();
     assert_eq!(h.state("a"), State::Fatal);
-    assert!(matches!(h.log.last(), Some(Event::Fatal { reason: FatalReason::TooManyRestarts { max_restarts: 3, .. }, .. })));
+    assert!(matches!(
+        h.log.last(),
+        Some(Event::Fatal { reason: FatalReason::TooManyRestarts { max_restarts: 3, .. }, .. })
+    ));
 
     let mut h = h1(otp());
     h.start("a");
@@ -341,7 +344,9 @@ fn gunicorn_fixed_delay_after_every_exit() {
 
 #[test]
 fn restart_process_in_every_state() {
-    for from in [State::Stopped, State::Starting, State::Running, State::Backoff, State::Stopping, State::Exited, State::Fatal] {
+    for from in
+        [State::Stopped, State::Starting, State::Running, State::Backoff, State::Stopping, State::Exited, State::Fatal]
+    {
         let mut h = h1(any_state());
         into_state(&mut h, from);
         let now = h.now();
@@ -369,7 +374,9 @@ fn start_while_stopping_starts_after_the_exit() {
 
 #[test]
 fn stop_and_start_in_every_state_never_fail() {
-    for from in [State::Stopped, State::Starting, State::Running, State::Backoff, State::Stopping, State::Exited, State::Fatal] {
+    for from in
+        [State::Stopped, State::Starting, State::Running, State::Backoff, State::Stopping, State::Exited, State::Fatal]
+    {
         let mut h = h1(any_state());
         into_state(&mut h, from);
         let now = h.now();

@@ -510,7 +510,7 @@ fn waitpid_nohang(pid: Pid) -> Option<Exit> {
                 } else {
                     // Stopped/continued are not reported without WUNTRACED.
                     return None;
-                })
+                });
             }
             _ => match Errno::last() {
                 Errno::EINTR => continue,

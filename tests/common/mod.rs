@@ -24,7 +24,11 @@ impl Harness {
     }
 
     pub fn seeded(seed: u64) -> Self {
-        Harness { sup: Supervisor::with_sys(FakeSys::new()).with_seed(seed), clock: VirtualClock::new(), log: Vec::new() }
+        Harness {
+            sup: Supervisor::with_sys(FakeSys::new()).with_seed(seed),
+            clock: VirtualClock::new(),
+            log: Vec::new(),
+        }
     }
 
     pub fn with(specs: impl IntoIterator<Item = ProcessSpec>) -> Self {

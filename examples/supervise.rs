@@ -1,0 +1,280 @@
+//! `supervise`: a small host that supervises real programs and prints one
+//! logfmt line per event on stdout.
+//!
+//! ```text
+//! cargo run --example supervise -- --backoff exp:0.1:2 --give-up 5 -- sh -c 'echo hi; exit 1'
+//! cargo run --example supervise -- -p web="python3 -m http.server 8000" -p worker="sleep 30"
+//! ```
+//!
+//! SIGTERM or SIGINT: graceful shutdown, exit 0 once everything stopped.
+//! It sleeps until `next_deadline()` or a readiness fd, never on a fixed
+//! polling interval.
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use procsup::{Backoff, Exit, ProcessSpec, RestartPolicy, Signal, State, Supervisor};
+
+const USAGE: &str = "\
+usage: supervise [OPTIONS] -- PROGRAM [ARGS...]
+       supervise [OPTIONS] -p NAME=COMMAND [-p NAME=COMMAND ...]
+
+Supervises programs and prints one logfmt line per event on stdout.
+COMMAND is split on whitespace (no shell). SECS are decimal seconds.
+
+options:
+  -p, --process NAME=COMMAND   a process to supervise (repeatable)
+  --name NAME                  name of the PROGRAM form's process (default: its file name)
+  --start-grace SECS           alive this long counts as started (default 1)
+  --backoff fixed:SECS|exp:INITIAL:MAX[:JITTER]
+                               delay before a restart (default exp:0.1:60:0.25)
+  --restart always|on-failure|never   (default always)
+  --give-up N                  fatal after N consecutive failed starts
+  --stop-timeout SECS          SIGKILL this long after the stop signal (default 10)
+  --stop-signal NAME           TERM, SIGTERM, INT, HUP, ... (default TERM)
+  --exit-when-idle             exit when nothing runs or waits to restart:
+                               0 if every process ended with success, else 1
+  -h, --help                   this text
+
+signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.";
+
+#[derive(Debug)]
+struct Args {
+    processes: Vec<(String, Vec<String>)>,
+    start_grace: Duration,
+    backoff: Backoff,
+    restart: RestartPolicy,
+    give_up: Option<u32>,
+    stop_timeout: Duration,
+    stop_signal: Signal,
+    exit_when_idle: bool,
+}
+
+fn secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(v).map_err(|_| format!("{s:?} is not a valid number of seconds"))
+}
+
+fn parse_backoff(s: &str) -> Result<Backoff, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    match parts.as_slice() {
+        ["fixed", d] => Ok(Backoff::fixed(secs(d)?)),
+        ["exp", initial, max] => Ok(Backoff::exponential(secs(initial)?).max(secs(max)?)),
+        ["exp", initial, max, jitter] => {
+            let j: f64 = jitter.parse().map_err(|_| format!("jitter {jitter:?} is not a number"))?;
+            if !(0.0..=1.0).contains(&j) {
+                return Err(format!("jitter {jitter} is not between 0 and 1"));
+            }
+            Ok(Backoff::exponential(secs(initial)?).max(secs(max)?).jitter(j))
+        }
+        _ => Err(format!("--backoff {s:?}: expected fixed:SECS or exp:INITIAL:MAX[:JITTER]")),
+    }
+}
+
+fn parse_signal(s: &str) -> Result<Signal, String> {
+    let upper = s.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    Signal::from_str(&full).map_err(|_| format!("unknown signal {s:?}"))
+}
+
+fn parse_process(s: &str) -> Result<(String, Vec<String>), String> {
+    let (name, cmd) = s.split_once('=').ok_or_else(|| format!("-p {s:?}: expected NAME=COMMAND"))?;
+    let argv: Vec<String> = cmd.split_whitespace().map(str::to_owned).collect();
+    if name.is_empty() || argv.is_empty() {
+        return Err(format!("-p {s:?}: NAME and COMMAND must not be empty"));
+    }
+    Ok((name.to_owned(), argv))
+}
+
+fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut a = Args {
+        processes: Vec::new(),
+        start_grace: Duration::from_secs(1),
+        backoff: Backoff::default(),
+        restart: RestartPolicy::Always,
+        give_up: None,
+        stop_timeout: Duration::from_secs(10),
+        stop_signal: Signal::SIGTERM,
+        exit_when_idle: false,
+    };
+    let mut name = None;
+    let mut program = None;
+    while let Some(arg) = argv.next() {
+        let mut value = |flag: &str| argv.next().ok_or_else(|| format!("{flag} needs a value"));
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--" => {
+                let rest: Vec<String> = argv.by_ref().collect();
+                if rest.is_empty() {
+                    return Err("nothing to run after --".into());
+                }
+                program = Some(rest);
+            }
+            "-p" | "--process" => a.processes.push(parse_process(&value(&arg)?)?),
+            "--name" => name = Some(value(&arg)?),
+            "--start-grace" => a.start_grace = secs(&value(&arg)?)?,
+            "--backoff" => a.backoff = parse_backoff(&value(&arg)?)?,
+            "--restart" => {
+                a.restart = match value(&arg)?.as_str() {
+                    "always" => RestartPolicy::Always,
+                    "on-failure" => RestartPolicy::OnFailure,
+                    "never" => RestartPolicy::Never,
+                    other => return Err(format!("--restart {other:?}: expected always, on-failure or never")),
+                }
+            }
+            "--give-up" => {
+                let v = value(&arg)?;
+                a.give_up = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| format!("--give-up {v:?}: expected a whole number above 0"))?,
+                );
+            }
+            "--stop-timeout" => a.stop_timeout = secs(&value(&arg)?)?,
+            "--stop-signal" => a.stop_signal = parse_signal(&value(&arg)?)?,
+            "--exit-when-idle" => a.exit_when_idle = true,
+            other => return Err(format!("unknown option {other:?} (try --help)")),
+        }
+    }
+    match (program, a.processes.is_empty()) {
+        (Some(argv), true) => {
+            let default = std::path::Path::new(&argv[0]).file_name().map(|f| f.to_string_lossy().into_owned());
+            let name = name.or(default).ok_or("cannot name the process: use --name")?;
+            a.processes.push((name, argv));
+        }
+        (Some(_), false) => return Err("use either -- PROGRAM or -p, not both".into()),
+        (None, true) => return Err("nothing to supervise (try --help)".into()),
+        (None, false) if name.is_some() => return Err("--name goes with the -- PROGRAM form".into()),
+        (None, false) => {}
+    }
+    Ok(Some(a))
+}
+
+fn spec(a: &Args, name: &str, argv: &[String]) -> ProcessSpec {
+    let mut s = ProcessSpec::new(name, &argv[0])
+        .args(&argv[1..])
+        .start_grace(a.start_grace)
+        .backoff(a.backoff.clone())
+        .restart(a.restart)
+        .stop_timeout(a.stop_timeout)
+        .stop_signal(a.stop_signal);
+    if let Some(n) = a.give_up {
+        s = s.give_up_after(n);
+    }
+    s
+}
+
+/// Signal flags set by handlers, and a socket they write to so `poll` wakes.
+struct Signals {
+    stop: Arc<AtomicBool>,
+    wake: UnixStream,
+}
+
+fn install_signals() -> io::Result<Signals> {
+    let (wake, waker) = UnixStream::pair()?;
+    wake.set_nonblocking(true)?;
+    waker.set_nonblocking(true)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    // SIGCHLD only wakes the loop: needed where there are no pidfds.
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGCHLD] {
+        signal_hook::low_level::pipe::register(sig, waker.try_clone()?)?;
+    }
+    Ok(Signals { stop, wake })
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("supervise: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut sup = Supervisor::new();
+    for (name, argv) in &args.processes {
+        if let Err(e) = sup.add_process(spec(&args, name, argv)) {
+            eprintln!("supervise: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    match run(&mut sup, &args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("supervise: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(sup: &mut Supervisor, args: &Args) -> io::Result<ExitCode> {
+    let signals = install_signals()?;
+    let mut out = io::stdout().lock();
+    sup.start_all(Instant::now()).map_err(io::Error::other)?;
+    let mut stopping = false;
+    loop {
+        for event in sup.drain_events() {
+            writeln!(out, "{event}")?;
+        }
+        out.flush()?;
+        if stopping && sup.is_idle() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if args.exit_when_idle && !stopping && sup.is_idle() {
+            return Ok(idle_exit_code(sup));
+        }
+        wait(sup, &signals)?;
+        let now = Instant::now();
+        if signals.stop.swap(false, Ordering::Relaxed) && !stopping {
+            stopping = true;
+            sup.shutdown(now);
+        }
+        sup.tick(now);
+    }
+}
+
+/// Sleeps until a readiness fd or the wake socket is readable, or the next
+/// deadline.
+fn wait(sup: &Supervisor, signals: &Signals) -> io::Result<()> {
+    let timeout = match sup.next_deadline() {
+        Some(t) => PollTimeout::try_from(t.saturating_duration_since(Instant::now())).unwrap_or(PollTimeout::MAX),
+        None => PollTimeout::NONE,
+    };
+    let ready = sup.readiness_fds();
+    let mut fds: Vec<PollFd> = ready.iter().map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
+    fds.push(PollFd::new(signals.wake.as_fd(), PollFlags::POLLIN));
+    match poll(&mut fds, timeout) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut buf = [0u8; 64];
+    while matches!((&signals.wake).read(&mut buf), Ok(n) if n > 0) {}
+    Ok(())
+}
+
+fn idle_exit_code(sup: &Supervisor) -> ExitCode {
+    let all_ok = sup.statuses().iter().all(|st| {
+        let spec = sup.spec(&st.name).expect("listed names exist");
+        st.state == State::Exited
+            && matches!(st.last_exit, Some(Exit::Exited(c)) if spec.get_success_codes().contains(&c))
+    });
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,143 @@
+//! Helpers for tests with real processes: one lock, a host loop bounded by
+//! a deadline, and a guard that kills and reaps every child it started.
+#![allow(dead_code)]
+
+use std::os::fd::AsFd;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use procsup::{Event, ProcessSpec, Signal, Supervisor, UnixSys};
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+/// Real-process tests run one at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Both ways `UnixSys` can wait: pidfds and the waitpid fallback.
+pub fn both_paths() -> [(&'static str, UnixSys); 2] {
+    [("pidfd", UnixSys::new()), ("waitpid", UnixSys::without_pidfd())]
+}
+
+/// A supervisor that shuts down, SIGKILLs and reaps all its children on drop,
+/// also when the test panics.
+pub struct Host {
+    pub sup: Supervisor<UnixSys>,
+    pub log: Vec<(Instant, Event)>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Host {
+    pub fn new(sys: UnixSys) -> Self {
+        Host { sup: Supervisor::with_sys(sys), log: Vec::new(), _serial: serial() }
+    }
+
+    pub fn add(&mut self, spec: ProcessSpec) {
+        self.sup.add_process(spec).expect("valid spec");
+    }
+
+    pub fn start_all(&mut self) {
+        self.sup.start_all(Instant::now()).unwrap();
+        self.drain(Instant::now());
+    }
+
+    fn drain(&mut self, now: Instant) {
+        for e in self.sup.drain_events() {
+            self.log.push((now, e));
+        }
+    }
+
+    /// One turn of the host loop: sleep until readiness or the next
+    /// deadline (at most `cap`, so the fallback path also sees exits), then
+    /// tick.
+    pub fn turn(&mut self, cap: Duration) {
+        let now = Instant::now();
+        let wait = self.sup.next_deadline().map_or(cap, |t| t.saturating_duration_since(now).min(cap));
+        {
+            let fds = self.sup.readiness_fds();
+            let mut pfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
+            let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+            let _ = poll(&mut pfds, timeout);
+        }
+        let now = Instant::now();
+        self.sup.tick(now);
+        self.drain(now);
+    }
+
+    /// Runs the host loop until `done` holds, or panics after `limit`.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Self) -> bool) {
+        let end = Instant::now() + limit;
+        while !done(self) {
+            assert!(Instant::now() < end, "condition not met within {limit:?}; events: {:#?}", self.kinds());
+            self.turn(Duration::from_millis(20));
+        }
+    }
+
+    pub fn count(&self, kind: &str) -> usize {
+        self.log.iter().filter(|(_, e)| e.kind() == kind).count()
+    }
+
+    pub fn kinds(&self) -> Vec<String> {
+        self.log.iter().map(|(_, e)| e.to_string()).collect()
+    }
+
+    pub fn events(&self, kind: &str) -> Vec<&Event> {
+        self.log.iter().filter(|(_, e)| e.kind() == kind).map(|(_, e)| e).collect()
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.log
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::Output { line, .. } => Some(procsup::escape(line)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        self.sup.shutdown(now);
+        for st in self.sup.statuses() {
+            if let Some(pid) = st.pid {
+                let _ = procsup::Sys::signal(self.sup.sys_mut(), pid, Signal::SIGKILL);
+            }
+        }
+        let end = Instant::now() + Duration::from_secs(10);
+        while !self.sup.is_idle() && Instant::now() < end {
+            self.turn(Duration::from_millis(10));
+        }
+        if !self.sup.is_idle() && !std::thread::panicking() {
+            panic!("children left behind: {:?}", self.sup.statuses());
+        }
+    }
+}
+
+/// Whether a pid is alive and not a zombie, from /proc.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
+            !matches!(state, Some('Z') | Some('X') | None)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Waits until `cond` holds or `limit` passes; returns whether it held.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
