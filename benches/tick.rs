@@ -17,7 +17,8 @@ fn started(n: usize, backoff: Backoff) -> (Supervisor<FakeSys>, Instant) {
     let mut sup = Supervisor::with_sys(FakeSys::new()).with_seed(1);
     sup.sys_mut().set_recording(false);
     for i in 0..n {
-        let spec = ProcessSpec::new(format!("p{i}"), "prog").start_grace(Duration::from_secs(3600)).backoff(backoff.clone());
+        let spec =
+            ProcessSpec::new(format!("p{i}"), "prog").start_grace(Duration::from_secs(3600)).backoff(backoff.clone());
         sup.add_process(spec).unwrap();
     }
     let t0 = Instant::now();

@@ -99,3 +99,8 @@ pub use sys::{Sys, SysEvent, UnixSys};
 
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
