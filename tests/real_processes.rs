@@ -14,8 +14,8 @@ fn ms(n: u64) -> Duration {
 
 #[test]
 fn crashing_child_is_respawned_after_its_backoff() {
-    for (path, sys) in both_paths() {
-        let mut h = Host::new(sys);
+    for (path, make_sys) in both_paths() {
+        let mut h = Host::new(make_sys());
         h.add(
             ProcessSpec::new("crash", "sh")
                 .args(["-c", "exit 1"])
@@ -35,9 +35,9 @@ fn crashing_child_is_respawned_after_its_backoff() {
 
 #[test]
 fn host_children_keep_their_exit_status() {
-    for (path, sys) in both_paths() {
+    for (path, make_sys) in both_paths() {
         let mut mine = std::process::Command::new("sh").args(["-c", "sleep 0.2; exit 7"]).spawn().unwrap();
-        let mut h = Host::new(sys);
+        let mut h = Host::new(make_sys());
         h.add(ProcessSpec::new("crash", "sh").args(["-c", "exit 1"]).backoff(Backoff::fixed(ms(10))));
         h.start_all();
         // Many reaps happen while the host's own child exits.
@@ -67,13 +67,14 @@ fn env_and_cwd_reach_the_child() {
 
 #[test]
 fn stop_escalates_to_sigkill_only_when_needed() {
-    for (path, sys) in both_paths() {
-        let mut h = Host::new(sys);
+    for (path, make_sys) in both_paths() {
+        let mut h = Host::new(make_sys());
         // Exits 0.5 s after SIGTERM; ignores SIGTERM.
         h.add(
             ProcessSpec::new("polite", "sh")
                 .args(["-c", "trap 'sleep 0.5; exit 0' TERM; while :; do sleep 0.05; done"])
-                .stop_timeout(Duration::from_secs(3)),
+                .stop_timeout(Duration::from_secs(3))
+                .stderr(Output::Null),
         );
         h.add(
             ProcessSpec::new("deaf", "sh")

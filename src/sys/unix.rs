@@ -123,8 +123,9 @@ impl UnixSys {
         }
     }
 
-    /// Reads what a pipe holds now. Returns false at end of file.
-    fn drain_pipe(&mut self, pid: Pid, slot: usize, events: &mut Vec<SysEvent>) -> bool {
+    /// Reads what a pipe holds now, up to `budget` bytes. Returns false at
+    /// end of file.
+    fn drain_pipe(&mut self, pid: Pid, slot: usize, budget: usize, events: &mut Vec<SysEvent>) -> bool {
         let Some(child) = self.children.get(&pid) else { return false };
         let Some(fd) = child.pipes[slot].as_ref() else { return false };
         let stream = if slot == 0 { Stream::Stdout } else { Stream::Stderr };
@@ -135,7 +136,7 @@ impl UnixSys {
                 Ok(n) => {
                     events.push(SysEvent::Output { pid, stream, data: self.buf[..n].to_vec() });
                     total += n;
-                    if total >= READ_BUDGET {
+                    if total >= budget {
                         return true;
                     }
                 }
@@ -160,7 +161,7 @@ impl UnixSys {
         for slot in 0..2 {
             // Whatever is buffered now is the child's last word; a
             // grandchild holding the pipe open is not waited for.
-            self.drain_pipe(pid, slot, events);
+            self.drain_pipe(pid, slot, usize::MAX, events);
             self.close_pipe(pid, slot);
         }
         if let Some(child) = self.children.remove(&pid) {
@@ -196,7 +197,7 @@ impl UnixSys {
                 }
                 slot => {
                     let slot = slot as usize - 1;
-                    if !self.drain_pipe(pid, slot, events) {
+                    if !self.drain_pipe(pid, slot, READ_BUDGET, events) {
                         self.close_pipe(pid, slot);
                     }
                 }

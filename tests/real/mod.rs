@@ -2,8 +2,10 @@
 //! a deadline, and a guard that kills and reaps every child it started.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::os::fd::AsFd;
-use std::sync::{Mutex, MutexGuard};
+use std::os::unix::net::UnixStream;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -11,14 +13,36 @@ use procsup::{Event, ProcessSpec, Signal, Supervisor, UnixSys};
 
 static LOCK: Mutex<()> = Mutex::new(());
 
+/// A socket that becomes readable on SIGCHLD: how a host on the waitpid
+/// fallback (no pidfds) learns that a child exited.
+fn sigchld_wake() -> &'static UnixStream {
+    static WAKE: OnceLock<UnixStream> = OnceLock::new();
+    WAKE.get_or_init(|| {
+        let (r, w) = UnixStream::pair().unwrap();
+        r.set_nonblocking(true).unwrap();
+        w.set_nonblocking(true).unwrap();
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGCHLD, w).unwrap();
+        r
+    })
+}
+
+/// Creates the process-wide test fixtures (the SIGCHLD socket) now, so that
+/// a test counting fds does not see them appear.
+pub fn init() {
+    let _ = sigchld_wake();
+}
+
 /// Real-process tests run one at a time.
 pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Both ways `UnixSys` can wait: pidfds and the waitpid fallback.
-pub fn both_paths() -> [(&'static str, UnixSys); 2] {
-    [("pidfd", UnixSys::new()), ("waitpid", UnixSys::without_pidfd())]
+pub type MakeSys = fn() -> UnixSys;
+
+/// Both ways `UnixSys` can wait, pidfds and the waitpid fallback, as
+/// constructors (so a test can count fds before one is made).
+pub fn both_paths() -> [(&'static str, MakeSys); 2] {
+    [("pidfd", UnixSys::new), ("waitpid", UnixSys::without_pidfd)]
 }
 
 /// A supervisor that shuts down, SIGKILLs and reaps all its children on drop,
@@ -58,9 +82,12 @@ impl Host {
         {
             let fds = self.sup.readiness_fds();
             let mut pfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
+            pfds.push(PollFd::new(sigchld_wake().as_fd(), PollFlags::POLLIN));
             let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
             let _ = poll(&mut pfds, timeout);
         }
+        let mut buf = [0u8; 64];
+        while matches!(sigchld_wake().read(&mut buf), Ok(n) if n > 0) {}
         let now = Instant::now();
         self.sup.tick(now);
         self.drain(now);
