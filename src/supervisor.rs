@@ -485,9 +485,21 @@ impl<S: Sys> Supervisor<S> {
     }
 
     /// The file descriptors a host polls for readability to learn that a
-    /// child exited or wrote captured output: then it calls
-    /// [`tick`](Supervisor::tick). With [`UnixSys`] on Linux this is one
-    /// epoll fd that stays the same for the supervisor's life.
+    /// child exited or wrote captured output. With [`UnixSys`] on Linux
+    /// this is one epoll fd that stays the same for the supervisor's life,
+    /// so a host may register it once with its own `epoll`, `mio` or tokio
+    /// `AsyncFd`.
+    ///
+    /// The fd is level-triggered: it stays readable until
+    /// [`tick`](Supervisor::tick) (or
+    /// [`reap_processes`](Supervisor::reap_processes)) has collected what
+    /// is ready. So the rule is: **when it is readable, tick before waiting
+    /// again** — otherwise the wait returns at once, forever.
+    ///
+    /// Without pidfds (old kernels, other Unixes,
+    /// [`UnixSys::without_pidfd`]) it only reports captured output, not
+    /// exits: such a host must also wake on SIGCHLD (its own handler, e.g.
+    /// `signal-hook`'s pipe) or tick on a timer.
     pub fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
         self.sys.readiness_fds()
     }

@@ -132,3 +132,48 @@ fn missing_program_is_a_spawn_failure() {
     assert_eq!((st.state, st.last_spawn_error), (State::Fatal, Some(Errno::ENOENT)));
     assert_eq!(h.events("spawn_failed").len(), 4, "ghost-fatal tried once");
 }
+
+#[test]
+fn without_a_group_only_the_child_is_signalled() {
+    let mut h = Host::new(procsup::UnixSys::new());
+    h.add(
+        ProcessSpec::new("tree", "sh")
+            .args(["-c", "sleep 1000 & echo $!; wait"])
+            .stdout(Output::Capture)
+            .process_group(false)
+            .die_with_parent(None)
+            .stop_timeout(ms(500)),
+    );
+    h.start_all();
+    h.run_until(Duration::from_secs(5), |h| !h.lines().is_empty());
+    let grandchild: i32 = h.lines()[0].parse().unwrap();
+    h.sup.stop_process("tree", std::time::Instant::now()).unwrap();
+    h.run_until(Duration::from_secs(5), |h| h.count("stopped") == 1);
+    let survived = alive(grandchild);
+    // Clean up what the test started before asserting.
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(grandchild), nix::sys::signal::Signal::SIGKILL);
+    assert!(survived, "the grandchild was signalled although the child has no group");
+}
+
+#[test]
+fn a_reaped_pid_is_never_signalled() {
+    use procsup::Sys;
+    for (path, make_sys) in both_paths() {
+        let _serial = real::serial();
+        let mut sys = make_sys();
+        let pid = sys.spawn(&ProcessSpec::new("t", "true")).unwrap();
+        let mut events = Vec::new();
+        assert!(
+            wait_for(Duration::from_secs(5), || {
+                sys.poll(&mut events);
+                events.iter().any(|e| matches!(e, procsup::SysEvent::Exited { pid: p, .. } if *p == pid))
+            }),
+            "{path}"
+        );
+        let err = sys.signal(pid, procsup::Signal::SIGKILL).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ESRCH), "{path}");
+        // And a pid that was never ours is refused without a system call.
+        let err = sys.signal(nix::unistd::Pid::from_raw(1), procsup::Signal::SIGTERM).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ESRCH), "{path}");
+    }
+}
