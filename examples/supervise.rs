@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use procsup::{Backoff, Exit, ProcessSpec, RestartPolicy, Signal, State, Supervisor};
+use procsup::{Backoff, Exit, ProcessSpec, RestartPolicy, Signal, State, Supervisor, UnixSys};
 
 const USAGE: &str = "\
 usage: supervise [OPTIONS] -- PROGRAM [ARGS...]
@@ -41,6 +41,10 @@ options:
   --stop-signal NAME           TERM, SIGTERM, INT, HUP, ... (default TERM)
   --exit-when-idle             exit when nothing runs or waits to restart:
                                0 if every process ended with success, else 1
+  --state-dir DIR              record live children in DIR; on start, stop
+                               what a crashed earlier run left behind
+  --no-die-with-parent         let children outlive this host (by default
+                               they get SIGKILL when it dies)
   -h, --help                   this text
 
 signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.";
@@ -55,6 +59,8 @@ struct Args {
     stop_timeout: Duration,
     stop_signal: Signal,
     exit_when_idle: bool,
+    state_dir: Option<std::path::PathBuf>,
+    die_with_parent: bool,
 }
 
 fn secs(s: &str) -> Result<Duration, String> {
@@ -103,6 +109,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         stop_timeout: Duration::from_secs(10),
         stop_signal: Signal::SIGTERM,
         exit_when_idle: false,
+        state_dir: None,
+        die_with_parent: true,
     };
     let mut name = None;
     let mut program = None;
@@ -141,6 +149,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--stop-timeout" => a.stop_timeout = secs(&value(&arg)?)?,
             "--stop-signal" => a.stop_signal = parse_signal(&value(&arg)?)?,
             "--exit-when-idle" => a.exit_when_idle = true,
+            "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
+            "--no-die-with-parent" => a.die_with_parent = false,
             other => return Err(format!("unknown option {other:?} (try --help)")),
         }
     }
@@ -166,6 +176,9 @@ fn spec(a: &Args, name: &str, argv: &[String]) -> ProcessSpec {
         .restart(a.restart)
         .stop_timeout(a.stop_timeout)
         .stop_signal(a.stop_signal);
+    if !a.die_with_parent {
+        s = s.die_with_parent(None);
+    }
     if let Some(n) = a.give_up {
         s = s.give_up_after(n);
     }
@@ -205,7 +218,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut sup = Supervisor::new();
+    let sys = match &args.state_dir {
+        Some(dir) => match UnixSys::new().state_dir(dir) {
+            Ok(sys) => sys,
+            Err(e) => {
+                eprintln!("supervise: --state-dir: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => UnixSys::new(),
+    };
+    let mut sup = Supervisor::with_sys(sys);
     for (name, argv) in &args.processes {
         if let Err(e) = sup.add_process(spec(&args, name, argv)) {
             eprintln!("supervise: {e}");

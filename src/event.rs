@@ -8,6 +8,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::orphans::Discard;
 use crate::output::escape;
 use crate::state::Exit;
 
@@ -171,6 +172,46 @@ pub enum Event {
         /// Process name.
         name: Arc<str>,
     },
+    /// A process left by an earlier run (state directory) was found alive
+    /// and sent its stop signal.
+    OrphanStopping {
+        /// The record's name.
+        name: Arc<str>,
+        /// The orphan.
+        pid: Pid,
+        /// The signal sent (to its group).
+        signal: Signal,
+        /// When SIGKILL follows.
+        kill_at: Instant,
+    },
+    /// An orphan outlived its stop timeout: SIGKILL was sent.
+    OrphanKilled {
+        /// The record's name.
+        name: Arc<str>,
+        /// The orphan.
+        pid: Pid,
+    },
+    /// An orphan is gone and its record removed.
+    OrphanGone {
+        /// The record's name.
+        name: Arc<str>,
+        /// The orphan.
+        pid: Pid,
+    },
+    /// A record was removed without signalling anything.
+    OrphanDiscarded {
+        /// The record's name.
+        name: Arc<str>,
+        /// Why.
+        reason: Discard,
+    },
+    /// A record that is not a regular file (a symlink...) was left alone.
+    OrphanRefused {
+        /// The record's name.
+        name: Arc<str>,
+        /// What it is.
+        reason: String,
+    },
     /// One line of captured output (without its `\n`; raw bytes, maybe
     /// not UTF-8; `Display` escapes invalid bytes as `\xNN`).
     Output {
@@ -199,13 +240,19 @@ impl Event {
             | Event::Killed { name, .. }
             | Event::Stopped { name }
             | Event::Removed { name }
+            | Event::OrphanStopping { name, .. }
+            | Event::OrphanKilled { name, .. }
+            | Event::OrphanGone { name, .. }
+            | Event::OrphanDiscarded { name, .. }
+            | Event::OrphanRefused { name, .. }
             | Event::Output { name, .. } => name,
         }
     }
 
     /// The short lowercase kind: `spawned`, `spawn_failed`, `running`,
     /// `exited`, `backoff`, `fatal`, `stopping`, `killed`, `stopped`,
-    /// `removed`, `output`.
+    /// `removed`, `orphan_stopping`, `orphan_killed`, `orphan_gone`,
+    /// `orphan_discarded`, `orphan_refused`, `output`.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Spawned { .. } => "spawned",
@@ -218,6 +265,11 @@ impl Event {
             Event::Killed { .. } => "killed",
             Event::Stopped { .. } => "stopped",
             Event::Removed { .. } => "removed",
+            Event::OrphanStopping { .. } => "orphan_stopping",
+            Event::OrphanKilled { .. } => "orphan_killed",
+            Event::OrphanGone { .. } => "orphan_gone",
+            Event::OrphanDiscarded { .. } => "orphan_discarded",
+            Event::OrphanRefused { .. } => "orphan_refused",
             Event::Output { .. } => "output",
         }
     }
@@ -251,7 +303,16 @@ impl fmt::Display for Event {
                 write!(f, " errno={errno:?} error=")?;
                 logfmt_value(f, message)
             }
-            Event::Running { pid, .. } | Event::Killed { pid, .. } => write!(f, " pid={pid}"),
+            Event::Running { pid, .. }
+            | Event::Killed { pid, .. }
+            | Event::OrphanKilled { pid, .. }
+            | Event::OrphanGone { pid, .. } => write!(f, " pid={pid}"),
+            Event::OrphanStopping { pid, signal, .. } => write!(f, " pid={pid} signal={}", signal.as_str()),
+            Event::OrphanDiscarded { reason, .. } => write!(f, " reason={}", reason.as_str()),
+            Event::OrphanRefused { reason, .. } => {
+                f.write_str(" reason=")?;
+                logfmt_value(f, reason)
+            }
             Event::Exited { pid, exit, uptime, restart_count, .. } => {
                 write!(f, " pid={pid} {exit} uptime_ms={} restarts={restart_count}", uptime.as_millis())
             }

@@ -80,6 +80,7 @@
 mod backoff;
 mod error;
 mod event;
+mod orphans;
 mod output;
 mod spec;
 mod state;
@@ -91,6 +92,7 @@ mod timers;
 pub use backoff::Backoff;
 pub use error::{Error, Result};
 pub use event::{Event, FatalReason, Stream};
+pub use orphans::{Discard, Orphan, OrphanScan};
 pub use output::{escape, MAX_LINE};
 pub use spec::{Output, ProcessSpec, RestartPolicy, MAX_DURATION, MAX_NAME_LEN};
 pub use state::{Exit, ProcessStatus, State};

@@ -271,7 +271,32 @@ impl ProcessSpec {
 
     /// The signal the child gets when the host dies (Linux
     /// `PR_SET_PDEATHSIG`), or `None` to let it outlive the host.
-    /// Default SIGKILL.
+    ///
+    /// Default SIGKILL: once the host is gone nobody escalates a stop, so a
+    /// child that ignores a gentler signal would live on holding its ports.
+    /// Pick the stop signal instead if children must clean up, and accept
+    /// that one that ignores it survives.
+    ///
+    /// The child also checks, right after setting it, that the host is
+    /// still its parent, and signals itself if not: a host that dies during
+    /// the spawn leaves nothing behind either.
+    ///
+    /// # Threads
+    ///
+    /// The kernel sends this signal when the **thread** that spawned the
+    /// child exits, not the process. Drive the supervisor from a thread
+    /// that lives as long as its children should (the main thread, or one
+    /// dedicated thread). If a spawning thread exits early, its children get
+    /// the signal: the supervisor sees them die by it, logs a warning naming
+    /// the thread, and restarts them per policy from the thread that ticks
+    /// next.
+    ///
+    /// # Other systems
+    ///
+    /// Only Linux has `PR_SET_PDEATHSIG`; elsewhere this setting does
+    /// nothing and children outlive a killed host. A state directory
+    /// ([`UnixSys::state_dir`](crate::UnixSys::state_dir)) then lets the
+    /// next run stop them.
     pub fn die_with_parent(mut self, signal: Option<Signal>) -> Self {
         self.die_with_parent = signal;
         self

@@ -14,6 +14,7 @@ use rand::SeedableRng;
 
 use crate::error::{Error, Result};
 use crate::event::{Event, FatalReason, Stream};
+use crate::orphans::OrphanScan;
 use crate::output::{escape, LineBuffer};
 use crate::spec::{Output, ProcessSpec, RestartPolicy};
 use crate::state::{Exit, ProcessStatus, State};
@@ -50,6 +51,8 @@ struct Proc {
     after_exit: AfterExit,
     /// Reaped, but `handle_exit` has not decided what follows yet.
     unsettled: bool,
+    /// In `Backoff` only until an orphan of the same name is gone.
+    awaits_orphan: bool,
     /// Restart instants inside the `max_restarts_within` window.
     window: VecDeque<Instant>,
     added_seq: u64,
@@ -80,6 +83,18 @@ impl Proc {
     }
 }
 
+/// How long after an orphan's SIGKILL a process waiting for it starts
+/// anyway (its end is normally seen within milliseconds; this bounds the
+/// wait where it cannot be seen, as without pidfds).
+const ORPHAN_KILL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// An orphan of an earlier run being stopped.
+#[derive(Debug)]
+struct OrphanTask {
+    name: Arc<str>,
+    kill_at: Option<Instant>,
+}
+
 /// One child reaped by [`Supervisor::reap_processes`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -97,6 +112,9 @@ pub struct Reaped {
 ///
 /// See the crate documentation for the host loop and the call-order rule.
 ///
+/// Drive it from one long-lived thread: children die with the thread that
+/// spawned them (see [`ProcessSpec::die_with_parent`]).
+///
 /// ```
 /// use std::time::Instant;
 /// use procsup::{ProcessSpec, State, Supervisor, testing::FakeSys};
@@ -112,7 +130,9 @@ pub struct Supervisor<S: Sys = UnixSys> {
     free: Vec<usize>,
     names: HashMap<Arc<str>, usize>,
     pids: HashMap<Pid, usize>,
-    timers: Timers,
+    timers: Timers<usize>,
+    orphans: HashMap<Pid, OrphanTask>,
+    orphan_timers: Timers<Pid>,
     events: VecDeque<Event>,
     rng: StdRng,
     last_now: Option<Instant>,
@@ -151,6 +171,8 @@ impl<S: Sys> Supervisor<S> {
             names: HashMap::new(),
             pids: HashMap::new(),
             timers: Timers::default(),
+            orphans: HashMap::new(),
+            orphan_timers: Timers::default(),
             events: VecDeque::new(),
             rng: StdRng::from_os_rng(),
             last_now: None,
@@ -215,6 +237,7 @@ impl<S: Sys> Supervisor<S> {
             manual_stop: false,
             after_exit: AfterExit::Policy,
             unsettled: false,
+            awaits_orphan: false,
             window: VecDeque::new(),
             added_seq: self.seq,
             start_seq: 0,
@@ -308,15 +331,20 @@ impl<S: Sys> Supervisor<S> {
     }
 
     /// Starts every process that is not running, in the order they were
-    /// added.
+    /// added. First it runs [`cleanup_orphans`](Supervisor::cleanup_orphans):
+    /// a process whose orphan from an earlier run is being stopped waits in
+    /// `Backoff` until that orphan is gone (or killed), so that whatever the
+    /// orphan held — a port, a lock file — is free.
     ///
     /// # Errors
-    /// [`Error::ShuttingDown`].
+    /// [`Error::ShuttingDown`]; [`Error::StateDir`] when the state
+    /// directory cannot be read (then nothing is started).
     pub fn start_all(&mut self, now: Instant) -> Result<()> {
         let now = self.observe(now);
         if self.shutting_down {
             return Err(Error::ShuttingDown);
         }
+        self.cleanup_orphans(now)?;
         for id in self.ids_by(|p| p.added_seq) {
             self.start_id(id, now);
         }
@@ -345,7 +373,53 @@ impl<S: Sys> Supervisor<S> {
     /// True when no child exists and no restart is pending: after a
     /// shutdown, the host may exit.
     pub fn is_idle(&self) -> bool {
-        self.pids.is_empty() && self.live().all(|p| p.state != State::Backoff)
+        self.pids.is_empty() && self.orphans.is_empty() && self.live().all(|p| p.state != State::Backoff)
+    }
+
+    /// Stops what an earlier run left behind: every record in the state
+    /// directory whose process is still alive with the recorded start time
+    /// gets the stop signal of the process of that name (SIGTERM for an
+    /// unknown name), then SIGKILL after its stop timeout (10 s for an
+    /// unknown name); its record goes when it is gone. Records that are
+    /// junk, or whose pid is gone or was recycled, are removed and nothing
+    /// is signalled. Each outcome is an event. Returns how many orphans are
+    /// being stopped. [`start_all`](Supervisor::start_all) calls it.
+    ///
+    /// # Errors
+    /// [`Error::StateDir`] when the state directory cannot be read.
+    pub fn cleanup_orphans(&mut self, now: Instant) -> Result<usize> {
+        let now = self.observe(now);
+        let scans = self.sys.scan_orphans().map_err(|source| Error::StateDir {
+            path: self.sys.state_dir().map(|p| p.to_owned()).unwrap_or_default(),
+            source,
+        })?;
+        let mut stopping = 0;
+        for scan in scans {
+            match scan {
+                OrphanScan::Alive(o) => {
+                    let name: Arc<str> = Arc::from(o.name.as_str());
+                    let (signal, timeout) = match self.names.get(&name) {
+                        Some(&id) => (self.p(id).spec.stop_signal, self.p(id).spec.stop_timeout),
+                        None => (Signal::SIGTERM, std::time::Duration::from_secs(10)),
+                    };
+                    let kill_at = now + timeout;
+                    if let Err(e) = self.sys.signal_orphan(o.pid, signal) {
+                        log::warn!("procsup: {} to orphan {name} (pid {}) failed: {e}", signal.as_str(), o.pid);
+                    }
+                    self.orphans.insert(o.pid, OrphanTask { name: name.clone(), kill_at: Some(kill_at) });
+                    self.orphan_timers.reset(o.pid, None, Some(kill_at));
+                    self.emit(Event::OrphanStopping { name, pid: o.pid, signal, kill_at });
+                    stopping += 1;
+                }
+                OrphanScan::Discarded { name, reason } => {
+                    self.emit(Event::OrphanDiscarded { name: Arc::from(name.as_str()), reason })
+                }
+                OrphanScan::Refused { name, reason } => {
+                    self.emit(Event::OrphanRefused { name: Arc::from(name.as_str()), reason })
+                }
+            }
+        }
+        Ok(stopping)
     }
 
     // ----- the steps -----------------------------------------------------
@@ -381,6 +455,7 @@ impl<S: Sys> Supervisor<S> {
         for ev in sys_events.drain(..) {
             match ev {
                 SysEvent::Output { pid, stream, data } => self.on_output(pid, stream, &data),
+                SysEvent::OrphanGone { pid } => self.on_orphan_gone(pid, now),
                 SysEvent::Exited { pid, exit } => {
                     if let Some(r) = self.on_exit(pid, exit, now) {
                         let name = r.name.clone();
@@ -441,7 +516,9 @@ impl<S: Sys> Supervisor<S> {
         let mut done = Vec::new();
         for id in self.due(now, State::Backoff) {
             let p = self.p_mut(id);
-            p.restart_count = p.restart_count.saturating_add(1);
+            if !std::mem::take(&mut p.awaits_orphan) {
+                p.restart_count = p.restart_count.saturating_add(1);
+            }
             done.push(p.name.clone());
             let _ = self.spawn_id(id, now);
         }
@@ -465,6 +542,18 @@ impl<S: Sys> Supervisor<S> {
             }
             done.push(name);
         }
+        let due: Vec<Pid> = self.orphan_timers.due(now).collect();
+        for pid in due {
+            let Some(task) = self.orphans.get_mut(&pid) else { continue };
+            let old = task.kill_at.take();
+            let name = task.name.clone();
+            self.orphan_timers.reset(pid, old, None);
+            if let Err(e) = self.sys.signal_orphan(pid, Signal::SIGKILL) {
+                log::warn!("procsup: SIGKILL to orphan {name} (pid {pid}) failed: {e}");
+            }
+            self.emit(Event::OrphanKilled { name: name.clone(), pid });
+            done.push(name);
+        }
         done
     }
 
@@ -481,7 +570,10 @@ impl<S: Sys> Supervisor<S> {
     /// The earliest instant at which a step has work, or `None`. It changes
     /// only through calls on this supervisor: recompute it after each.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next()
+        match (self.timers.next(), self.orphan_timers.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The file descriptors a host polls for readability to learn that a
@@ -589,7 +681,7 @@ impl<S: Sys> Supervisor<S> {
 
     /// Slots in `state` whose deadline has come, earliest first.
     fn due(&self, now: Instant, state: State) -> Vec<usize> {
-        self.timers.due(now).filter(|&(_, id)| self.p(id).state == state).map(|(_, id)| id).collect()
+        self.timers.due(now).filter(|&id| self.p(id).state == state).collect()
     }
 
     fn set_deadline(&mut self, id: usize, new: Option<Instant>) {
@@ -626,7 +718,37 @@ impl<S: Sys> Supervisor<S> {
                 p.streak = 0;
                 p.window.clear();
                 p.manual_stop = false;
-                let _ = self.spawn_id(id, now);
+                let name = p.name.clone();
+                match self.orphans.values().find(|o| o.name == name).map(|o| o.kill_at) {
+                    Some(kill_at) => self.await_orphan(id, now, kill_at.unwrap_or(now) + ORPHAN_KILL_GRACE),
+                    None => {
+                        let _ = self.spawn_id(id, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `Backoff` until the orphan of the same name is gone, at the latest
+    /// until `until` (its kill deadline and a grace).
+    fn await_orphan(&mut self, id: usize, now: Instant, until: Instant) {
+        let p = self.p_mut(id);
+        p.state = State::Backoff;
+        p.awaits_orphan = true;
+        let (name, failure_streak) = (p.name.clone(), p.streak);
+        let retry_at = until.max(now);
+        self.set_deadline(id, Some(retry_at));
+        self.emit(Event::Backoff { name, delay: retry_at - now, retry_at, failure_streak });
+    }
+
+    fn on_orphan_gone(&mut self, pid: Pid, now: Instant) {
+        let Some(task) = self.orphans.remove(&pid) else { return };
+        self.orphan_timers.reset(pid, task.kill_at, None);
+        self.emit(Event::OrphanGone { name: task.name.clone(), pid });
+        if let Some(&id) = self.names.get(&task.name) {
+            let p = self.p(id);
+            if p.awaits_orphan && p.state == State::Backoff {
+                self.set_deadline(id, Some(now));
             }
         }
     }
@@ -654,6 +776,7 @@ impl<S: Sys> Supervisor<S> {
             State::Stopping => p.after_exit = AfterExit::Policy,
             State::Backoff => {
                 p.state = State::Stopped;
+                p.awaits_orphan = false;
                 let name = p.name.clone();
                 self.set_deadline(id, None);
                 self.emit(Event::Stopped { name });

@@ -31,6 +31,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::event::Stream;
+use crate::orphans::{Orphan, OrphanScan};
 use crate::spec::ProcessSpec;
 use crate::state::Exit;
 use crate::sys::{Sys, SysEvent};
@@ -142,6 +143,9 @@ pub struct FakeSys {
     spawns: Vec<SpawnRecord>,
     signals: Vec<SignalRecord>,
     record: bool,
+    /// Orphans not yet returned by a scan, and those being watched.
+    orphan_records: Vec<Orphan>,
+    orphans: HashMap<Pid, Orphan>,
 }
 
 impl Default for FakeSys {
@@ -162,7 +166,27 @@ impl FakeSys {
             spawns: Vec::new(),
             signals: Vec::new(),
             record: true,
+            orphan_records: Vec::new(),
+            orphans: HashMap::new(),
         }
+    }
+
+    /// Leaves a record of a live process from "an earlier run", for the
+    /// next [`Sys::scan_orphans`]. SIGKILL ends it; so does
+    /// [`orphan_exit`](FakeSys::orphan_exit).
+    pub fn add_orphan(&mut self, name: &str, pid: Pid) {
+        self.orphan_records.push(Orphan { name: name.to_owned(), pid, pgid: pid, start_time: 0 });
+    }
+
+    /// A watched orphan ends; reported by the next `poll`. False when `pid`
+    /// is not a watched orphan.
+    #[must_use = "false means the pid was not a watched orphan"]
+    pub fn orphan_exit(&mut self, pid: Pid) -> bool {
+        if self.orphans.remove(&pid).is_none() {
+            return false;
+        }
+        self.pending.push_back(SysEvent::OrphanGone { pid });
+        true
     }
 
     /// The next spawn fails with `errno` (queued: call several times to fail
@@ -276,6 +300,28 @@ impl Sys for FakeSys {
             self.signals.push(SignalRecord { pid, signal, group, delivered: result.is_ok() });
         }
         result.map_err(|e| io::Error::from_raw_os_error(e as i32))
+    }
+
+    fn scan_orphans(&mut self) -> io::Result<Vec<OrphanScan>> {
+        let found: Vec<Orphan> = self.orphan_records.drain(..).collect();
+        for o in &found {
+            self.orphans.insert(o.pid, o.clone());
+        }
+        Ok(found.into_iter().map(OrphanScan::Alive).collect())
+    }
+
+    fn signal_orphan(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
+        let known = self.orphans.contains_key(&pid);
+        if self.record {
+            self.signals.push(SignalRecord { pid, signal, group: true, delivered: known });
+        }
+        if !known {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        if signal == Signal::SIGKILL {
+            let _ = self.orphan_exit(pid);
+        }
+        Ok(())
     }
 
     fn poll(&mut self, events: &mut Vec<SysEvent>) {

@@ -1,26 +1,33 @@
-//! All deadlines in one ordered table: at most one per process.
+//! Deadlines in one ordered table, at most one per key.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-/// Deadlines keyed by process slot. Each slot has at most one, so the due
-/// set is found in `O(due · log n)` and the next one in `O(log n)`.
-#[derive(Debug, Default)]
-pub(crate) struct Timers {
-    set: BTreeSet<(Instant, usize)>,
+/// Deadlines keyed by `K` (a process slot, an orphan pid). Each key has at
+/// most one, so the due set is found in `O(due · log n)` and the next one
+/// in `O(log n)`.
+#[derive(Debug)]
+pub(crate) struct Timers<K> {
+    set: BTreeSet<(Instant, K)>,
 }
 
-impl Timers {
-    /// Replaces the deadline of `id` (`old` is what was set before).
-    pub(crate) fn reset(&mut self, id: usize, old: Option<Instant>, new: Option<Instant>) {
+impl<K> Default for Timers<K> {
+    fn default() -> Self {
+        Timers { set: BTreeSet::new() }
+    }
+}
+
+impl<K: Ord + Copy> Timers<K> {
+    /// Replaces the deadline of `key` (`old` is what was set before).
+    pub(crate) fn reset(&mut self, key: K, old: Option<Instant>, new: Option<Instant>) {
         if old == new {
             return;
         }
         if let Some(t) = old {
-            self.set.remove(&(t, id));
+            self.set.remove(&(t, key));
         }
         if let Some(t) = new {
-            self.set.insert((t, id));
+            self.set.insert((t, key));
         }
     }
 
@@ -29,8 +36,8 @@ impl Timers {
         self.set.first().map(|&(t, _)| t)
     }
 
-    /// The slots whose deadline is at or before `now`, earliest first.
-    pub(crate) fn due(&self, now: Instant) -> impl Iterator<Item = (Instant, usize)> + '_ {
-        self.set.iter().take_while(move |&&(t, _)| t <= now).copied()
+    /// The keys whose deadline is at or before `now`, earliest first.
+    pub(crate) fn due(&self, now: Instant) -> impl Iterator<Item = K> + '_ {
+        self.set.iter().take_while(move |&&(t, _)| t <= now).map(|&(_, k)| k)
     }
 }

@@ -11,6 +11,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::event::Stream;
+use crate::orphans::OrphanScan;
 use crate::spec::ProcessSpec;
 use crate::state::Exit;
 
@@ -36,6 +37,12 @@ pub enum SysEvent {
         pid: Pid,
         /// How it ended.
         exit: Exit,
+    },
+    /// An orphan returned by [`Sys::scan_orphans`] is gone (its record was
+    /// removed).
+    OrphanGone {
+        /// The orphan.
+        pid: Pid,
     },
 }
 
@@ -63,5 +70,27 @@ pub trait Sys {
     /// report. Empty when this `Sys` has no such readiness source.
     fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
         Vec::new()
+    }
+
+    /// Checks the records an earlier run left in the state directory:
+    /// records of processes that are gone, recycled or junk are removed and
+    /// reported; live ones are reported as [`OrphanScan::Alive`] and from
+    /// then on watched, their end reported by `poll` as
+    /// [`SysEvent::OrphanGone`]. Records of this `Sys`'s own children and of
+    /// orphans already watched are skipped. Default: no state directory.
+    fn scan_orphans(&mut self) -> io::Result<Vec<OrphanScan>> {
+        Ok(Vec::new())
+    }
+
+    /// The state directory, if there is one.
+    fn state_dir(&self) -> Option<&std::path::Path> {
+        None
+    }
+
+    /// Signals a watched orphan (its process group where it led one), after
+    /// checking it is still the recorded process. `ESRCH` when it is not.
+    fn signal_orphan(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
+        let _ = (pid, signal);
+        Err(io::Error::from_raw_os_error(libc::ESRCH))
     }
 }

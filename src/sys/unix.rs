@@ -33,6 +33,7 @@ use nix::unistd::Pid;
 
 use super::{Sys, SysEvent};
 use crate::event::Stream;
+use crate::orphans::{self, Discard, OrphanScan, Record, StateDir};
 use crate::spec::{Output, ProcessSpec};
 use crate::state::Exit;
 
@@ -42,10 +43,25 @@ const READ_BUDGET: usize = 256 * 1024;
 
 #[derive(Debug)]
 struct Child {
+    name: Box<str>,
     group: bool,
     pidfd: Option<OwnedFd>,
     pipes: [Option<OwnedFd>; 2],
+    /// The thread that spawned it and the parent-death signal it got.
+    spawner: (i32, Option<i32>),
 }
+
+/// A process an earlier run left behind, being stopped.
+#[derive(Debug)]
+struct OrphanEntry {
+    name: String,
+    pgid: Pid,
+    start_time: u64,
+    pidfd: Option<OwnedFd>,
+}
+
+/// The token slot of an orphan's pidfd in the epoll set.
+const ORPHAN_SLOT: u64 = 3;
 
 /// The real [`Sys`]. See the module docs.
 ///
@@ -63,6 +79,8 @@ pub struct UnixSys {
     epoll: Option<Epoll>,
     buf: Vec<u8>,
     ready: Vec<EpollEvent>,
+    state_dir: Option<StateDir>,
+    orphans: HashMap<Pid, OrphanEntry>,
 }
 
 impl Default for UnixSys {
@@ -84,7 +102,21 @@ impl UnixSys {
             epoll,
             buf: vec![0; 64 * 1024],
             ready: Vec::new(),
+            state_dir: None,
+            orphans: HashMap::new(),
         }
+    }
+
+    /// Records every live child in `dir` (created with mode 0700 if
+    /// missing), so that a later run can stop what this one leaves behind
+    /// if it dies: see [`Supervisor::cleanup_orphans`](crate::Supervisor::cleanup_orphans).
+    ///
+    /// # Errors
+    /// The directory cannot be created, or is a symlink, or is owned by
+    /// another user, or is writable by others.
+    pub fn state_dir(mut self, dir: impl AsRef<std::path::Path>) -> io::Result<Self> {
+        self.state_dir = Some(StateDir::open(dir.as_ref())?);
+        Ok(self)
     }
 
     /// The `waitpid`/`kill` fallback even where pidfds exist (for tests of
@@ -165,9 +197,13 @@ impl UnixSys {
             self.close_pipe(pid, slot);
         }
         if let Some(child) = self.children.remove(&pid) {
-            if let Some(fd) = child.pidfd {
-                self.unwatch(&fd);
+            if let Some(fd) = &child.pidfd {
+                self.unwatch(fd);
             }
+            if let Some(dir) = &self.state_dir {
+                dir.remove(&child.name, pid.as_raw());
+            }
+            warn_if_spawner_thread_died(pid, &child, exit);
         }
         events.push(SysEvent::Exited { pid, exit });
     }
@@ -190,6 +226,7 @@ impl UnixSys {
         for token in tokens {
             let pid = Pid::from_raw((token >> 2) as u32 as i32);
             match token & 3 {
+                ORPHAN_SLOT => self.orphan_gone(pid, events),
                 0 => {
                     if let Some(exit) = self.try_wait(pid) {
                         self.finish(pid, exit, events);
@@ -250,7 +287,25 @@ impl Sys for UnixSys {
         let pid = Pid::from_raw(child.id() as i32);
         drop(child); // std's Child neither waits nor kills on drop
         let pidfd = self.open_pidfd(pid);
-        let mut entry = Child { group: spec.process_group, pidfd: None, pipes: read_ends };
+        let spawner = (nix::unistd::gettid().as_raw(), spec.die_with_parent.map(|s| s as i32));
+        let mut entry = Child {
+            name: spec.name.as_str().into(),
+            group: spec.process_group,
+            pidfd: None,
+            pipes: read_ends,
+            spawner,
+        };
+        if let Some(dir) = &self.state_dir {
+            let pgid = if spec.process_group { pid } else { nix::unistd::getpgrp() };
+            let record = orphans::start_time(pid.as_raw()).map(|start_time| Record {
+                pid: pid.as_raw(),
+                pgid: pgid.as_raw(),
+                start_time,
+            });
+            if let Err(e) = record.ok_or_else(|| io::Error::from(Errno::ESRCH)).and_then(|r| dir.write(&spec.name, r)) {
+                log::warn!("procsup: recording {} (pid {pid}) in the state directory: {e}", spec.name);
+            }
+        }
         if let Some(fd) = pidfd {
             if let Err(e) = self.watch(&fd, Self::token(pid, 0)) {
                 log::warn!("procsup: epoll add pidfd: {e}");
@@ -296,6 +351,76 @@ impl Sys for UnixSys {
                 }
             }
         }
+        // Orphans without a pidfd: gone when /proc no longer shows the
+        // same process.
+        let gone: Vec<Pid> = self
+            .orphans
+            .iter()
+            .filter(|(pid, o)| o.pidfd.is_none() && orphans::start_time(pid.as_raw()) != Some(o.start_time))
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in gone {
+            self.orphan_gone(pid, events);
+        }
+    }
+
+    fn scan_orphans(&mut self) -> io::Result<Vec<OrphanScan>> {
+        let Some(dir) = &self.state_dir else { return Ok(Vec::new()) };
+        let (children, known) = (&self.children, &self.orphans);
+        let scans =
+            dir.scan(|pid| children.contains_key(&Pid::from_raw(pid)) || known.contains_key(&Pid::from_raw(pid)))?;
+        let mut out = Vec::with_capacity(scans.len());
+        for scan in scans {
+            let OrphanScan::Alive(orphan) = scan else {
+                out.push(scan);
+                continue;
+            };
+            // A pidfd pins the process: once its start time checks out after
+            // the open, the fd can never refer to another process.
+            let pidfd = if self.pidfd == Some(false) { None } else { pidfd_open(orphan.pid).ok() };
+            if orphans::start_time(orphan.pid.as_raw()) != Some(orphan.start_time) {
+                if let Some(dir) = &self.state_dir {
+                    dir.forget(&orphan.name, orphan.pid.as_raw());
+                }
+                out.push(OrphanScan::Discarded { name: orphan.name, reason: Discard::Gone });
+                continue;
+            }
+            if let Some(fd) = &pidfd {
+                if let Err(e) = self.watch(fd, Self::token(orphan.pid, ORPHAN_SLOT)) {
+                    log::warn!("procsup: epoll add orphan pidfd: {e}");
+                }
+            }
+            let entry =
+                OrphanEntry { name: orphan.name.clone(), pgid: orphan.pgid, start_time: orphan.start_time, pidfd };
+            self.orphans.insert(orphan.pid, entry);
+            out.push(OrphanScan::Alive(orphan));
+        }
+        Ok(out)
+    }
+
+    fn state_dir(&self) -> Option<&std::path::Path> {
+        self.state_dir.as_ref().map(StateDir::path)
+    }
+
+    fn signal_orphan(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
+        let Some(o) = self.orphans.get(&pid) else { return Err(Errno::ESRCH.into()) };
+        // The leader first, through its pidfd where there is one: that can
+        // only reach the recorded process.
+        match &o.pidfd {
+            Some(fd) => pidfd_send_signal(fd.as_raw_fd(), signal)?,
+            None => {
+                if orphans::start_time(pid.as_raw()) != Some(o.start_time) {
+                    return Err(Errno::ESRCH.into());
+                }
+                nix::sys::signal::kill(pid, signal)?;
+            }
+        }
+        // Then the rest of its group, while its leader is still the
+        // recorded process (a live leader's pgid cannot be reused).
+        if o.pgid == pid && orphans::start_time(pid.as_raw()) == Some(o.start_time) {
+            let _ = nix::sys::signal::killpg(pid, signal);
+        }
+        Ok(())
     }
 
     fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
@@ -304,6 +429,18 @@ impl Sys for UnixSys {
 }
 
 impl UnixSys {
+    fn orphan_gone(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
+        if let Some(o) = self.orphans.remove(&pid) {
+            if let Some(fd) = &o.pidfd {
+                self.unwatch(fd);
+            }
+            if let Some(dir) = &self.state_dir {
+                dir.forget(&o.name, pid.as_raw());
+            }
+            events.push(SysEvent::OrphanGone { pid });
+        }
+    }
+
     fn open_pidfd(&mut self, pid: Pid) -> Option<OwnedFd> {
         if self.pidfd == Some(false) {
             return None;
@@ -323,6 +460,23 @@ impl UnixSys {
                 None
             }
         }
+    }
+}
+
+/// `PR_SET_PDEATHSIG` follows the *thread* that spawned a child: when that
+/// thread exits, the child gets its parent-death signal although the host
+/// lives on. Such a death is easy to misread, so it is named in the log.
+fn warn_if_spawner_thread_died(pid: Pid, child: &Child, exit: Exit) {
+    let (tid, death) = child.spawner;
+    if death.is_some()
+        && exit.signal_number() == death
+        && !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+    {
+        log::warn!(
+            "procsup: {} (pid {pid}) got its parent-death signal because thread {tid}, which spawned it, exited; \
+             drive the supervisor from a thread that lives as long as its children",
+            child.name
+        );
     }
 }
 

@@ -1,0 +1,74 @@
+//! Orphan cleanup on FakeSys: the stop signal, SIGKILL at the stop
+//! timeout, and starts deferred until the orphan is gone.
+
+mod common;
+
+use common::{secs, Harness};
+use procsup::{Event, Pid, ProcessSpec, Signal, State};
+
+fn web() -> ProcessSpec {
+    ProcessSpec::new("web", "server").stop_signal(Signal::SIGINT).stop_timeout(secs(3.0))
+}
+
+#[test]
+fn orphan_gets_the_stop_signal_then_sigkill_and_the_start_waits() {
+    let mut h = Harness::with([web()]);
+    let orphan = Pid::from_raw(4242);
+    h.sup.sys_mut().add_orphan("web", orphan);
+    h.start_all();
+    // The orphan got web's stop signal; web waits for it.
+    assert_eq!(h.sup.sys().signals_to(orphan), [Signal::SIGINT]);
+    assert_eq!(h.state("web"), State::Backoff);
+    assert!(h.sup.sys().spawns().is_empty());
+    assert_eq!(h.sup.next_deadline(), Some(h.at(3.0)));
+    assert_eq!(h.sup.status("web").unwrap().next_retry_at, Some(h.at(4.0)), "kill deadline + 1 s at most");
+    assert!(!h.sup.is_idle());
+    // It ignores SIGINT: SIGKILL at 3 s, then web starts.
+    h.run_until(3.0);
+    assert_eq!(h.sup.sys().signals_to(orphan), [Signal::SIGINT, Signal::SIGKILL]);
+    h.tick();
+    assert_eq!(h.state("web"), State::Starting);
+    assert_eq!(h.sup.status("web").unwrap().restart_count, 0, "waiting for an orphan is not a restart");
+    assert_eq!(h.kinds(), ["orphan_stopping", "backoff", "orphan_killed", "orphan_gone", "spawned"], "{:#?}", h.log);
+}
+
+#[test]
+fn orphan_that_exits_on_the_stop_signal_frees_the_start_at_once() {
+    let mut h = Harness::with([web()]);
+    let orphan = Pid::from_raw(4242);
+    h.sup.sys_mut().add_orphan("web", orphan);
+    h.start_all();
+    h.advance(0.2);
+    assert!(h.sup.sys_mut().orphan_exit(orphan));
+    h.tick();
+    assert_eq!(h.state("web"), State::Starting);
+    assert_eq!(h.started_at("web"), 0.2);
+    assert_eq!(h.sup.sys().signals_to(orphan), [Signal::SIGINT], "no SIGKILL after it left");
+    assert!(matches!(h.log.iter().find(|e| e.kind() == "orphan_gone"), Some(Event::OrphanGone { .. })));
+}
+
+#[test]
+fn orphan_of_an_unknown_name_gets_sigterm_and_ten_seconds() {
+    let mut h = Harness::with([web()]);
+    let orphan = Pid::from_raw(777);
+    h.sup.sys_mut().add_orphan("old-worker", orphan);
+    h.start_all();
+    assert_eq!(h.state("web"), State::Starting, "other names start at once");
+    assert_eq!(h.sup.sys().signals_to(orphan), [Signal::SIGTERM]);
+    h.run_until(9.9);
+    assert_eq!(h.sup.sys().signals_to(orphan), [Signal::SIGTERM]);
+    h.run_until(10.0);
+    assert_eq!(h.sup.sys().signals_to(orphan), [Signal::SIGTERM, Signal::SIGKILL]);
+}
+
+#[test]
+fn stopping_a_process_that_awaits_its_orphan_cancels_the_start() {
+    let mut h = Harness::with([web()]);
+    h.sup.sys_mut().add_orphan("web", Pid::from_raw(4242));
+    h.start_all();
+    h.stop("web");
+    h.run_until(20.0);
+    assert_eq!(h.state("web"), State::Stopped);
+    assert!(h.sup.sys().spawns().is_empty());
+    assert!(h.sup.is_idle());
+}
