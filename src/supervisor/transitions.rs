@@ -1,0 +1,251 @@
+//! The state machine's transitions.
+
+use std::io;
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+
+use crate::event::{Event, FatalReason, Stream};
+use crate::spec::RestartPolicy;
+use crate::state::{Exit, State};
+use crate::sys::Sys;
+
+use super::orphan::ORPHAN_KILL_GRACE;
+use super::proc::AfterExit;
+use super::{Reaped, Supervisor};
+
+impl<S: Sys> Supervisor<S> {
+    pub(super) fn start_id(&mut self, id: usize, now: Instant) {
+        let p = self.p_mut(id);
+        match p.state {
+            State::Starting | State::Running => {}
+            State::Stopping => {
+                p.after_exit = AfterExit::Restart;
+                p.manual_stop = false;
+            }
+            State::Stopped | State::Exited | State::Fatal | State::Backoff => {
+                p.streak = 0;
+                p.window.clear();
+                p.manual_stop = false;
+                let name = p.name.clone();
+                match self.orphans.values().find(|o| o.name == name).map(|o| o.kill_at) {
+                    Some(kill_at) => self.await_orphan(id, now, kill_at.unwrap_or(now) + ORPHAN_KILL_GRACE),
+                    None => {
+                        let _ = self.spawn_id(id, now);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn stop_id(&mut self, id: usize, now: Instant) {
+        let p = self.p_mut(id);
+        p.manual_stop = true;
+        match p.state {
+            State::Starting | State::Running => {
+                p.after_exit = AfterExit::Policy;
+                p.state = State::Stopping;
+                let (name, signal, timeout) = (p.name.clone(), p.spec.stop_signal, p.spec.stop_timeout);
+                let pid = p.pid.expect("Starting and Running always have a pid");
+                let kill_at = now + timeout;
+                self.set_deadline(id, Some(kill_at));
+                if let Err(e) = self.sys.signal(pid, signal) {
+                    // ESRCH: it died just now and will be reaped; anything
+                    // else is logged and the kill deadline still stands.
+                    if e.raw_os_error() != Some(libc::ESRCH) {
+                        log::warn!("procsup: {} to {name} (pid {pid}) failed: {e}", signal.as_str());
+                    }
+                }
+                self.emit(Event::Stopping { name, pid, signal, kill_at });
+            }
+            State::Stopping => p.after_exit = AfterExit::Policy,
+            State::Backoff => {
+                p.state = State::Stopped;
+                p.awaits_orphan = false;
+                let name = p.name.clone();
+                self.set_deadline(id, None);
+                self.emit(Event::Stopped { name });
+            }
+            State::Stopped | State::Exited | State::Fatal => {}
+        }
+    }
+
+    /// Spawns the child of slot `id` (which has none). Success: `Starting`
+    /// (or `Running` with no start grace). Failure: `Backoff` or `Fatal`.
+    pub(super) fn spawn_id(&mut self, id: usize, now: Instant) -> io::Result<Pid> {
+        self.set_deadline(id, None);
+        self.seq += 1;
+        let seq = self.seq;
+        let spec = &self.procs[id].as_ref().expect("spawn_id is called on live slots").spec;
+        let result = self.sys.spawn(spec);
+        let p = self.p_mut(id);
+        p.after_exit = AfterExit::Policy;
+        match result {
+            Ok(pid) => {
+                p.pid = Some(pid);
+                p.started_at = Some(now);
+                p.start_seq = seq;
+                p.last_spawn_error = None;
+                p.unsettled = false;
+                if p.captures() && p.lines.is_none() {
+                    p.lines = Some(Box::default());
+                }
+                let (name, grace, restart_count) = (p.name.clone(), p.spec.start_grace, p.restart_count);
+                self.pids.insert(pid, id);
+                self.emit(Event::Spawned { name: name.clone(), pid, restart_count });
+                if grace.is_zero() {
+                    let p = self.p_mut(id);
+                    p.state = State::Running;
+                    p.streak = 0;
+                    self.emit(Event::Running { name, pid });
+                } else {
+                    self.p_mut(id).state = State::Starting;
+                    self.set_deadline(id, Some(now + grace));
+                }
+                Ok(pid)
+            }
+            Err(e) => {
+                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+                p.last_spawn_error = Some(errno);
+                p.pid = None;
+                let (name, fatal_exec, policy) = (p.name.clone(), p.spec.fatal_exec_errors, p.spec.restart);
+                self.emit(Event::SpawnFailed { name, errno, message: e.to_string() });
+                if fatal_exec && is_exec_error(errno) {
+                    self.fatal(id, FatalReason::ExecError(errno));
+                } else if policy == RestartPolicy::Never {
+                    self.fatal(id, FatalReason::SpawnFailedNoRestart(errno));
+                } else {
+                    self.schedule_restart(id, now, false);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) fn on_output(&mut self, pid: Pid, stream: Stream, data: &[u8]) {
+        let Some(&id) = self.pids.get(&pid) else { return };
+        let p = self.p_mut(id);
+        let name = p.name.clone();
+        let Some(lines) = p.lines.as_mut() else { return };
+        let mut out = Vec::new();
+        lines[stream as usize].push(data, &mut |l| out.push(l.to_vec()));
+        for line in out {
+            self.emit(Event::Output { name: name.clone(), pid, stream, line });
+        }
+    }
+
+    /// Records an exit; the transition is `handle_exit`'s.
+    pub(super) fn on_exit(&mut self, pid: Pid, exit: Exit, now: Instant) -> Option<Reaped> {
+        let Some(id) = self.pids.remove(&pid) else {
+            log::warn!("procsup: the OS layer reported pid {pid}, which is not ours");
+            return None;
+        };
+        let p = self.p_mut(id);
+        p.pid = None;
+        p.last_exit = Some(exit);
+        p.exit_count = p.exit_count.saturating_add(1);
+        p.unsettled = true;
+        let name = p.name.clone();
+        let uptime = p.started_at.map_or_else(Default::default, |t| now.saturating_duration_since(t));
+        let restart_count = p.restart_count;
+        let mut tail = Vec::new();
+        if let Some(lines) = p.lines.as_mut() {
+            for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+                lines[i].flush(&mut |l| tail.push((stream, l.to_vec())));
+            }
+        }
+        for (stream, line) in tail {
+            self.emit(Event::Output { name: name.clone(), pid, stream, line });
+        }
+        self.emit(Event::Exited { name: name.clone(), pid, exit, uptime, restart_count });
+        Some(Reaped { name, pid, exit })
+    }
+
+    /// The transition after a reaped exit.
+    pub(super) fn settle(&mut self, id: usize, now: Instant) {
+        self.set_deadline(id, None);
+        let shutting_down = self.shutting_down;
+        let p = self.p_mut(id);
+        // A child reaped in the same tick its grace ran out did live
+        // through it: uptime decides, not whether promote_running ran first.
+        let lived = p.started_at.map(|t| now.saturating_duration_since(t));
+        let was_running = p.state == State::Running || lived.is_some_and(|u| u >= p.spec.start_grace);
+        match p.after_exit {
+            AfterExit::Remove => {
+                p.state = State::Stopped;
+                let name = p.name.clone();
+                self.emit(Event::Stopped { name });
+                self.forget(id);
+            }
+            AfterExit::Restart if !shutting_down => {
+                p.streak = 0;
+                p.manual_stop = false;
+                p.restart_count = p.restart_count.saturating_add(1);
+                let _ = self.spawn_id(id, now);
+            }
+            _ if p.manual_stop || shutting_down => {
+                p.state = State::Stopped;
+                p.after_exit = AfterExit::Policy;
+                let name = p.name.clone();
+                self.emit(Event::Stopped { name });
+            }
+            _ => {
+                let success = matches!(p.last_exit, Some(Exit::Exited(c)) if p.spec.is_success(c));
+                let restart = match p.spec.restart {
+                    RestartPolicy::Always => true,
+                    RestartPolicy::OnFailure => !success,
+                    RestartPolicy::Never => false,
+                };
+                if restart {
+                    self.schedule_restart(id, now, was_running);
+                } else {
+                    p.state = State::Exited;
+                }
+            }
+        }
+    }
+
+    /// `Backoff` with the delay the spec's backoff gives, or `Fatal` when a
+    /// give-up limit is reached. `after_running`: the child had reached
+    /// `Running`, so the streak starts over.
+    pub(super) fn schedule_restart(&mut self, id: usize, now: Instant, after_running: bool) {
+        let p = self.procs[id].as_mut().expect("schedule_restart is called on live slots");
+        let prior = if after_running { 0 } else { p.streak };
+        p.streak = if after_running { 0 } else { p.streak.saturating_add(1) };
+        if let Some(limit) = p.spec.give_up_after {
+            if p.streak >= limit {
+                let failures = p.streak;
+                return self.fatal(id, FatalReason::GaveUp { failures });
+            }
+        }
+        if let Some((max_restarts, period)) = p.spec.restart_window {
+            while p.window.front().is_some_and(|&t| now.saturating_duration_since(t) >= period) {
+                p.window.pop_front();
+            }
+            if p.window.len() >= max_restarts as usize {
+                return self.fatal(id, FatalReason::TooManyRestarts { max_restarts, period });
+            }
+            p.window.push_back(now);
+        }
+        let delay = p.spec.backoff.delay(prior, after_running, &mut self.rng);
+        let retry_at = now + delay;
+        p.state = State::Backoff;
+        let (name, failure_streak) = (p.name.clone(), p.streak);
+        self.set_deadline(id, Some(retry_at));
+        self.emit(Event::Backoff { name, delay, retry_at, failure_streak });
+    }
+
+    pub(super) fn fatal(&mut self, id: usize, reason: FatalReason) {
+        self.set_deadline(id, None);
+        let p = self.p_mut(id);
+        p.state = State::Fatal;
+        let name = p.name.clone();
+        self.emit(Event::Fatal { name, reason });
+    }
+}
+
+/// Errors that retrying the same exec cannot fix.
+fn is_exec_error(errno: Errno) -> bool {
+    matches!(errno, Errno::ENOENT | Errno::EACCES | Errno::ENOEXEC | Errno::ENOTDIR | Errno::EPERM)
+}
