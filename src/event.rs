@@ -172,6 +172,43 @@ pub enum Event {
         /// Process name.
         name: Arc<str>,
     },
+    /// A rolling restart stopped the previous child of a process, its
+    /// replacement being `Running`.
+    Retiring {
+        /// Process name.
+        name: Arc<str>,
+        /// The old child.
+        pid: Pid,
+        /// The stop signal sent.
+        signal: Signal,
+        /// When SIGKILL follows if it has not exited.
+        kill_at: Instant,
+    },
+    /// The previous child of a rolling restart was reaped (its process
+    /// goes on with the replacement; no policy applies).
+    Retired {
+        /// Process name.
+        name: Arc<str>,
+        /// The old child.
+        pid: Pid,
+        /// How it ended.
+        exit: Exit,
+    },
+    /// A rolling restart stopped: the replacement of `name` failed, and its
+    /// old child keeps serving, as do those not yet replaced.
+    RollAborted {
+        /// The process whose replacement failed.
+        name: Arc<str>,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A rolling restart replaced everything it was asked to: every
+    /// replacement is `Running`. Old children may still be draining; each
+    /// one's end is its [`Event::Retired`].
+    RollDone {
+        /// The target: a group, a process, or `*` for everything.
+        name: Arc<str>,
+    },
     /// A process left by an earlier run (state directory) was found alive
     /// and sent its stop signal.
     OrphanStopping {
@@ -240,6 +277,10 @@ impl Event {
             | Event::Killed { name, .. }
             | Event::Stopped { name }
             | Event::Removed { name }
+            | Event::Retiring { name, .. }
+            | Event::Retired { name, .. }
+            | Event::RollAborted { name, .. }
+            | Event::RollDone { name }
             | Event::OrphanStopping { name, .. }
             | Event::OrphanKilled { name, .. }
             | Event::OrphanGone { name, .. }
@@ -251,7 +292,8 @@ impl Event {
 
     /// The short lowercase kind: `spawned`, `spawn_failed`, `running`,
     /// `exited`, `backoff`, `fatal`, `stopping`, `killed`, `stopped`,
-    /// `removed`, `orphan_stopping`, `orphan_killed`, `orphan_gone`,
+    /// `removed`, `retiring`, `retired`, `roll_aborted`, `roll_done`,
+    /// `orphan_stopping`, `orphan_killed`, `orphan_gone`,
     /// `orphan_discarded`, `orphan_refused`, `output`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -265,6 +307,10 @@ impl Event {
             Event::Killed { .. } => "killed",
             Event::Stopped { .. } => "stopped",
             Event::Removed { .. } => "removed",
+            Event::Retiring { .. } => "retiring",
+            Event::Retired { .. } => "retired",
+            Event::RollAborted { .. } => "roll_aborted",
+            Event::RollDone { .. } => "roll_done",
             Event::OrphanStopping { .. } => "orphan_stopping",
             Event::OrphanKilled { .. } => "orphan_killed",
             Event::OrphanGone { .. } => "orphan_gone",
@@ -321,7 +367,13 @@ impl fmt::Display for Event {
             }
             Event::Fatal { reason, .. } => write!(f, " reason={reason}"),
             Event::Stopping { pid, signal, .. } => write!(f, " pid={pid} signal={}", signal.as_str()),
-            Event::Stopped { .. } | Event::Removed { .. } => Ok(()),
+            Event::Stopped { .. } | Event::Removed { .. } | Event::RollDone { .. } => Ok(()),
+            Event::Retiring { pid, signal, .. } => write!(f, " pid={pid} signal={}", signal.as_str()),
+            Event::Retired { pid, exit, .. } => write!(f, " pid={pid} {exit}"),
+            Event::RollAborted { reason, .. } => {
+                f.write_str(" reason=")?;
+                logfmt_value(f, reason)
+            }
             Event::Output { pid, stream, line, .. } => {
                 write!(f, " pid={pid} stream={} line=", stream.as_str())?;
                 logfmt_value(f, &escape(line))

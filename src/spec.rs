@@ -17,6 +17,9 @@ pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// The longest process name, so that it fits a file name in a state directory.
 pub const MAX_NAME_LEN: usize = 200;
 
+/// The most instances one spec may ask for.
+pub const MAX_INSTANCES: u32 = 100_000;
+
 /// Where one output stream of the child goes.
 ///
 /// ```
@@ -107,6 +110,7 @@ pub struct ProcessSpec {
     pub(crate) gid: Option<u32>,
     pub(crate) umask: Option<u32>,
     pub(crate) fatal_exec_errors: bool,
+    pub(crate) instances: Option<u32>,
 }
 
 impl ProcessSpec {
@@ -139,6 +143,7 @@ impl ProcessSpec {
             gid: None,
             umask: None,
             fatal_exec_errors: false,
+            instances: None,
         }
     }
 
@@ -327,6 +332,23 @@ impl ProcessSpec {
         self
     }
 
+    /// Supervise `n` copies, named `name:0` .. `name:{n-1}`, each on its
+    /// own (supervisord's `numprocs`); `name` becomes their group, which
+    /// [`rolling_restart`](crate::Supervisor::rolling_restart) can target.
+    /// `n` must be between 1 and [`MAX_INSTANCES`].
+    ///
+    /// ```
+    /// use procsup::{ProcessSpec, Supervisor, testing::FakeSys};
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// sup.add_process(ProcessSpec::new("web", "server").instances(3)).unwrap();
+    /// let names: Vec<String> = sup.names().iter().map(|n| n.to_string()).collect();
+    /// assert_eq!(names, ["web:0", "web:1", "web:2"]);
+    /// ```
+    pub fn instances(mut self, n: u32) -> Self {
+        self.instances = Some(n);
+        self
+    }
+
     /// The name.
     pub fn get_name(&self) -> &str {
         &self.name
@@ -416,6 +438,10 @@ impl ProcessSpec {
     pub fn get_fatal_exec_errors(&self) -> bool {
         self.fatal_exec_errors
     }
+    /// The number of instances asked for, if any.
+    pub fn get_instances(&self) -> Option<u32> {
+        self.instances
+    }
 
     /// Whether `code` counts as success.
     pub(crate) fn is_success(&self, code: i32) -> bool {
@@ -429,6 +455,12 @@ impl ProcessSpec {
 
     fn check(&self) -> Result<(), String> {
         check_name(&self.name)?;
+        if let Some(n) = self.instances {
+            if n == 0 || n > MAX_INSTANCES {
+                return Err(format!("instances must be between 1 and {MAX_INSTANCES}, got {n}"));
+            }
+            check_name(&format!("{}:{}", self.name, n - 1))?;
+        }
         if self.program.is_empty() {
             return Err("the program is empty".into());
         }
@@ -559,6 +591,9 @@ mod tests {
         bad(ProcessSpec::new("a", "x").give_up_after(0));
         bad(ProcessSpec::new("a", "x").max_restarts_within(3, Duration::ZERO));
         bad(ProcessSpec::new("a", "x").umask(0o1000));
+        bad(ProcessSpec::new("a", "x").instances(0));
+        bad(ProcessSpec::new("a", "x").instances(MAX_INSTANCES + 1));
+        bad(ProcessSpec::new("a".repeat(MAX_NAME_LEN - 1), "x").instances(10));
         bad(ProcessSpec::new("a", "x").stdout(Output::ToStdout));
         bad(ProcessSpec::new("a", "x").stdout(Output::Append(PathBuf::new())));
         assert!(ProcessSpec::new("a", "x").stop_timeout(Duration::ZERO).validate().is_ok());

@@ -135,6 +135,11 @@ impl fmt::Display for Exit {
 pub struct ProcessStatus {
     /// The process name.
     pub name: String,
+    /// The group (the spec's name) when this is one of several instances.
+    pub group: Option<String>,
+    /// The previous child while a rolling restart replaces it: it serves
+    /// until the new child (`pid`) is `Running`, then gets its stop signal.
+    pub retiring_pid: Option<Pid>,
     /// The current state.
     pub state: State,
     /// The child's pid while one exists.

@@ -11,7 +11,9 @@ use proptest::prelude::*;
 use procsup::testing::{FakeSys, VirtualClock};
 use procsup::{Backoff, Event, Exit, Output, ProcessSpec, ProcessStatus, RestartPolicy, State, Stream, Supervisor};
 
-const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+/// Plain processes and the instances of group `g` (added by `AddGroup`).
+const NAMES: [&str; 5] = ["a", "b", "c", "g:0", "g:1"];
+const ROLL_TARGETS: [&str; 3] = ["a", "g", "g:1"];
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -31,6 +33,8 @@ enum Op {
     ToDeadline,
     Tick,
     Backwards(u32),
+    Roll(Option<usize>),
+    AddGroup(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -52,6 +56,8 @@ fn op() -> impl Strategy<Value = Op> {
         Just(Op::ToDeadline),
         Just(Op::Tick),
         (0..5_000u32).prop_map(Op::Backwards),
+        prop::option::of(0..ROLL_TARGETS.len()).prop_map(Op::Roll),
+        any::<u8>().prop_map(Op::AddGroup),
     ]
 }
 
@@ -165,6 +171,12 @@ impl World {
                 self.sup.tick(self.clock.now());
             }
             Op::Tick => self.sup.tick(now),
+            Op::Roll(target) => {
+                let _ = self.sup.rolling_restart(target.map(|i| ROLL_TARGETS[i]), now);
+            }
+            Op::AddGroup(k) => {
+                let _ = self.sup.add_process(spec("g", *k).instances(2));
+            }
             Op::Backwards(ms) => {
                 let past = now.checked_sub(Duration::from_millis(u64::from(*ms))).unwrap_or(now);
                 self.sup.tick(past);
@@ -177,7 +189,7 @@ impl World {
         let mut pids = HashMap::new();
         for st in &statuses {
             prop_assert_eq!(st.state.has_child(), st.pid.is_some(), "{:?}", st);
-            if let Some(pid) = st.pid {
+            for pid in st.pid.into_iter().chain(st.retiring_pid) {
                 prop_assert!(pids.insert(pid, st.name.clone()).is_none(), "pid {} twice", pid);
             }
             prop_assert_eq!(st.next_retry_at.is_some(), st.state == State::Backoff, "{:?}", st);

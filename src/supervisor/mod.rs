@@ -2,6 +2,7 @@
 
 mod orphan;
 mod proc;
+mod roll;
 mod transitions;
 
 use std::collections::{HashMap, VecDeque};
@@ -24,6 +25,7 @@ use crate::timers::Timers;
 
 use orphan::OrphanTask;
 use proc::{AfterExit, Proc};
+use roll::Roll;
 
 /// One child reaped by [`Supervisor::reap_processes`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +65,8 @@ pub struct Supervisor<S: Sys = UnixSys> {
     timers: Timers<usize>,
     orphans: HashMap<Pid, OrphanTask>,
     orphan_timers: Timers<Pid>,
+    roll: Roll,
+    retire_timers: Timers<usize>,
     events: VecDeque<Event>,
     rng: StdRng,
     last_now: Option<Instant>,
@@ -103,6 +107,8 @@ impl<S: Sys> Supervisor<S> {
             timers: Timers::default(),
             orphans: HashMap::new(),
             orphan_timers: Timers::default(),
+            roll: Roll::default(),
+            retire_timers: Timers::default(),
             events: VecDeque::new(),
             rng: StdRng::from_os_rng(),
             last_now: None,
@@ -136,7 +142,9 @@ impl<S: Sys> Supervisor<S> {
 
     // ----- by name -----------------------------------------------------
 
-    /// Adds a process, `Stopped`. The spec is validated first.
+    /// Adds a process, `Stopped` (or its instances, see
+    /// [`ProcessSpec::instances`]). The spec is validated first; nothing is
+    /// added when any name is taken.
     ///
     /// # Errors
     /// [`Error::InvalidSpec`], [`Error::DuplicateProcess`],
@@ -146,13 +154,34 @@ impl<S: Sys> Supervisor<S> {
             return Err(Error::ShuttingDown);
         }
         spec.validate()?;
-        if self.names.contains_key(spec.name.as_str()) {
-            return Err(Error::DuplicateProcess(spec.name));
+        let Some(n) = spec.instances else {
+            if self.names.contains_key(spec.name.as_str()) {
+                return Err(Error::DuplicateProcess(spec.name));
+            }
+            self.insert(spec, None);
+            return Ok(());
+        };
+        let names: Vec<String> = (0..n).map(|i| format!("{}:{i}", spec.name)).collect();
+        if let Some(taken) = names.iter().find(|n| self.names.contains_key(n.as_str())) {
+            return Err(Error::DuplicateProcess(taken.clone()));
         }
+        let group: Arc<str> = Arc::from(spec.name.as_str());
+        for name in names {
+            let mut one = spec.clone();
+            one.name = name;
+            one.instances = None;
+            self.insert(one, Some(group.clone()));
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, spec: ProcessSpec, group: Option<Arc<str>>) {
         let name: Arc<str> = Arc::from(spec.name.as_str());
         self.seq += 1;
         let proc = Proc {
             name: name.clone(),
+            group,
+            retiring: None,
             lines: None,
             spec,
             state: State::Stopped,
@@ -183,7 +212,6 @@ impl<S: Sys> Supervisor<S> {
             }
         };
         self.names.insert(name, id);
-        Ok(())
     }
 
     /// Removes a process. One without a child goes at once (a pending
@@ -196,7 +224,8 @@ impl<S: Sys> Supervisor<S> {
     pub fn remove_process(&mut self, name: &str, now: Instant) -> Result<()> {
         let now = self.observe(now);
         let id = self.id(name)?;
-        if self.p(id).state.has_child() {
+        let p = self.p(id);
+        if p.state.has_child() || p.retiring.is_some() {
             self.stop_id(id, now);
             self.p_mut(id).after_exit = AfterExit::Remove;
         } else {
@@ -285,6 +314,7 @@ impl<S: Sys> Supervisor<S> {
     /// pending restart.
     pub fn stop_all(&mut self, now: Instant) {
         let now = self.observe(now);
+        self.roll = Roll::default();
         let mut ids = self.ids_by(|p| p.start_seq);
         ids.reverse();
         for id in ids {
@@ -388,7 +418,11 @@ impl<S: Sys> Supervisor<S> {
             if let Some(pid) = pid {
                 self.emit(Event::Running { name: name.clone(), pid });
             }
+            self.retire_old(id, now);
             done.push(name);
+        }
+        if !done.is_empty() {
+            self.advance_roll(now);
         }
         done
     }
@@ -426,6 +460,7 @@ impl<S: Sys> Supervisor<S> {
             }
             done.push(name);
         }
+        self.escalate_retiring(now, &mut done);
         let due: Vec<Pid> = self.orphan_timers.due(now).collect();
         for pid in due {
             let Some(task) = self.orphans.get_mut(&pid) else { continue };
@@ -454,10 +489,7 @@ impl<S: Sys> Supervisor<S> {
     /// The earliest instant at which a step has work, or `None`. It changes
     /// only through calls on this supervisor: recompute it after each.
     pub fn next_deadline(&self) -> Option<Instant> {
-        match (self.timers.next(), self.orphan_timers.next()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.timers.next(), self.orphan_timers.next(), self.retire_timers.next()].into_iter().flatten().min()
     }
 
     /// The file descriptors a host polls for readability to learn that a
@@ -583,6 +615,7 @@ impl<S: Sys> Supervisor<S> {
     }
 
     fn forget(&mut self, id: usize) {
+        debug_assert!(self.p(id).pid.is_none() && self.p(id).retiring.is_none(), "forgetting a process with a child");
         self.set_deadline(id, None);
         let p = self.procs[id].take().expect("forget is called on live slots");
         self.names.remove(&p.name);

@@ -22,9 +22,23 @@ pub(super) enum AfterExit {
     Remove,
 }
 
+/// The previous child of a process being replaced by a rolling restart:
+/// it keeps serving until its replacement is `Running`.
+#[derive(Debug)]
+pub(super) struct Retiring {
+    pub(super) pid: Pid,
+    pub(super) started_at: Option<Instant>,
+    /// When SIGKILL follows, once the stop signal went out.
+    pub(super) kill_at: Option<Instant>,
+    pub(super) signalled: bool,
+}
+
 #[derive(Debug)]
 pub(super) struct Proc {
     pub(super) name: Arc<str>,
+    /// The spec's name when this is one of its instances.
+    pub(super) group: Option<Arc<str>>,
+    pub(super) retiring: Option<Retiring>,
     pub(super) spec: ProcessSpec,
     pub(super) state: State,
     pub(super) pid: Option<Pid>,
@@ -54,6 +68,8 @@ impl Proc {
     pub(super) fn status(&self) -> ProcessStatus {
         ProcessStatus {
             name: self.name.to_string(),
+            group: self.group.as_deref().map(str::to_owned),
+            retiring_pid: self.retiring.as_ref().map(|r| r.pid),
             state: self.state,
             pid: self.pid,
             started_at: self.started_at,

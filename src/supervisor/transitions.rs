@@ -40,6 +40,7 @@ impl<S: Sys> Supervisor<S> {
     }
 
     pub(super) fn stop_id(&mut self, id: usize, now: Instant) {
+        self.stop_retiring(id, now);
         let p = self.p_mut(id);
         p.manual_stop = true;
         match p.state {
@@ -75,9 +76,30 @@ impl<S: Sys> Supervisor<S> {
     /// (or `Running` with no start grace). Failure: `Backoff` or `Fatal`.
     pub(super) fn spawn_id(&mut self, id: usize, now: Instant) -> io::Result<Pid> {
         self.set_deadline(id, None);
+        let result = self.spawn_child(id, now);
+        if let Err(e) = &result {
+            let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+            let p = self.p_mut(id);
+            p.pid = None;
+            let (fatal_exec, policy) = (p.spec.fatal_exec_errors, p.spec.restart);
+            if fatal_exec && is_exec_error(errno) {
+                self.fatal(id, FatalReason::ExecError(errno));
+            } else if policy == RestartPolicy::Never {
+                self.fatal(id, FatalReason::SpawnFailedNoRestart(errno));
+            } else {
+                self.schedule_restart(id, now, false);
+            }
+        }
+        result
+    }
+
+    /// Spawns a child for slot `id` and makes it the process's child:
+    /// `Starting` (or `Running` with no start grace). On failure records
+    /// the error and emits `SpawnFailed`, and changes nothing else.
+    pub(super) fn spawn_child(&mut self, id: usize, now: Instant) -> io::Result<Pid> {
         self.seq += 1;
         let seq = self.seq;
-        let spec = &self.procs[id].as_ref().expect("spawn_id is called on live slots").spec;
+        let spec = &self.procs[id].as_ref().expect("spawn_child is called on live slots").spec;
         let result = self.sys.spawn(spec);
         let p = self.p_mut(id);
         p.after_exit = AfterExit::Policy;
@@ -108,16 +130,8 @@ impl<S: Sys> Supervisor<S> {
             Err(e) => {
                 let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
                 p.last_spawn_error = Some(errno);
-                p.pid = None;
-                let (name, fatal_exec, policy) = (p.name.clone(), p.spec.fatal_exec_errors, p.spec.restart);
+                let name = p.name.clone();
                 self.emit(Event::SpawnFailed { name, errno, message: e.to_string() });
-                if fatal_exec && is_exec_error(errno) {
-                    self.fatal(id, FatalReason::ExecError(errno));
-                } else if policy == RestartPolicy::Never {
-                    self.fatal(id, FatalReason::SpawnFailedNoRestart(errno));
-                } else {
-                    self.schedule_restart(id, now, false);
-                }
                 Err(e)
             }
         }
@@ -141,6 +155,9 @@ impl<S: Sys> Supervisor<S> {
             log::warn!("procsup: the OS layer reported pid {pid}, which is not ours");
             return None;
         };
+        if self.on_retired(id, pid, exit) {
+            return None;
+        }
         let p = self.p_mut(id);
         p.pid = None;
         p.last_exit = Some(exit);
@@ -171,7 +188,23 @@ impl<S: Sys> Supervisor<S> {
         // through it: uptime decides, not whether promote_running ran first.
         let lived = p.started_at.map(|t| now.saturating_duration_since(t));
         let was_running = p.state == State::Running || lived.is_some_and(|u| u >= p.spec.start_grace);
+        if self.replacement_failed(id, was_running) {
+            return;
+        }
+        if was_running && self.p(id).retiring.is_some() {
+            // It lived through its grace in the tick it died: it counted as
+            // started, so the old child retires as planned.
+            self.retire_old(id, now);
+            self.advance_roll(now);
+        }
+        let p = self.p_mut(id);
         match p.after_exit {
+            AfterExit::Remove if p.retiring.is_some() => {
+                // Forgotten once the retiring child is reaped too.
+                p.state = State::Stopped;
+                let name = p.name.clone();
+                self.emit(Event::Stopped { name });
+            }
             AfterExit::Remove => {
                 p.state = State::Stopped;
                 let name = p.name.clone();

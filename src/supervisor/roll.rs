@@ -1,0 +1,215 @@
+//! Rolling restarts: each instance in turn gets a replacement, and its old
+//! child is stopped only once the replacement is `Running`, so at no moment
+//! fewer instances serve.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::state::{Exit, State};
+use crate::sys::Sys;
+
+use super::proc::Retiring;
+use super::Supervisor;
+
+/// The roll in progress: the instances still to replace (slot, identity),
+/// and the one whose replacement is starting.
+#[derive(Debug, Default)]
+pub(super) struct Roll {
+    pub(super) label: Option<Arc<str>>,
+    pub(super) queue: std::collections::VecDeque<(usize, u64)>,
+    pub(super) current: Option<usize>,
+}
+
+impl<S: Sys> Supervisor<S> {
+    /// Replaces the `Running` processes of `target` one at a time, oldest
+    /// first: spawn the replacement, wait until it is `Running` (its start
+    /// grace passed), then stop the old child (stop signal, SIGKILL after
+    /// the stop timeout). `target` is a group (a spec added with
+    /// [`instances`](crate::ProcessSpec::instances)), one process name, or
+    /// `None` for everything. Processes that are not `Running` are skipped:
+    /// they are already on their way to a fresh start.
+    ///
+    /// A replacement that exits before its start grace, or cannot be
+    /// spawned, aborts the roll: the old child keeps serving, and
+    /// [`Event::RollAborted`] says why. A finished roll is
+    /// [`Event::RollDone`]. A roll requested while one runs replaces the
+    /// queue of the running one (its current replacement goes on).
+    ///
+    /// # Errors
+    /// [`Error::UnknownProcess`] for a target that names nothing;
+    /// [`Error::ShuttingDown`].
+    pub fn rolling_restart(&mut self, target: Option<&str>, now: Instant) -> Result<()> {
+        let now = self.observe(now);
+        if self.shutting_down {
+            return Err(Error::ShuttingDown);
+        }
+        let mut ids: Vec<(u64, usize)> = self
+            .procs
+            .iter()
+            .enumerate()
+            .filter_map(|(id, p)| p.as_ref().map(|p| (id, p)))
+            .filter(|(_, p)| target.is_none_or(|t| &*p.name == t || p.group.as_deref() == Some(t)))
+            .map(|(id, p)| (p.start_seq, id))
+            .collect();
+        if ids.is_empty() {
+            if let Some(t) = target {
+                return Err(Error::UnknownProcess(t.to_owned()));
+            }
+        }
+        ids.sort_unstable();
+        let label: Arc<str> = Arc::from(target.unwrap_or("*"));
+        self.roll.label = Some(label);
+        let current = self.roll.current;
+        self.roll.queue =
+            ids.into_iter().filter(|&(_, id)| Some(id) != current).map(|(_, id)| (id, self.p(id).added_seq)).collect();
+        self.advance_roll(now);
+        Ok(())
+    }
+
+    /// Starts the next replacement, if none is starting.
+    pub(super) fn advance_roll(&mut self, now: Instant) {
+        while self.roll.current.is_none() {
+            let Some((id, added)) = self.roll.queue.pop_front() else {
+                if let Some(name) = self.roll.label.take() {
+                    self.emit(Event::RollDone { name });
+                }
+                return;
+            };
+            let serving = self.procs.get(id).and_then(Option::as_ref).is_some_and(|p| {
+                p.added_seq == added && p.state == State::Running && p.retiring.is_none() && !p.manual_stop
+            });
+            if serving {
+                self.begin_replacement(id, now);
+            }
+        }
+    }
+
+    /// Moves the current child aside and spawns its replacement.
+    fn begin_replacement(&mut self, id: usize, now: Instant) {
+        let p = self.p_mut(id);
+        let (old_pid, old_started) = (p.pid.expect("Running has a pid"), p.started_at);
+        p.retiring = Some(Retiring { pid: old_pid, started_at: old_started, kill_at: None, signalled: false });
+        p.restart_count = p.restart_count.saturating_add(1);
+        match self.spawn_child(id, now) {
+            Ok(_) if self.p(id).state == State::Running => self.retire_old(id, now), // no start grace
+            Ok(_) => self.roll.current = Some(id),
+            Err(e) => {
+                self.restore_old(id);
+                self.abort_roll(id, format!("replacement could not be spawned: {e}"));
+            }
+        }
+    }
+
+    /// The replacement failed: the old child is the process's child again.
+    fn restore_old(&mut self, id: usize) {
+        self.set_deadline(id, None);
+        let p = self.p_mut(id);
+        let old = p.retiring.take().expect("restore_old is called during a replacement");
+        p.pid = Some(old.pid);
+        p.started_at = old.started_at;
+        p.state = State::Running;
+        p.restart_count = p.restart_count.saturating_sub(1);
+    }
+
+    fn abort_roll(&mut self, id: usize, reason: String) {
+        self.roll.queue.clear();
+        self.roll.current = None;
+        self.roll.label = None;
+        let name = self.p(id).name.clone();
+        self.emit(Event::RollAborted { name, reason });
+    }
+
+    /// The replacement of `id` is `Running` (or `id` is being stopped): the
+    /// old child, if any, gets its stop signal, and `id` is no longer the
+    /// roll's current one. The caller advances the roll.
+    pub(super) fn retire_old(&mut self, id: usize, now: Instant) {
+        if self.roll.current == Some(id) {
+            self.roll.current = None;
+        }
+        let p = self.p_mut(id);
+        let (signal, timeout, name) = (p.spec.stop_signal, p.spec.stop_timeout, p.name.clone());
+        let Some(old) = p.retiring.as_mut().filter(|r| !r.signalled) else { return };
+        old.signalled = true;
+        let kill_at = now + timeout;
+        old.kill_at = Some(kill_at);
+        let pid = old.pid;
+        self.retire_timers.reset(id, None, Some(kill_at));
+        if let Err(e) = self.sys.signal(pid, signal) {
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                log::warn!("procsup: {} to retiring {name} (pid {pid}) failed: {e}", signal.as_str());
+            }
+        }
+        self.emit(Event::Retiring { name, pid, signal, kill_at });
+    }
+
+    /// The child of `id` exited. If it was the replacement the roll waits
+    /// for and had not reached `Running`, the roll is aborted, and the old
+    /// child, if it still serves, is the process's child again. Returns
+    /// whether the old child took over (then the exit needs no policy).
+    pub(super) fn replacement_failed(&mut self, id: usize, was_running: bool) -> bool {
+        if self.roll.current != Some(id) || was_running {
+            return false;
+        }
+        let p = self.p(id);
+        let reason = format!(
+            "replacement exited before its start grace: {}",
+            p.last_exit.map_or_else(String::new, |e| e.to_string())
+        );
+        let old_serves = p.retiring.as_ref().is_some_and(|r| !r.signalled);
+        if old_serves {
+            self.restore_old(id);
+        }
+        self.abort_roll(id, reason);
+        old_serves
+    }
+
+    /// SIGKILL for every retiring child past its stop timeout.
+    pub(super) fn escalate_retiring(&mut self, now: Instant, done: &mut Vec<Arc<str>>) {
+        let due: Vec<usize> = self.retire_timers.due(now).collect();
+        for id in due {
+            let p = self.p_mut(id);
+            let name = p.name.clone();
+            let Some(old) = p.retiring.as_mut() else { continue };
+            let (pid, kill_at) = (old.pid, old.kill_at.take());
+            self.retire_timers.reset(id, kill_at, None);
+            if let Err(e) = self.sys.signal(pid, Signal::SIGKILL) {
+                log::warn!("procsup: SIGKILL to retiring {name} (pid {pid}) failed: {e}");
+            }
+            self.emit(Event::Killed { name: name.clone(), pid });
+            done.push(name);
+        }
+    }
+
+    /// The retiring child `pid` of `id` was reaped. Returns false when
+    /// `pid` is not a retiring child.
+    pub(super) fn on_retired(&mut self, id: usize, pid: Pid, exit: Exit) -> bool {
+        let p = self.p_mut(id);
+        if p.retiring.as_ref().is_none_or(|r| r.pid != pid) {
+            return false;
+        }
+        let old = p.retiring.take().expect("checked above");
+        let name = p.name.clone();
+        self.retire_timers.reset(id, old.kill_at, None);
+        self.emit(Event::Retired { name, pid, exit });
+        let p = self.p(id);
+        if p.after_exit == super::proc::AfterExit::Remove && !p.state.has_child() {
+            self.forget(id);
+        }
+        true
+    }
+
+    /// A stop of `id` also stops its retiring child, and ends its part in
+    /// the roll.
+    pub(super) fn stop_retiring(&mut self, id: usize, now: Instant) {
+        let was_current = self.roll.current == Some(id);
+        self.retire_old(id, now);
+        if was_current {
+            self.advance_roll(now);
+        }
+    }
+}
