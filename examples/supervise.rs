@@ -32,6 +32,7 @@ COMMAND is split on whitespace (no shell). SECS are decimal seconds.
 options:
   -p, --process NAME=COMMAND   a process to supervise (repeatable)
   --name NAME                  name of the PROGRAM form's process (default: its file name)
+  --instances N                run N copies of each process, named NAME:0 .. NAME:N-1
   --start-grace SECS           alive this long counts as started (default 1)
   --backoff fixed:SECS|exp:INITIAL:MAX[:JITTER]
                                delay before a restart (default exp:0.1:60:0.25)
@@ -47,7 +48,10 @@ options:
                                they get SIGKILL when it dies)
   -h, --help                   this text
 
-signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.";
+signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.
+         SIGHUP restarts everything, one process at a time, each replacement
+         up before its predecessor is stopped.
+         SIGUSR1 prints a status table on stderr.";
 
 #[derive(Debug)]
 struct Args {
@@ -61,6 +65,7 @@ struct Args {
     exit_when_idle: bool,
     state_dir: Option<std::path::PathBuf>,
     die_with_parent: bool,
+    instances: Option<u32>,
 }
 
 fn secs(s: &str) -> Result<Duration, String> {
@@ -111,6 +116,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         exit_when_idle: false,
         state_dir: None,
         die_with_parent: true,
+        instances: None,
     };
     let mut name = None;
     let mut program = None;
@@ -151,6 +157,15 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--exit-when-idle" => a.exit_when_idle = true,
             "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
             "--no-die-with-parent" => a.die_with_parent = false,
+            "--instances" => {
+                let v = value(&arg)?;
+                a.instances = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| format!("--instances {v:?}: expected a whole number above 0"))?,
+                );
+            }
             other => return Err(format!("unknown option {other:?} (try --help)")),
         }
     }
@@ -182,12 +197,17 @@ fn spec(a: &Args, name: &str, argv: &[String]) -> ProcessSpec {
     if let Some(n) = a.give_up {
         s = s.give_up_after(n);
     }
+    if let Some(n) = a.instances {
+        s = s.instances(n);
+    }
     s
 }
 
 /// Signal flags set by handlers, and a socket they write to so `poll` wakes.
 struct Signals {
     stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+    status: Arc<AtomicBool>,
     wake: UnixStream,
 }
 
@@ -195,15 +215,16 @@ fn install_signals() -> io::Result<Signals> {
     let (wake, waker) = UnixStream::pair()?;
     wake.set_nonblocking(true)?;
     waker.set_nonblocking(true)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone())?;
+    use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let (stop, reload, status) = (Arc::default(), Arc::default(), Arc::default());
+    for (sig, flag) in [(SIGTERM, &stop), (SIGINT, &stop), (SIGHUP, &reload), (SIGUSR1, &status)] {
+        signal_hook::flag::register(sig, Arc::clone(flag))?;
     }
     // SIGCHLD only wakes the loop: needed where there are no pidfds.
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGCHLD] {
+    for sig in [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD] {
         signal_hook::low_level::pipe::register(sig, waker.try_clone()?)?;
     }
-    Ok(Signals { stop, wake })
+    Ok(Signals { stop, reload, status, wake })
 }
 
 fn main() -> ExitCode {
@@ -266,6 +287,13 @@ fn run(sup: &mut Supervisor, args: &Args) -> io::Result<ExitCode> {
             stopping = true;
             sup.shutdown(now);
         }
+        if signals.reload.swap(false, Ordering::Relaxed) && !stopping {
+            // Only fails while shutting down, which was checked.
+            let _ = sup.rolling_restart(None, now);
+        }
+        if signals.status.swap(false, Ordering::Relaxed) {
+            eprint!("{}", status_table(sup, now));
+        }
         sup.tick(now);
     }
 }
@@ -287,6 +315,28 @@ fn wait(sup: &Supervisor, signals: &Signals) -> io::Result<()> {
     let mut buf = [0u8; 64];
     while matches!((&signals.wake).read(&mut buf), Ok(n) if n > 0) {}
     Ok(())
+}
+
+/// One row per process: what `statuses()` knows, for people.
+fn status_table(sup: &Supervisor, now: Instant) -> String {
+    let mut out = format!(
+        "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:>8}\n",
+        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "RESTART IN", "GIVE-UP"
+    );
+    let dash = || "-".to_string();
+    for st in sup.statuses() {
+        let pid = st.pid.map_or_else(dash, |p| p.to_string());
+        let uptime = st.uptime(now).map_or_else(dash, |u| format!("{:.1}s", u.as_secs_f64()));
+        let exit = st.last_exit.map_or_else(dash, |e| e.to_string());
+        let retry =
+            st.next_retry_at.map_or_else(dash, |t| format!("{:.1}s", t.saturating_duration_since(now).as_secs_f64()));
+        let budget = st.give_up_remaining.map_or_else(dash, |n| n.to_string());
+        out += &format!(
+            "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:>8}\n",
+            st.name, st.state, pid, uptime, st.restart_count, exit, retry, budget
+        );
+    }
+    out
 }
 
 fn idle_exit_code(sup: &Supervisor) -> ExitCode {

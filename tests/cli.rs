@@ -18,11 +18,25 @@ fn supervise_bin() -> PathBuf {
     bin
 }
 
+/// The lines of a stream, on a channel.
+fn reader(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// A running `supervise` whose stdout lines arrive on a channel; killed on
 /// drop so no test leaves it (or its children) behind.
 struct Cli {
     child: Child,
     lines: mpsc::Receiver<String>,
+    errors: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
@@ -30,16 +44,21 @@ impl Cli {
     fn start(args: &[&str]) -> Cli {
         let mut child =
             Command::new(supervise_bin()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
+        let lines = reader(child.stdout.take().unwrap());
+        let errors = reader(child.stderr.take().unwrap());
+        Cli { child, lines, errors, seen: Vec::new() }
+    }
+
+    /// Waits (bounded) for a stderr line containing `needle`.
+    fn expect_err(&mut self, needle: &str) -> String {
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            match self.errors.recv_timeout(end.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no stderr line with {needle:?}"),
             }
-        });
-        Cli { child, lines, seen: Vec::new() }
+        }
     }
 
     /// Waits (bounded) for a line containing `needle`.
@@ -56,6 +75,13 @@ impl Cli {
                 }
                 Err(_) => panic!("no line with {needle:?}; saw {:#?}", self.seen),
             }
+        }
+    }
+
+    /// Waits (bounded) until `n` lines seen so far contain `needle`.
+    fn expect_count(&mut self, needle: &str, n: usize) {
+        while self.seen.iter().filter(|l| l.contains(needle)).count() < n {
+            self.expect(needle);
         }
     }
 
@@ -160,6 +186,8 @@ fn bad_arguments_exit_2_with_one_line() {
         &["--name", "x", "-p", "a=true"],
         &["-p", "a/b=true"],
         &["--"],
+        &["--instances", "0", "--", "true"],
+        &["--state-dir", "/proc/nope", "--", "true"],
     ];
     for args in cases {
         let out = Command::new(supervise_bin()).args(*args).output().unwrap();
@@ -189,4 +217,88 @@ fn help_documents_every_flag() {
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
+}
+
+/// Live serving pids per process name, from the event lines.
+fn serving_counts(lines: &[String]) -> Vec<usize> {
+    let mut serving = std::collections::HashSet::new();
+    let mut counts = Vec::new();
+    for l in lines {
+        let pid = field(l, "pid");
+        if l.starts_with("event=running") {
+            serving.insert(pid.unwrap());
+        } else if ["event=retiring", "event=stopping", "event=exited", "event=retired"].iter().any(|k| l.starts_with(k))
+        {
+            serving.remove(&pid.unwrap());
+        }
+        counts.push(serving.len());
+    }
+    counts
+}
+
+#[test]
+fn sighup_rolls_every_instance_new_before_old() {
+    let mut cli =
+        Cli::start(&["--instances", "3", "--start-grace", "0.2", "--stop-timeout", "2", "-p", "web=sleep 60"]);
+    for _ in 0..3 {
+        cli.expect("event=running");
+    }
+    cli.signal(Signal::SIGHUP);
+    cli.expect_count("event=roll_done", 1);
+    cli.expect_count("event=retired", 3);
+    cli.signal(Signal::SIGTERM);
+    assert_eq!(cli.wait(), 0);
+    let lines = cli.seen.clone();
+    let roll_start = lines.iter().position(|l| l.contains("restarts=1")).unwrap();
+    let roll_end = lines.iter().position(|l| l.starts_with("event=roll_done")).unwrap();
+    let counts = serving_counts(&lines);
+    let full = counts.iter().position(|&n| n == 3).unwrap();
+    assert!(full < roll_start);
+    assert!(counts[full..=roll_end].iter().all(|&n| n >= 3), "fewer than 3 served during the roll: {lines:#?}");
+    for slot in 0..3 {
+        let name = format!("name=web:{slot}");
+        let spawned: Vec<usize> =
+            (0..lines.len()).filter(|&i| lines[i].starts_with("event=spawned") && lines[i].contains(&name)).collect();
+        let retiring = lines.iter().position(|l| l.starts_with("event=retiring") && l.contains(&name)).unwrap();
+        assert_eq!(spawned.len(), 2, "{name}");
+        assert!(spawned[1] >= roll_start && spawned[1] < retiring, "{name}: new pid after the old one's stop signal");
+    }
+}
+
+#[test]
+fn a_roll_whose_replacement_fails_is_aborted_and_the_old_ones_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("broken");
+    let script = format!("test -e {} && exit 1; exec sleep 60", marker.display());
+    let mut cli = Cli::start(&["--instances", "2", "--start-grace", "0.3", "--", "sh", "-c", &script]);
+    let old: Vec<String> = (0..2).map(|_| field(&cli.expect("event=running"), "pid").unwrap()).collect();
+    std::fs::write(&marker, "").unwrap();
+    cli.signal(Signal::SIGHUP);
+    let aborted = cli.expect("event=roll_aborted");
+    assert!(aborted.contains("code=1"), "{aborted}");
+    cli.signal(Signal::SIGUSR1);
+    for pid in &old {
+        let row = cli.expect_err(&format!(" {pid} "));
+        assert!(row.contains("running"), "{row}");
+    }
+    cli.signal(Signal::SIGTERM);
+    assert_eq!(cli.wait(), 0);
+    assert!(!cli.seen.iter().any(|l| l.starts_with("event=retiring")), "an old instance was stopped");
+}
+
+#[test]
+fn sigusr1_prints_a_status_table() {
+    let mut cli = Cli::start(&["--instances", "2", "--give-up", "3", "-p", "w=sleep 60"]);
+    cli.expect("event=spawned");
+    cli.expect("event=spawned");
+    cli.signal(Signal::SIGUSR1);
+    let header = cli.expect_err("NAME");
+    for col in ["STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "RESTART IN", "GIVE-UP"] {
+        assert!(header.contains(col), "{col} missing: {header}");
+    }
+    let row = cli.expect_err("w:1");
+    assert!(row.contains("starting") || row.contains("running"), "{row}");
+    assert!(row.trim_end().ends_with('3'), "give-up budget: {row}");
+    cli.signal(Signal::SIGTERM);
+    assert_eq!(cli.wait(), 0);
 }
