@@ -81,6 +81,7 @@ impl fmt::Display for FatalReason {
 ///     exit: Exit::Exited(1),
 ///     uptime: std::time::Duration::from_millis(1500),
 ///     restart_count: 0,
+///     last_output: vec![],
 /// };
 /// assert_eq!(e.to_string(), "event=exited name=web pid=42 code=1 uptime_ms=1500 restarts=0");
 /// assert_eq!(e.name(), "web");
@@ -125,6 +126,9 @@ pub enum Event {
         uptime: Duration,
         /// The process's restart count.
         restart_count: u32,
+        /// Crash context: the last lines (up to 5, oldest first) the child
+        /// wrote to captured streams. Empty without [`Output::Capture`](crate::Output::Capture).
+        last_output: Vec<Vec<u8>>,
     },
     /// A restart is scheduled.
     Backoff {

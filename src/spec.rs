@@ -111,6 +111,18 @@ pub struct ProcessSpec {
     pub(crate) umask: Option<u32>,
     pub(crate) fatal_exec_errors: bool,
     pub(crate) instances: Option<u32>,
+    pub(crate) pre_exec: Option<PreExec>,
+}
+
+/// A hook run in the child between fork and exec; see
+/// [`ProcessSpec::pre_exec`].
+#[derive(Clone)]
+pub(crate) struct PreExec(pub(crate) std::sync::Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>);
+
+impl std::fmt::Debug for PreExec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreExec(..)")
+    }
 }
 
 impl ProcessSpec {
@@ -144,6 +156,7 @@ impl ProcessSpec {
             umask: None,
             fatal_exec_errors: false,
             instances: None,
+            pre_exec: None,
         }
     }
 
@@ -437,6 +450,10 @@ impl ProcessSpec {
     /// Whether exec errors are fatal at once.
     pub fn get_fatal_exec_errors(&self) -> bool {
         self.fatal_exec_errors
+    }
+    /// Whether a pre-exec hook is set.
+    pub fn has_pre_exec(&self) -> bool {
+        self.pre_exec.is_some()
     }
     /// The number of instances asked for, if any.
     pub fn get_instances(&self) -> Option<u32> {

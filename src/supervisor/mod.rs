@@ -183,6 +183,7 @@ impl<S: Sys> Supervisor<S> {
             group,
             retiring: None,
             lines: None,
+            tail: VecDeque::new(),
             spec,
             state: State::Stopped,
             pid: None,

@@ -62,6 +62,8 @@ pub(super) struct Proc {
     pub(super) added_seq: u64,
     pub(super) start_seq: u64,
     pub(super) lines: Option<Box<[LineBuffer; 2]>>,
+    /// The last captured lines of the current child, for its exit event.
+    pub(super) tail: VecDeque<Vec<u8>>,
 }
 
 impl Proc {

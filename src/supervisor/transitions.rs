@@ -15,6 +15,9 @@ use super::orphan::ORPHAN_KILL_GRACE;
 use super::proc::AfterExit;
 use super::{Reaped, Supervisor};
 
+/// How many captured lines an exit event carries as crash context.
+const CRASH_CONTEXT_LINES: usize = 5;
+
 impl<S: Sys> Supervisor<S> {
     pub(super) fn start_id(&mut self, id: usize, now: Instant) {
         let p = self.p_mut(id);
@@ -110,6 +113,7 @@ impl<S: Sys> Supervisor<S> {
                 p.start_seq = seq;
                 p.last_spawn_error = None;
                 p.unsettled = false;
+                p.tail.clear();
                 if p.captures() && p.lines.is_none() {
                     p.lines = Some(Box::default());
                 }
@@ -140,13 +144,23 @@ impl<S: Sys> Supervisor<S> {
     pub(super) fn on_output(&mut self, pid: Pid, stream: Stream, data: &[u8]) {
         let Some(&id) = self.pids.get(&pid) else { return };
         let p = self.p_mut(id);
-        let name = p.name.clone();
         let Some(lines) = p.lines.as_mut() else { return };
         let mut out = Vec::new();
         lines[stream as usize].push(data, &mut |l| out.push(l.to_vec()));
         for line in out {
-            self.emit(Event::Output { name: name.clone(), pid, stream, line });
+            self.emit_line(id, pid, stream, line);
         }
+    }
+
+    /// One captured line: an event, and the crash context of the process.
+    fn emit_line(&mut self, id: usize, pid: Pid, stream: Stream, line: Vec<u8>) {
+        let p = self.p_mut(id);
+        if p.tail.len() == CRASH_CONTEXT_LINES {
+            p.tail.pop_front();
+        }
+        p.tail.push_back(line.clone());
+        let name = p.name.clone();
+        self.emit(Event::Output { name, pid, stream, line });
     }
 
     /// Records an exit; the transition is `handle_exit`'s.
@@ -173,9 +187,10 @@ impl<S: Sys> Supervisor<S> {
             }
         }
         for (stream, line) in tail {
-            self.emit(Event::Output { name: name.clone(), pid, stream, line });
+            self.emit_line(id, pid, stream, line);
         }
-        self.emit(Event::Exited { name: name.clone(), pid, exit, uptime, restart_count });
+        let last_output = std::mem::take(&mut self.p_mut(id).tail).into();
+        self.emit(Event::Exited { name: name.clone(), pid, exit, uptime, restart_count, last_output });
         Some(Reaped { name, pid, exit })
     }
 

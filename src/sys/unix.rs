@@ -34,7 +34,7 @@ use nix::unistd::Pid;
 use super::{Sys, SysEvent};
 use crate::event::Stream;
 use crate::orphans::{self, Discard, OrphanScan, Record, StateDir};
-use crate::spec::{Output, ProcessSpec};
+use crate::spec::{Output, PreExec, ProcessSpec};
 use crate::state::Exit;
 
 /// Bytes read from one pipe per `poll`, so one chatty child cannot starve
@@ -529,16 +529,52 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Work done in the child between fork and exec: umask and the parent-death
-/// signal. Nothing is installed when neither is asked for, so `Command`
-/// keeps its `posix_spawn` fast path.
+impl ProcessSpec {
+    /// Runs `hook` in the child after `fork` and before `exec`, after the
+    /// umask and the parent-death signal are set. An `Err` it returns fails
+    /// the spawn with that error ([`Event::SpawnFailed`](crate::Event)):
+    /// the child never runs the program and is reaped by the spawn itself.
+    ///
+    /// A hook forces the `fork` path (no `posix_spawn`).
+    ///
+    /// # Safety
+    ///
+    /// The contract of [`CommandExt::pre_exec`]: the hook runs in a copy of
+    /// a possibly multi-threaded process in which only the forking thread
+    /// exists, so it may only make async-signal-safe calls — no allocation,
+    /// no locks (not even `println!`), no environment access.
+    ///
+    /// ```
+    /// use procsup::ProcessSpec;
+    /// // SAFETY: setsid(2) is async-signal-safe.
+    /// let spec = unsafe {
+    ///     ProcessSpec::new("daemon", "sleep").arg("60").process_group(false).pre_exec(|| {
+    ///         nix::unistd::setsid()?;
+    ///         Ok(())
+    ///     })
+    /// };
+    /// assert!(spec.has_pre_exec());
+    /// ```
+    pub unsafe fn pre_exec<F>(mut self, hook: F) -> Self
+    where
+        F: Fn() -> io::Result<()> + Send + Sync + 'static,
+    {
+        self.pre_exec = Some(PreExec(std::sync::Arc::new(hook)));
+        self
+    }
+}
+
+/// Work done in the child between fork and exec: umask, the parent-death
+/// signal and the spec's own hook. Nothing is installed when none is asked
+/// for, so `Command` keeps its `posix_spawn` fast path.
 fn install_pre_exec(cmd: &mut Command, spec: &ProcessSpec) {
     let umask = spec.umask;
+    let user_hook = spec.pre_exec.clone();
     #[cfg(target_os = "linux")]
     let death = spec.die_with_parent.map(|s| s as libc::c_int);
     #[cfg(not(target_os = "linux"))]
     let death: Option<libc::c_int> = None;
-    if umask.is_none() && death.is_none() {
+    if umask.is_none() && death.is_none() && user_hook.is_none() {
         return;
     }
     // Read before the fork: after it, getppid() names the parent we must
@@ -566,11 +602,16 @@ fn install_pre_exec(cmd: &mut Command, spec: &ProcessSpec) {
                 }
             }
         }
-        Ok(())
+        match &user_hook {
+            Some(PreExec(hook)) => hook(),
+            None => Ok(()),
+        }
     };
     // SAFETY: the hook only makes async-signal-safe system calls (umask,
     // prctl, getppid, getpid, kill), allocates nothing and takes no lock,
-    // as CommandExt::pre_exec requires after fork in a threaded parent.
+    // as CommandExt::pre_exec requires after fork in a threaded parent; the
+    // user's hook carries the same obligation through ProcessSpec::pre_exec,
+    // an unsafe fn.
     unsafe { cmd.pre_exec(hook) };
 }
 
