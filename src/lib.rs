@@ -68,6 +68,28 @@
 //! [`give_up_after`](ProcessSpec::give_up_after) limit. Reaching `Running`
 //! resets the streak.
 //!
+//! # Coming from another supervisor
+//!
+//! | you know it from | in procsup |
+//! |---|---|
+//! | supervisord `command`, `directory`, `environment`, `user`, `umask` | [`ProcessSpec::new`], [`current_dir`](ProcessSpec::current_dir), [`env`](ProcessSpec::env), [`uid`](ProcessSpec::uid)/[`gid`](ProcessSpec::gid), [`umask`](ProcessSpec::umask) |
+//! | supervisord `numprocs` | [`ProcessSpec::instances`] |
+//! | supervisord `startsecs=1`, `startretries=3` | `.start_grace(1s).give_up_after(4)` |
+//! | supervisord BACKOFF (1 s, 2 s, 3 s, ...), RUNNING restarts at once | `Backoff::linear(1s).immediate_after_running(true)` |
+//! | supervisord `autorestart=unexpected`, `exitcodes=0,2` | `.restart(RestartPolicy::OnFailure).success_codes([0, 2])` |
+//! | supervisord `stopsignal`, `stopwaitsecs`, `stopasgroup`/`killasgroup` | [`stop_signal`](ProcessSpec::stop_signal), [`stop_timeout`](ProcessSpec::stop_timeout), [`process_group`](ProcessSpec::process_group) (on by default) |
+//! | supervisord `stdout_logfile`, `redirect_stderr` | [`Output::Append`], [`Output::ToStdout`] |
+//! | gunicorn companion `restart_delay` | `Backoff::fixed(d)` |
+//! | gunicorn SIGHUP reload | [`Supervisor::rolling_restart`] |
+//! | gunicorn dirty arbiter's parent check and orphan cleanup | [`die_with_parent`](ProcessSpec::die_with_parent) (on by default), [`UnixSys::state_dir`] |
+//! | Twisted procmon `minRestartDelay`, `maxRestartDelay`, `threshold`, `killTime` | `Backoff::exponential(min).max(max).jitter(0.0).immediate_after_running(true)`, `.start_grace(threshold)`, `.stop_timeout(killTime)` |
+//! | Twisted procmon `stopProcess` (restarts afterwards) | [`Supervisor::restart_process`] |
+//! | systemd `Restart=always/on-failure/no` | [`RestartPolicy`] |
+//! | systemd `RestartSec=`, `RestartSteps=`, `RestartMaxDelaySec=` | `Backoff::fixed`, `Backoff::exponential(..).max(..)` |
+//! | systemd `StartLimitBurst=`, `StartLimitIntervalSec=` | [`ProcessSpec::max_restarts_within`] |
+//! | systemd `KillSignal=`, `TimeoutStopSec=`, `KillMode=control-group` | `stop_signal`, `stop_timeout`, `process_group` |
+//! | Erlang/OTP one-for-one `intensity`, `period` | `Backoff::none()` and `max_restarts_within(intensity, period)` |
+//!
 //! # Deterministic tests
 //!
 //! [`testing::FakeSys`] scripts spawns, exits, output and failures, and

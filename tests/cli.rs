@@ -1,123 +1,12 @@
 //! The `supervise` example as a user runs it.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod bin;
 
+use std::process::Command;
+
+use bin::{field, supervise_bin, Cli};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-/// `cargo test` builds the examples next to the test binaries.
-fn supervise_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("examples").join("supervise");
-    assert!(bin.exists(), "{} not built", bin.display());
-    bin
-}
-
-/// The lines of a stream, on a channel.
-fn reader(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// A running `supervise` whose stdout lines arrive on a channel; killed on
-/// drop so no test leaves it (or its children) behind.
-struct Cli {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    errors: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Cli {
-    fn start(args: &[&str]) -> Cli {
-        let mut child =
-            Command::new(supervise_bin()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let lines = reader(child.stdout.take().unwrap());
-        let errors = reader(child.stderr.take().unwrap());
-        Cli { child, lines, errors, seen: Vec::new() }
-    }
-
-    /// Waits (bounded) for a stderr line containing `needle`.
-    fn expect_err(&mut self, needle: &str) -> String {
-        let end = Instant::now() + Duration::from_secs(15);
-        loop {
-            match self.errors.recv_timeout(end.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no stderr line with {needle:?}"),
-            }
-        }
-    }
-
-    /// Waits (bounded) for a line containing `needle`.
-    fn expect(&mut self, needle: &str) -> String {
-        let end = Instant::now() + Duration::from_secs(15);
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line with {needle:?}; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    /// Waits (bounded) until `n` lines seen so far contain `needle`.
-    fn expect_count(&mut self, needle: &str, n: usize) {
-        while self.seen.iter().filter(|l| l.contains(needle)).count() < n {
-            self.expect(needle);
-        }
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), sig).unwrap();
-    }
-
-    /// Waits (bounded) for the exit code, collecting the remaining lines.
-    fn wait(&mut self) -> i32 {
-        let end = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                self.seen.extend(self.lines.try_iter());
-                while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                    self.seen.push(l);
-                }
-                return status.code().expect("exited, not killed");
-            }
-            assert!(Instant::now() < end, "supervise did not exit; saw {:#?}", self.seen);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Cli {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn field(line: &str, key: &str) -> Option<String> {
-    line.split(' ').find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_owned))
-}
 
 #[test]
 fn crashing_program_is_restarted_with_backoff_then_given_up() {

@@ -2,88 +2,20 @@
 //! state directory, a restarted host stops what a crashed one left, and
 //! never signals a process with a recycled pid.
 
+mod bin;
 mod real;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use bin::Cli;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use procsup::{Backoff, Discard, Event, Exit, ProcessSpec, RestartPolicy, State, Supervisor, UnixSys};
 use real::{alive, wait_for, Host};
-
-fn supervise_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples").join("supervise")
-}
-
-/// A `supervise` host whose stdout lines arrive on a channel.
-struct SuperviseHost {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl SuperviseHost {
-    fn start(args: &[&str]) -> Self {
-        Self::start_in(Path::new("."), args)
-    }
-
-    fn start_in(dir: &Path, args: &[&str]) -> Self {
-        let mut child =
-            Command::new(supervise_bin()).args(args).current_dir(dir).stdout(Stdio::piped()).spawn().unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        SuperviseHost { child, lines, seen: Vec::new() }
-    }
-
-    /// The pids of the first `n` lines (of all seen so far) with `needle`,
-    /// waiting (bounded) for them.
-    fn pids_of(&mut self, needle: &str, n: usize) -> Vec<i32> {
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            let pids: Vec<i32> = self
-                .seen
-                .iter()
-                .filter(|l| l.contains(needle))
-                .filter_map(|l| l.split(' ').find_map(|kv| kv.strip_prefix("pid=")))
-                .map(|p| p.parse().unwrap())
-                .take(n)
-                .collect();
-            if pids.len() == n {
-                return pids;
-            }
-            match self.lines.recv_timeout(end.saturating_duration_since(Instant::now())) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!("{n} x {needle:?} not seen: {:#?}", self.seen),
-            }
-        }
-    }
-
-    fn sigkill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for SuperviseHost {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Kills test-started processes that may have outlived a failed assertion.
 struct Reaper(Vec<i32>);
@@ -104,7 +36,7 @@ fn records(dir: &Path) -> HashSet<String> {
 #[test]
 fn children_die_with_their_host() {
     let _serial = real::serial();
-    let mut host = SuperviseHost::start(&["-p", "a=sleep 60", "-p", "b=sleep 60"]);
+    let mut host = Cli::start(&["-p", "a=sleep 60", "-p", "b=sleep 60"]);
     let pids = host.pids_of("event=spawned", 2);
     let _reaper = Reaper(pids.clone());
     assert!(pids.iter().all(|&p| alive(p)));
@@ -134,7 +66,7 @@ fn a_restarted_host_stops_what_a_crashed_one_left() {
     std::fs::set_permissions(&deaf, std::fs::Permissions::from_mode(0o755)).unwrap();
     let first_args = args(&["--no-die-with-parent"]);
     let first_args: Vec<&str> = first_args.iter().map(String::as_str).collect();
-    let mut first = SuperviseHost::start_in(dir.path(), &first_args);
+    let mut first = Cli::start_in("supervise", dir.path(), &first_args);
     let old = first.pids_of("event=spawned", 2);
     let _reaper = Reaper(old.clone());
     assert_eq!(records(&state), ["polite", "deaf"].map(String::from).into());
@@ -146,7 +78,7 @@ fn a_restarted_host_stops_what_a_crashed_one_left() {
 
     let second_args = args(&[]);
     let second_args: Vec<&str> = second_args.iter().map(String::as_str).collect();
-    let mut second = SuperviseHost::start_in(dir.path(), &second_args);
+    let mut second = Cli::start_in("supervise", dir.path(), &second_args);
     let stopped = second.pids_of("event=orphan_stopping", 2);
     assert_eq!(stopped.iter().copied().collect::<HashSet<_>>(), old.iter().copied().collect());
     let killed = second.pids_of("event=orphan_killed", 1);
