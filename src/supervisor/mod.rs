@@ -39,6 +39,9 @@ pub struct Reaped {
     pub exit: Exit,
 }
 
+/// The event queue capacity kept across ticks once drained.
+const EVENT_CAPACITY_KEPT: usize = 256;
+
 /// Supervises a set of named processes. Synchronous, sans-IO: the host
 /// owns the loop and the clock, and passes `now` into every step.
 ///
@@ -58,7 +61,8 @@ pub struct Reaped {
 #[derive(Debug)]
 pub struct Supervisor<S: Sys = UnixSys> {
     sys: S,
-    procs: Vec<Option<Proc>>,
+    /// Boxed, so a slot costs a pointer and the table grows cheaply.
+    procs: Vec<Option<Box<Proc>>>,
     free: Vec<usize>,
     names: HashMap<Arc<str>, usize>,
     pids: HashMap<Pid, usize>,
@@ -202,6 +206,7 @@ impl<S: Sys> Supervisor<S> {
             added_seq: self.seq,
             start_seq: 0,
         };
+        let proc = Box::new(proc);
         let id = match self.free.pop() {
             Some(id) => {
                 self.procs[id] = Some(proc);
@@ -481,6 +486,12 @@ impl<S: Sys> Supervisor<S> {
     /// readiness fd fires or [`next_deadline`](Supervisor::next_deadline)
     /// arrives. Calling it early or twice is harmless.
     pub fn tick(&mut self, now: Instant) {
+        // A burst of events (hundreds of crashes at once) must not pin its
+        // memory once the host has drained it.
+        if self.events.is_empty() && self.events.capacity() > EVENT_CAPACITY_KEPT {
+            self.events.shrink_to(EVENT_CAPACITY_KEPT);
+        }
+        self.scratch.shrink_to(EVENT_CAPACITY_KEPT);
         self.reap_processes(now);
         self.escalate_stops(now);
         self.promote_running(now);
@@ -586,7 +597,7 @@ impl<S: Sys> Supervisor<S> {
     }
 
     fn live(&self) -> impl Iterator<Item = &Proc> {
-        self.procs.iter().flatten()
+        self.procs.iter().flatten().map(|p| &**p)
     }
 
     fn ids_by(&self, key: impl Fn(&Proc) -> u64) -> Vec<usize> {

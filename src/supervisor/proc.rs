@@ -38,7 +38,7 @@ pub(super) struct Proc {
     pub(super) name: Arc<str>,
     /// The spec's name when this is one of its instances.
     pub(super) group: Option<Arc<str>>,
-    pub(super) retiring: Option<Retiring>,
+    pub(super) retiring: Option<Box<Retiring>>,
     pub(super) spec: ProcessSpec,
     pub(super) state: State,
     pub(super) pid: Option<Pid>,

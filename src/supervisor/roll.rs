@@ -93,7 +93,8 @@ impl<S: Sys> Supervisor<S> {
     fn begin_replacement(&mut self, id: usize, now: Instant) {
         let p = self.p_mut(id);
         let (old_pid, old_started) = (p.pid.expect("Running has a pid"), p.started_at);
-        p.retiring = Some(Retiring { pid: old_pid, started_at: old_started, kill_at: None, signalled: false });
+        p.retiring =
+            Some(Box::new(Retiring { pid: old_pid, started_at: old_started, kill_at: None, signalled: false }));
         p.restart_count = p.restart_count.saturating_add(1);
         match self.spawn_child(id, now) {
             Ok(_) if self.p(id).state == State::Running => self.retire_old(id, now), // no start grace
