@@ -146,6 +146,7 @@ pub struct FakeSys {
     /// Orphans not yet returned by a scan, and those being watched.
     orphan_records: Vec<Orphan>,
     orphans: HashMap<Pid, Orphan>,
+    interrupted_polls: u32,
 }
 
 impl Default for FakeSys {
@@ -168,7 +169,22 @@ impl FakeSys {
             record: true,
             orphan_records: Vec::new(),
             orphans: HashMap::new(),
+            interrupted_polls: 0,
         }
+    }
+
+    /// The child ends and its status is lost: someone else reaped it, as a
+    /// host calling `waitpid(-1)` would. Reported as [`Exit::Unknown`], the
+    /// way [`UnixSys`](crate::UnixSys) reports `ECHILD`.
+    #[must_use = "false means the pid was not a live child"]
+    pub fn lose_exit(&mut self, pid: Pid) -> bool {
+        self.exit(pid, Exit::Unknown)
+    }
+
+    /// The next `n` polls report nothing, as a wait interrupted by a signal
+    /// (`EINTR`) would; what is pending is reported by the poll after.
+    pub fn interrupt_polls(&mut self, n: u32) {
+        self.interrupted_polls = self.interrupted_polls.saturating_add(n);
     }
 
     /// Leaves a record of a live process from "an earlier run", for the
@@ -325,6 +341,10 @@ impl Sys for FakeSys {
     }
 
     fn poll(&mut self, events: &mut Vec<SysEvent>) {
+        if self.interrupted_polls > 0 {
+            self.interrupted_polls -= 1;
+            return;
+        }
         for ev in self.pending.drain(..) {
             if let SysEvent::Exited { pid, .. } = ev {
                 self.children.remove(&pid);

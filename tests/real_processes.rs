@@ -177,3 +177,19 @@ fn a_reaped_pid_is_never_signalled() {
         assert_eq!(err.raw_os_error(), Some(libc::ESRCH), "{path}");
     }
 }
+
+#[test]
+fn a_status_stolen_by_the_host_is_an_unknown_exit() {
+    for (path, make_sys) in both_paths() {
+        let mut h = Host::new(make_sys());
+        h.add(ProcessSpec::new("victim", "sleep").arg("60").backoff(Backoff::fixed(ms(50))));
+        h.start_all();
+        let pid = h.sup.status("victim").unwrap().pid.unwrap();
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        // The host reaps our child behind our back.
+        nix::sys::wait::waitpid(pid, None).unwrap();
+        h.run_until(Duration::from_secs(10), |h| h.count("spawned") == 2);
+        let exited = h.events("exited");
+        assert!(matches!(exited[0], Event::Exited { exit: Exit::Unknown, .. }), "{path}: {exited:?}");
+    }
+}

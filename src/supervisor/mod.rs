@@ -459,10 +459,16 @@ impl<S: Sys> Supervisor<S> {
             let p = self.p(id);
             let (name, pid) = (p.name.clone(), p.pid);
             if let Some(pid) = pid {
-                if let Err(e) = self.sys.signal(pid, Signal::SIGKILL) {
-                    log::warn!("procsup: SIGKILL to {name} (pid {pid}) failed: {e}");
+                match self.sys.signal(pid, Signal::SIGKILL) {
+                    // ESRCH: it is already dead, its exit about to be reaped.
+                    Err(e) if e.raw_os_error() != Some(libc::ESRCH) => {
+                        // EPERM (a child that made itself unsignallable):
+                        // nothing more can be done; it stays Stopping
+                        // until it exits on its own.
+                        log::warn!("procsup: SIGKILL to {name} (pid {pid}) failed: {e}");
+                    }
+                    _ => self.emit(Event::Killed { name: name.clone(), pid }),
                 }
-                self.emit(Event::Killed { name: name.clone(), pid });
             }
             done.push(name);
         }
