@@ -10,6 +10,9 @@
 //! Run: `cargo bench --bench restart_latency` (needs a C compiler, `cc`).
 //! `PROCSUP_LATENCY_SAMPLES` sets the sample count (default 300).
 
+// A host, not the library: it owns real time and may read clocks and sleep.
+#![allow(clippy::disallowed_methods)]
+
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsFd;

@@ -10,6 +10,9 @@
 //! runtime: children die with the thread that spawned them
 //! (`PR_SET_PDEATHSIG`), so it must not hop between worker threads.
 
+// A host, not the library: it owns real time and may read clocks and sleep.
+#![allow(clippy::disallowed_methods)]
+
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 

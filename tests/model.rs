@@ -1,10 +1,15 @@
 //! Model-based test: a deliberately simple reference model of the state
 //! machine runs side by side with the real `Supervisor` on random operation
-//! sequences (faults and clock jumps included), and after every step the two
-//! must agree on every state, counter and deadline.
+//! sequences — spawn failures, failed signals (`ESRCH`, `EPERM`),
+//! interrupted waits (`EINTR`), lost exit statuses (`ECHILD`), SIGKILLs,
+//! clock jumps of up to three hours and clocks going backwards — and after
+//! every step the two must agree on every state, counter and deadline.
 //!
 //! CI runs 200 cases of 60 steps (12,000 steps); `PROCSUP_MODEL_CASES`
 //! runs more.
+
+// A host, not the library: it owns real time and may read clocks and sleep.
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -86,6 +91,10 @@ struct Model {
     last: Option<Instant>,
     pending: VecDeque<(usize, Exit)>,
     fail: VecDeque<Errno>,
+    /// Scripted failures of the next signals (`ESRCH`, `EPERM`).
+    signal_faults: VecDeque<Errno>,
+    /// Polls still to come back empty (`EINTR`).
+    interrupted: u32,
 }
 
 impl Model {
@@ -194,6 +203,8 @@ impl Model {
                 m.after = After::Policy;
                 m.state = State::Stopping;
                 m.deadline = Some(now + m.k.stop_timeout);
+                // The stop signal: a scripted failure changes nothing here.
+                self.signal_faults.pop_front();
             }
             State::Stopping => m.after = After::Policy,
             State::Backoff => {
@@ -280,7 +291,9 @@ impl Model {
 
     fn tick(&mut self, now: Instant) {
         let now = self.observe(now);
-        while let Some((id, exit)) = self.pending.pop_front() {
+        let interrupted = self.interrupted > 0;
+        self.interrupted = self.interrupted.saturating_sub(1);
+        while let Some((id, exit)) = if interrupted { None } else { self.pending.pop_front() } {
             let m = self.m(id);
             m.alive = false;
             m.exits += 1;
@@ -289,8 +302,11 @@ impl Model {
         }
         for id in self.due(now, State::Stopping) {
             self.m(id).deadline = None;
-            // FakeSys ends a child at once on SIGKILL; reaped next tick.
-            self.pending.push_back((id, Exit::Signaled(9)));
+            // FakeSys ends a child at once on a SIGKILL that succeeds;
+            // reaped next tick. A failed one (ESRCH, EPERM) ends nothing.
+            if self.signal_faults.pop_front().is_none() {
+                self.exit(id, Exit::Signaled(9));
+            }
         }
         for id in self.due(now, State::Starting) {
             let m = self.m(id);
@@ -321,6 +337,9 @@ enum Op {
     Exit(usize, i32),
     Kill(usize),
     FailSpawn,
+    FailSignal(bool),
+    InterruptPoll,
+    LoseExit(usize),
     Advance(u64),
     ToDeadline,
     Backwards(u64),
@@ -339,6 +358,9 @@ fn op() -> impl Strategy<Value = Op> {
         (n.clone(), 0..2i32).prop_map(|(i, c)| Op::Exit(i, c)),
         n.prop_map(Op::Kill),
         Just(Op::FailSpawn),
+        any::<bool>().prop_map(Op::FailSignal),
+        Just(Op::InterruptPoll),
+        (0..NAMES.len()).prop_map(Op::LoseExit),
         prop_oneof![0..3_000u64, 0..10_800_000u64].prop_map(Op::Advance),
         Just(Op::ToDeadline),
         (0..5_000u64).prop_map(Op::Backwards),
@@ -440,6 +462,23 @@ proptest! {
                 Op::FailSpawn => {
                     sup.sys_mut().fail_next_spawn(Errno::EAGAIN);
                     model.fail.push_back(Errno::EAGAIN);
+                }
+                Op::FailSignal(eperm) => {
+                    let errno = if *eperm { Errno::EPERM } else { Errno::ESRCH };
+                    sup.sys_mut().fail_next_signal(errno);
+                    model.signal_faults.push_back(errno);
+                }
+                Op::InterruptPoll => {
+                    sup.sys_mut().interrupt_polls(1);
+                    model.interrupted += 1;
+                }
+                Op::LoseExit(i) => {
+                    if let Some(pid) = sup.status(NAMES[*i]).ok().and_then(|s| s.pid) {
+                        if sup.sys_mut().lose_exit(pid) {
+                            let id = model.id(NAMES[*i]).unwrap();
+                            model.exit(id, Exit::Unknown);
+                        }
+                    }
                 }
                 Op::Advance(ms) => {
                     now += Duration::from_millis(*ms);

@@ -1,6 +1,8 @@
 //! Helpers for tests with real processes: one lock, a host loop bounded by
 //! a deadline, and a guard that kills and reaps every child it started.
 #![allow(dead_code)]
+// A host, not the library: it owns real time and may read clocks and sleep.
+#![allow(clippy::disallowed_methods)]
 
 use std::io::Read;
 use std::os::fd::AsFd;
