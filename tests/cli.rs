@@ -10,8 +10,17 @@ use nix::unistd::Pid;
 
 #[test]
 fn crashing_program_is_restarted_with_backoff_then_given_up() {
-    let mut cli =
-        Cli::start(&["--backoff", "exp:0.05:1:0", "--give-up", "3", "--exit-when-idle", "--", "sh", "-c", "exit 1"]);
+    let mut cli = Cli::start(&[
+        "--backoff",
+        "exp:0.05:1:0",
+        "--give-up",
+        "3",
+        "--exit-when-idle",
+        "--",
+        "sh",
+        "-c",
+        "echo inherited; exit 1",
+    ]);
     let spawned = cli.expect("event=spawned");
     assert_eq!(field(&spawned, "name").as_deref(), Some("sh"));
     assert!(field(&spawned, "pid").is_some());
@@ -21,7 +30,11 @@ fn crashing_program_is_restarted_with_backoff_then_given_up() {
     assert_eq!(field(&cli.expect("event=backoff"), "delay_ms").as_deref(), Some("100"));
     cli.expect("event=fatal");
     assert_eq!(cli.wait(), 1);
-    assert!(cli.seen.iter().all(|l| l.starts_with("event=") && l.contains(" name=")), "{:#?}", cli.seen);
+    // Inherited output goes straight to the host's stdout, untouched
+    // (gunicorn's "inherit is a no-op").
+    let (events, output): (Vec<&String>, Vec<&String>) = cli.seen.iter().partition(|l| l.starts_with("event="));
+    assert_eq!(output, ["inherited"; 3], "{:#?}", cli.seen);
+    assert!(events.iter().all(|l| l.contains(" name=")), "{:#?}", cli.seen);
 }
 
 #[test]
