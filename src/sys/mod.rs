@@ -15,7 +15,7 @@ use crate::orphans::OrphanScan;
 use crate::spec::ProcessSpec;
 use crate::state::Exit;
 
-pub mod unix;
+mod unix;
 
 pub use unix::UnixSys;
 
