@@ -288,3 +288,59 @@ fn removing_a_process_whose_replacement_died_waits_for_the_old_child() {
     h.tick();
     assert!(h.sup.is_empty());
 }
+
+fn lines_of(h: &Harness, pid: Pid) -> Vec<String> {
+    h.log
+        .iter()
+        .filter_map(|e| match e {
+            Event::Output { pid: p, line, .. } if *p == pid => Some(String::from_utf8_lossy(line).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn old_and_new_children_keep_their_own_partial_lines() {
+    use procsup::{Output, Stream};
+    let mut h = Harness::with([web(1).stdout(Output::Capture)]);
+    h.start_all();
+    h.advance(1.0);
+    h.tick();
+    let old = h.pid("web:0");
+    let now = h.now();
+    h.sup.rolling_restart(None, now).unwrap();
+    let new = h.pid("web:0");
+    for (pid, data) in [(old, "ol"), (new, "ne"), (old, "d\n"), (new, "w\n"), (old, "bye")] {
+        assert!(h.sup.sys_mut().output(pid, Stream::Stdout, data.as_bytes()));
+        h.tick();
+    }
+    assert_eq!(lines_of(&h, old), ["old"]);
+    assert_eq!(lines_of(&h, new), ["new"]);
+    // The old child's unfinished line comes out when it is retired.
+    assert!(h.sup.sys_mut().exit(old, Exit::Signaled(15)));
+    h.tick();
+    assert_eq!(lines_of(&h, old), ["old", "bye"]);
+    let retired = h.log.iter().position(|e| e.kind() == "retired").unwrap();
+    let bye = h.log.iter().position(|e| matches!(e, Event::Output { line, .. } if line == b"bye")).unwrap();
+    assert!(bye < retired);
+}
+
+#[test]
+fn an_aborted_replacement_gives_the_old_child_its_partial_line_back() {
+    use procsup::{Output, Stream};
+    let mut h = Harness::with([web(1).stdout(Output::Capture)]);
+    h.start_all();
+    h.advance(1.0);
+    h.tick();
+    let old = h.pid("web:0");
+    assert!(h.sup.sys_mut().output(old, Stream::Stdout, b"ab"));
+    h.tick();
+    let now = h.now();
+    h.sup.rolling_restart(None, now).unwrap();
+    h.exit("web:0", Exit::Exited(1)); // the replacement fails
+    h.tick();
+    assert_eq!(h.pid("web:0"), old);
+    assert!(h.sup.sys_mut().output(old, Stream::Stdout, b"c\n"));
+    h.tick();
+    assert_eq!(lines_of(&h, old), ["abc"]);
+}

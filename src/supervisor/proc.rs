@@ -31,6 +31,10 @@ pub(super) struct Retiring {
     /// When SIGKILL follows, once the stop signal went out.
     pub(super) kill_at: Option<Instant>,
     pub(super) signalled: bool,
+    /// Its own partial output lines and crash context: two children write
+    /// at once during a replacement, and their lines must not mix.
+    pub(super) lines: Option<Box<[LineBuffer; 2]>>,
+    pub(super) tail: VecDeque<Vec<u8>>,
 }
 
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::{Event, Stream};
 use crate::state::{Exit, State};
 use crate::sys::Sys;
 
@@ -93,8 +93,15 @@ impl<S: Sys> Supervisor<S> {
     fn begin_replacement(&mut self, id: usize, now: Instant) {
         let p = self.p_mut(id);
         let (old_pid, old_started) = (p.pid.expect("Running has a pid"), p.started_at);
-        p.retiring =
-            Some(Box::new(Retiring { pid: old_pid, started_at: old_started, kill_at: None, signalled: false }));
+        let (lines, tail) = (p.lines.take(), std::mem::take(&mut p.tail));
+        p.retiring = Some(Box::new(Retiring {
+            pid: old_pid,
+            started_at: old_started,
+            kill_at: None,
+            signalled: false,
+            lines,
+            tail,
+        }));
         p.restart_count = p.restart_count.saturating_add(1);
         match self.spawn_child(id, now) {
             Ok(_) if self.p(id).state == State::Running => self.retire_old(id, now), // no start grace
@@ -113,6 +120,8 @@ impl<S: Sys> Supervisor<S> {
         let old = p.retiring.take().expect("restore_old is called during a replacement");
         p.pid = Some(old.pid);
         p.started_at = old.started_at;
+        p.lines = old.lines;
+        p.tail = old.tail;
         p.state = State::Running;
         p.restart_count = p.restart_count.saturating_sub(1);
     }
@@ -193,9 +202,18 @@ impl<S: Sys> Supervisor<S> {
         if p.retiring.as_ref().is_none_or(|r| r.pid != pid) {
             return false;
         }
-        let old = p.retiring.take().expect("checked above");
+        let mut old = p.retiring.take().expect("checked above");
         let name = p.name.clone();
         self.retire_timers.reset(id, old.kill_at, None);
+        if let Some(lines) = old.lines.as_mut() {
+            for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+                let mut last = Vec::new();
+                lines[i].flush(&mut |l| last.push(l.to_vec()));
+                for line in last {
+                    self.emit(Event::Output { name: name.clone(), pid, stream, line });
+                }
+            }
+        }
         self.emit(Event::Retired { name, pid, exit });
         let p = self.p(id);
         if p.after_exit == super::proc::AfterExit::Remove && !p.state.has_child() {

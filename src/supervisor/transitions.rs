@@ -144,11 +144,22 @@ impl<S: Sys> Supervisor<S> {
     pub(super) fn on_output(&mut self, pid: Pid, stream: Stream, data: &[u8]) {
         let Some(&id) = self.pids.get(&pid) else { return };
         let p = self.p_mut(id);
-        let Some(lines) = p.lines.as_mut() else { return };
+        let retiring = p.retiring.as_mut().filter(|r| r.pid == pid);
+        let from_retiring = retiring.is_some();
+        let lines = match retiring {
+            Some(r) => r.lines.as_mut(),
+            None => p.lines.as_mut(),
+        };
+        let Some(lines) = lines else { return };
         let mut out = Vec::new();
         lines[stream as usize].push(data, &mut |l| out.push(l.to_vec()));
         for line in out {
-            self.emit_line(id, pid, stream, line);
+            if from_retiring {
+                let name = self.p(id).name.clone();
+                self.emit(Event::Output { name, pid, stream, line });
+            } else {
+                self.emit_line(id, pid, stream, line);
+            }
         }
     }
 
