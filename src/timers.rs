@@ -3,17 +3,33 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-/// Deadlines keyed by `K` (a process slot, an orphan pid). Each key has at
-/// most one, so the due set is found in `O(due · log n)` and the next one
-/// in `O(log n)`.
+use nix::unistd::Pid;
+
+/// What a deadline is for. Every deadline of a supervisor lives in one
+/// table, so `next_deadline` is its first entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Deadline {
+    /// A process slot: promotion (Starting), retry (Backoff) or kill
+    /// (Stopping), by its state.
+    Proc(usize),
+    /// The kill of a process slot's retiring child (rolling restart).
+    Retire(usize),
+    /// The kill of an orphan of an earlier run.
+    Orphan(Pid),
+}
+
+/// Deadlines keyed by `K`. Each key has at most one. The earliest is
+/// cached, so asking for it, or finding that nothing is due (every idle
+/// tick), is `O(1)` whatever the size; the due set costs `O(due · log n)`.
 #[derive(Debug)]
 pub(crate) struct Timers<K> {
     set: BTreeSet<(Instant, K)>,
+    first: Option<Instant>,
 }
 
 impl<K> Default for Timers<K> {
     fn default() -> Self {
-        Timers { set: BTreeSet::new() }
+        Timers { set: BTreeSet::new(), first: None }
     }
 }
 
@@ -29,15 +45,19 @@ impl<K: Ord + Copy> Timers<K> {
         if let Some(t) = new {
             self.set.insert((t, key));
         }
+        self.first = self.set.first().map(|&(t, _)| t);
     }
 
     /// The earliest deadline.
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.set.first().map(|&(t, _)| t)
+        self.first
     }
 
     /// The keys whose deadline is at or before `now`, earliest first.
-    pub(crate) fn due(&self, now: Instant) -> impl Iterator<Item = K> + '_ {
-        self.set.iter().take_while(move |&&(t, _)| t <= now).map(|&(_, k)| k)
+    pub(crate) fn due(&self, now: Instant) -> Vec<K> {
+        if self.first.is_none_or(|t| t > now) {
+            return Vec::new();
+        }
+        self.set.iter().take_while(|&&(t, _)| t <= now).map(|&(_, k)| k).collect()
     }
 }

@@ -344,3 +344,17 @@ fn an_aborted_replacement_gives_the_old_child_its_partial_line_back() {
     h.tick();
     assert_eq!(lines_of(&h, old), ["abc"]);
 }
+
+#[test]
+fn a_failed_sigkill_of_a_retiring_child_reports_no_kill() {
+    let mut h = running(1);
+    let now = h.now();
+    h.sup.rolling_restart(None, now).unwrap();
+    h.run_until(2.0); // replacement Running, old retiring until 7 s
+    let old = h.sup.status("web:0").unwrap().retiring_pid.unwrap();
+    h.sup.sys_mut().fail_next_signal(nix::errno::Errno::EPERM);
+    h.run_until(8.0);
+    assert_eq!(h.sup.sys().signals_to(old), [Signal::SIGTERM, Signal::SIGKILL]);
+    assert!(!h.log.iter().any(|e| e.kind() == "killed"));
+    assert_eq!(h.sup.next_deadline(), None, "no retry loop");
+}

@@ -21,7 +21,7 @@ use crate::output::escape;
 use crate::spec::ProcessSpec;
 use crate::state::{Exit, ProcessStatus, State};
 use crate::sys::{Sys, SysEvent, UnixSys};
-use crate::timers::Timers;
+use crate::timers::{Deadline, Timers};
 
 use orphan::OrphanTask;
 use proc::{AfterExit, Proc};
@@ -66,11 +66,11 @@ pub struct Supervisor<S: Sys = UnixSys> {
     free: Vec<usize>,
     names: HashMap<Arc<str>, usize>,
     pids: HashMap<Pid, usize>,
-    timers: Timers<usize>,
+    /// Every deadline: promotions, retries, kills of children, of retiring
+    /// children and of orphans.
+    timers: Timers<Deadline>,
     orphans: HashMap<Pid, OrphanTask>,
-    orphan_timers: Timers<Pid>,
     roll: Roll,
-    retire_timers: Timers<usize>,
     events: VecDeque<Event>,
     rng: StdRng,
     last_now: Option<Instant>,
@@ -110,9 +110,7 @@ impl<S: Sys> Supervisor<S> {
             pids: HashMap::new(),
             timers: Timers::default(),
             orphans: HashMap::new(),
-            orphan_timers: Timers::default(),
             roll: Roll::default(),
-            retire_timers: Timers::default(),
             events: VecDeque::new(),
             rng: StdRng::from_os_rng(),
             last_now: None,
@@ -454,38 +452,46 @@ impl<S: Sys> Supervisor<S> {
     pub fn escalate_stops(&mut self, now: Instant) -> Vec<Arc<str>> {
         let now = self.observe(now);
         let mut done = Vec::new();
-        for id in self.due(now, State::Stopping) {
-            self.set_deadline(id, None);
-            let p = self.p(id);
-            let (name, pid) = (p.name.clone(), p.pid);
-            if let Some(pid) = pid {
-                match self.sys.signal(pid, Signal::SIGKILL) {
-                    // ESRCH: it is already dead, its exit about to be reaped.
-                    Err(e) if e.raw_os_error() != Some(libc::ESRCH) => {
-                        // EPERM (a child that made itself unsignallable):
-                        // nothing more can be done; it stays Stopping
-                        // until it exits on its own.
-                        log::warn!("procsup: SIGKILL to {name} (pid {pid}) failed: {e}");
-                    }
-                    _ => self.emit(Event::Killed { name: name.clone(), pid }),
+        let due: Vec<Deadline> = self.timers.due(now);
+        for key in due {
+            let killed = match key {
+                Deadline::Proc(id) if self.p(id).state == State::Stopping => {
+                    self.set_deadline(id, None);
+                    let (name, pid) = (self.p(id).name.clone(), self.p(id).pid);
+                    pid.map(|pid| (name, pid, self.sigkill(pid, false)))
                 }
+                Deadline::Retire(id) => self.kill_retiring(id),
+                Deadline::Orphan(pid) => self.kill_orphan(pid),
+                Deadline::Proc(_) => None,
+            };
+            if let Some((name, pid, delivered)) = killed {
+                if delivered {
+                    let event = match key {
+                        Deadline::Orphan(_) => Event::OrphanKilled { name: name.clone(), pid },
+                        _ => Event::Killed { name: name.clone(), pid },
+                    };
+                    self.emit(event);
+                }
+                done.push(name);
             }
-            done.push(name);
-        }
-        self.escalate_retiring(now, &mut done);
-        let due: Vec<Pid> = self.orphan_timers.due(now).collect();
-        for pid in due {
-            let Some(task) = self.orphans.get_mut(&pid) else { continue };
-            let old = task.kill_at.take();
-            let name = task.name.clone();
-            self.orphan_timers.reset(pid, old, None);
-            if let Err(e) = self.sys.signal_orphan(pid, Signal::SIGKILL) {
-                log::warn!("procsup: SIGKILL to orphan {name} (pid {pid}) failed: {e}");
-            }
-            self.emit(Event::OrphanKilled { name: name.clone(), pid });
-            done.push(name);
         }
         done
+    }
+
+    /// Sends SIGKILL; whether it was delivered. `ESRCH` counts as delivered:
+    /// the process is already dead, its end about to be seen. Anything else
+    /// (`EPERM`: a child that made itself unsignallable) is logged, and
+    /// nothing more can be done: it stays as it is until it exits.
+    fn sigkill(&mut self, pid: Pid, orphan: bool) -> bool {
+        let result =
+            if orphan { self.sys.signal_orphan(pid, Signal::SIGKILL) } else { self.sys.signal(pid, Signal::SIGKILL) };
+        match result {
+            Err(e) if e.raw_os_error() != Some(libc::ESRCH) => {
+                log::warn!("procsup: SIGKILL to pid {pid} failed: {e}");
+                false
+            }
+            _ => true,
+        }
     }
 
     /// Every step in order: reap, escalate, promote, retry. Call it when a
@@ -507,7 +513,7 @@ impl<S: Sys> Supervisor<S> {
     /// The earliest instant at which a step has work, or `None`. It changes
     /// only through calls on this supervisor: recompute it after each.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.timers.next(), self.orphan_timers.next(), self.retire_timers.next()].into_iter().flatten().min()
+        self.timers.next()
     }
 
     /// The file descriptors a host polls for readability to learn that a
@@ -615,12 +621,19 @@ impl<S: Sys> Supervisor<S> {
 
     /// Slots in `state` whose deadline has come, earliest first.
     fn due(&self, now: Instant, state: State) -> Vec<usize> {
-        self.timers.due(now).filter(|&id| self.p(id).state == state).collect()
+        self.timers
+            .due(now)
+            .into_iter()
+            .filter_map(|key| match key {
+                Deadline::Proc(id) if self.p(id).state == state => Some(id),
+                _ => None,
+            })
+            .collect()
     }
 
     fn set_deadline(&mut self, id: usize, new: Option<Instant>) {
         let old = std::mem::replace(&mut self.p_mut(id).deadline, new);
-        self.timers.reset(id, old, new);
+        self.timers.reset(Deadline::Proc(id), old, new);
     }
 
     fn emit(&mut self, ev: Event) {

@@ -13,6 +13,7 @@ use crate::state::State;
 use crate::sys::Sys;
 
 use super::Supervisor;
+use crate::timers::Deadline;
 
 /// How long after an orphan's SIGKILL a process waiting for it starts
 /// anyway (its end is normally seen within milliseconds; this bounds the
@@ -58,7 +59,7 @@ impl<S: Sys> Supervisor<S> {
                         log::warn!("procsup: {} to orphan {name} (pid {}) failed: {e}", signal.as_str(), o.pid);
                     }
                     self.orphans.insert(o.pid, OrphanTask { name: name.clone(), kill_at: Some(kill_at) });
-                    self.orphan_timers.reset(o.pid, None, Some(kill_at));
+                    self.timers.reset(Deadline::Orphan(o.pid), None, Some(kill_at));
                     self.emit(Event::OrphanStopping { name, pid: o.pid, signal, kill_at });
                     stopping += 1;
                 }
@@ -87,7 +88,7 @@ impl<S: Sys> Supervisor<S> {
 
     pub(super) fn on_orphan_gone(&mut self, pid: Pid, now: Instant) {
         let Some(task) = self.orphans.remove(&pid) else { return };
-        self.orphan_timers.reset(pid, task.kill_at, None);
+        self.timers.reset(Deadline::Orphan(pid), task.kill_at, None);
         self.emit(Event::OrphanGone { name: task.name.clone(), pid });
         if let Some(&id) = self.names.get(&task.name) {
             let p = self.p(id);
@@ -95,5 +96,15 @@ impl<S: Sys> Supervisor<S> {
                 self.set_deadline(id, Some(now));
             }
         }
+    }
+
+    /// The orphan `pid` is past its stop timeout: SIGKILL. Returns its name,
+    /// pid and whether the signal was delivered.
+    pub(super) fn kill_orphan(&mut self, pid: Pid) -> Option<(Arc<str>, Pid, bool)> {
+        let task = self.orphans.get_mut(&pid)?;
+        let old = task.kill_at.take();
+        let name = task.name.clone();
+        self.timers.reset(Deadline::Orphan(pid), old, None);
+        Some((name, pid, self.sigkill(pid, true)))
     }
 }

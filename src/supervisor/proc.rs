@@ -48,7 +48,7 @@ pub(super) struct Proc {
     pub(super) pid: Option<Pid>,
     pub(super) started_at: Option<Instant>,
     /// The one pending deadline: promotion (Starting), retry (Backoff) or
-    /// kill (Stopping). Mirrored in `Supervisor::timers`.
+    /// kill (Stopping). Mirrored in `Supervisor::timers` as `Deadline::Proc`.
     pub(super) deadline: Option<Instant>,
     pub(super) restart_count: u32,
     pub(super) exit_count: u32,

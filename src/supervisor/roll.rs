@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
@@ -15,6 +14,7 @@ use crate::sys::Sys;
 
 use super::proc::Retiring;
 use super::Supervisor;
+use crate::timers::Deadline;
 
 /// The roll in progress: the instances still to replace (slot, identity),
 /// and the one whose replacement is starting.
@@ -148,7 +148,7 @@ impl<S: Sys> Supervisor<S> {
         let kill_at = now + timeout;
         old.kill_at = Some(kill_at);
         let pid = old.pid;
-        self.retire_timers.reset(id, None, Some(kill_at));
+        self.timers.reset(Deadline::Retire(id), None, Some(kill_at));
         if let Err(e) = self.sys.signal(pid, signal) {
             if e.raw_os_error() != Some(libc::ESRCH) {
                 log::warn!("procsup: {} to retiring {name} (pid {pid}) failed: {e}", signal.as_str());
@@ -178,21 +178,15 @@ impl<S: Sys> Supervisor<S> {
         old_serves
     }
 
-    /// SIGKILL for every retiring child past its stop timeout.
-    pub(super) fn escalate_retiring(&mut self, now: Instant, done: &mut Vec<Arc<str>>) {
-        let due: Vec<usize> = self.retire_timers.due(now).collect();
-        for id in due {
-            let p = self.p_mut(id);
-            let name = p.name.clone();
-            let Some(old) = p.retiring.as_mut() else { continue };
-            let (pid, kill_at) = (old.pid, old.kill_at.take());
-            self.retire_timers.reset(id, kill_at, None);
-            if let Err(e) = self.sys.signal(pid, Signal::SIGKILL) {
-                log::warn!("procsup: SIGKILL to retiring {name} (pid {pid}) failed: {e}");
-            }
-            self.emit(Event::Killed { name: name.clone(), pid });
-            done.push(name);
-        }
+    /// The retiring child of `id` is past its stop timeout: SIGKILL.
+    /// Returns the process name, the pid and whether it was delivered.
+    pub(super) fn kill_retiring(&mut self, id: usize) -> Option<(Arc<str>, Pid, bool)> {
+        let p = self.p_mut(id);
+        let name = p.name.clone();
+        let old = p.retiring.as_mut()?;
+        let (pid, kill_at) = (old.pid, old.kill_at.take());
+        self.timers.reset(Deadline::Retire(id), kill_at, None);
+        Some((name, pid, self.sigkill(pid, false)))
     }
 
     /// The retiring child `pid` of `id` was reaped. Returns false when
@@ -204,7 +198,7 @@ impl<S: Sys> Supervisor<S> {
         }
         let mut old = p.retiring.take().expect("checked above");
         let name = p.name.clone();
-        self.retire_timers.reset(id, old.kill_at, None);
+        self.timers.reset(Deadline::Retire(id), old.kill_at, None);
         if let Some(lines) = old.lines.as_mut() {
             for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
                 let mut last = Vec::new();
