@@ -195,3 +195,21 @@ fn a_status_stolen_by_the_host_is_an_unknown_exit() {
         assert!(matches!(exited[0], Event::Exited { exit: Exit::Unknown, .. }), "{path}: {exited:?}");
     }
 }
+
+#[test]
+fn dropping_the_supervisor_kills_and_reaps_its_children() {
+    for (path, make_sys) in both_paths() {
+        let _serial = real::serial();
+        let mut sup = procsup::Supervisor::with_sys(make_sys());
+        sup.add_process(ProcessSpec::new("tree", "sh").args(["-c", "sleep 60 & sleep 60"]).stdout(Output::Null))
+            .unwrap();
+        sup.add_process(ProcessSpec::new("single", "sleep").arg("60").process_group(false)).unwrap();
+        sup.start_all(std::time::Instant::now()).unwrap();
+        let pids: Vec<i32> = sup.statuses().iter().map(|s| s.pid.unwrap().as_raw()).collect();
+        drop(sup);
+        for pid in &pids {
+            // Not alive, and not a zombie either: /proc has no entry at all.
+            assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "{path}: {pid} left behind");
+        }
+    }
+}

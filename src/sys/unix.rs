@@ -65,6 +65,10 @@ const ORPHAN_SLOT: u64 = 3;
 
 /// The real [`Sys`]. See the module docs.
 ///
+/// Dropping it with children still running kills and reaps them (see its
+/// `Drop`): call [`Supervisor::shutdown`](crate::Supervisor::shutdown) and
+/// tick until idle first for a graceful end.
+///
 /// ```no_run
 /// use procsup::{ProcessSpec, Supervisor, UnixSys};
 /// let mut sup = Supervisor::with_sys(UnixSys::new());
@@ -425,6 +429,36 @@ impl Sys for UnixSys {
 
     fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
         self.epoll.iter().map(|ep| ep.0.as_fd()).collect()
+    }
+}
+
+impl Drop for UnixSys {
+    /// Children still running when the OS layer goes away would be nobody's:
+    /// unsupervised, and zombies once they exit. So each gets SIGKILL (its
+    /// group where it leads one) and is reaped. This wait is the one place
+    /// that blocks; SIGKILL cannot be ignored, so it only lasts while a
+    /// child is stuck inside the kernel. Shut down gracefully before
+    /// dropping to give children their stop signal and timeout instead.
+    fn drop(&mut self) {
+        let pids: Vec<Pid> = self.children.keys().copied().collect();
+        for &pid in &pids {
+            let _ = self.signal(pid, Signal::SIGKILL);
+        }
+        for pid in pids {
+            if let Some(child) = self.children.remove(&pid) {
+                log::warn!("procsup: dropped with {} (pid {pid}) running: killed", child.name);
+                if let Some(dir) = &self.state_dir {
+                    dir.remove(&child.name, pid.as_raw());
+                }
+                // Blocking reap of our own child: waitpid on one pid only.
+                loop {
+                    match nix::sys::wait::waitpid(pid, None) {
+                        Err(Errno::EINTR) => continue,
+                        _ => break,
+                    }
+                }
+            }
+        }
     }
 }
 
