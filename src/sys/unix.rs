@@ -451,12 +451,7 @@ impl Drop for UnixSys {
                     dir.remove(&child.name, pid.as_raw());
                 }
                 // Blocking reap of our own child: waitpid on one pid only.
-                loop {
-                    match nix::sys::wait::waitpid(pid, None) {
-                        Err(Errno::EINTR) => continue,
-                        _ => break,
-                    }
-                }
+                while let Err(Errno::EINTR) = nix::sys::wait::waitpid(pid, None) {}
             }
         }
     }
