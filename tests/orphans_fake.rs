@@ -72,3 +72,18 @@ fn stopping_a_process_that_awaits_its_orphan_cancels_the_start() {
     assert!(h.sup.sys().spawns().is_empty());
     assert!(h.sup.is_idle());
 }
+
+#[test]
+fn spawning_by_hand_while_awaiting_an_orphan_forgets_the_wait() {
+    let mut h = Harness::with([web().backoff(procsup::Backoff::fixed(secs(1.0)))]);
+    h.sup.sys_mut().add_orphan("web", Pid::from_raw(4242));
+    h.start_all();
+    assert_eq!(h.state("web"), State::Backoff);
+    let now = h.now();
+    h.sup.spawn_process("web", now).unwrap(); // the host insists
+    h.exit("web", procsup::Exit::Exited(1));
+    h.tick();
+    h.run_until(1.5);
+    assert_eq!(h.state("web"), State::Starting);
+    assert_eq!(h.sup.status("web").unwrap().restart_count, 1, "the retry after a crash is a restart");
+}

@@ -111,6 +111,7 @@ impl<S: Sys> Supervisor<S> {
                 p.pid = Some(pid);
                 p.started_at = Some(now);
                 p.start_seq = seq;
+                p.awaits_orphan = false;
                 p.last_spawn_error = None;
                 p.unsettled = false;
                 p.tail.clear();
