@@ -20,14 +20,15 @@
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+#[cfg(target_os = "linux")]
+use std::os::fd::FromRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -60,6 +61,75 @@ struct OrphanEntry {
     pidfd: Option<OwnedFd>,
 }
 
+/// One fd that becomes readable when any watched fd does: epoll on Linux.
+/// Elsewhere there is none, and `poll` looks at every child itself.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+struct Readiness {
+    epoll: nix::sys::epoll::Epoll,
+    ready: Vec<nix::sys::epoll::EpollEvent>,
+}
+
+#[cfg(target_os = "linux")]
+impl Readiness {
+    fn new() -> Option<Self> {
+        use nix::sys::epoll::{Epoll, EpollCreateFlags};
+        Some(Readiness { epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).ok()?, ready: Vec::new() })
+    }
+
+    fn watch(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        use nix::sys::epoll::{EpollEvent, EpollFlags};
+        Ok(self.epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))?)
+    }
+
+    fn unwatch(&self, fd: BorrowedFd<'_>) {
+        let _ = self.epoll.delete(fd);
+    }
+
+    /// The tokens of what is ready now, at most `cap` of them.
+    fn ready(&mut self, cap: usize) -> Vec<u64> {
+        use nix::sys::epoll::{EpollEvent, EpollTimeout};
+        self.ready.resize(cap, EpollEvent::empty());
+        loop {
+            match self.epoll.wait(&mut self.ready, EpollTimeout::ZERO) {
+                Ok(n) => return self.ready[..n].iter().map(EpollEvent::data).collect(),
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    log::warn!("procsup: epoll_wait: {e}");
+                    return Vec::new();
+                }
+            }
+        }
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.epoll.0.as_fd()
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug)]
+enum Readiness {}
+
+#[cfg(not(target_os = "linux"))]
+impl Readiness {
+    fn new() -> Option<Self> {
+        None
+    }
+    fn watch(&self, _: BorrowedFd<'_>, _: u64) -> io::Result<()> {
+        match *self {}
+    }
+    fn unwatch(&self, _: BorrowedFd<'_>) {
+        match *self {}
+    }
+    fn ready(&mut self, _: usize) -> Vec<u64> {
+        match *self {}
+    }
+    fn fd(&self) -> BorrowedFd<'_> {
+        match *self {}
+    }
+}
+
 /// The token slot of an orphan's pidfd in the epoll set.
 const ORPHAN_SLOT: u64 = 3;
 
@@ -80,9 +150,8 @@ pub struct UnixSys {
     children: HashMap<Pid, Child>,
     /// `None` until the first spawn has found out; then whether pidfds work.
     pidfd: Option<bool>,
-    epoll: Option<Epoll>,
+    readiness: Option<Readiness>,
     buf: Vec<u8>,
-    ready: Vec<EpollEvent>,
     state_dir: Option<StateDir>,
     orphans: HashMap<Pid, OrphanEntry>,
 }
@@ -96,16 +165,12 @@ impl Default for UnixSys {
 impl UnixSys {
     /// Pidfds and epoll where the kernel has them, the fallback otherwise.
     pub fn new() -> Self {
-        #[cfg(target_os = "linux")]
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).ok();
-        #[cfg(not(target_os = "linux"))]
-        let epoll = None;
+        let readiness = Readiness::new();
         UnixSys {
             children: HashMap::new(),
-            pidfd: if epoll.is_some() { None } else { Some(false) },
-            epoll,
+            pidfd: if readiness.is_some() { None } else { Some(false) },
+            readiness,
             buf: vec![0; 64 * 1024],
-            ready: Vec::new(),
             state_dir: None,
             orphans: HashMap::new(),
         }
@@ -147,15 +212,15 @@ impl UnixSys {
     }
 
     fn watch(&self, fd: &OwnedFd, token: u64) -> io::Result<()> {
-        if let Some(ep) = &self.epoll {
-            ep.add(fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))?;
+        match &self.readiness {
+            Some(r) => r.watch(fd.as_fd(), token),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn unwatch(&self, fd: &OwnedFd) {
-        if let Some(ep) = &self.epoll {
-            let _ = ep.delete(fd.as_fd());
+        if let Some(r) = &self.readiness {
+            r.unwatch(fd.as_fd());
         }
     }
 
@@ -212,21 +277,20 @@ impl UnixSys {
         events.push(SysEvent::Exited { pid, exit });
     }
 
-    fn poll_epoll(&mut self, events: &mut Vec<SysEvent>) {
-        let Some(ep) = &self.epoll else { return };
+    fn poll_ready(&mut self, events: &mut Vec<SysEvent>) {
         let cap = (self.children.len() * 3).clamp(16, 1024);
-        self.ready.resize(cap, EpollEvent::empty());
-        let n = loop {
-            match ep.wait(&mut self.ready, EpollTimeout::ZERO) {
-                Ok(n) => break n,
-                Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    log::warn!("procsup: epoll_wait: {e}");
-                    return;
+        let Some(tokens) = self.readiness.as_mut().map(|r| r.ready(cap)) else {
+            // No readiness source: every child's pipes are looked at.
+            let pids: Vec<Pid> = self.children.keys().copied().collect();
+            for pid in pids {
+                for slot in 0..2 {
+                    if !self.drain_pipe(pid, slot, READ_BUDGET, events) {
+                        self.close_pipe(pid, slot);
+                    }
                 }
             }
+            return;
         };
-        let tokens: Vec<u64> = self.ready[..n].iter().map(EpollEvent::data).collect();
         for token in tokens {
             let pid = Pid::from_raw((token >> 2) as u32 as i32);
             match token & 3 {
@@ -291,7 +355,10 @@ impl Sys for UnixSys {
         let pid = Pid::from_raw(child.id() as i32);
         drop(child); // std's Child neither waits nor kills on drop
         let pidfd = self.open_pidfd(pid);
+        #[cfg(target_os = "linux")]
         let spawner = (nix::unistd::gettid().as_raw(), spec.die_with_parent.map(|s| s as i32));
+        #[cfg(not(target_os = "linux"))]
+        let spawner = (0, None);
         let mut entry = Child {
             name: spec.name.as_str().into(),
             group: spec.process_group,
@@ -346,7 +413,7 @@ impl Sys for UnixSys {
     }
 
     fn poll(&mut self, events: &mut Vec<SysEvent>) {
-        self.poll_epoll(events);
+        self.poll_ready(events);
         if self.pidfd != Some(true) {
             let pids: Vec<Pid> = self.children.keys().copied().collect();
             for pid in pids {
@@ -428,7 +495,7 @@ impl Sys for UnixSys {
     }
 
     fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
-        self.epoll.iter().map(|ep| ep.0.as_fd()).collect()
+        self.readiness.iter().map(Readiness::fd).collect()
     }
 }
 
@@ -517,9 +584,28 @@ struct ChildStdio {
 }
 
 fn capture_pipe(read_end: &mut Option<OwnedFd>) -> io::Result<OwnedFd> {
-    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (r, w) = cloexec_pipe()?;
     *read_end = Some(r);
     Ok(w)
+}
+
+/// A pipe whose ends close on exec, so no other child inherits them.
+fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
+    }
+    #[cfg(target_vendor = "apple")]
+    {
+        // No pipe2 here: a fork in another thread between these calls could
+        // inherit the ends, a window std's own pipes have on this system too.
+        use nix::fcntl::FdFlag;
+        let (r, w) = nix::unistd::pipe()?;
+        for fd in [&r, &w] {
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+        }
+        Ok((r, w))
+    }
 }
 
 fn dev_null() -> io::Result<OwnedFd> {
@@ -608,6 +694,7 @@ fn install_pre_exec(cmd: &mut Command, spec: &ProcessSpec) {
     }
     // Read before the fork: after it, getppid() names the parent we must
     // outlive no longer than.
+    #[cfg(target_os = "linux")]
     let parent = std::process::id() as libc::pid_t;
     let hook = move || -> io::Result<()> {
         if let Some(mask) = umask {
