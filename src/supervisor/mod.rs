@@ -112,7 +112,11 @@ impl<S: Sys> Supervisor<S> {
             orphans: HashMap::new(),
             roll: Roll::default(),
             events: VecDeque::new(),
-            rng: StdRng::from_os_rng(),
+            rng: StdRng::try_from_os_rng().unwrap_or_else(|e| {
+                // Jitter only needs to differ between hosts, not to be secret.
+                log::warn!("procsup: no OS randomness ({e}); seeding jitter from the pid");
+                StdRng::seed_from_u64(u64::from(std::process::id()))
+            }),
             last_now: None,
             seq: 0,
             shutting_down: false,
