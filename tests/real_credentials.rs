@@ -69,3 +69,19 @@ fn bad_append_path_is_a_spawn_failure() {
     h.run_until(Duration::from_secs(10), |h| h.count("fatal") == 1);
     assert!(matches!(h.events("spawn_failed")[0], Event::SpawnFailed { errno: Errno::ENOENT, .. }));
 }
+
+#[test]
+fn env_clear_leaves_only_what_the_spec_sets() {
+    let mut h = Host::new(UnixSys::new());
+    h.add(
+        ProcessSpec::new("e", "/usr/bin/env")
+            .env("DROPPED", "x")
+            .env_clear()
+            .env("ONLY", "1")
+            .restart(RestartPolicy::Never)
+            .stdout(Output::Capture),
+    );
+    h.start_all();
+    h.run_until(Duration::from_secs(10), |h| h.count("exited") == 1);
+    assert_eq!(h.lines(), ["ONLY=1"]);
+}
