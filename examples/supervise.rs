@@ -92,6 +92,10 @@ fn parse_backoff(s: &str) -> Result<Backoff, String> {
     }
 }
 
+fn positive(flag: &str, v: &str) -> Result<u32, String> {
+    v.parse().ok().filter(|&n| n > 0).ok_or_else(|| format!("{flag} {v:?}: expected a whole number above 0"))
+}
+
 fn parse_signal(s: &str) -> Result<Signal, String> {
     let upper = s.to_ascii_uppercase();
     let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
@@ -146,29 +150,13 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
                     other => return Err(format!("--restart {other:?}: expected always, on-failure or never")),
                 }
             }
-            "--give-up" => {
-                let v = value(&arg)?;
-                a.give_up = Some(
-                    v.parse()
-                        .ok()
-                        .filter(|&n| n > 0)
-                        .ok_or_else(|| format!("--give-up {v:?}: expected a whole number above 0"))?,
-                );
-            }
+            "--give-up" => a.give_up = Some(positive(&arg, &value(&arg)?)?),
             "--stop-timeout" => a.stop_timeout = secs(&value(&arg)?)?,
             "--stop-signal" => a.stop_signal = parse_signal(&value(&arg)?)?,
             "--exit-when-idle" => a.exit_when_idle = true,
             "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
             "--no-die-with-parent" => a.die_with_parent = false,
-            "--instances" => {
-                let v = value(&arg)?;
-                a.instances = Some(
-                    v.parse()
-                        .ok()
-                        .filter(|&n| n > 0)
-                        .ok_or_else(|| format!("--instances {v:?}: expected a whole number above 0"))?,
-                );
-            }
+            "--instances" => a.instances = Some(positive(&arg, &value(&arg)?)?),
             other => return Err(format!("unknown option {other:?} (try --help)")),
         }
     }

@@ -230,11 +230,6 @@ impl StateDir {
         }
         Ok(out)
     }
-
-    /// Removes the record of an orphan that is gone.
-    pub(crate) fn forget(&self, name: &str, pid: i32) {
-        self.remove(name, pid);
-    }
 }
 
 /// Reads a record without following a symlink. `Ok(None)`: junk.

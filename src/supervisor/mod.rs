@@ -462,7 +462,7 @@ impl<S: Sys> Supervisor<S> {
                 Deadline::Proc(id) if self.p(id).state == State::Stopping => {
                     self.set_deadline(id, None);
                     let (name, pid) = (self.p(id).name.clone(), self.p(id).pid);
-                    pid.map(|pid| (name, pid, self.sigkill(pid, false)))
+                    pid.map(|pid| (name, pid, self.send_signal(pid, Signal::SIGKILL, false)))
                 }
                 Deadline::Retire(id) => self.kill_retiring(id),
                 Deadline::Orphan(pid) => self.kill_orphan(pid),
@@ -482,16 +482,16 @@ impl<S: Sys> Supervisor<S> {
         done
     }
 
-    /// Sends SIGKILL; whether it was delivered. `ESRCH` counts as delivered:
-    /// the process is already dead, its end about to be seen. Anything else
-    /// (`EPERM`: a child that made itself unsignallable) is logged, and
-    /// nothing more can be done: it stays as it is until it exits.
-    fn sigkill(&mut self, pid: Pid, orphan: bool) -> bool {
-        let result =
-            if orphan { self.sys.signal_orphan(pid, Signal::SIGKILL) } else { self.sys.signal(pid, Signal::SIGKILL) };
+    /// Sends `signal` to a child, or to an orphan of an earlier run;
+    /// whether it was delivered. `ESRCH` counts as delivered: the process is
+    /// already dead, its end about to be seen. Anything else (`EPERM`: a
+    /// child that made itself unsignallable) is logged; what follows (a
+    /// kill deadline, or nothing after a SIGKILL) is the caller's.
+    fn send_signal(&mut self, pid: Pid, signal: Signal, orphan: bool) -> bool {
+        let result = if orphan { self.sys.signal_orphan(pid, signal) } else { self.sys.signal(pid, signal) };
         match result {
             Err(e) if e.raw_os_error() != Some(libc::ESRCH) => {
-                log::warn!("procsup: SIGKILL to pid {pid} failed: {e}");
+                log::warn!("procsup: {} to pid {pid} failed: {e}", signal.as_str());
                 false
             }
             _ => true,

@@ -55,9 +55,7 @@ impl<S: Sys> Supervisor<S> {
                         None => (Signal::SIGTERM, std::time::Duration::from_secs(10)),
                     };
                     let kill_at = now + timeout;
-                    if let Err(e) = self.sys.signal_orphan(o.pid, signal) {
-                        log::warn!("procsup: {} to orphan {name} (pid {}) failed: {e}", signal.as_str(), o.pid);
-                    }
+                    self.send_signal(o.pid, signal, true);
                     self.orphans.insert(o.pid, OrphanTask { name: name.clone(), kill_at: Some(kill_at) });
                     self.timers.reset(Deadline::Orphan(o.pid), None, Some(kill_at));
                     self.emit(Event::OrphanStopping { name, pid: o.pid, signal, kill_at });
@@ -105,6 +103,6 @@ impl<S: Sys> Supervisor<S> {
         let old = task.kill_at.take();
         let name = task.name.clone();
         self.timers.reset(Deadline::Orphan(pid), old, None);
-        Some((name, pid, self.sigkill(pid, true)))
+        Some((name, pid, self.send_signal(pid, Signal::SIGKILL, true)))
     }
 }

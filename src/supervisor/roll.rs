@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
@@ -149,11 +150,7 @@ impl<S: Sys> Supervisor<S> {
         old.kill_at = Some(kill_at);
         let pid = old.pid;
         self.timers.reset(Deadline::Retire(id), None, Some(kill_at));
-        if let Err(e) = self.sys.signal(pid, signal) {
-            if e.raw_os_error() != Some(libc::ESRCH) {
-                log::warn!("procsup: {} to retiring {name} (pid {pid}) failed: {e}", signal.as_str());
-            }
-        }
+        self.send_signal(pid, signal, false);
         self.emit(Event::Retiring { name, pid, signal, kill_at });
     }
 
@@ -186,7 +183,7 @@ impl<S: Sys> Supervisor<S> {
         let old = p.retiring.as_mut()?;
         let (pid, kill_at) = (old.pid, old.kill_at.take());
         self.timers.reset(Deadline::Retire(id), kill_at, None);
-        Some((name, pid, self.sigkill(pid, false)))
+        Some((name, pid, self.send_signal(pid, Signal::SIGKILL, false)))
     }
 
     /// The retiring child `pid` of `id` was reaped. Returns false when

@@ -54,13 +54,8 @@ impl<S: Sys> Supervisor<S> {
                 let pid = p.pid.expect("Starting and Running always have a pid");
                 let kill_at = now + timeout;
                 self.set_deadline(id, Some(kill_at));
-                if let Err(e) = self.sys.signal(pid, signal) {
-                    // ESRCH: it died just now and will be reaped; anything
-                    // else is logged and the kill deadline still stands.
-                    if e.raw_os_error() != Some(libc::ESRCH) {
-                        log::warn!("procsup: {} to {name} (pid {pid}) failed: {e}", signal.as_str());
-                    }
-                }
+                // Undelivered or not, the kill deadline stands.
+                self.send_signal(pid, signal, false);
                 self.emit(Event::Stopping { name, pid, signal, kill_at });
             }
             State::Stopping => p.after_exit = AfterExit::Policy,

@@ -451,7 +451,7 @@ impl Sys for UnixSys {
             let pidfd = if self.pidfd == Some(false) { None } else { pidfd_open(orphan.pid).ok() };
             if orphans::start_time(orphan.pid.as_raw()) != Some(orphan.start_time) {
                 if let Some(dir) = &self.state_dir {
-                    dir.forget(&orphan.name, orphan.pid.as_raw());
+                    dir.remove(&orphan.name, orphan.pid.as_raw());
                 }
                 out.push(OrphanScan::Discarded { name: orphan.name, reason: Discard::Gone });
                 continue;
@@ -531,7 +531,7 @@ impl UnixSys {
                 self.unwatch(fd);
             }
             if let Some(dir) = &self.state_dir {
-                dir.forget(&o.name, pid.as_raw());
+                dir.remove(&o.name, pid.as_raw());
             }
             events.push(SysEvent::OrphanGone { pid });
         }
