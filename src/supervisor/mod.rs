@@ -379,11 +379,9 @@ impl<S: Sys> Supervisor<S> {
                 SysEvent::Output { pid, stream, data } => self.on_output(pid, stream, &data),
                 SysEvent::OrphanGone { pid } => self.on_orphan_gone(pid, now),
                 SysEvent::Exited { pid, exit } => {
-                    if let Some(r) = self.on_exit(pid, exit, now) {
-                        let name = r.name.clone();
+                    if let Some((id, r)) = self.on_exit(pid, exit, now) {
                         reaped.push(r);
-                        // The name is ours: handle_exit cannot fail here.
-                        let _ = self.handle_exit(&name, now);
+                        self.settle_exit(id, now);
                     }
                 }
             }
@@ -404,12 +402,17 @@ impl<S: Sys> Supervisor<S> {
     pub fn handle_exit(&mut self, name: &str, now: Instant) -> Result<bool> {
         let now = self.observe(now);
         let id = self.id(name)?;
-        if !self.p(id).unsettled {
-            return Ok(false);
+        Ok(self.settle_exit(id, now))
+    }
+
+    /// `handle_exit` by slot: settles a reaped exit once.
+    fn settle_exit(&mut self, id: usize, now: Instant) -> bool {
+        let p = self.p_mut(id);
+        if !std::mem::take(&mut p.unsettled) {
+            return false;
         }
-        self.p_mut(id).unsettled = false;
         self.settle(id, now);
-        Ok(true)
+        true
     }
 
     /// `Starting` → `Running` for every process alive for its start grace

@@ -171,7 +171,7 @@ impl<S: Sys> Supervisor<S> {
     }
 
     /// Records an exit; the transition is `handle_exit`'s.
-    pub(super) fn on_exit(&mut self, pid: Pid, exit: Exit, now: Instant) -> Option<Reaped> {
+    pub(super) fn on_exit(&mut self, pid: Pid, exit: Exit, now: Instant) -> Option<(usize, Reaped)> {
         let Some(id) = self.pids.remove(&pid) else {
             log::warn!("procsup: the OS layer reported pid {pid}, which is not ours");
             return None;
@@ -198,7 +198,7 @@ impl<S: Sys> Supervisor<S> {
         }
         let last_output = std::mem::take(&mut self.p_mut(id).tail).into();
         self.emit(Event::Exited { name: name.clone(), pid, exit, uptime, restart_count, last_output });
-        Some(Reaped { name, pid, exit })
+        Some((id, Reaped { name, pid, exit }))
     }
 
     /// The transition after a reaped exit.
