@@ -221,17 +221,15 @@ impl<S: Sys> Supervisor<S> {
         }
         let p = self.p_mut(id);
         match p.after_exit {
-            AfterExit::Remove if p.retiring.is_some() => {
-                // Forgotten once the retiring child is reaped too.
-                p.state = State::Stopped;
-                let name = p.name.clone();
-                self.emit(Event::Stopped { name });
-            }
             AfterExit::Remove => {
                 p.state = State::Stopped;
-                let name = p.name.clone();
+                let (name, draining) = (p.name.clone(), p.retiring.is_some());
                 self.emit(Event::Stopped { name });
-                self.forget(id);
+                // With a retiring child still draining, it is forgotten once
+                // that child is reaped too.
+                if !draining {
+                    self.forget(id);
+                }
             }
             AfterExit::Restart if !shutting_down => {
                 p.streak = 0;
