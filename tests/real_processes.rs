@@ -213,3 +213,24 @@ fn dropping_the_supervisor_kills_and_reaps_its_children() {
         }
     }
 }
+
+#[test]
+fn uses_pidfd_tells_which_path_is_taken() {
+    use procsup::Sys;
+    let _serial = real::serial();
+    let mut fast = procsup::UnixSys::new();
+    let mut slow = procsup::UnixSys::without_pidfd();
+    assert_eq!(fast.uses_pidfd(), None, "unknown before the first spawn");
+    assert_eq!(slow.uses_pidfd(), Some(false));
+    for sys in [&mut fast, &mut slow] {
+        let pid = sys.spawn(&ProcessSpec::new("t", "true")).unwrap();
+        let mut events = Vec::new();
+        assert!(wait_for(Duration::from_secs(5), || {
+            sys.poll(&mut events);
+            events.iter().any(|e| matches!(e, procsup::SysEvent::Exited { pid: p, .. } if *p == pid))
+        }));
+    }
+    // This kernel has pidfds (Linux 5.3+), which the fallback never uses.
+    assert_eq!(fast.uses_pidfd(), Some(true));
+    assert_eq!(slow.uses_pidfd(), Some(false));
+}
