@@ -617,6 +617,52 @@ mod tests {
     }
 
     #[test]
+    fn every_setter_reads_back() {
+        let d = Duration::from_millis;
+        let backoff =
+            Backoff::exponential(d(200)).max(d(9_000)).jitter(0.5).floor(d(300)).immediate_after_running(true);
+        let s = ProcessSpec::new("n", "p")
+            .args(["a", "b"])
+            .current_dir("/srv")
+            .stdout(Output::Null)
+            .stderr(Output::Capture)
+            .start_grace(d(1_500))
+            .restart(RestartPolicy::Never)
+            .success_codes([0, 7])
+            .backoff(backoff)
+            .give_up_after(4)
+            .max_restarts_within(3, d(5_000))
+            .stop_signal(Signal::SIGINT)
+            .stop_timeout(d(2_500))
+            .process_group(false)
+            .die_with_parent(Some(Signal::SIGTERM))
+            .uid(10)
+            .gid(20)
+            .umask(0o027)
+            .fatal_exec_errors(true)
+            .instances(3);
+        assert_eq!(s.get_args().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(s.get_current_dir(), Some(Path::new("/srv")));
+        assert_eq!((s.get_stdout(), s.get_stderr()), (&Output::Null, &Output::Capture));
+        assert_eq!(s.get_start_grace(), d(1_500));
+        assert_eq!(s.get_restart(), RestartPolicy::Never);
+        assert_eq!(s.get_success_codes(), [0, 7]);
+        let b = s.get_backoff();
+        assert_eq!((b.get_initial(), b.get_max(), b.get_floor()), (d(200), d(9_000), d(300)));
+        assert_eq!((b.get_jitter(), b.get_immediate_after_running()), (0.5, true));
+        assert_eq!(s.get_give_up_after(), Some(4));
+        assert_eq!(s.get_max_restarts_within(), Some((3, d(5_000))));
+        assert_eq!((s.get_stop_signal(), s.get_stop_timeout()), (Signal::SIGINT, d(2_500)));
+        assert!(!s.get_process_group());
+        assert_eq!(s.get_die_with_parent(), Some(Signal::SIGTERM));
+        assert_eq!((s.get_uid(), s.get_gid(), s.get_umask()), (Some(10), Some(20), Some(0o027)));
+        assert!(s.get_fatal_exec_errors());
+        assert_eq!(s.get_instances(), Some(3));
+        assert!(!s.has_pre_exec());
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
     fn env_clear_then_set() {
         let s = ProcessSpec::new("a", "x").env("A", "1").env_clear().env("B", "2");
         assert!(s.get_env_clear());

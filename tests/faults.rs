@@ -167,3 +167,21 @@ fn a_reported_pid_that_is_not_ours_is_ignored() {
     assert!(sup.reap_processes(t).is_empty());
     assert_eq!(sup.status("a").unwrap().state, State::Starting);
 }
+
+#[test]
+fn fake_liveness_and_recording() {
+    let mut h = Harness::with([spec("a")]);
+    h.start("a");
+    let pid = h.pid("a");
+    assert!(h.sup.sys().is_alive(pid));
+    h.sup.sys_mut().set_recording(false);
+    assert!(h.sup.sys().spawns().is_empty(), "records forgotten");
+    h.stop("a");
+    assert!(h.sup.sys().signals().is_empty(), "not recorded while off");
+    h.exit("a", Exit::Exited(0));
+    assert!(!h.sup.sys().is_alive(pid), "exited, even before it is reaped");
+    h.tick();
+    h.sup.sys_mut().set_recording(true);
+    h.start("a");
+    assert_eq!(h.sup.sys().spawns().len(), 1);
+}
