@@ -17,25 +17,26 @@
 
 #![allow(unsafe_code)]
 
+mod readiness;
+mod spawn;
+mod wait;
+
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::io;
-#[cfg(target_os = "linux")]
-use std::os::fd::FromRawFd;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+
+use readiness::Readiness;
+use spawn::set_nonblocking;
+use wait::{pidfd_open, pidfd_send_signal, waitid_pidfd, waitpid_nohang};
 
 use super::{Sys, SysEvent};
 use crate::event::Stream;
 use crate::orphans::{self, Discard, OrphanScan, Record, StateDir};
-use crate::spec::{Output, PreExec, ProcessSpec};
+use crate::spec::ProcessSpec;
 use crate::state::Exit;
 
 /// Bytes read from one pipe per `poll`, so one chatty child cannot starve
@@ -59,75 +60,6 @@ struct OrphanEntry {
     pgid: Pid,
     start_time: u64,
     pidfd: Option<OwnedFd>,
-}
-
-/// One fd that becomes readable when any watched fd does: epoll on Linux.
-/// Elsewhere there is none, and `poll` looks at every child itself.
-#[cfg(target_os = "linux")]
-#[derive(Debug)]
-struct Readiness {
-    epoll: nix::sys::epoll::Epoll,
-    ready: Vec<nix::sys::epoll::EpollEvent>,
-}
-
-#[cfg(target_os = "linux")]
-impl Readiness {
-    fn new() -> Option<Self> {
-        use nix::sys::epoll::{Epoll, EpollCreateFlags};
-        Some(Readiness { epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).ok()?, ready: Vec::new() })
-    }
-
-    fn watch(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        use nix::sys::epoll::{EpollEvent, EpollFlags};
-        Ok(self.epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))?)
-    }
-
-    fn unwatch(&self, fd: BorrowedFd<'_>) {
-        let _ = self.epoll.delete(fd);
-    }
-
-    /// The tokens of what is ready now, at most `cap` of them.
-    fn ready(&mut self, cap: usize) -> Vec<u64> {
-        use nix::sys::epoll::{EpollEvent, EpollTimeout};
-        self.ready.resize(cap, EpollEvent::empty());
-        loop {
-            match self.epoll.wait(&mut self.ready, EpollTimeout::ZERO) {
-                Ok(n) => return self.ready[..n].iter().map(EpollEvent::data).collect(),
-                Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    log::warn!("procsup: epoll_wait: {e}");
-                    return Vec::new();
-                }
-            }
-        }
-    }
-
-    fn fd(&self) -> BorrowedFd<'_> {
-        self.epoll.0.as_fd()
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-#[derive(Debug)]
-enum Readiness {}
-
-#[cfg(not(target_os = "linux"))]
-impl Readiness {
-    fn new() -> Option<Self> {
-        None
-    }
-    fn watch(&self, _: BorrowedFd<'_>, _: u64) -> io::Result<()> {
-        match *self {}
-    }
-    fn unwatch(&self, _: BorrowedFd<'_>) {
-        match *self {}
-    }
-    fn ready(&mut self, _: usize) -> Vec<u64> {
-        match *self {}
-    }
-    fn fd(&self) -> BorrowedFd<'_> {
-        match *self {}
-    }
 }
 
 /// The token slot of an orphan's pidfd in the epoll set.
@@ -322,34 +254,7 @@ impl UnixSys {
 
 impl Sys for UnixSys {
     fn spawn(&mut self, spec: &ProcessSpec) -> io::Result<Pid> {
-        let mut cmd = Command::new(&spec.program);
-        cmd.args(&spec.args);
-        if spec.env_clear {
-            cmd.env_clear();
-        }
-        for (k, v) in &spec.envs {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
-        if let Some(dir) = &spec.cwd {
-            cmd.current_dir(dir);
-        }
-        cmd.stdin(Stdio::null());
-        let ChildStdio { stdout, stderr, read_ends } = stdio(spec)?;
-        cmd.stdout(stdout);
-        cmd.stderr(stderr);
-        if spec.process_group {
-            cmd.process_group(0);
-        }
-        if let Some(uid) = spec.uid {
-            cmd.uid(uid);
-        }
-        if let Some(gid) = spec.gid {
-            cmd.gid(gid);
-        }
-        install_pre_exec(&mut cmd, spec);
+        let (mut cmd, read_ends) = spawn::command(spec)?;
         let child = cmd.spawn()?;
         drop(cmd); // closes our copies of the pipes' write ends
         let pid = Pid::from_raw(child.id() as i32);
@@ -573,265 +478,5 @@ fn warn_if_spawner_thread_died(pid: Pid, child: &Child, exit: Exit) {
              drive the supervisor from a thread that lives as long as its children",
             child.name
         );
-    }
-}
-
-/// The child's stdout and stderr, and our read ends of capture pipes.
-struct ChildStdio {
-    stdout: Stdio,
-    stderr: Stdio,
-    read_ends: [Option<OwnedFd>; 2],
-}
-
-fn capture_pipe(read_end: &mut Option<OwnedFd>) -> io::Result<OwnedFd> {
-    let (r, w) = cloexec_pipe()?;
-    *read_end = Some(r);
-    Ok(w)
-}
-
-/// A pipe whose ends close on exec, so no other child inherits them.
-fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    #[cfg(not(target_vendor = "apple"))]
-    {
-        Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
-    }
-    #[cfg(target_vendor = "apple")]
-    {
-        // No pipe2 here: a fork in another thread between these calls could
-        // inherit the ends, a window std's own pipes have on this system too.
-        use nix::fcntl::FdFlag;
-        let (r, w) = nix::unistd::pipe()?;
-        for fd in [&r, &w] {
-            fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
-        }
-        Ok((r, w))
-    }
-}
-
-fn dev_null() -> io::Result<OwnedFd> {
-    Ok(OpenOptions::new().write(true).open("/dev/null")?.into())
-}
-
-fn stdio(spec: &ProcessSpec) -> io::Result<ChildStdio> {
-    let mut read_ends = [None, None];
-    let stdout_fd = match &spec.stdout {
-        Output::Inherit | Output::ToStdout => None,
-        Output::Null => Some(dev_null()?),
-        Output::Append(path) => Some(open_append(path)?),
-        Output::Capture => Some(capture_pipe(&mut read_ends[0])?),
-    };
-    let stderr_fd = match &spec.stderr {
-        Output::Inherit => None,
-        Output::ToStdout => match &stdout_fd {
-            Some(fd) => Some(fd.try_clone()?),
-            None => Some(io::stdout().as_fd().try_clone_to_owned()?),
-        },
-        Output::Null => Some(dev_null()?),
-        Output::Append(path) => Some(open_append(path)?),
-        Output::Capture => Some(capture_pipe(&mut read_ends[1])?),
-    };
-    let as_stdio = |fd: Option<OwnedFd>| fd.map_or_else(Stdio::inherit, Stdio::from);
-    Ok(ChildStdio { stdout: as_stdio(stdout_fd), stderr: as_stdio(stderr_fd), read_ends })
-}
-
-fn open_append(path: &std::path::Path) -> io::Result<OwnedFd> {
-    Ok(OpenOptions::new().append(true).create(true).mode(0o644).open(path)?.into())
-}
-
-fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
-    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(())
-}
-
-impl ProcessSpec {
-    /// Runs `hook` in the child after `fork` and before `exec`, after the
-    /// umask and the parent-death signal are set. An `Err` it returns fails
-    /// the spawn with that error ([`Event::SpawnFailed`](crate::Event)):
-    /// the child never runs the program and is reaped by the spawn itself.
-    ///
-    /// A hook forces the `fork` path (no `posix_spawn`).
-    ///
-    /// # Safety
-    ///
-    /// The contract of [`CommandExt::pre_exec`]: the hook runs in a copy of
-    /// a possibly multi-threaded process in which only the forking thread
-    /// exists, so it may only make async-signal-safe calls — no allocation,
-    /// no locks (not even `println!`), no environment access.
-    ///
-    /// ```
-    /// use procsup::ProcessSpec;
-    /// // SAFETY: setsid(2) is async-signal-safe.
-    /// let spec = unsafe {
-    ///     ProcessSpec::new("daemon", "sleep").arg("60").process_group(false).pre_exec(|| {
-    ///         nix::unistd::setsid()?;
-    ///         Ok(())
-    ///     })
-    /// };
-    /// assert!(spec.has_pre_exec());
-    /// ```
-    pub unsafe fn pre_exec<F>(mut self, hook: F) -> Self
-    where
-        F: Fn() -> io::Result<()> + Send + Sync + 'static,
-    {
-        self.pre_exec = Some(PreExec(std::sync::Arc::new(hook)));
-        self
-    }
-}
-
-/// Work done in the child between fork and exec: umask, the parent-death
-/// signal and the spec's own hook. Nothing is installed when none is asked
-/// for, so `Command` keeps its `posix_spawn` fast path.
-fn install_pre_exec(cmd: &mut Command, spec: &ProcessSpec) {
-    let umask = spec.umask;
-    let user_hook = spec.pre_exec.clone();
-    #[cfg(target_os = "linux")]
-    let death = spec.die_with_parent.map(|s| s as libc::c_int);
-    #[cfg(not(target_os = "linux"))]
-    let death: Option<libc::c_int> = None;
-    if umask.is_none() && death.is_none() && user_hook.is_none() {
-        return;
-    }
-    // Read before the fork: after it, getppid() names the parent we must
-    // outlive no longer than.
-    #[cfg(target_os = "linux")]
-    let parent = std::process::id() as libc::pid_t;
-    let hook = move || -> io::Result<()> {
-        if let Some(mask) = umask {
-            // SAFETY: umask(2) is async-signal-safe and cannot fail.
-            unsafe { libc::umask(mask as libc::mode_t) };
-        }
-        #[cfg(target_os = "linux")]
-        if let Some(sig) = death {
-            // SAFETY: prctl(2) and getppid(2) are plain system calls,
-            // async-signal-safe; PR_SET_PDEATHSIG takes a signal number.
-            let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: as above. If the parent died before prctl, the
-            // signal will never come: deliver it ourselves (kill(2) is
-            // async-signal-safe).
-            unsafe {
-                if libc::getppid() != parent {
-                    libc::kill(libc::getpid(), sig);
-                }
-            }
-        }
-        match &user_hook {
-            Some(PreExec(hook)) => hook(),
-            None => Ok(()),
-        }
-    };
-    // SAFETY: the hook only makes async-signal-safe system calls (umask,
-    // prctl, getppid, getpid, kill), allocates nothing and takes no lock,
-    // as CommandExt::pre_exec requires after fork in a threaded parent; the
-    // user's hook carries the same obligation through ProcessSpec::pre_exec,
-    // an unsafe fn.
-    unsafe { cmd.pre_exec(hook) };
-}
-
-#[cfg(target_os = "linux")]
-fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or
-    // -1; it touches no memory of ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this fd, open and owned by no one
-    // else; pidfds are close-on-exec by definition.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-#[cfg(not(target_os = "linux"))]
-fn pidfd_open(_: Pid) -> io::Result<OwnedFd> {
-    Err(Errno::ENOSYS.into())
-}
-
-#[cfg(target_os = "linux")]
-fn pidfd_send_signal(fd: RawFd, signal: Signal) -> io::Result<()> {
-    // SAFETY: pidfd_send_signal(2) with a null siginfo and no flags reads
-    // no memory of ours; `fd` is a pidfd we own.
-    let rc = unsafe {
-        libc::syscall(libc::SYS_pidfd_send_signal, fd, signal as libc::c_int, std::ptr::null::<libc::siginfo_t>(), 0)
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-#[cfg(not(target_os = "linux"))]
-fn pidfd_send_signal(_: RawFd, _: Signal) -> io::Result<()> {
-    Err(Errno::ENOSYS.into())
-}
-
-/// `waitid(P_PIDFD, fd, WEXITED | WNOHANG)`: the exit, if it happened.
-#[cfg(target_os = "linux")]
-fn waitid_pidfd(fd: RawFd) -> Option<Exit> {
-    loop {
-        // SAFETY: siginfo_t is plain data; all zeroes is a valid value and
-        // is how WNOHANG tells "no change" (si_pid stays 0).
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `info` is a valid, writable siginfo_t; `fd` is our pidfd.
-        let rc = unsafe { libc::waitid(libc::P_PIDFD, fd as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG) };
-        if rc < 0 {
-            return match Errno::last() {
-                Errno::EINTR => continue,
-                // Someone else reaped it (a host calling waitpid(-1)).
-                Errno::ECHILD => Some(Exit::Unknown),
-                e => {
-                    log::warn!("procsup: waitid(P_PIDFD): {e}");
-                    None
-                }
-            };
-        }
-        // SAFETY: after a successful waitid with WEXITED, the kernel filled
-        // the SIGCHLD fields that si_pid/si_status read.
-        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
-        if pid == 0 {
-            return None;
-        }
-        return Some(match info.si_code {
-            libc::CLD_EXITED => Exit::Exited(status),
-            _ => Exit::Signaled(status),
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn waitid_pidfd(_: RawFd) -> Option<Exit> {
-    None
-}
-
-/// `waitpid(pid, WNOHANG)` for one own child: the exit, if it happened.
-fn waitpid_nohang(pid: Pid) -> Option<Exit> {
-    loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: `status` is a valid, writable int; waitpid on one
-        // specific pid never touches another process's status.
-        let rc = unsafe { libc::waitpid(pid.as_raw(), &mut status, libc::WNOHANG) };
-        match rc {
-            0 => return None,
-            r if r > 0 => {
-                return Some(if libc::WIFEXITED(status) {
-                    Exit::Exited(libc::WEXITSTATUS(status))
-                } else if libc::WIFSIGNALED(status) {
-                    Exit::Signaled(libc::WTERMSIG(status))
-                } else {
-                    // Stopped/continued are not reported without WUNTRACED.
-                    return None;
-                });
-            }
-            _ => match Errno::last() {
-                Errno::EINTR => continue,
-                Errno::ECHILD => return Some(Exit::Unknown),
-                e => {
-                    log::warn!("procsup: waitpid({pid}): {e}");
-                    return None;
-                }
-            },
-        }
     }
 }

@@ -1,0 +1,117 @@
+//! pidfds, and non-blocking waits for one own child.
+
+use std::io;
+#[cfg(target_os = "linux")]
+use std::os::fd::FromRawFd;
+use std::os::fd::{OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::state::Exit;
+
+#[cfg(target_os = "linux")]
+pub(super) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or
+    // -1; it touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd, open and owned by no one
+    // else; pidfds are close-on-exec by definition.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn pidfd_open(_: Pid) -> io::Result<OwnedFd> {
+    Err(Errno::ENOSYS.into())
+}
+
+#[cfg(target_os = "linux")]
+pub(super) fn pidfd_send_signal(fd: RawFd, signal: Signal) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal(2) with a null siginfo and no flags reads
+    // no memory of ours; `fd` is a pidfd we own.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, fd, signal as libc::c_int, std::ptr::null::<libc::siginfo_t>(), 0)
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn pidfd_send_signal(_: RawFd, _: Signal) -> io::Result<()> {
+    Err(Errno::ENOSYS.into())
+}
+
+/// `waitid(P_PIDFD, fd, WEXITED | WNOHANG)`: the exit, if it happened.
+#[cfg(target_os = "linux")]
+pub(super) fn waitid_pidfd(fd: RawFd) -> Option<Exit> {
+    loop {
+        // SAFETY: siginfo_t is plain data; all zeroes is a valid value and
+        // is how WNOHANG tells "no change" (si_pid stays 0).
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable siginfo_t; `fd` is our pidfd.
+        let rc = unsafe { libc::waitid(libc::P_PIDFD, fd as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG) };
+        if rc < 0 {
+            return match Errno::last() {
+                Errno::EINTR => continue,
+                // Someone else reaped it (a host calling waitpid(-1)).
+                Errno::ECHILD => Some(Exit::Unknown),
+                e => {
+                    log::warn!("procsup: waitid(P_PIDFD): {e}");
+                    None
+                }
+            };
+        }
+        // SAFETY: after a successful waitid with WEXITED, the kernel filled
+        // the SIGCHLD fields that si_pid/si_status read.
+        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if pid == 0 {
+            return None;
+        }
+        return Some(match info.si_code {
+            libc::CLD_EXITED => Exit::Exited(status),
+            _ => Exit::Signaled(status),
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn waitid_pidfd(_: RawFd) -> Option<Exit> {
+    None
+}
+
+/// `waitpid(pid, WNOHANG)` for one own child: the exit, if it happened.
+pub(super) fn waitpid_nohang(pid: Pid) -> Option<Exit> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: `status` is a valid, writable int; waitpid on one
+        // specific pid never touches another process's status.
+        let rc = unsafe { libc::waitpid(pid.as_raw(), &mut status, libc::WNOHANG) };
+        match rc {
+            0 => return None,
+            r if r > 0 => {
+                return Some(if libc::WIFEXITED(status) {
+                    Exit::Exited(libc::WEXITSTATUS(status))
+                } else if libc::WIFSIGNALED(status) {
+                    Exit::Signaled(libc::WTERMSIG(status))
+                } else {
+                    // Stopped/continued are not reported without WUNTRACED.
+                    return None;
+                });
+            }
+            _ => match Errno::last() {
+                Errno::EINTR => continue,
+                Errno::ECHILD => return Some(Exit::Unknown),
+                e => {
+                    log::warn!("procsup: waitpid({pid}): {e}");
+                    return None;
+                }
+            },
+        }
+    }
+}
