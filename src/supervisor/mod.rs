@@ -202,6 +202,7 @@ impl<S: Sys> Supervisor<S> {
             streak: 0,
             manual_stop: false,
             after_exit: AfterExit::Policy,
+            removing: false,
             unsettled: false,
             awaits_orphan: false,
             window: VecDeque::new(),
@@ -224,8 +225,11 @@ impl<S: Sys> Supervisor<S> {
 
     /// Removes a process. One without a child goes at once (a pending
     /// restart is cancelled); one with a child is stopped first and removed
-    /// when it has been reaped ([`Event::Removed`]); its name stays taken
-    /// until then.
+    /// when it has been reaped; its name stays taken until then. Either way
+    /// [`Event::Removed`] follows. The removal wins over every later call:
+    /// a stop, `stop_all` or `shutdown` leaves it pending, and a start,
+    /// restart or spawn of the process is refused with
+    /// [`Error::Removing`].
     ///
     /// # Errors
     /// [`Error::UnknownProcess`].
@@ -235,7 +239,7 @@ impl<S: Sys> Supervisor<S> {
         let p = self.p(id);
         if p.state.has_child() || p.retiring.is_some() {
             self.stop_id(id, now);
-            self.p_mut(id).after_exit = AfterExit::Remove;
+            self.p_mut(id).removing = true;
         } else {
             self.forget(id);
         }
@@ -245,19 +249,18 @@ impl<S: Sys> Supervisor<S> {
     /// Starts a process that is not running: `Stopped`, `Exited` or `Fatal`
     /// start with a fresh failure streak; `Backoff` is spawned now instead
     /// of waiting. `Starting`/`Running`: no-op. `Stopping`: it is started
-    /// again as soon as it exits.
+    /// again as soon as it exits, exactly as a start from `Stopped` (a
+    /// fresh failure streak, no restart counted).
     ///
     /// A spawn failure is not an error here: it is an
     /// [`Event::SpawnFailed`] and the process goes to `Backoff` or `Fatal`.
     ///
     /// # Errors
-    /// [`Error::UnknownProcess`], [`Error::ShuttingDown`].
+    /// [`Error::UnknownProcess`], [`Error::ShuttingDown`],
+    /// [`Error::Removing`].
     pub fn start_process(&mut self, name: &str, now: Instant) -> Result<()> {
         let now = self.observe(now);
-        let id = self.id(name)?;
-        if self.shutting_down {
-            return Err(Error::ShuttingDown);
-        }
+        let id = self.startable(name)?;
         self.start_id(id, now);
         Ok(())
     }
@@ -281,13 +284,11 @@ impl<S: Sys> Supervisor<S> {
     /// simply started.
     ///
     /// # Errors
-    /// [`Error::UnknownProcess`], [`Error::ShuttingDown`].
+    /// [`Error::UnknownProcess`], [`Error::ShuttingDown`],
+    /// [`Error::Removing`].
     pub fn restart_process(&mut self, name: &str, now: Instant) -> Result<()> {
         let now = self.observe(now);
-        let id = self.id(name)?;
-        if self.shutting_down {
-            return Err(Error::ShuttingDown);
-        }
+        let id = self.startable(name)?;
         if self.p(id).state.has_child() {
             self.stop_id(id, now);
             self.p_mut(id).after_exit = AfterExit::Restart;
@@ -352,13 +353,11 @@ impl<S: Sys> Supervisor<S> {
     /// as for any spawn failure, and the error is also returned.
     ///
     /// # Errors
-    /// [`Error::UnknownProcess`], [`Error::ShuttingDown`], [`Error::Spawn`].
+    /// [`Error::UnknownProcess`], [`Error::ShuttingDown`],
+    /// [`Error::Removing`], [`Error::Spawn`].
     pub fn spawn_process(&mut self, name: &str, now: Instant) -> Result<Pid> {
         let now = self.observe(now);
-        let id = self.id(name)?;
-        if self.shutting_down {
-            return Err(Error::ShuttingDown);
-        }
+        let id = self.startable(name)?;
         if let Some(pid) = self.p(id).pid {
             return Ok(pid);
         }
@@ -605,6 +604,19 @@ impl<S: Sys> Supervisor<S> {
 
     fn id(&self, name: &str) -> Result<usize> {
         self.names.get(name).copied().ok_or_else(|| Error::UnknownProcess(name.to_owned()))
+    }
+
+    /// The slot of a process the host may start: known, not being removed,
+    /// and the supervisor not shutting down.
+    fn startable(&self, name: &str) -> Result<usize> {
+        let id = self.id(name)?;
+        if self.shutting_down {
+            return Err(Error::ShuttingDown);
+        }
+        if self.p(id).removing {
+            return Err(Error::Removing(name.to_owned()));
+        }
+        Ok(id)
     }
 
     fn p(&self, id: usize) -> &Proc {

@@ -16,10 +16,11 @@ use crate::state::{Exit, ProcessStatus, State};
 pub(super) enum AfterExit {
     /// Apply the restart policy (or stay stopped after a manual stop).
     Policy,
-    /// Spawn again at once (`restart_process`).
+    /// Spawn again at once, a counted restart (`restart_process`).
     Restart,
-    /// Forget the process (`remove_process`).
-    Remove,
+    /// Start again as from `Stopped`: a fresh failure streak, no restart
+    /// counted (`start_process` while `Stopping`).
+    Start,
 }
 
 /// The previous child of a process being replaced by a rolling restart:
@@ -57,6 +58,10 @@ pub(super) struct Proc {
     pub(super) streak: u32,
     pub(super) manual_stop: bool,
     pub(super) after_exit: AfterExit,
+    /// `remove_process` was called: the process is forgotten once its
+    /// children are reaped. Nothing undoes it (a later stop, start or
+    /// restart cannot overwrite it), so `Removed` always follows.
+    pub(super) removing: bool,
     /// Reaped, but `handle_exit` has not decided what follows yet.
     pub(super) unsettled: bool,
     /// In `Backoff` only until an orphan of the same name is gone.

@@ -82,7 +82,11 @@ impl<S: Sys> Supervisor<S> {
                 return;
             };
             let serving = self.procs.get(id).and_then(Option::as_ref).is_some_and(|p| {
-                p.added_seq == added && p.state == State::Running && p.retiring.is_none() && !p.manual_stop
+                p.added_seq == added
+                    && p.state == State::Running
+                    && p.retiring.is_none()
+                    && !p.manual_stop
+                    && !p.removing
             });
             if serving {
                 self.begin_replacement(id, now);
@@ -207,7 +211,7 @@ impl<S: Sys> Supervisor<S> {
         }
         self.emit(Event::Retired { name, pid, exit });
         let p = self.p(id);
-        if p.after_exit == super::proc::AfterExit::Remove && !p.state.has_child() {
+        if p.removing && !p.state.has_child() {
             self.forget(id);
         }
         true
