@@ -15,7 +15,7 @@ use crate::sys::Sys;
 
 use super::proc::Retiring;
 use super::Supervisor;
-use crate::timers::Deadline;
+use crate::timers::{later, Deadline};
 
 /// The roll in progress: the instances still to replace (slot, identity),
 /// and the one whose replacement is starting.
@@ -150,7 +150,7 @@ impl<S: Sys> Supervisor<S> {
         let (signal, timeout, name) = (p.spec.stop_signal, p.spec.stop_timeout, p.name.clone());
         let Some(old) = p.retiring.as_mut().filter(|r| !r.signalled) else { return };
         old.signalled = true;
-        let kill_at = now + timeout;
+        let kill_at = later(now, timeout);
         old.kill_at = Some(kill_at);
         let pid = old.pid;
         self.timers.reset(Deadline::Retire(id), None, Some(kill_at));

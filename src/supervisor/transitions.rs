@@ -10,6 +10,7 @@ use crate::event::{Event, FatalReason, Stream};
 use crate::spec::RestartPolicy;
 use crate::state::{Exit, State};
 use crate::sys::Sys;
+use crate::timers::later;
 
 use super::orphan::ORPHAN_KILL_GRACE;
 use super::proc::AfterExit;
@@ -45,7 +46,7 @@ impl<S: Sys> Supervisor<S> {
         p.manual_stop = false;
         let name = p.name.clone();
         match self.orphans.values().find(|o| o.name == name).map(|o| o.kill_at) {
-            Some(kill_at) => self.await_orphan(id, now, kill_at.unwrap_or(now) + ORPHAN_KILL_GRACE),
+            Some(kill_at) => self.await_orphan(id, now, later(kill_at.unwrap_or(now), ORPHAN_KILL_GRACE)),
             None => {
                 let _ = self.spawn_id(id, now);
             }
@@ -62,7 +63,7 @@ impl<S: Sys> Supervisor<S> {
                 p.state = State::Stopping;
                 let (name, signal, timeout) = (p.name.clone(), p.spec.stop_signal, p.spec.stop_timeout);
                 let pid = p.pid.expect("Starting and Running always have a pid");
-                let kill_at = now + timeout;
+                let kill_at = later(now, timeout);
                 self.set_deadline(id, Some(kill_at));
                 // Undelivered or not, the kill deadline stands.
                 self.send_signal(pid, signal, false);
@@ -133,7 +134,7 @@ impl<S: Sys> Supervisor<S> {
                     self.emit(Event::Running { name, pid });
                 } else {
                     self.p_mut(id).state = State::Starting;
-                    self.set_deadline(id, Some(now + grace));
+                    self.set_deadline(id, Some(later(now, grace)));
                 }
                 Ok(pid)
             }
@@ -294,7 +295,7 @@ impl<S: Sys> Supervisor<S> {
             p.window.push_back(now);
         }
         let delay = p.spec.backoff.delay(prior, after_running, &mut self.rng);
-        let retry_at = now + delay;
+        let retry_at = later(now, delay);
         p.state = State::Backoff;
         let (name, failure_streak) = (p.name.clone(), p.streak);
         self.set_deadline(id, Some(retry_at));
