@@ -192,7 +192,7 @@ impl World {
         let mut pids = HashMap::new();
         for st in &statuses {
             prop_assert_eq!(st.state.has_child(), st.pid.is_some(), "{:?}", st);
-            for pid in st.pid.into_iter().chain(st.retiring_pid) {
+            for pid in st.pid.into_iter().chain(st.retiring_pid).chain(st.replacement_pid) {
                 prop_assert!(pids.insert(pid, st.name.clone()).is_none(), "pid {} twice", pid);
             }
             prop_assert_eq!(st.next_retry_at.is_some(), st.state == State::Backoff, "{:?}", st);

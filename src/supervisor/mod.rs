@@ -320,10 +320,12 @@ impl<S: Sys> Supervisor<S> {
     }
 
     /// Stops every process, most recently started first, and cancels every
-    /// pending restart.
+    /// pending restart. A rolling restart in progress ends with
+    /// [`Event::RollAborted`] (its target as the name), and both children
+    /// of the process being replaced are stopped.
     pub fn stop_all(&mut self, now: Instant) {
         let now = self.observe(now);
-        self.roll = Roll::default();
+        self.abort_roll_for_stop_all();
         let mut ids = self.ids_by(|p| p.start_seq);
         ids.reverse();
         for id in ids {
