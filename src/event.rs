@@ -14,6 +14,7 @@ use crate::state::Exit;
 
 /// Which output stream a captured line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Stream {
     /// The child's stdout.
     Stdout,

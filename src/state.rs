@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 ///
 /// See the state machine in the crate documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum State {
     /// Not running and not going to run until started.
     Stopped,
@@ -71,6 +72,7 @@ impl fmt::Display for State {
 /// assert_eq!(Exit::Signaled(9).signal(), Some(nix::sys::signal::Signal::SIGKILL));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Exit {
     /// `WIFEXITED`: the child called `exit` with this code.
     Exited(i32),

@@ -359,6 +359,7 @@ impl Model {
                     RestartPolicy::Always => true,
                     RestartPolicy::OnFailure => !ok,
                     RestartPolicy::Never => false,
+                    other => unreachable!("the model only builds the three policies it knows, not {other:?}"),
                 };
                 if again {
                     self.failed_start(name, now, was_running);

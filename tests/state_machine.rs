@@ -50,6 +50,7 @@ fn into_state(h: &mut Harness, state: State) {
             h.sup.sys_mut().fail_next_spawn(Errno::ENOENT);
             h.start("a");
         }
+        other => panic!("no recipe for {other}: a state this test does not know yet"),
     }
     assert_eq!(h.state("a"), state, "setup");
 }

@@ -369,7 +369,11 @@ impl<S: Sys> Supervisor<S> {
 
     /// Collects the exits (and captured output) of this supervisor's own
     /// children without blocking, records each (exit, `exit_count`, pid
-    /// cleared) and runs [`handle_exit`](Supervisor::handle_exit) on it.
+    /// cleared) and settles it at once, as
+    /// [`handle_exit`](Supervisor::handle_exit) would: when it returns,
+    /// every process it reaped is already in its next state (`Backoff`,
+    /// `Stopped`, `Exited`, `Fatal`, removed, or spawned again). Returns
+    /// what was reaped, for hosts that log or count exits.
     pub fn reap_processes(&mut self, now: Instant) -> Vec<Reaped> {
         let now = self.observe(now);
         let mut sys_events = std::mem::take(&mut self.scratch);
@@ -391,12 +395,33 @@ impl<S: Sys> Supervisor<S> {
         reaped
     }
 
-    /// Decides what follows the exit of a reaped child: `Stopped` after a
-    /// stop the host asked for, a spawn after `restart_process`, removal
-    /// after `remove_process`; otherwise the restart policy: `Exited`,
-    /// `Backoff` or `Fatal`. Returns whether there was an exit to handle
-    /// (`reap_processes` calls this for every exit, so a later call is a
-    /// no-op).
+    /// Decides what follows the exit of a reaped child: removal after
+    /// `remove_process`, a spawn after `restart_process` or a start while
+    /// stopping, `Stopped` after a stop the host asked for; otherwise the
+    /// restart policy: `Exited`, `Backoff` or `Fatal`. Returns whether
+    /// there was an exit to settle.
+    ///
+    /// **A host never needs to call it.** Exits only come in through
+    /// [`reap_processes`](Supervisor::reap_processes) (and so
+    /// [`tick`](Supervisor::tick)), which settles each one before it
+    /// returns, so a host never sees a process reaped but undecided. Called
+    /// anyway, at any time, it returns `Ok(false)` and changes nothing. It
+    /// stays public as the named step of the state machine (see the crate
+    /// documentation's table), not as a second thing a host must do.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use procsup::{Exit, ProcessSpec, State, Supervisor, testing::FakeSys};
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// sup.add_process(ProcessSpec::new("web", "server")).unwrap();
+    /// let now = Instant::now();
+    /// sup.start_process("web", now).unwrap();
+    /// let pid = sup.status("web").unwrap().pid.unwrap();
+    /// assert!(sup.sys_mut().exit(pid, Exit::Exited(1)));
+    /// assert_eq!(sup.reap_processes(now).len(), 1);
+    /// assert_eq!(sup.status("web").unwrap().state, State::Backoff); // settled
+    /// assert!(!sup.handle_exit("web", now).unwrap()); // nothing left to do
+    /// ```
     ///
     /// # Errors
     /// [`Error::UnknownProcess`].
