@@ -189,9 +189,8 @@ fn a_now_at_the_end_of_time_never_panics() {
         let t0 = end - before;
         let long = MAX_DURATION;
         let mut sup = Supervisor::with_sys(FakeSys::new()).with_seed(1);
-        let slow = |name: &str| {
-            ProcessSpec::new(name, "p").start_grace(long).stop_timeout(long).backoff(Backoff::fixed(long))
-        };
+        let slow =
+            |name: &str| ProcessSpec::new(name, "p").start_grace(long).stop_timeout(long).backoff(Backoff::fixed(long));
         sup.add_process(slow("a")).unwrap();
         sup.add_process(slow("g").instances(2)).unwrap();
         sup.sys_mut().add_orphan("a", procsup::Pid::from_raw(77));
