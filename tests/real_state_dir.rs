@@ -1,0 +1,199 @@
+//! The state directory with real files: odd entries never block or fail
+//! startup, records are per child, one host owns the directory, and a
+//! zombie orphan counts as gone.
+
+// A host, not the library: it owns real time and may read clocks and sleep.
+#![allow(clippy::disallowed_methods)]
+
+mod bin;
+mod real;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use bin::Cli;
+use nix::sys::stat::Mode;
+use procsup::{Event, ProcessSpec, Supervisor, UnixSys};
+use real::Host;
+
+/// A fresh private state directory inside `tmp`.
+fn private_dir(tmp: &Path) -> PathBuf {
+    let state = tmp.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    state
+}
+
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600)).unwrap();
+}
+
+/// A regular file, a FIFO, a UNIX socket, a directory and a name that is
+/// not UTF-8: each odd one is refused once, left where it is, and the
+/// start goes on.
+#[test]
+fn odd_entries_are_refused_and_startup_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = private_dir(tmp.path());
+    mkfifo(&state.join("fifo"));
+    let _sock = UnixListener::bind(state.join("sock")).unwrap();
+    std::fs::create_dir(state.join("subdir")).unwrap();
+    let latin1 = state.join(OsStr::from_bytes(b"caf\xe9"));
+    std::fs::write(&latin1, "pid 4194000\npgid 4194000\nstart_time 1\n").unwrap();
+
+    let mut h = Host::new(UnixSys::new().state_dir(&state).unwrap());
+    h.add(ProcessSpec::new("web", "sleep").arg("60"));
+    h.sup.start_all(Instant::now()).expect("odd entries never fail startup");
+    h.log.extend(h.sup.drain_events().map(|e| (Instant::now(), e)));
+    assert_eq!(h.count("spawned"), 1, "{:#?}", h.kinds());
+    let mut refused: Vec<String> = h
+        .log
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::OrphanRefused { name, .. } => Some(name.to_string()),
+            _ => None,
+        })
+        .collect();
+    refused.sort();
+    assert_eq!(refused, ["caf\u{fffd}", "fifo", "sock", "subdir"], "{:#?}", h.kinds());
+    for odd in ["fifo", "sock", "subdir"] {
+        assert!(state.join(odd).symlink_metadata().is_ok(), "{odd} was removed");
+    }
+    assert!(latin1.exists(), "an entry that is not ours was removed");
+}
+
+/// Runs `cleanup_orphans` over and over while `mutate` changes the
+/// directory under it. Fails if a scan returns an error, or blocks (then
+/// the FIFOs of [`flip_records`] are opened for writing to set it free).
+fn scan_while(state: &Path, mut mutate: impl FnMut(u64) + Send + 'static) {
+    let _serial = real::serial();
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                mutate(i);
+                i += 1;
+            }
+        })
+    };
+    let (tx, rx) = mpsc::channel();
+    let dir = state.to_owned();
+    let scanner = std::thread::spawn(move || {
+        let mut sup = Supervisor::with_sys(UnixSys::new().state_dir(&dir).unwrap());
+        let end = Instant::now() + Duration::from_millis(1500);
+        let mut errors = Vec::new();
+        let mut scans = 0u32;
+        while Instant::now() < end {
+            if let Err(e) = sup.cleanup_orphans(Instant::now()) {
+                errors.push(e.to_string());
+            }
+            sup.drain_events().for_each(drop);
+            scans += 1;
+        }
+        let _ = tx.send((scans, errors));
+    });
+    let outcome = rx.recv_timeout(Duration::from_secs(10));
+    stop.store(true, Ordering::Relaxed);
+    racer.join().unwrap();
+    if outcome.is_err() {
+        // Blocked in an open: give it a writer so the thread can end.
+        while !scanner.is_finished() {
+            for name in (0..PAIRS).flat_map(|k| [format!("web{k}"), format!(".alt{k}")]) {
+                let _ = nix::fcntl::open(
+                    &state.join(name),
+                    nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_NONBLOCK,
+                    Mode::empty(),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    scanner.join().unwrap();
+    let (scans, errors) = outcome.expect("a scan blocked on the state directory");
+    assert!(errors.is_empty(), "{} of {scans} scans failed: {:?}", errors.len(), &errors[..errors.len().min(3)]);
+}
+
+/// A junk record under `name`, written atomically.
+fn put_file(state: &Path, name: &str) {
+    let tmp = state.join(".racer");
+    std::fs::write(&tmp, "junk\n").unwrap();
+    std::fs::rename(&tmp, state.join(name)).unwrap();
+}
+
+const PAIRS: usize = 16;
+
+/// Flips `webK` between a junk record and the odd file `make` put at
+/// `.altK` (atomically: `RENAME_EXCHANGE`), so that a scan that checks an
+/// entry's type by name before it opens it meets the odd file.
+fn flip_records(state: &Path, make: fn(&Path)) {
+    for k in 0..PAIRS {
+        put_file(state, &format!("web{k}"));
+        make(&state.join(format!(".alt{k}")));
+    }
+    let dir = state.to_owned();
+    let fd = std::fs::File::open(&dir).unwrap();
+    scan_while(state, move |_| {
+        for k in 0..PAIRS {
+            let (web, alt) = (format!("web{k}"), format!(".alt{k}"));
+            let flags = nix::fcntl::RenameFlags::RENAME_EXCHANGE;
+            if nix::fcntl::renameat2(&fd, web.as_str(), &fd, alt.as_str(), flags).is_err() {
+                put_file(&dir, &web); // the scan removed the junk record
+            }
+        }
+    });
+}
+
+#[test]
+fn a_record_swapped_for_a_fifo_never_blocks_the_scan() {
+    let tmp = tempfile::tempdir().unwrap();
+    flip_records(&private_dir(tmp.path()), mkfifo);
+}
+
+/// A socket cannot be opened (`ENXIO`), also by root.
+#[test]
+fn a_record_swapped_for_an_unreadable_socket_never_fails_the_scan() {
+    let tmp = tempfile::tempdir().unwrap();
+    flip_records(&private_dir(tmp.path()), |path| drop(UnixListener::bind(path).unwrap()));
+}
+
+#[test]
+fn an_entry_that_vanishes_mid_scan_is_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = private_dir(tmp.path());
+    let dir = state.clone();
+    scan_while(&state, move |i| {
+        if i % 2 == 0 {
+            put_file(&dir, "web");
+        } else {
+            let _ = std::fs::remove_file(dir.join("web"));
+        }
+    });
+}
+
+/// The check: a FIFO, a name that is not UTF-8 and an unreadable
+/// entry in the state directory; `supervise` starts its child within 1 s.
+#[test]
+fn supervise_starts_despite_odd_entries() {
+    let _serial = real::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = private_dir(tmp.path());
+    mkfifo(&state.join("fifo"));
+    std::fs::write(state.join(OsStr::from_bytes(b"\xff\xfe")), "junk\n").unwrap();
+    let _sock = UnixListener::bind(state.join("sock")).unwrap();
+    let t0 = Instant::now();
+    let mut cli = Cli::start(&["--state-dir", state.to_str().unwrap(), "--", "sleep", "60"]);
+    let line = cli.expect("event=spawned");
+    assert!(t0.elapsed() < Duration::from_secs(1), "the child started after {:?}", t0.elapsed());
+    let pid: i32 = bin::field(&line, "pid").unwrap().parse().unwrap();
+    cli.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(cli.wait(), 0);
+    assert!(!real::alive(pid));
+}
