@@ -197,3 +197,48 @@ fn supervise_starts_despite_odd_entries() {
     assert_eq!(cli.wait(), 0);
     assert!(!real::alive(pid));
 }
+
+/// The record files of a state directory (its lock file left out).
+fn record_files(state: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock")
+        .collect();
+    names.sort();
+    names
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// A rolling restart runs two children under one name: each has its own
+/// record, so a crash mid-roll leaves neither untracked.
+#[test]
+fn a_roll_keeps_both_childrens_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = private_dir(tmp.path());
+    let mut h = Host::new(UnixSys::new().state_dir(&state).unwrap());
+    h.add(ProcessSpec::new("web", "sleep").arg("60").start_grace(Duration::from_millis(300)));
+    h.start_all();
+    h.run_until(Duration::from_secs(5), |h| h.count("running") == 1);
+    let old = h.sup.status("web").unwrap().pid.unwrap();
+    assert_eq!(record_files(&state), [format!("web.{old}")]);
+    h.sup.rolling_restart(None, Instant::now()).unwrap();
+    h.run_until(Duration::from_secs(5), |h| h.count("spawned") == 2);
+    let new = h.sup.status("web").unwrap().pid.unwrap();
+    assert_ne!(old, new);
+    // The replacement is starting, the old child still serves: both are
+    // recorded, each with its own pid.
+    assert!(real::alive(old.as_raw()));
+    assert_eq!(record_files(&state), sorted(vec![format!("web.{old}"), format!("web.{new}")]));
+    for pid in [old, new] {
+        let text = std::fs::read_to_string(state.join(format!("web.{pid}"))).unwrap();
+        assert!(text.starts_with(&format!("pid {pid}\n")), "{text:?}");
+    }
+    h.run_until(Duration::from_secs(10), |h| h.count("retired") == 1);
+    assert!(!real::alive(old.as_raw()));
+    h.run_until(Duration::from_secs(5), |_| record_files(&state) == [format!("web.{new}")]);
+}
