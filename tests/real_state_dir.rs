@@ -242,3 +242,36 @@ fn a_roll_keeps_both_childrens_records() {
     assert!(!real::alive(old.as_raw()));
     h.run_until(Duration::from_secs(5), |_| record_files(&state) == [format!("web.{new}")]);
 }
+
+/// Two hosts, one state directory: the second is refused (exit 2, one line
+/// naming the directory) before it touches anything; the first host's
+/// child lives on and was not signalled.
+#[test]
+fn a_second_host_on_a_held_state_dir_exits_2_and_touches_nothing() {
+    let _serial = real::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = private_dir(tmp.path());
+    let state_arg = state.to_str().unwrap();
+    let hit = tmp.path().join("term");
+    let script = tmp.path().join("trap.sh");
+    std::fs::write(&script, "#!/bin/sh\ntrap 'echo TERM >> \"$1\"; exit 0' TERM\nsleep 1000 &\nwait\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut first = Cli::start(&["--state-dir", state_arg, "--", script.to_str().unwrap(), hit.to_str().unwrap()]);
+    let child: i32 = bin::field(&first.expect("event=spawned"), "pid").unwrap().parse().unwrap();
+
+    let t0 = Instant::now();
+    let mut second = Cli::start(&["--state-dir", state_arg, "--", "sleep", "60"]);
+    let code = second.wait();
+    assert!(t0.elapsed() < Duration::from_secs(3), "the second host took {:?}", t0.elapsed());
+    assert_eq!(code, 2);
+    let message = second.expect_err("supervise:");
+    assert!(message.contains(state_arg) && message.contains("in use"), "{message}");
+    assert!(second.seen.iter().all(|l| !l.contains("event=")), "the second host acted: {:#?}", second.seen);
+    assert!(real::alive(child), "the first host's child is gone");
+    assert!(!real::wait_for(Duration::from_millis(200), || hit.exists()), "the first host's child got SIGTERM");
+    assert_eq!(record_files(&state), [format!("trap.sh.{child}")]);
+
+    first.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(first.wait(), 0);
+    assert!(!real::alive(child));
+}
