@@ -275,3 +275,74 @@ fn a_second_host_on_a_held_state_dir_exits_2_and_touches_nothing() {
     assert_eq!(first.wait(), 0);
     assert!(!real::alive(child));
 }
+
+/// The test's own processes, killed and reaped on drop unless reaped
+/// already (std never signals a child it has waited for).
+struct Bystanders([std::process::Child; 2]);
+
+impl Drop for Bystanders {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn proc_start_time(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 1..].split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+/// A live process of this test, recorded in `state` under `file` as a
+/// crashed host would have: an orphan, but not the supervisor's child.
+fn recorded_bystander(state: &Path, file: impl FnOnce(u32) -> String) -> std::process::Child {
+    let child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = child.id();
+    let pgid = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid as i32))).unwrap();
+    let text = format!("pid {pid}\npgid {pgid}\nstart_time {}\n", proc_start_time(pid));
+    std::fs::write(state.join(file(pid)), text).unwrap();
+    child
+}
+
+/// Orphans that are this test's children, not the supervisor's: once they
+/// die of the stop signal they are zombies until the test reaps them. On
+/// both wait paths a zombie counts as gone, so the host is idle after
+/// shutdown; a record of the older one-per-name format is handled alike.
+#[test]
+fn a_zombie_orphan_counts_as_gone_on_both_paths() {
+    for (path, make) in real::both_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = private_dir(tmp.path());
+        let mut bystanders = Bystanders([
+            recorded_bystander(&state, |pid| format!("old.{pid}")),
+            recorded_bystander(&state, |_| "legacy".into()),
+        ]);
+        let pids = bystanders.0.each_ref().map(|c| c.id() as i32);
+        {
+            let mut h = Host::new(make().state_dir(&state).unwrap());
+            assert_eq!(h.sup.cleanup_orphans(Instant::now()).unwrap(), 2, "{path}");
+            h.sup.shutdown(Instant::now());
+            h.log.extend(h.sup.drain_events().map(|e| (Instant::now(), e)));
+            h.run_until(Duration::from_secs(5), |h| h.sup.is_idle());
+            let mut gone: Vec<i32> = h
+                .log
+                .iter()
+                .filter_map(|(_, e)| match e {
+                    Event::OrphanGone { pid, .. } => Some(pid.as_raw()),
+                    _ => None,
+                })
+                .collect();
+            gone.sort();
+            let mut want = pids.to_vec();
+            want.sort();
+            assert_eq!(gone, want, "{path}");
+            assert_eq!(h.count("orphan_killed"), 0, "{path}: SIGTERM was enough");
+            assert!(record_files(&state).is_empty(), "{path}: {:?}", record_files(&state));
+        }
+        for child in &mut bystanders.0 {
+            let status = child.wait().unwrap();
+            assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(15), "{path}");
+        }
+    }
+}

@@ -350,11 +350,12 @@ impl Sys for UnixSys {
             }
         }
         // Orphans without a pidfd: gone when /proc no longer shows the
-        // same process.
+        // same process running. A zombie is gone too: it is not our child,
+        // so it stays a zombie until its own parent reaps it.
         let gone: Vec<Pid> = self
             .orphans
             .iter()
-            .filter(|(pid, o)| o.pidfd.is_none() && orphans::start_time(pid.as_raw()) != Some(o.start_time))
+            .filter(|(pid, o)| o.pidfd.is_none() && orphans::live_start_time(pid.as_raw()) != Some(o.start_time))
             .map(|(pid, _)| *pid)
             .collect();
         for pid in gone {
@@ -376,7 +377,7 @@ impl Sys for UnixSys {
             // A pidfd pins the process: once its start time checks out after
             // the open, the fd can never refer to another process.
             let pidfd = if self.pidfd == Some(false) { None } else { pidfd_open(orphan.pid).ok() };
-            if orphans::start_time(orphan.pid.as_raw()) != Some(orphan.start_time) {
+            if orphans::live_start_time(orphan.pid.as_raw()) != Some(orphan.start_time) {
                 if let Some(dir) = &self.state_dir {
                     dir.remove(&orphan.name, orphan.pid.as_raw());
                 }
@@ -407,7 +408,7 @@ impl Sys for UnixSys {
         match &o.pidfd {
             Some(fd) => pidfd_send_signal(fd.as_raw_fd(), signal)?,
             None => {
-                if orphans::start_time(pid.as_raw()) != Some(o.start_time) {
+                if orphans::live_start_time(pid.as_raw()) != Some(o.start_time) {
                     return Err(Errno::ESRCH.into());
                 }
                 nix::sys::signal::kill(pid, signal)?;
@@ -415,7 +416,7 @@ impl Sys for UnixSys {
         }
         // Then the rest of its group, while its leader is still the
         // recorded process (a live leader's pgid cannot be reused).
-        if o.pgid == pid && orphans::start_time(pid.as_raw()) == Some(o.start_time) {
+        if o.pgid == pid && orphans::live_start_time(pid.as_raw()) == Some(o.start_time) {
             let _ = nix::sys::signal::killpg(pid, signal);
         }
         Ok(())
