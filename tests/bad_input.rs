@@ -224,3 +224,16 @@ fn a_now_at_the_end_of_time_never_panics() {
         assert!(sup.drain_events().any(|e| e.kind() == "killed"));
     }
 }
+
+/// The test clock is public API too: it saturates instead of panicking.
+#[test]
+fn the_virtual_clock_never_panics() {
+    let mut clock = procsup::testing::VirtualClock::new();
+    assert_eq!(clock.at(-1.0), clock.at(0.0));
+    assert_eq!(clock.at(f64::NAN), clock.at(0.0));
+    let far = clock.at(1e30);
+    assert_eq!(far.checked_add(Duration::from_nanos(1)), None, "the last instant");
+    clock.advance(Duration::MAX);
+    clock.advance(Duration::MAX);
+    assert_eq!(clock.now(), far);
+}
