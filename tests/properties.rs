@@ -145,7 +145,9 @@ impl World {
                 self.held.extend(NAMES.iter().map(|n| n.to_string()));
             }
             Op::Exit(i, code) => {
-                if let Some(pid) = self.sup.status(name(i)).ok().and_then(|s| s.pid) {
+                // A replacement starting in a roll exits first (the roll's
+                // abort path); Kill below hits the serving child.
+                if let Some(pid) = self.sup.status(name(i)).ok().and_then(|s| s.replacement_pid.or(s.pid)) {
                     let _ = self.sup.sys_mut().exit(pid, Exit::Exited(*code));
                 }
             }
