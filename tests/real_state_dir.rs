@@ -361,3 +361,35 @@ fn a_zombie_orphan_counts_as_gone_on_both_paths() {
         }
     }
 }
+
+/// The lock in-process: a second `UnixSys` on a held directory gets the
+/// typed error naming it and touches no record; children inherit neither
+/// the lock nor the directory's fd; dropping the holder frees it.
+#[test]
+fn the_state_dir_lock_is_typed_private_to_the_host_and_freed_on_drop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = private_dir(tmp.path());
+    let mut h = Host::new(UnixSys::new().state_dir(&state).unwrap());
+    h.add(ProcessSpec::new("web", "sleep").arg("60"));
+    h.start_all();
+    let pid = h.sup.status("web").unwrap().pid.unwrap();
+    let before = record_files(&state);
+    assert_eq!(before, [format!("web.{pid}")]);
+
+    match UnixSys::new().state_dir(&state) {
+        Err(procsup::Error::StateDirInUse { path }) => assert_eq!(path, state),
+        other => panic!("expected StateDirInUse, got {other:?}"),
+    }
+    assert_eq!(record_files(&state), before, "the refused host touched a record");
+
+    let inherited: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.unwrap().path()).ok())
+        .filter(|target| target.starts_with(&state))
+        .collect();
+    assert!(inherited.is_empty(), "the child holds {inherited:?}");
+
+    drop(h);
+    assert!(!real::alive(pid.as_raw()));
+    UnixSys::new().state_dir(&state).expect("the lock dies with its holder");
+}
