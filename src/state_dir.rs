@@ -56,7 +56,9 @@ fn record_file(name: &str, pid: i32) -> String {
 
 /// The process name a record file stands for: `<name>.<pid>` names the
 /// child `pid`; anything else is a record of the older format, named after
-/// its process alone.
+/// its process alone. (An older record of a process literally named
+/// `x.<pid>` whose pid is that `<pid>` reads as `x`: only the stop signal
+/// chosen for it and which process waits for it can differ.)
 fn process_name(file: &str, pid: i32) -> &str {
     match file.strip_suffix(pid.to_string().as_str()).and_then(|f| f.strip_suffix('.')) {
         Some(name) if !name.is_empty() => name,
