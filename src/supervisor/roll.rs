@@ -100,6 +100,7 @@ impl<S: Sys> Supervisor<S> {
             started_at: old_started,
             kill_at: None,
             signalled: false,
+            exit: None,
             lines,
             tail,
         }));
