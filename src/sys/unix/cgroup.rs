@@ -108,6 +108,32 @@ pub(super) fn check_cgroup_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Removes the empty cgroups that hosts which died without dropping their
+/// `UnixSys` (`kill -9`) left under `base`. Only directories named after a
+/// pid that no longer runs are looked at, and only `rmdir` is used: it
+/// fails on a cgroup that still holds a live process, so nothing is ever
+/// signalled here (a state directory's cleanup stops those trees).
+fn sweep_dead_hosts(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(host) = name.to_str().and_then(|n| n.strip_prefix(ROOT_PREFIX)) else { continue };
+        let Some(pid) = host.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        if let Ok(children) = fs::read_dir(&dir) {
+            for child in children.flatten().filter(|c| c.file_type().is_ok_and(|t| t.is_dir())) {
+                let _ = fs::remove_dir(child.path());
+            }
+        }
+        if fs::remove_dir(&dir).is_ok() {
+            log::debug!("procsup: removed {}, left empty by a host that died", dir.display());
+        }
+    }
+}
+
 /// This `UnixSys`'s directory, holding one cgroup per child. Removed on
 /// drop (it is empty by then: children's cgroups are removed first).
 #[derive(Debug)]
@@ -120,6 +146,7 @@ impl CgroupRoot {
     /// Makes the directory under `base`. Failing here (not writable, not
     /// delegated) means: no cgroups.
     pub(super) fn create(base: &Path) -> io::Result<CgroupRoot> {
+        sweep_dead_hosts(base);
         let n = NEXT_ROOT.fetch_add(1, Ordering::Relaxed);
         let dir = base.join(format!("{ROOT_PREFIX}{}-{n}", std::process::id()));
         fs::create_dir(&dir)?;
