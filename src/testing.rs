@@ -204,7 +204,15 @@ impl FakeSys {
     /// next [`Sys::scan_orphans`]. SIGKILL ends it; so does
     /// [`orphan_exit`](FakeSys::orphan_exit).
     pub fn add_orphan(&mut self, name: &str, pid: Pid) {
-        self.orphan_records.push(Orphan { name: name.to_owned(), pid, pgid: pid, start_time: 0 });
+        self.orphan_records.push(Orphan {
+            name: name.to_owned(),
+            pid,
+            pgid: pid,
+            start_time: 0,
+            sid: pid,
+            cgroup: None,
+            leader_alive: true,
+        });
     }
 
     /// A watched orphan ends; reported by the next `poll`. False when `pid`

@@ -4,7 +4,9 @@
 //!   is found from `/proc/self/mountinfo` (the `cgroup2` mount, e.g.
 //!   `/sys/fs/cgroup/unified` on hybrid systems) and `/proc/self/cgroup`
 //!   (the host's own place, `0::/...`). Under it each `UnixSys` makes one
-//!   directory named after the host process (`procsup-<pid>-<n>`), removed
+//!   directory named after the host process (`procsup-<pid>-<start>-<n>`:
+//!   unique to that process within a boot, so a crashed run's cgroups are
+//!   told from any other's), removed
 //!   when the `UnixSys` is dropped, and in that one a cgroup per child.
 //! - Entry: the parent opens the child cgroup's `cgroup.procs`
 //!   (`O_CLOEXEC`) before the fork; the child writes `0` to it before exec
@@ -118,8 +120,10 @@ fn sweep_dead_hosts(base: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(host) = name.to_str().and_then(|n| n.strip_prefix(ROOT_PREFIX)) else { continue };
-        let Some(pid) = host.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+        let mut parts = host.split('-').map(|p| p.parse::<u64>().ok());
+        let (Some(Some(pid)), Some(Some(started))) = (parts.next(), parts.next()) else { continue };
+        // The host is alive when a process has its pid and start time.
+        if crate::orphans::start_time(pid as i32) == Some(started) {
             continue;
         }
         let dir = entry.path();
@@ -148,7 +152,9 @@ impl CgroupRoot {
     pub(super) fn create(base: &Path) -> io::Result<CgroupRoot> {
         sweep_dead_hosts(base);
         let n = NEXT_ROOT.fetch_add(1, Ordering::Relaxed);
-        let dir = base.join(format!("{ROOT_PREFIX}{}-{n}", std::process::id()));
+        let me = std::process::id();
+        let started = crate::orphans::start_time(me as i32).unwrap_or(0);
+        let dir = base.join(format!("{ROOT_PREFIX}{me}-{started}-{n}"));
         fs::create_dir(&dir)?;
         Ok(CgroupRoot { dir, next: 0 })
     }
@@ -195,6 +201,12 @@ pub(super) struct ChildCgroup {
 }
 
 impl ChildCgroup {
+    /// Opens the cgroup at `dir` (one a crashed run left).
+    pub(super) fn open(dir: &Path) -> io::Result<ChildCgroup> {
+        let events = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(dir.join("cgroup.events"))?;
+        Ok(ChildCgroup { dir: dir.to_owned(), events: events.into() })
+    }
+
     /// Whether a live process is in it (`populated 1`). Reading also
     /// re-arms the file's `EPOLLPRI`.
     pub(super) fn populated(&self) -> bool {

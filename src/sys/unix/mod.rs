@@ -18,6 +18,7 @@
 #![allow(unsafe_code)]
 
 mod cgroup;
+mod orphan;
 mod readiness;
 mod spawn;
 mod tree;
@@ -32,14 +33,15 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use cgroup::CgroupRoot;
+use orphan::{OrphanEntry, ORPHAN_CGROUP_SLOT, ORPHAN_SLOT};
 use readiness::Readiness;
 use tree::{Contain, CGROUP_SLOT, MEMBER_SLOT};
 use spawn::set_nonblocking;
-use wait::{pidfd_open, pidfd_send_signal, waitid_pidfd, waitpid_nohang};
+use wait::{pidfd_open, waitid_pidfd, waitpid_nohang};
 
 use super::{Sys, SysEvent};
 use crate::event::Stream;
-use crate::orphans::{self, Discard, OrphanScan, Record, StateDir};
+use crate::orphans::{self, OrphanScan, Record, StateDir};
 use crate::spec::{KillMode, ProcessSpec};
 use crate::state::{Containment, Exit};
 
@@ -59,17 +61,6 @@ struct Child {
     spawner: (i32, Option<i32>),
 }
 
-/// A process an earlier run left behind, being stopped.
-#[derive(Debug)]
-struct OrphanEntry {
-    name: String,
-    pgid: Pid,
-    start_time: u64,
-    pidfd: Option<OwnedFd>,
-}
-
-/// The token slot of an orphan's pidfd in the epoll set.
-const ORPHAN_SLOT: u64 = 3;
 
 /// The real [`Sys`]. See the module docs.
 ///
@@ -92,6 +83,8 @@ pub struct UnixSys {
     buf: Vec<u8>,
     state_dir: Option<StateDir>,
     orphans: HashMap<Pid, OrphanEntry>,
+    /// This boot's id, for the records.
+    boot_id: Option<String>,
     /// Members of draining process groups: member -> (leader, pidfd).
     members: HashMap<Pid, (Pid, OwnedFd)>,
     cgroups: Cgroups,
@@ -127,6 +120,7 @@ impl UnixSys {
             buf: vec![0; 64 * 1024],
             state_dir: None,
             orphans: HashMap::new(),
+            boot_id: None,
             members: HashMap::new(),
             cgroups: Cgroups::Auto,
         }
@@ -202,6 +196,7 @@ impl UnixSys {
     /// another user, or is writable by others.
     pub fn state_dir(mut self, dir: impl AsRef<std::path::Path>) -> io::Result<Self> {
         self.state_dir = Some(StateDir::open(dir.as_ref())?);
+        self.boot_id = orphans::boot_id();
         Ok(self)
     }
 
@@ -308,7 +303,8 @@ impl UnixSys {
         for token in tokens {
             let pid = Pid::from_raw((token >> 3) as u32 as i32);
             match token & 7 {
-                ORPHAN_SLOT => self.orphan_gone(pid, events),
+                ORPHAN_SLOT => self.orphan_leader_exited(pid, events),
+                ORPHAN_CGROUP_SLOT => self.orphan_cgroup_changed(pid, events),
                 CGROUP_SLOT => self.cgroup_changed(pid, events),
                 MEMBER_SLOT => self.member_exited(pid, events),
                 0 => {
@@ -323,6 +319,28 @@ impl UnixSys {
                     }
                 }
             }
+        }
+    }
+
+    /// Records a new child in the state directory, with what finds its
+    /// tree after a crash.
+    fn record(&self, spec: &ProcessSpec, pid: Pid, contain: &Contain) {
+        let Some(dir) = &self.state_dir else { return };
+        let pgid = if spec.process_group { pid } else { nix::unistd::getpgrp() };
+        let sid = nix::unistd::getsid(Some(pid)).map_or(0, Pid::as_raw);
+        let record = orphans::start_time(pid.as_raw()).map(|start_time| Record {
+            pid: pid.as_raw(),
+            pgid: pgid.as_raw(),
+            sid,
+            start_time,
+            boot_id: self.boot_id.clone(),
+            cgroup: match contain {
+                Contain::Cgroup(cg) => Some(cg.dir.clone()),
+                _ => None,
+            },
+        });
+        if let Err(e) = record.ok_or_else(|| io::Error::from(Errno::ESRCH)).and_then(|r| dir.write(&spec.name, &r)) {
+            log::warn!("procsup: recording {} (pid {pid}) in the state directory: {e}", spec.name);
         }
     }
 
@@ -387,17 +405,7 @@ impl Sys for UnixSys {
             pipes: read_ends,
             spawner,
         };
-        if let Some(dir) = &self.state_dir {
-            let pgid = if spec.process_group { pid } else { nix::unistd::getpgrp() };
-            let record = orphans::start_time(pid.as_raw()).map(|start_time| Record {
-                pid: pid.as_raw(),
-                pgid: pgid.as_raw(),
-                start_time,
-            });
-            if let Err(e) = record.ok_or_else(|| io::Error::from(Errno::ESRCH)).and_then(|r| dir.write(&spec.name, r)) {
-                log::warn!("procsup: recording {} (pid {pid}) in the state directory: {e}", spec.name);
-            }
-        }
+        self.record(spec, pid, &entry.contain);
         if let Some(fd) = pidfd {
             if let Err(e) = self.watch(&fd, Self::token(pid, 0)) {
                 log::warn!("procsup: epoll add pidfd: {e}");
@@ -439,51 +447,11 @@ impl Sys for UnixSys {
             }
             self.recheck_draining_groups(events);
         }
-        // Orphans without a pidfd: gone when /proc no longer shows the
-        // same process.
-        let gone: Vec<Pid> = self
-            .orphans
-            .iter()
-            .filter(|(pid, o)| o.pidfd.is_none() && orphans::start_time(pid.as_raw()) != Some(o.start_time))
-            .map(|(pid, _)| *pid)
-            .collect();
-        for pid in gone {
-            self.orphan_gone(pid, events);
-        }
+        self.poll_orphans(events);
     }
 
     fn scan_orphans(&mut self) -> io::Result<Vec<OrphanScan>> {
-        let Some(dir) = &self.state_dir else { return Ok(Vec::new()) };
-        let (children, known) = (&self.children, &self.orphans);
-        let scans =
-            dir.scan(|pid| children.contains_key(&Pid::from_raw(pid)) || known.contains_key(&Pid::from_raw(pid)))?;
-        let mut out = Vec::with_capacity(scans.len());
-        for scan in scans {
-            let OrphanScan::Alive(orphan) = scan else {
-                out.push(scan);
-                continue;
-            };
-            // A pidfd pins the process: once its start time checks out after
-            // the open, the fd can never refer to another process.
-            let pidfd = if self.pidfd == Some(false) { None } else { pidfd_open(orphan.pid).ok() };
-            if orphans::start_time(orphan.pid.as_raw()) != Some(orphan.start_time) {
-                if let Some(dir) = &self.state_dir {
-                    dir.remove(&orphan.name, orphan.pid.as_raw());
-                }
-                out.push(OrphanScan::Discarded { name: orphan.name, reason: Discard::Gone });
-                continue;
-            }
-            if let Some(fd) = &pidfd {
-                if let Err(e) = self.watch(fd, Self::token(orphan.pid, ORPHAN_SLOT)) {
-                    log::warn!("procsup: epoll add orphan pidfd: {e}");
-                }
-            }
-            let entry =
-                OrphanEntry { name: orphan.name.clone(), pgid: orphan.pgid, start_time: orphan.start_time, pidfd };
-            self.orphans.insert(orphan.pid, entry);
-            out.push(OrphanScan::Alive(orphan));
-        }
-        Ok(out)
+        self.scan_orphan_trees()
     }
 
     fn state_dir(&self) -> Option<&std::path::Path> {
@@ -491,24 +459,7 @@ impl Sys for UnixSys {
     }
 
     fn signal_orphan(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
-        let Some(o) = self.orphans.get(&pid) else { return Err(Errno::ESRCH.into()) };
-        // The leader first, through its pidfd where there is one: that can
-        // only reach the recorded process.
-        match &o.pidfd {
-            Some(fd) => pidfd_send_signal(fd.as_raw_fd(), signal)?,
-            None => {
-                if orphans::start_time(pid.as_raw()) != Some(o.start_time) {
-                    return Err(Errno::ESRCH.into());
-                }
-                nix::sys::signal::kill(pid, signal)?;
-            }
-        }
-        // Then the rest of its group, while its leader is still the
-        // recorded process (a live leader's pgid cannot be reused).
-        if o.pgid == pid && orphans::start_time(pid.as_raw()) == Some(o.start_time) {
-            let _ = nix::sys::signal::killpg(pid, signal);
-        }
-        Ok(())
+        self.signal_orphan_tree(pid, signal)
     }
 
     fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
@@ -550,18 +501,6 @@ impl Drop for UnixSys {
 }
 
 impl UnixSys {
-    fn orphan_gone(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
-        if let Some(o) = self.orphans.remove(&pid) {
-            if let Some(fd) = &o.pidfd {
-                self.unwatch(fd);
-            }
-            if let Some(dir) = &self.state_dir {
-                dir.remove(&o.name, pid.as_raw());
-            }
-            events.push(SysEvent::OrphanGone { pid });
-        }
-    }
-
     fn open_pidfd(&mut self, pid: Pid) -> Option<OwnedFd> {
         if self.pidfd == Some(false) {
             return None;
