@@ -170,6 +170,12 @@ pub(crate) fn orphan_members(pgid: i32, sid: i32, after: u64) -> Vec<i32> {
         .collect()
 }
 
+/// Whether `pid` is the process that started at `start_time` and is not a
+/// zombie (a zombie is gone: PID 1 may never reap it).
+pub(crate) fn is_live(pid: i32, start_time: u64) -> bool {
+    matches!(stat(pid), Some((state, _, _, t)) if state != 'Z' && state != 'X' && t == start_time)
+}
+
 /// Whether `pid` is a live member of the crashed run's tree (see
 /// [`orphan_members`]); checked again right before each signal.
 pub(crate) fn is_member(pid: i32, pgid: i32, sid: i32, after: u64) -> bool {
@@ -279,20 +285,23 @@ impl StateDir {
             Some(_) => return self.discard(name, Discard::Junk),
             None => None,
         };
-        let leader = start_time(r.pid);
-        let leader_alive = leader == Some(r.start_time);
+        // The leader as a zombie (PID 1 may never reap it) is gone, yet it
+        // is still the recorded process, and holds its pid.
+        let leader = stat(r.pid).map(|(state, _, _, t)| (state, t == r.start_time));
+        let leader_alive = matches!(leader, Some((state, true)) if state != 'Z' && state != 'X');
+        let recycled = matches!(leader, Some((_, false)));
         let rest_lives = match &cgroup {
             Some(dir) => cgroup_populated(dir),
-            // A live process with the leader's pid but another start time
-            // means its group id was free once: nothing of ours is left.
-            None if leader.is_some() => false,
+            // Another process has the leader's pid: the pid (and so the
+            // group id) was free once, so nothing of that group is left.
+            None if recycled => false,
             None => r.pgid == r.pid && !orphan_members(r.pgid, r.sid, r.start_time).is_empty(),
         };
         if !leader_alive && !rest_lives {
             if let Some(dir) = &cgroup {
                 remove_cgroup(dir);
             }
-            let reason = if leader.is_some() && cgroup.is_none() { Discard::Recycled } else { Discard::Gone };
+            let reason = if recycled && cgroup.is_none() { Discard::Recycled } else { Discard::Gone };
             return self.discard(name, reason);
         }
         OrphanScan::Alive(Orphan {

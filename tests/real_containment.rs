@@ -6,11 +6,16 @@
 // A host, not the library: it owns real time and may read clocks and sleep.
 #![allow(clippy::disallowed_methods)]
 
+mod bin;
 mod real;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+
+use bin::Cli;
 use procsup::{Backoff, Containment, ProcessSpec, RestartPolicy, State, UnixSys};
 use real::{wait_for, Host};
 
@@ -252,5 +257,112 @@ fn dropping_the_sys_kills_the_tree_and_removes_its_cgroups() {
         let path = ran(&h, "t", wanted);
         finish(h); // Host's drop shuts down, then the UnixSys is dropped
         assert!(wait_for(ms(500), || !tree[0].alive()), "{path}: the grandchild outlived the supervisor");
+    }
+}
+
+/// Whether `pid` leads its own session (it called `setsid`).
+fn leads_a_session(pid: i32) -> bool {
+    let pid = nix::unistd::Pid::from_raw(pid);
+    nix::unistd::getsid(Some(pid)).ok() == Some(pid)
+}
+
+/// One field of a record file.
+fn record_field(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' ')).map(str::to_owned))
+}
+
+#[test]
+fn a_crashed_hosts_whole_tree_is_stopped_by_the_next_host() {
+    for (path, extra) in [(Containment::Cgroup, None), (Containment::ProcessGroup, Some("--no-cgroups"))] {
+        let _serial = real::serial();
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let script = tmp.path().join("tree.sh");
+        // Two grandchildren: one ignores TERM, one is a daemon in a new
+        // session. The leader dies with the host (parent-death signal; a
+        // zombie then, as PID 1 here does not reap); the grandchildren
+        // live on.
+        std::fs::write(
+            &script,
+            "#!/bin/sh\n\
+             sh -c 'trap \"\" TERM; echo $$ >> pids; exec sleep 1000' &\n\
+             setsid sh -c 'echo $$ >> pids; exec sleep 1000' &\n\
+             wait\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut args = vec!["--state-dir", state.to_str().unwrap(), "--stop-timeout", "0.3", "-p", "t=./tree.sh"];
+        args.extend(extra);
+        let mut first = Cli::start_in("supervise", tmp.path(), &args);
+        let leader = Seen::new(first.pids_of("event=spawned", 1)[0]);
+        let old = read_pids(&tmp.path().join("pids"), 2);
+        let mut reaper = Reaper(old.clone());
+        let setsid = old.iter().copied().find(|s| leads_a_session(s.pid)).expect("the setsid grandchild");
+        let record = std::fs::read_to_string(state.join("t")).unwrap();
+        let old_cgroup = record_field(&record, "cgroup").map(PathBuf::from);
+        assert!(record_field(&record, "boot_id").is_some(), "{record}");
+        assert_eq!(old_cgroup.is_some(), path == Containment::Cgroup, "{record}");
+        first.sigkill();
+        assert!(wait_for(Duration::from_secs(2), || !leader.alive()), "the leader dies with its host");
+        assert!(old.iter().all(|s| s.alive()), "the grandchildren outlive the crash");
+
+        // Bystanders that records name, each with another start time:
+        // (a) a live process whose pid and pgid a record names;
+        let mut a = std::process::Command::new("sleep").arg("1000").process_group(0).spawn().unwrap();
+        let a_seen = Seen::new(a.id() as i32);
+        // (b) the member of a group whose leader is gone, recorded with a
+        //     leader that started after it (so it cannot be of that tree).
+        let out = std::process::Command::new("sh")
+            .args(["-c", "sleep 1000 >/dev/null 2>&1 & echo $!"])
+            .process_group(0)
+            .output()
+            .unwrap();
+        let b_pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let b_seen = Seen::new(b_pid);
+        let b_group = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(b_pid))).unwrap().as_raw();
+        reaper.0.extend([a_seen, b_seen]);
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        let sid = nix::unistd::getsid(None).unwrap().as_raw();
+        let rec = |pid: i32, pgid: i32, start: u64| {
+            format!("pid {pid}\npgid {pgid}\nsid {sid}\nstart_time {start}\nboot_id {}\n", boot.trim())
+        };
+        std::fs::write(state.join("recycled"), rec(a_seen.pid, a_seen.pid, a_seen.start + 1)).unwrap();
+        std::fs::write(state.join("stale-group"), rec(b_group, b_group, b_seen.start + 100)).unwrap();
+
+        let mut second = Cli::start_in("supervise", tmp.path(), &args);
+        second.expect("event=orphan_stopping name=t");
+        second.pids_of("event=spawned", 1);
+        // The next host has started its own `t`: the old tree is gone.
+        for s in &old {
+            if path == Containment::ProcessGroup && s.pid == setsid.pid {
+                // Documented (RELIABILITY.md): a new session leaves the
+                // group, so the group path cannot find it after a crash.
+                assert!(s.alive(), "{path}: expected the setsid daemon to escape the process group");
+            } else {
+                assert!(!s.alive(), "{path}: pid {} of the crashed tree is alive", s.pid);
+            }
+        }
+        assert!(a_seen.alive() && b_seen.alive(), "{path}: a bystander was signalled");
+        if let Some(dir) = &old_cgroup {
+            assert!(!dir.exists(), "{path}: the crashed run's cgroup {} is left", dir.display());
+            assert!(!dir.parent().unwrap().exists(), "{path}: its per-host directory is left");
+        }
+        second.signal(nix::sys::signal::Signal::SIGTERM);
+        assert_eq!(second.wait(), 0);
+        let _ = a.kill();
+        let _ = a.wait();
+        // The second host's own tree went with its graceful stop (but for
+        // the setsid daemon on the group path, as documented).
+        let text = std::fs::read_to_string(tmp.path().join("pids")).unwrap();
+        let new: Vec<i32> = text.lines().skip(2).filter_map(|l| l.trim().parse().ok()).collect();
+        let escaped: Vec<i32> = new.iter().copied().filter(|&p| real::alive(p)).collect();
+        for &p in &escaped {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+        }
+        match path {
+            Containment::Cgroup => assert!(escaped.is_empty(), "{path}: {escaped:?} outlived the graceful stop"),
+            _ => assert!(escaped.len() <= 1, "{path}: {escaped:?} outlived the graceful stop"),
+        }
+        eprintln!("ran on the {path} path");
     }
 }

@@ -79,7 +79,7 @@ impl UnixSys {
             // the open, the fd can never refer to another process.
             let mut leader_alive = orphan.leader_alive;
             let pidfd = if leader_alive && self.pidfd != Some(false) { pidfd_open(orphan.pid).ok() } else { None };
-            if leader_alive && orphans::start_time(orphan.pid.as_raw()) != Some(orphan.start_time) {
+            if leader_alive && !orphans::is_live(orphan.pid.as_raw(), orphan.start_time) {
                 leader_alive = false;
             }
             let mut entry = OrphanEntry {
@@ -194,7 +194,7 @@ impl UnixSys {
                 Some(cg) => self.readiness.is_none() && !cg.populated(),
                 None if o.pidfd.is_some() => false,
                 None => {
-                    let leader = o.leader_alive && orphans::start_time(pid.as_raw()) == Some(o.start_time);
+                    let leader = o.leader_alive && orphans::is_live(pid.as_raw(), o.start_time);
                     !leader && o.members(pid).is_empty()
                 }
             })
