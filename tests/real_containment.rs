@@ -331,7 +331,7 @@ fn a_crashed_hosts_whole_tree_is_stopped_by_the_next_host() {
 
         let mut second = Cli::start_in("supervise", tmp.path(), &args);
         second.expect("event=orphan_stopping name=t");
-        second.pids_of("event=spawned", 1);
+        let _cgroups = real::CgroupGuard::of(&second.pids_of("event=spawned", 1));
         // The next host has started its own `t`: the old tree is gone.
         for s in &old {
             if path == Containment::ProcessGroup && s.pid == setsid.pid {

@@ -172,8 +172,9 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// The cgroups (one per child, and their per-host parent) that hosts this
-/// test killed with SIGKILL could not remove: removed on drop, once empty
-/// (bounded wait), and checked gone. Children outside a cgroup add none.
+/// test killed with SIGKILL could not remove: on drop, whatever is left in
+/// them is killed (`cgroup.kill`), then they are removed once empty
+/// (bounded wait) and checked gone. Children outside a cgroup add none.
 pub struct CgroupGuard(Vec<std::path::PathBuf>);
 
 impl CgroupGuard {
@@ -205,6 +206,9 @@ fn cgroup2_mount() -> Option<std::path::PathBuf> {
 impl Drop for CgroupGuard {
     fn drop(&mut self) {
         for dir in &self.0 {
+            // Whatever is still in a cgroup this test's hosts made is the
+            // test's own to end.
+            let _ = std::fs::write(dir.join("cgroup.kill"), "1");
             let gone = wait_for(Duration::from_secs(5), || {
                 let _ = std::fs::remove_dir(dir);
                 !dir.exists()
