@@ -61,6 +61,7 @@
 //! | Starting / Running | stop | Stopping: stop signal, kill deadline |
 //! | Stopping | kill deadline passed (`escalate_stops`) | SIGKILL (to the group) |
 //! | Stopping | exit | Stopped (a manual stop never restarts) |
+//! | Starting / Running / Stopping | the leader exits, the rest of its tree lives | Stopping, *draining*: stop signal to the rest (unless a stop already sent it), SIGKILL to the tree at the stop timeout; the exit is settled by the rows above only once the tree is empty |
 //! | any | spawn fails | as an exit that never ran: Backoff or Fatal |
 //!
 //! An exit before the start grace is a *failed start*: it lengthens the

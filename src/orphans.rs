@@ -189,9 +189,10 @@ pub(crate) fn is_member(pid: i32, pgid: i32, sid: i32, after: u64) -> bool {
 pub(crate) fn owned_cgroup(dir: &Path, name: &str) -> bool {
     let leaf = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let parent = dir.parent().and_then(Path::file_name).and_then(|n| n.to_str()).unwrap_or("");
-    let leaf_ok = leaf.strip_prefix('c').and_then(|r| r.split_once('-')).is_some_and(|(k, n)| {
-        k.parse::<u64>().is_ok() && n == name
-    });
+    let leaf_ok = leaf
+        .strip_prefix('c')
+        .and_then(|r| r.split_once('-'))
+        .is_some_and(|(k, n)| k.parse::<u64>().is_ok() && n == name);
     leaf_ok && parent.starts_with("procsup-") && dir.join("cgroup.procs").is_file()
 }
 
@@ -393,11 +394,8 @@ mod tests {
     fn records_round_trip_and_junk_is_rejected() {
         let r = Record { pid: 1234, pgid: 1234, sid: 77, start_time: 987654, boot_id: None, cgroup: None };
         assert_eq!(Record::parse(&r.to_text()), Some(r.clone()));
-        let full = Record {
-            boot_id: Some("0b7c-9f".into()),
-            cgroup: Some("/sys/fs/cgroup/procsup-1-2-0/c1-web".into()),
-            ..r
-        };
+        let full =
+            Record { boot_id: Some("0b7c-9f".into()), cgroup: Some("/sys/fs/cgroup/procsup-1-2-0/c1-web".into()), ..r };
         assert_eq!(Record::parse(&full.to_text()), Some(full));
         // Records written before sessions and boot ids still parse.
         assert!(Record::parse("pid 12\npgid 12\nstart_time 5\n").is_some());
@@ -415,6 +413,51 @@ mod tests {
         ] {
             assert_eq!(Record::parse(junk), None, "{junk:?}");
         }
+    }
+
+    #[test]
+    fn records_from_another_boot_and_foreign_cgroups_are_removed_unsignalled() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(&tmp.path().join("state")).unwrap();
+        let me = std::process::id() as i32;
+        let this_boot = boot_id().expect("/proc/sys/kernel/random/boot_id");
+        // This very process, so that only the boot id or the cgroup can
+        // make the difference.
+        let same = Record {
+            pid: me,
+            pgid: nix::unistd::getpgrp().as_raw(),
+            sid: 0,
+            start_time: start_time(me).unwrap(),
+            boot_id: Some(this_boot),
+            cgroup: None,
+        };
+        dir.write("same", &same).unwrap();
+        dir.write("other", &Record { boot_id: Some("another-boot".into()), ..same.clone() }).unwrap();
+        dir.write("foreign", &Record { cgroup: Some("/sys/fs/cgroup".into()), ..same.clone() }).unwrap();
+        let scans = dir.scan(|_| false).unwrap();
+        assert_eq!(scans[0], OrphanScan::Discarded { name: "foreign".into(), reason: Discard::Junk });
+        assert_eq!(scans[1], OrphanScan::Discarded { name: "other".into(), reason: Discard::OtherBoot });
+        assert!(matches!(&scans[2], OrphanScan::Alive(o) if o.leader_alive && o.pid.as_raw() == me), "{scans:?}");
+        let left: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(left, ["same"]);
+    }
+
+    #[test]
+    fn only_cgroups_named_as_procsup_makes_them_are_owned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let leaf = tmp.path().join("procsup-12-345-0").join("c3-web");
+        fs::create_dir_all(&leaf).unwrap();
+        fs::write(leaf.join("cgroup.procs"), "").unwrap();
+        assert!(owned_cgroup(&leaf, "web"));
+        assert!(!owned_cgroup(&leaf, "api"), "another record's name");
+        let other = tmp.path().join("system.slice").join("c3-web");
+        fs::create_dir_all(&other).unwrap();
+        fs::write(other.join("cgroup.procs"), "").unwrap();
+        assert!(!owned_cgroup(&other, "web"), "not under a per-host directory");
+        let bare = tmp.path().join("procsup-1-2-0").join("c1-web");
+        fs::create_dir_all(&bare).unwrap();
+        assert!(!owned_cgroup(&bare, "web"), "not a cgroup directory");
     }
 
     #[test]

@@ -97,7 +97,11 @@ fn read_pids(file: &Path, n: usize) -> Vec<Seen> {
 fn run_until_gone(h: &mut Host, tree: &[Seen], from: Instant, limit: Duration) -> Duration {
     let end = from + limit;
     while tree.iter().any(|s| s.alive()) {
-        assert!(Instant::now() < end, "alive {limit:?} after: {:?}", tree.iter().filter(|s| s.alive()).collect::<Vec<_>>());
+        assert!(
+            Instant::now() < end,
+            "alive {limit:?} after: {:?}",
+            tree.iter().filter(|s| s.alive()).collect::<Vec<_>>()
+        );
         h.turn(ms(5));
     }
     from.elapsed()
@@ -139,10 +143,8 @@ fn a_term_ignoring_grandchild_dies_with_the_stop() {
         let f = tmp.path().join("pids");
         // The grandchild writes its pid once TERM is ignored (so no stop can
         // come before), then execs sleep, which keeps the ignored TERM.
-        let script = format!(
-            "sh -c 'trap \"\" TERM; echo $$ >> {f}; exec sleep 1000' & echo $$ >> {f}; wait",
-            f = f.display()
-        );
+        let script =
+            format!("sh -c 'trap \"\" TERM; echo $$ >> {f}; exec sleep 1000' & echo $$ >> {f}; wait", f = f.display());
         let mut h = Host::new(make());
         h.add(spec("t", &script));
         h.start_all();

@@ -35,8 +35,8 @@ use nix::unistd::Pid;
 use cgroup::CgroupRoot;
 use orphan::{OrphanEntry, ORPHAN_CGROUP_SLOT, ORPHAN_SLOT};
 use readiness::Readiness;
-use tree::{Contain, CGROUP_SLOT, MEMBER_SLOT};
 use spawn::set_nonblocking;
+use tree::{Contain, CGROUP_SLOT, MEMBER_SLOT};
 use wait::{pidfd_open, waitid_pidfd, waitpid_nohang};
 
 use super::{Sys, SysEvent};
@@ -60,7 +60,6 @@ struct Child {
     /// The thread that spawned it and the parent-death signal it got.
     spawner: (i32, Option<i32>),
 }
-
 
 /// The real [`Sys`]. See the module docs.
 ///
@@ -87,6 +86,8 @@ pub struct UnixSys {
     boot_id: Option<String>,
     /// Members of draining process groups: member -> (leader, pidfd).
     members: HashMap<Pid, (Pid, OwnedFd)>,
+    /// Reaped group leaders whose group is not empty yet.
+    group_drains: std::collections::HashSet<Pid>,
     cgroups: Cgroups,
 }
 
@@ -122,6 +123,7 @@ impl UnixSys {
             orphans: HashMap::new(),
             boot_id: None,
             members: HashMap::new(),
+            group_drains: std::collections::HashSet::new(),
             cgroups: Cgroups::Auto,
         }
     }
@@ -389,7 +391,11 @@ impl Sys for UnixSys {
         let spawner = (0, None);
         let contain = match cgroup {
             Some(cg) => {
-                if let Err(e) = self.readiness.as_ref().map_or(Ok(()), |r| r.watch_pri(cg.events.as_fd(), Self::token(pid, CGROUP_SLOT))) {
+                if let Err(e) = self
+                    .readiness
+                    .as_ref()
+                    .map_or(Ok(()), |r| r.watch_pri(cg.events.as_fd(), Self::token(pid, CGROUP_SLOT)))
+                {
                     log::warn!("procsup: epoll add cgroup.events: {e}");
                 }
                 Contain::Cgroup(cg)
@@ -397,14 +403,8 @@ impl Sys for UnixSys {
             None if tree && spec.process_group => Contain::Group,
             None => Contain::None,
         };
-        let mut entry = Child {
-            name: spec.name.as_str().into(),
-            contain,
-            reaped: false,
-            pidfd: None,
-            pipes: read_ends,
-            spawner,
-        };
+        let mut entry =
+            Child { name: spec.name.as_str().into(), contain, reaped: false, pidfd: None, pipes: read_ends, spawner };
         self.record(spec, pid, &entry.contain);
         if let Some(fd) = pidfd {
             if let Err(e) = self.watch(&fd, Self::token(pid, 0)) {
@@ -445,8 +445,8 @@ impl Sys for UnixSys {
                     self.finish(pid, exit, events);
                 }
             }
-            self.recheck_draining_groups(events);
         }
+        self.recheck_draining_groups(events);
         self.poll_orphans(events);
     }
 

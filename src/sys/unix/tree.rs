@@ -111,6 +111,9 @@ impl UnixSys {
             Contain::Group => !self.watch_group(pid),
         };
         if lives {
+            if matches!(self.children.get(&pid).map(|c| &c.contain), Some(Contain::Group)) {
+                self.group_drains.insert(pid);
+            }
             events.push(SysEvent::LeaderExited { pid, exit });
         } else {
             self.forget_child(pid);
@@ -182,14 +185,14 @@ impl UnixSys {
         }
     }
 
-    /// Without pidfds: every draining group is looked at on each poll.
+    /// Draining groups no member pidfd watches (no pidfds, or none could
+    /// be opened) are looked at on every poll.
     pub(super) fn recheck_draining_groups(&mut self, events: &mut Vec<SysEvent>) {
-        let draining: Vec<Pid> = self
-            .children
-            .iter()
-            .filter(|(_, c)| c.reaped && matches!(c.contain, Contain::Group))
-            .map(|(&p, _)| p)
-            .collect();
+        if self.group_drains.is_empty() {
+            return; // the common case costs nothing
+        }
+        let draining: Vec<Pid> =
+            self.group_drains.iter().copied().filter(|&p| !self.members.values().any(|(l, _)| *l == p)).collect();
         for leader in draining {
             self.recheck_group(leader, events);
         }
@@ -198,6 +201,7 @@ impl UnixSys {
     /// Drops a child that is gone: its watches, its cgroup, its record.
     pub(super) fn forget_child(&mut self, pid: Pid) {
         let Some(child) = self.children.remove(&pid) else { return };
+        self.group_drains.remove(&pid);
         if let Some(fd) = &child.pidfd {
             self.unwatch(fd);
         }
