@@ -1,9 +1,8 @@
-//! The state directory: one record per live child, so that a host that
-//! restarts after a crash finds and stops what its previous run left.
+//! Orphan records: what a host writes about each live child, so that a
+//! host that restarts after a crash finds and stops what its previous run
+//! left. The directory they live in is [`crate::state_dir`].
 
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use nix::unistd::Pid;
@@ -29,6 +28,25 @@ pub struct Orphan {
     /// rest of its tree (its cgroup, or the members of its process group
     /// and session that started after it) is left.
     pub leader_alive: bool,
+}
+
+impl Orphan {
+    /// An orphan as a [`Sys`](crate::Sys) of the host's own reports it
+    /// from [`scan_orphans`](crate::Sys::scan_orphans) in
+    /// [`OrphanScan::Alive`]. `pgid` equals `pid` when it led its own
+    /// process group; `start_time` is whatever identifies the process
+    /// across pid reuse on that system (on Linux, `/proc/<pid>/stat` field
+    /// 22).
+    ///
+    /// ```
+    /// use procsup::{Orphan, OrphanScan, Pid};
+    /// let o = Orphan::new("web", Pid::from_raw(4242), Pid::from_raw(4242), 991_234);
+    /// assert_eq!((o.name.as_str(), o.pid.as_raw()), ("web", 4242));
+    /// let _found = OrphanScan::Alive(o);
+    /// ```
+    pub fn new(name: impl Into<String>, pid: Pid, pgid: Pid, start_time: u64) -> Self {
+        Orphan { name: name.into(), pid, pgid, start_time, sid: Pid::from_raw(0), cgroup: None, leader_alive: true }
+    }
 }
 
 /// Why a record was removed without signalling anything.
@@ -96,7 +114,7 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut t = format!("pid {}\npgid {}\nsid {}\nstart_time {}\n", self.pid, self.pgid, self.sid, self.start_time);
         if let Some(b) = &self.boot_id {
             t.push_str(&format!("boot_id {b}\n"));
@@ -107,7 +125,7 @@ impl Record {
         t
     }
 
-    fn parse(text: &str) -> Option<Record> {
+    pub(crate) fn parse(text: &str) -> Option<Record> {
         let mut pid = None;
         let mut pgid = None;
         let mut sid = 0;
@@ -133,6 +151,32 @@ impl Record {
     }
 }
 
+/// The state (`/proc/<pid>/stat` field 3) and start time (field 22, clock
+/// ticks since boot) of a process, or `None` when there is no such process
+/// (or no /proc).
+fn stat(pid: i32) -> Option<(char, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields
+    // after it start after the last ')'. Field 3 is the first there.
+    let mut after = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = after.next()?.chars().next()?;
+    Some((state, after.nth(22 - 4)?.parse().ok()?))
+}
+
+/// The start time of a process (`/proc/<pid>/stat` field 22), or `None`
+/// when there is no such process (or no /proc). A zombie has one too.
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
+    stat(pid).map(|(_, t)| t)
+}
+
+/// The start time of a process that still runs: `None` also for a zombie
+/// (or a dying `X`). A zombie orphan is gone for us: it is not our child,
+/// so its reaping is its parent's business, and it has no tree left to
+/// stop but what its group holds.
+pub(crate) fn live_start_time(pid: i32) -> Option<u64> {
+    stat(pid).filter(|&(state, _)| !matches!(state, 'Z' | 'X')).map(|(_, t)| t)
+}
+
 /// This boot's id, which records carry so that a record from an earlier
 /// boot is never taken for a live process.
 pub(crate) fn boot_id() -> Option<String> {
@@ -140,7 +184,7 @@ pub(crate) fn boot_id() -> Option<String> {
 }
 
 /// `/proc/<pid>/stat`: state, process group, session and start time.
-fn stat(pid: i32) -> Option<(char, i32, i32, u64)> {
+fn stat_tree(pid: i32) -> Option<(char, i32, i32, u64)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: fields
     // after it start after the last ')'. Field 3 is the first there.
@@ -173,13 +217,13 @@ pub(crate) fn orphan_members(pgid: i32, sid: i32, after: u64) -> Vec<i32> {
 /// Whether `pid` is the process that started at `start_time` and is not a
 /// zombie (a zombie is gone: PID 1 may never reap it).
 pub(crate) fn is_live(pid: i32, start_time: u64) -> bool {
-    matches!(stat(pid), Some((state, _, _, t)) if state != 'Z' && state != 'X' && t == start_time)
+    live_start_time(pid) == Some(start_time)
 }
 
 /// Whether `pid` is a live member of the crashed run's tree (see
 /// [`orphan_members`]); checked again right before each signal.
 pub(crate) fn is_member(pid: i32, pgid: i32, sid: i32, after: u64) -> bool {
-    matches!(stat(pid), Some((state, g, s, t)) if state != 'Z' && state != 'X' && g == pgid && s == sid && t >= after)
+    matches!(stat_tree(pid), Some((state, g, s, t)) if state != 'Z' && state != 'X' && g == pgid && s == sid && t >= after)
 }
 
 /// Whether a recorded cgroup is one this crate made: `<base>/procsup-<pid>-
@@ -196,167 +240,47 @@ pub(crate) fn owned_cgroup(dir: &Path, name: &str) -> bool {
     leaf_ok && parent.starts_with("procsup-") && dir.join("cgroup.procs").is_file()
 }
 
-/// The start time of a process (`/proc/<pid>/stat` field 22), or `None`
-/// when there is no such process (or no /proc).
-pub(crate) fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: fields
-    // after it start after the last ')'. Field 3 is the first there.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(22 - 3)?.parse().ok()
-}
-
-/// The state directory itself.
-#[derive(Debug)]
-pub(crate) struct StateDir {
-    path: PathBuf,
-}
-
-fn refuse(path: &Path, why: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::PermissionDenied, format!("{}: {why}", path.display()))
-}
-
-impl StateDir {
-    /// Opens (creating with mode 0700 if missing) a state directory owned by
-    /// the current user.
-    pub(crate) fn open(path: &Path) -> io::Result<StateDir> {
-        match DirBuilder::new().mode(0o700).create(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-        let meta = fs::symlink_metadata(path)?;
-        if meta.file_type().is_symlink() {
-            return Err(refuse(path, "the state directory is a symlink"));
-        }
-        if !meta.is_dir() {
-            return Err(refuse(path, "the state directory is not a directory"));
-        }
-        if meta.uid() != nix::unistd::geteuid().as_raw() {
-            return Err(refuse(path, "the state directory is not owned by the current user"));
-        }
-        if meta.mode() & 0o022 != 0 {
-            return Err(refuse(path, "the state directory is writable by others"));
-        }
-        Ok(StateDir { path: path.to_owned() })
-    }
-
-    /// The directory.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Writes the record of `name` atomically: a temporary file, then rename.
-    pub(crate) fn write(&self, name: &str, record: &Record) -> io::Result<()> {
-        let tmp = self.path.join(format!(".{name}.tmp"));
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.write_all(record.to_text().as_bytes())?;
-        drop(f);
-        fs::rename(&tmp, self.path.join(name))
-    }
-
-    /// Removes the record of `name` if it names `pid`.
-    pub(crate) fn remove(&self, name: &str, pid: i32) {
-        let path = self.path.join(name);
-        if matches!(read_record(&path), Ok(Some(r)) if r.pid == pid) {
-            let _ = fs::remove_file(&path);
+/// What is left of the tree a record names: an orphan to stop, or why
+/// the record is to be removed. Nothing is signalled here.
+pub(crate) fn judge(name: String, r: Record) -> Result<Orphan, Discard> {
+    if let (Some(then), Some(now)) = (&r.boot_id, boot_id()) {
+        if *then != now {
+            return Err(Discard::OtherBoot);
         }
     }
-
-    fn discard(&self, name: String, reason: Discard) -> OrphanScan {
-        let _ = fs::remove_file(self.path.join(&name));
-        OrphanScan::Discarded { name, reason }
+    let cgroup = match r.cgroup {
+        Some(dir) if owned_cgroup(&dir, &name) => Some(dir),
+        Some(_) => return Err(Discard::Junk),
+        None => None,
+    };
+    // The leader as a zombie (PID 1 may never reap it) is gone, yet it
+    // is still the recorded process, and holds its pid.
+    let leader = stat(r.pid).map(|(state, t)| (state, t == r.start_time));
+    let leader_alive = matches!(leader, Some((state, true)) if state != 'Z' && state != 'X');
+    let recycled = matches!(leader, Some((_, false)));
+    let rest_lives = match &cgroup {
+        Some(dir) => cgroup_populated(dir),
+        // Another process has the leader's pid: the pid (and so the
+        // group id) was free once, so nothing of that group is left.
+        None if recycled => false,
+        None => r.pgid == r.pid && !orphan_members(r.pgid, r.sid, r.start_time).is_empty(),
+    };
+    if !leader_alive && !rest_lives {
+        if let Some(dir) = &cgroup {
+            remove_cgroup(dir);
+        }
+        let reason = if recycled && cgroup.is_none() { Discard::Recycled } else { Discard::Gone };
+        return Err(reason);
     }
-
-    /// What is left of a recorded tree. Nothing is signalled here.
-    fn judge(&self, name: String, r: Record) -> OrphanScan {
-        if let (Some(then), Some(now)) = (&r.boot_id, boot_id()) {
-            if *then != now {
-                return self.discard(name, Discard::OtherBoot);
-            }
-        }
-        let cgroup = match r.cgroup {
-            Some(dir) if owned_cgroup(&dir, &name) => Some(dir),
-            Some(_) => return self.discard(name, Discard::Junk),
-            None => None,
-        };
-        // The leader as a zombie (PID 1 may never reap it) is gone, yet it
-        // is still the recorded process, and holds its pid.
-        let leader = stat(r.pid).map(|(state, _, _, t)| (state, t == r.start_time));
-        let leader_alive = matches!(leader, Some((state, true)) if state != 'Z' && state != 'X');
-        let recycled = matches!(leader, Some((_, false)));
-        let rest_lives = match &cgroup {
-            Some(dir) => cgroup_populated(dir),
-            // Another process has the leader's pid: the pid (and so the
-            // group id) was free once, so nothing of that group is left.
-            None if recycled => false,
-            None => r.pgid == r.pid && !orphan_members(r.pgid, r.sid, r.start_time).is_empty(),
-        };
-        if !leader_alive && !rest_lives {
-            if let Some(dir) = &cgroup {
-                remove_cgroup(dir);
-            }
-            let reason = if recycled && cgroup.is_none() { Discard::Recycled } else { Discard::Gone };
-            return self.discard(name, reason);
-        }
-        OrphanScan::Alive(Orphan {
-            name,
-            pid: Pid::from_raw(r.pid),
-            pgid: Pid::from_raw(r.pgid),
-            start_time: r.start_time,
-            sid: Pid::from_raw(r.sid),
-            cgroup,
-            leader_alive,
-        })
-    }
-
-    /// Every record, checked; `skip` names pids not to consider (our own
-    /// live children, orphans already being stopped).
-    pub(crate) fn scan(&self, skip: impl Fn(i32) -> bool) -> io::Result<Vec<OrphanScan>> {
-        let mut out = Vec::new();
-        let mut names: Vec<String> = Vec::new();
-        for entry in fs::read_dir(&self.path)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue; // our temporary files
-            }
-            names.push(name);
-        }
-        names.sort();
-        for name in names {
-            let path = self.path.join(&name);
-            let meta = fs::symlink_metadata(&path)?;
-            if !meta.file_type().is_file() {
-                let what = if meta.file_type().is_symlink() { "a symlink" } else { "not a regular file" };
-                out.push(OrphanScan::Refused { name, reason: what.into() });
-                continue;
-            }
-            let record = match read_record(&path) {
-                Ok(Some(r)) => r,
-                Ok(None) => {
-                    out.push(self.discard(name, Discard::Junk));
-                    continue;
-                }
-                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                    out.push(OrphanScan::Refused { name, reason: "a symlink".into() });
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if skip(record.pid) {
-                continue;
-            }
-            out.push(self.judge(name, record));
-        }
-        Ok(out)
-    }
+    Ok(Orphan {
+        name,
+        pid: Pid::from_raw(r.pid),
+        pgid: Pid::from_raw(r.pgid),
+        start_time: r.start_time,
+        sid: Pid::from_raw(r.sid),
+        cgroup,
+        leader_alive,
+    })
 }
 
 /// Whether a live process is in the cgroup `dir` (`populated 1`); false
@@ -373,17 +297,6 @@ pub(crate) fn remove_cgroup(dir: &Path) {
             let _ = fs::remove_dir(parent);
         }
     }
-}
-
-/// Reads a record without following a symlink. `Ok(None)`: junk.
-fn read_record(path: &Path) -> io::Result<Option<Record>> {
-    let mut f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
-    let mut text = String::new();
-    // Records are tiny: anything longer is junk, and so is non-UTF-8.
-    if Read::by_ref(&mut f).take(4096).read_to_string(&mut text).is_err() || text.len() >= 4096 {
-        return Ok(None);
-    }
-    Ok(Record::parse(&text))
 }
 
 #[cfg(test)]
@@ -418,7 +331,7 @@ mod tests {
     #[test]
     fn records_from_another_boot_and_foreign_cgroups_are_removed_unsignalled() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = StateDir::open(&tmp.path().join("state")).unwrap();
+        let dir = crate::state_dir::StateDir::open(&tmp.path().join("state")).unwrap();
         let me = std::process::id() as i32;
         let this_boot = boot_id().expect("/proc/sys/kernel/random/boot_id");
         // This very process, so that only the boot id or the cgroup can
@@ -431,16 +344,17 @@ mod tests {
             boot_id: Some(this_boot),
             cgroup: None,
         };
-        dir.write("same", &same).unwrap();
-        dir.write("other", &Record { boot_id: Some("another-boot".into()), ..same.clone() }).unwrap();
-        dir.write("foreign", &Record { cgroup: Some("/sys/fs/cgroup".into()), ..same.clone() }).unwrap();
+        dir.write("same", same.clone()).unwrap();
+        dir.write("other", Record { boot_id: Some("another-boot".into()), ..same.clone() }).unwrap();
+        dir.write("foreign", Record { cgroup: Some("/sys/fs/cgroup".into()), ..same.clone() }).unwrap();
         let scans = dir.scan(|_| false).unwrap();
         assert_eq!(scans[0], OrphanScan::Discarded { name: "foreign".into(), reason: Discard::Junk });
         assert_eq!(scans[1], OrphanScan::Discarded { name: "other".into(), reason: Discard::OtherBoot });
         assert!(matches!(&scans[2], OrphanScan::Alive(o) if o.leader_alive && o.pid.as_raw() == me), "{scans:?}");
-        let left: Vec<String> =
+        let mut left: Vec<String> =
             fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        assert_eq!(left, ["same"]);
+        left.retain(|n| !n.starts_with('.'));
+        assert_eq!(left, [format!("same.{me}")]);
     }
 
     #[test]

@@ -300,7 +300,7 @@ fn a_crashed_hosts_whole_tree_is_stopped_by_the_next_host() {
         let old = read_pids(&tmp.path().join("pids"), 2);
         let mut reaper = Reaper(old.clone());
         let setsid = old.iter().copied().find(|s| leads_a_session(s.pid)).expect("the setsid grandchild");
-        let record = std::fs::read_to_string(state.join("t")).unwrap();
+        let record = std::fs::read_to_string(state.join(format!("t.{}", leader.pid))).unwrap();
         let old_cgroup = record_field(&record, "cgroup").map(PathBuf::from);
         assert!(record_field(&record, "boot_id").is_some(), "{record}");
         assert_eq!(old_cgroup.is_some(), path == Containment::Cgroup, "{record}");
@@ -328,8 +328,10 @@ fn a_crashed_hosts_whole_tree_is_stopped_by_the_next_host() {
         let rec = |pid: i32, pgid: i32, start: u64| {
             format!("pid {pid}\npgid {pgid}\nsid {sid}\nstart_time {start}\nboot_id {}\n", boot.trim())
         };
-        std::fs::write(state.join("recycled"), rec(a_seen.pid, a_seen.pid, a_seen.start + 1)).unwrap();
-        std::fs::write(state.join("stale-group"), rec(b_group, b_group, b_seen.start + 100)).unwrap();
+        std::fs::write(state.join(format!("recycled.{}", a_seen.pid)), rec(a_seen.pid, a_seen.pid, a_seen.start + 1))
+            .unwrap();
+        std::fs::write(state.join(format!("stale-group.{b_group}")), rec(b_group, b_group, b_seen.start + 100))
+            .unwrap();
 
         let mut second = Cli::start_in("supervise", tmp.path(), &args);
         second.expect("event=orphan_stopping name=t");

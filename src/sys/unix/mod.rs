@@ -41,9 +41,10 @@ use wait::{pidfd_open, waitid_pidfd, waitpid_nohang};
 
 use super::{Sys, SysEvent};
 use crate::event::Stream;
-use crate::orphans::{self, OrphanScan, Record, StateDir};
+use crate::orphans::{self, OrphanScan, Record};
 use crate::spec::{KillMode, ProcessSpec};
 use crate::state::{Containment, Exit};
+use crate::state_dir::StateDir;
 
 /// Bytes read from one pipe per `poll`, so one chatty child cannot starve
 /// the others (level-triggered epoll reports it again).
@@ -190,13 +191,34 @@ impl UnixSys {
     }
 
     /// Records every live child in `dir` (created with mode 0700 if
-    /// missing), so that a later run can stop what this one leaves behind
-    /// if it dies: see [`Supervisor::cleanup_orphans`](crate::Supervisor::cleanup_orphans).
+    /// missing), one file per child, so that a later run can stop what
+    /// this one leaves behind if it dies: see
+    /// [`Supervisor::cleanup_orphans`](crate::Supervisor::cleanup_orphans).
+    ///
+    /// The directory has one owner: this `UnixSys` holds an exclusive lock
+    /// on it (`flock` on its `.lock` file) until it is dropped, or until
+    /// the process dies, when the kernel releases it. Entries that are not
+    /// records (FIFOs, sockets, directories, names that are not UTF-8) are
+    /// skipped with a warning and left alone.
     ///
     /// # Errors
-    /// The directory cannot be created, or is a symlink, or is owned by
-    /// another user, or is writable by others.
-    pub fn state_dir(mut self, dir: impl AsRef<std::path::Path>) -> io::Result<Self> {
+    /// [`Error::StateDirInUse`](crate::Error::StateDirInUse) when another
+    /// live host holds the directory (nothing in it was touched);
+    /// [`Error::StateDir`](crate::Error::StateDir) when the directory
+    /// cannot be created or opened, or is a symlink, or is owned by another
+    /// user, or is writable by others.
+    ///
+    /// ```
+    /// use procsup::{Error, UnixSys};
+    /// let dir = std::env::temp_dir().join(format!("procsup-doc-{}", std::process::id()));
+    /// let first = UnixSys::new().state_dir(&dir).unwrap();
+    /// let second = UnixSys::new().state_dir(&dir);
+    /// assert!(matches!(second, Err(Error::StateDirInUse { .. })));
+    /// drop(first);
+    /// assert!(UnixSys::new().state_dir(&dir).is_ok());
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn state_dir(mut self, dir: impl AsRef<std::path::Path>) -> crate::Result<Self> {
         self.state_dir = Some(StateDir::open(dir.as_ref())?);
         self.boot_id = orphans::boot_id();
         Ok(self)
@@ -341,7 +363,7 @@ impl UnixSys {
                 _ => None,
             },
         });
-        if let Err(e) = record.ok_or_else(|| io::Error::from(Errno::ESRCH)).and_then(|r| dir.write(&spec.name, &r)) {
+        if let Err(e) = record.ok_or_else(|| io::Error::from(Errno::ESRCH)).and_then(|r| dir.write(&spec.name, r)) {
             log::warn!("procsup: recording {} (pid {pid}) in the state directory: {e}", spec.name);
         }
     }

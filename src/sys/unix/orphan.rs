@@ -134,7 +134,7 @@ impl UnixSys {
             // can only reach the recorded process.
             let sent = match &o.pidfd {
                 Some(fd) => pidfd_send_signal(fd.as_raw_fd(), signal),
-                None if orphans::start_time(pid.as_raw()) == Some(o.start_time) => {
+                None if orphans::is_live(pid.as_raw(), o.start_time) => {
                     nix::sys::signal::kill(pid, signal).map_err(io::Error::from)
                 }
                 None => Err(Errno::ESRCH.into()),
@@ -142,7 +142,7 @@ impl UnixSys {
             delivered = sent.is_ok();
             // Then the rest of its group, while its leader is still the
             // recorded process (a live leader's pgid cannot be reused).
-            if o.pgid == pid && orphans::start_time(pid.as_raw()) == Some(o.start_time) {
+            if o.pgid == pid && orphans::is_live(pid.as_raw(), o.start_time) {
                 let _ = nix::sys::signal::killpg(pid, signal);
                 return Ok(());
             }
