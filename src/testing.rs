@@ -323,6 +323,13 @@ impl FakeSys {
         self.children.get(&pid).is_some_and(|c| !c.exited)
     }
 
+    /// The children whose leader exited while the rest of their tree
+    /// lives ([`exit_leaving_tree`](FakeSys::exit_leaving_tree)), in no
+    /// particular order.
+    pub fn draining_pids(&self) -> Vec<Pid> {
+        self.children.iter().filter(|(_, c)| c.draining).map(|(p, _)| *p).collect()
+    }
+
     /// The children that have not exited, in no particular order.
     pub fn live_pids(&self) -> Vec<Pid> {
         self.children.iter().filter(|(_, c)| !c.exited).map(|(p, _)| *p).collect()

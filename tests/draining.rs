@@ -227,3 +227,32 @@ fn the_status_names_the_containment_and_a_spec_can_opt_out() {
     h.start_all();
     assert_eq!(c(&h, "cg"), Some(Containment::Cgroup));
 }
+
+#[test]
+fn a_replacement_that_fails_leaving_a_tree_drains_while_the_old_child_serves() {
+    let mut h = Harness::with([spec("a").instances(1)]);
+    h.start_all();
+    h.advance_to(1.0);
+    h.tick();
+    let old = h.pid("a:0");
+    let now = h.now();
+    h.sup.rolling_restart(Some("a"), now).unwrap();
+    let new = h.sup.status("a:0").unwrap().replacement_pid.expect("a replacement starts");
+    h.advance_to(1.5); // inside its 1 s grace
+    assert!(h.sup.sys_mut().exit_leaving_tree(new, Exit::Exited(3)));
+    h.tick();
+    let st = h.sup.status("a:0").unwrap();
+    assert_eq!((st.state, st.pid, st.draining), (State::Running, Some(old), false), "the old child still serves");
+    assert_eq!(signals(&h, new), [Signal::SIGTERM], "the replacement's tree gets the stop signal");
+    assert!(signals(&h, old).is_empty());
+    assert_eq!(h.sup.next_deadline(), Some(h.at(6.5)));
+    assert!(!h.kinds().contains(&"roll_aborted"), "not before its tree is empty");
+    h.advance_to(6.5);
+    h.tick();
+    h.tick();
+    assert_eq!(signals(&h, new), [Signal::SIGTERM, Signal::SIGKILL]);
+    let st = h.sup.status("a:0").unwrap();
+    assert_eq!((st.state, st.pid, st.replacement_pid), (State::Running, Some(old), None));
+    assert!(h.kinds().contains(&"roll_aborted"), "{:?}", h.kinds());
+    assert!(signals(&h, old).is_empty(), "the old child was never touched");
+}

@@ -113,7 +113,9 @@ impl Proc {
             state,
             pid,
             containment: self.containment,
-            draining: self.draining,
+            // A replacement draining behind a serving old child is the
+            // replacement's business, as its state is.
+            draining: self.draining && serving.is_none(),
             started_at,
             restart_count: self.restart_count,
             exit_count: self.exit_count,
