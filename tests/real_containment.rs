@@ -33,8 +33,23 @@ fn group_only() -> UnixSys {
     UnixSys::new().without_cgroups()
 }
 
-fn paths() -> [(Containment, MakeSys); 2] {
-    [(Containment::Cgroup, UnixSys::new), (Containment::ProcessGroup, group_only)]
+fn cgroup_waitpid() -> UnixSys {
+    UnixSys::without_pidfd()
+}
+
+fn group_waitpid() -> UnixSys {
+    UnixSys::without_pidfd().without_cgroups()
+}
+
+/// Both containments, each with pidfds and on the waitpid fallback (where
+/// a draining group is looked at on every poll).
+fn paths() -> [(Containment, MakeSys); 4] {
+    [
+        (Containment::Cgroup, UnixSys::new),
+        (Containment::ProcessGroup, group_only),
+        (Containment::Cgroup, cgroup_waitpid),
+        (Containment::ProcessGroup, group_waitpid),
+    ]
 }
 
 /// A process seen by the test: its pid and start time, so that a recycled
@@ -369,4 +384,45 @@ fn a_crashed_hosts_whole_tree_is_stopped_by_the_next_host() {
         }
         eprintln!("ran on the {path} path");
     }
+}
+
+#[test]
+fn children_get_their_cgroups_under_the_directory_the_host_names() {
+    let Some(mount) = cgroup2_mount() else {
+        eprintln!("no cgroup2 mount here: nothing to name");
+        return;
+    };
+    let parent = mount.join(format!("procsup-test-parent-{}", std::process::id()));
+    if std::fs::create_dir(&parent).is_err() {
+        eprintln!("cgroup2 at {} is not writable here", mount.display());
+        return;
+    }
+    struct Rmdir(PathBuf);
+    impl Drop for Rmdir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _rmdir = Rmdir(parent.clone());
+    assert!(UnixSys::new().cgroup_parent(mount.join("no-such-dir")).is_err(), "not a cgroup2 directory");
+    let mut h = Host::new(UnixSys::new().cgroup_parent(&parent).unwrap());
+    h.add(spec("named", "exec sleep 1000"));
+    h.start_all();
+    let pid = h.sup.status("named").unwrap().pid.unwrap();
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let place = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap().to_owned();
+    let dir = h.sup.sys().cgroup_dir().expect("a cgroup per child").to_owned();
+    assert!(dir.starts_with(&parent), "{} is not under {}", dir.display(), parent.display());
+    assert!(mount.join(place.trim_start_matches('/')).starts_with(&dir), "the child is in {place}");
+    assert_eq!(ran(&h, "named", Containment::Cgroup), Containment::Cgroup);
+    finish(h);
+    assert!(std::fs::read_dir(&parent).unwrap().flatten().all(|e| !e.path().is_dir()), "a cgroup left under it");
+}
+
+fn cgroup2_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (fields, tail) = l.split_once(" - ")?;
+        (tail.split(' ').next()? == "cgroup2").then(|| fields.split(' ').nth(4).map(PathBuf::from))?
+    })
 }
