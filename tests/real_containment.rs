@@ -426,3 +426,38 @@ fn cgroup2_mount() -> Option<PathBuf> {
         (tail.split(' ').next()? == "cgroup2").then(|| fields.split(' ').nth(4).map(PathBuf::from))?
     })
 }
+
+#[test]
+fn a_child_whose_cgroup_cannot_be_made_is_held_by_its_group() {
+    let Some(mount) = cgroup2_mount() else {
+        eprintln!("no cgroup2 mount here");
+        return;
+    };
+    let parent = mount.join(format!("procsup-test-limit-{}", std::process::id()));
+    if std::fs::create_dir(&parent).is_err() {
+        eprintln!("cgroup2 at {} is not writable here", mount.display());
+        return;
+    }
+    struct Rmdir(PathBuf);
+    impl Drop for Rmdir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _rmdir = Rmdir(parent.clone());
+    // Room for the per-host directory, none for a child's cgroup in it.
+    std::fs::write(parent.join("cgroup.max.descendants"), "1").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("pids");
+    let script = format!("sh -c 'trap \"\" TERM; echo $$ >> {f}; exec sleep 1000' & wait", f = f.display());
+    let mut h = Host::new(UnixSys::new().cgroup_parent(&parent).unwrap());
+    h.add(spec("limited", &script));
+    h.start_all();
+    let tree = read_pids(&f, 1);
+    let _reaper = Reaper(tree.clone());
+    assert_eq!(ran(&h, "limited", Containment::ProcessGroup), Containment::ProcessGroup, "the spawn went on");
+    let stop = Instant::now();
+    h.sup.stop_process("limited", stop).unwrap();
+    run_until_gone(&mut h, &tree, stop, STOP_TIMEOUT + SLACK);
+    finish(h);
+}
