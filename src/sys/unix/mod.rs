@@ -14,6 +14,11 @@
 //!   the host must also wake on SIGCHLD or on a timer.
 //! - It never calls `waitpid(-1)`: a host's other children keep their exit
 //!   status.
+//! - Each child's whole tree is contained (see [`Containment`]): a cgroup v2
+//!   per child where one is writable (`cgroup.rs`), else its process group
+//!   (`tree.rs`). A leader reaped while the rest of its tree lives is
+//!   reported as [`SysEvent::LeaderExited`], and the tree's end as
+//!   [`SysEvent::TreeEmpty`].
 
 #![allow(unsafe_code)]
 
