@@ -49,6 +49,8 @@ options:
                                what a crashed earlier run left behind
   --no-die-with-parent         let children outlive this host (by default
                                they get SIGKILL when it dies)
+  --no-cgroups                 hold each child's tree by its process group
+                               only, even where a cgroup v2 is writable
   -h, --help                   this text
 
 signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.
@@ -68,6 +70,7 @@ struct Args {
     exit_when_idle: bool,
     state_dir: Option<std::path::PathBuf>,
     die_with_parent: bool,
+    cgroups: bool,
     instances: Option<u32>,
 }
 
@@ -123,6 +126,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         exit_when_idle: false,
         state_dir: None,
         die_with_parent: true,
+        cgroups: true,
         instances: None,
     };
     let mut name = None;
@@ -156,6 +160,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--exit-when-idle" => a.exit_when_idle = true,
             "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
             "--no-die-with-parent" => a.die_with_parent = false,
+            "--no-cgroups" => a.cgroups = false,
             "--instances" => a.instances = Some(positive(&arg, &value(&arg)?)?),
             other => return Err(format!("unknown option {other:?} (try --help)")),
         }
@@ -230,15 +235,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let base = if args.cgroups { UnixSys::new() } else { UnixSys::new().without_cgroups() };
     let sys = match &args.state_dir {
-        Some(dir) => match UnixSys::new().state_dir(dir) {
+        Some(dir) => match base.state_dir(dir) {
             Ok(sys) => sys,
             Err(e) => {
                 eprintln!("supervise: --state-dir: {e}");
                 return ExitCode::from(2);
             }
         },
-        None => UnixSys::new(),
+        None => base,
     };
     let mut sup = Supervisor::with_sys(sys);
     for (name, argv) in &args.processes {

@@ -1,5 +1,6 @@
 //! The supervisor: the steps and the state machine.
 
+mod drain;
 mod orphan;
 mod proc;
 mod roll;
@@ -204,6 +205,9 @@ impl<S: Sys> Supervisor<S> {
             after_exit: AfterExit::Policy,
             removing: false,
             unsettled: false,
+            containment: None,
+            draining: false,
+            exited_at: None,
             awaits_orphan: false,
             window: VecDeque::new(),
             added_seq: self.seq,
@@ -389,6 +393,8 @@ impl<S: Sys> Supervisor<S> {
                         self.settle_exit(id, now);
                     }
                 }
+                SysEvent::LeaderExited { pid, exit } => reaped.extend(self.on_leader_exit(pid, exit, now)),
+                SysEvent::TreeEmpty { pid } => self.on_tree_empty(pid, now),
             }
         }
         self.scratch = sys_events;

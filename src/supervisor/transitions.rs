@@ -120,11 +120,15 @@ impl<S: Sys> Supervisor<S> {
                 p.awaits_orphan = false;
                 p.last_spawn_error = None;
                 p.unsettled = false;
+                p.draining = false;
+                p.exited_at = None;
                 p.tail.clear();
                 if p.captures() && p.lines.is_none() {
                     p.lines = Some(Box::default());
                 }
                 let (name, grace, restart_count) = (p.name.clone(), p.spec.start_grace, p.restart_count);
+                let containment = self.sys.containment(pid);
+                self.p_mut(id).containment = Some(containment);
                 self.pids.insert(pid, id);
                 self.emit(Event::Spawned { name: name.clone(), pid, restart_count });
                 if grace.is_zero() {
@@ -192,9 +196,17 @@ impl<S: Sys> Supervisor<S> {
         }
         let p = self.p_mut(id);
         p.pid = None;
+        p.unsettled = true;
+        Some((id, self.record_exit(id, pid, exit, now)))
+    }
+
+    /// The leader `pid` of slot `id` ended: its exit is counted, its
+    /// captured lines flushed and `Exited` emitted. What follows is the
+    /// caller's.
+    pub(super) fn record_exit(&mut self, id: usize, pid: Pid, exit: Exit, now: Instant) -> Reaped {
+        let p = self.p_mut(id);
         p.last_exit = Some(exit);
         p.exit_count = p.exit_count.saturating_add(1);
-        p.unsettled = true;
         let name = p.name.clone();
         let uptime = p.started_at.map_or_else(Default::default, |t| now.saturating_duration_since(t));
         let restart_count = p.restart_count;
@@ -209,7 +221,7 @@ impl<S: Sys> Supervisor<S> {
         }
         let last_output = std::mem::take(&mut self.p_mut(id).tail).into();
         self.emit(Event::Exited { name: name.clone(), pid, exit, uptime, restart_count, last_output });
-        Some((id, Reaped { name, pid, exit }))
+        Reaped { name, pid, exit }
     }
 
     /// The transition after a reaped exit.
@@ -219,7 +231,9 @@ impl<S: Sys> Supervisor<S> {
         let p = self.p_mut(id);
         // A child reaped in the same tick its grace ran out did live
         // through it: uptime decides, not whether promote_running ran first.
-        let lived = p.started_at.map(|t| now.saturating_duration_since(t));
+        // A drained tree's uptime ends with its leader.
+        let end = p.exited_at.take().unwrap_or(now);
+        let lived = p.started_at.map(|t| end.saturating_duration_since(t));
         let was_running = p.state == State::Running || lived.is_some_and(|u| u >= p.spec.start_grace);
         if self.replacement_failed(id, was_running) {
             return;

@@ -14,11 +14,19 @@
 //!   the host must also wake on SIGCHLD or on a timer.
 //! - It never calls `waitpid(-1)`: a host's other children keep their exit
 //!   status.
+//! - Each child's whole tree is contained (see [`Containment`]): a cgroup v2
+//!   per child where one is writable (`cgroup.rs`), else its process group
+//!   (`tree.rs`). A leader reaped while the rest of its tree lives is
+//!   reported as [`SysEvent::LeaderExited`], and the tree's end as
+//!   [`SysEvent::TreeEmpty`].
 
 #![allow(unsafe_code)]
 
+mod cgroup;
+mod orphan;
 mod readiness;
 mod spawn;
+mod tree;
 mod wait;
 
 use std::collections::HashMap;
@@ -29,15 +37,18 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use cgroup::CgroupRoot;
+use orphan::{OrphanEntry, ORPHAN_CGROUP_SLOT, ORPHAN_SLOT};
 use readiness::Readiness;
 use spawn::set_nonblocking;
-use wait::{pidfd_open, pidfd_send_signal, waitid_pidfd, waitpid_nohang};
+use tree::{Contain, CGROUP_SLOT, MEMBER_SLOT};
+use wait::{pidfd_open, waitid_pidfd, waitpid_nohang};
 
 use super::{Sys, SysEvent};
 use crate::event::Stream;
-use crate::orphans::{self, Discard, OrphanScan, Record};
-use crate::spec::ProcessSpec;
-use crate::state::Exit;
+use crate::orphans::{self, OrphanScan, Record};
+use crate::spec::{KillMode, ProcessSpec};
+use crate::state::{Containment, Exit};
 use crate::state_dir::StateDir;
 
 /// Bytes read from one pipe per `poll`, so one chatty child cannot starve
@@ -47,24 +58,14 @@ const READ_BUDGET: usize = 256 * 1024;
 #[derive(Debug)]
 struct Child {
     name: Box<str>,
-    group: bool,
+    contain: Contain,
+    /// Reaped: the leader is gone and the rest of its tree drains.
+    reaped: bool,
     pidfd: Option<OwnedFd>,
     pipes: [Option<OwnedFd>; 2],
     /// The thread that spawned it and the parent-death signal it got.
     spawner: (i32, Option<i32>),
 }
-
-/// A process an earlier run left behind, being stopped.
-#[derive(Debug)]
-struct OrphanEntry {
-    name: String,
-    pgid: Pid,
-    start_time: u64,
-    pidfd: Option<OwnedFd>,
-}
-
-/// The token slot of an orphan's pidfd in the epoll set.
-const ORPHAN_SLOT: u64 = 3;
 
 /// The real [`Sys`]. See the module docs.
 ///
@@ -87,6 +88,26 @@ pub struct UnixSys {
     buf: Vec<u8>,
     state_dir: Option<StateDir>,
     orphans: HashMap<Pid, OrphanEntry>,
+    /// This boot's id, for the records.
+    boot_id: Option<String>,
+    /// Members of draining process groups: member -> (leader, pidfd).
+    members: HashMap<Pid, (Pid, OwnedFd)>,
+    /// Reaped group leaders whose group is not empty yet.
+    group_drains: std::collections::HashSet<Pid>,
+    cgroups: Cgroups,
+}
+
+/// Whether children get cgroups, and where.
+#[derive(Debug)]
+enum Cgroups {
+    /// Find the host's own cgroup at the first spawn.
+    Auto,
+    /// Under a directory the host named.
+    Under(std::path::PathBuf),
+    /// Made: this `UnixSys`'s directory.
+    Ready(CgroupRoot),
+    /// None to be had, or not wanted: process groups.
+    Off,
 }
 
 impl Default for UnixSys {
@@ -106,6 +127,71 @@ impl UnixSys {
             buf: vec![0; 64 * 1024],
             state_dir: None,
             orphans: HashMap::new(),
+            boot_id: None,
+            members: HashMap::new(),
+            group_drains: std::collections::HashSet::new(),
+            cgroups: Cgroups::Auto,
+        }
+    }
+
+    /// No cgroups: each child's tree is held by its process group only
+    /// (for tests of that path, and for hosts that manage cgroups
+    /// themselves). See [`Containment`].
+    ///
+    /// ```
+    /// let sys = procsup::UnixSys::without_pidfd().without_cgroups();
+    /// assert_eq!(sys.cgroup_dir(), None);
+    /// ```
+    pub fn without_cgroups(mut self) -> Self {
+        self.cgroups = Cgroups::Off;
+        self
+    }
+
+    /// Makes the children's cgroups under `dir`, a cgroup v2 directory the
+    /// host may write to (a delegated subtree), instead of under the
+    /// host's own cgroup found in `/proc/self/cgroup`.
+    ///
+    /// # Errors
+    /// `dir` is not a cgroup v2 directory.
+    pub fn cgroup_parent(mut self, dir: impl AsRef<std::path::Path>) -> io::Result<Self> {
+        cgroup::check_cgroup_dir(dir.as_ref())?;
+        self.cgroups = Cgroups::Under(dir.as_ref().to_owned());
+        Ok(self)
+    }
+
+    /// The directory holding this `UnixSys`'s cgroups (one per child),
+    /// once the first spawn has made it; `None` when children are held by
+    /// process groups.
+    pub fn cgroup_dir(&self) -> Option<&std::path::Path> {
+        match &self.cgroups {
+            Cgroups::Ready(root) => Some(root.dir()),
+            _ => None,
+        }
+    }
+
+    /// Makes this `UnixSys`'s cgroup directory on first use, and says once
+    /// in the log which containment its children get.
+    fn cgroup_root(&mut self) -> Option<&mut CgroupRoot> {
+        let base = match &self.cgroups {
+            Cgroups::Auto => cgroup::discover(),
+            Cgroups::Under(dir) => Ok(dir.clone()),
+            Cgroups::Ready(_) | Cgroups::Off => Err(io::Error::from(Errno::ENOENT)),
+        };
+        if matches!(self.cgroups, Cgroups::Auto | Cgroups::Under(_)) {
+            self.cgroups = match base.and_then(|b| CgroupRoot::create(&b)) {
+                Ok(root) => {
+                    log::info!("procsup: containment: a cgroup v2 per child, under {}", root.dir().display());
+                    Cgroups::Ready(root)
+                }
+                Err(e) => {
+                    log::info!("procsup: containment: process groups (no writable cgroup v2: {e})");
+                    Cgroups::Off
+                }
+            };
+        }
+        match &mut self.cgroups {
+            Cgroups::Ready(root) => Some(root),
+            _ => None,
         }
     }
 
@@ -139,6 +225,7 @@ impl UnixSys {
     /// ```
     pub fn state_dir(mut self, dir: impl AsRef<std::path::Path>) -> crate::Result<Self> {
         self.state_dir = Some(StateDir::open(dir.as_ref())?);
+        self.boot_id = orphans::boot_id();
         Ok(self)
     }
 
@@ -162,7 +249,7 @@ impl UnixSys {
     }
 
     fn token(pid: Pid, slot: u64) -> u64 {
-        (pid.as_raw() as u32 as u64) << 2 | slot
+        (pid.as_raw() as u32 as u64) << 3 | slot
     }
 
     fn watch(&self, fd: &OwnedFd, token: u64) -> io::Result<()> {
@@ -219,16 +306,13 @@ impl UnixSys {
             self.drain_pipe(pid, slot, usize::MAX, events);
             self.close_pipe(pid, slot);
         }
-        if let Some(child) = self.children.remove(&pid) {
-            if let Some(fd) = &child.pidfd {
-                self.unwatch(fd);
-            }
-            if let Some(dir) = &self.state_dir {
-                dir.remove(&child.name, pid.as_raw());
-            }
-            warn_if_spawner_thread_died(pid, &child, exit);
+        let Some(child) = self.children.get_mut(&pid) else { return };
+        let pidfd = child.pidfd.take();
+        warn_if_spawner_thread_died(pid, child, exit);
+        if let Some(fd) = &pidfd {
+            self.unwatch(fd);
         }
-        events.push(SysEvent::Exited { pid, exit });
+        self.leader_reaped(pid, exit, events);
     }
 
     fn poll_ready(&mut self, events: &mut Vec<SysEvent>) {
@@ -246,9 +330,12 @@ impl UnixSys {
             return;
         };
         for token in tokens {
-            let pid = Pid::from_raw((token >> 2) as u32 as i32);
-            match token & 3 {
-                ORPHAN_SLOT => self.orphan_gone(pid, events),
+            let pid = Pid::from_raw((token >> 3) as u32 as i32);
+            match token & 7 {
+                ORPHAN_SLOT => self.orphan_leader_exited(pid, events),
+                ORPHAN_CGROUP_SLOT => self.orphan_cgroup_changed(pid, events),
+                CGROUP_SLOT => self.cgroup_changed(pid, events),
+                MEMBER_SLOT => self.member_exited(pid, events),
                 0 => {
                     if let Some(exit) = self.try_wait(pid) {
                         self.finish(pid, exit, events);
@@ -264,9 +351,31 @@ impl UnixSys {
         }
     }
 
-    /// Non-blocking wait for one own child.
+    /// Records a new child in the state directory, with what finds its
+    /// tree after a crash.
+    fn record(&self, spec: &ProcessSpec, pid: Pid, contain: &Contain) {
+        let Some(dir) = &self.state_dir else { return };
+        let pgid = if spec.process_group { pid } else { nix::unistd::getpgrp() };
+        let sid = nix::unistd::getsid(Some(pid)).map_or(0, Pid::as_raw);
+        let record = orphans::start_time(pid.as_raw()).map(|start_time| Record {
+            pid: pid.as_raw(),
+            pgid: pgid.as_raw(),
+            sid,
+            start_time,
+            boot_id: self.boot_id.clone(),
+            cgroup: match contain {
+                Contain::Cgroup(cg) => Some(cg.dir.clone()),
+                _ => None,
+            },
+        });
+        if let Err(e) = record.ok_or_else(|| io::Error::from(Errno::ESRCH)).and_then(|r| dir.write(&spec.name, r)) {
+            log::warn!("procsup: recording {} (pid {pid}) in the state directory: {e}", spec.name);
+        }
+    }
+
+    /// Non-blocking wait for one own child not yet reaped.
     fn try_wait(&mut self, pid: Pid) -> Option<Exit> {
-        let child = self.children.get(&pid)?;
+        let child = self.children.get(&pid).filter(|c| !c.reaped)?;
         match &child.pidfd {
             Some(fd) => waitid_pidfd(fd.as_raw_fd()),
             None => waitpid_nohang(pid),
@@ -276,9 +385,30 @@ impl UnixSys {
 
 impl Sys for UnixSys {
     fn spawn(&mut self, spec: &ProcessSpec) -> io::Result<Pid> {
-        let (mut cmd, read_ends) = spawn::command(spec)?;
-        let child = cmd.spawn()?;
-        drop(cmd); // closes our copies of the pipes' write ends
+        let tree = spec.kill_mode == KillMode::Tree;
+        let (cgroup, procs) = match self.cgroup_root().filter(|_| tree).map(|root| root.child(&spec.name)) {
+            Some(Ok((cg, procs))) => (Some(cg), Some(procs)),
+            Some(Err(e)) => {
+                log::warn!("procsup: no cgroup for {}: {e}; it is held by its process group", spec.name);
+                (None, None)
+            }
+            None => (None, None),
+        };
+        let spawned = spawn::command(spec, procs.as_ref().map(AsRawFd::as_raw_fd)).and_then(|(mut cmd, read_ends)| {
+            let child = cmd.spawn()?;
+            drop(cmd); // closes our copies of the pipes' write ends
+            Ok((child, read_ends))
+        });
+        drop(procs);
+        let (child, read_ends) = match spawned {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                if let Some(cg) = &cgroup {
+                    cg.remove();
+                }
+                return Err(e);
+            }
+        };
         let pid = Pid::from_raw(child.id() as i32);
         drop(child); // std's Child neither waits nor kills on drop
         let pidfd = self.open_pidfd(pid);
@@ -286,24 +416,23 @@ impl Sys for UnixSys {
         let spawner = (nix::unistd::gettid().as_raw(), spec.die_with_parent.map(|s| s as i32));
         #[cfg(not(target_os = "linux"))]
         let spawner = (0, None);
-        let mut entry = Child {
-            name: spec.name.as_str().into(),
-            group: spec.process_group,
-            pidfd: None,
-            pipes: read_ends,
-            spawner,
-        };
-        if let Some(dir) = &self.state_dir {
-            let pgid = if spec.process_group { pid } else { nix::unistd::getpgrp() };
-            let record = orphans::start_time(pid.as_raw()).map(|start_time| Record {
-                pid: pid.as_raw(),
-                pgid: pgid.as_raw(),
-                start_time,
-            });
-            if let Err(e) = record.ok_or_else(|| io::Error::from(Errno::ESRCH)).and_then(|r| dir.write(&spec.name, r)) {
-                log::warn!("procsup: recording {} (pid {pid}) in the state directory: {e}", spec.name);
+        let contain = match cgroup {
+            Some(cg) => {
+                if let Err(e) = self
+                    .readiness
+                    .as_ref()
+                    .map_or(Ok(()), |r| r.watch_pri(cg.events.as_fd(), Self::token(pid, CGROUP_SLOT)))
+                {
+                    log::warn!("procsup: epoll add cgroup.events: {e}");
+                }
+                Contain::Cgroup(cg)
             }
-        }
+            None if tree && spec.process_group => Contain::Group,
+            None => Contain::None,
+        };
+        let mut entry =
+            Child { name: spec.name.as_str().into(), contain, reaped: false, pidfd: None, pipes: read_ends, spawner };
+        self.record(spec, pid, &entry.contain);
         if let Some(fd) = pidfd {
             if let Err(e) = self.watch(&fd, Self::token(pid, 0)) {
                 log::warn!("procsup: epoll add pidfd: {e}");
@@ -325,18 +454,13 @@ impl Sys for UnixSys {
     }
 
     fn signal(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
-        // Only children not yet reaped are in the map, so neither a pid nor
-        // a process group we signal can have been recycled.
-        let Some(child) = self.children.get(&pid) else {
-            return Err(Errno::ESRCH.into());
-        };
-        if child.group {
-            return Ok(nix::sys::signal::killpg(pid, signal)?);
-        }
-        match &child.pidfd {
-            Some(fd) => pidfd_send_signal(fd.as_raw_fd(), signal),
-            None => Ok(nix::sys::signal::kill(pid, signal)?),
-        }
+        // Only children not yet gone are in the map; a reaped leader's own
+        // pid is never signalled (see tree.rs).
+        self.signal_tree(pid, signal)
+    }
+
+    fn containment(&self, pid: Pid) -> Containment {
+        self.children.get(&pid).map_or(Containment::None, |c| c.contain.kind())
     }
 
     fn poll(&mut self, events: &mut Vec<SysEvent>) {
@@ -349,52 +473,12 @@ impl Sys for UnixSys {
                 }
             }
         }
-        // Orphans without a pidfd: gone when /proc no longer shows the
-        // same process running. A zombie is gone too: it is not our child,
-        // so it stays a zombie until its own parent reaps it.
-        let gone: Vec<Pid> = self
-            .orphans
-            .iter()
-            .filter(|(pid, o)| o.pidfd.is_none() && orphans::live_start_time(pid.as_raw()) != Some(o.start_time))
-            .map(|(pid, _)| *pid)
-            .collect();
-        for pid in gone {
-            self.orphan_gone(pid, events);
-        }
+        self.recheck_draining_groups(events);
+        self.poll_orphans(events);
     }
 
     fn scan_orphans(&mut self) -> io::Result<Vec<OrphanScan>> {
-        let Some(dir) = &self.state_dir else { return Ok(Vec::new()) };
-        let (children, known) = (&self.children, &self.orphans);
-        let scans =
-            dir.scan(|pid| children.contains_key(&Pid::from_raw(pid)) || known.contains_key(&Pid::from_raw(pid)))?;
-        let mut out = Vec::with_capacity(scans.len());
-        for scan in scans {
-            let OrphanScan::Alive(orphan) = scan else {
-                out.push(scan);
-                continue;
-            };
-            // A pidfd pins the process: once its start time checks out after
-            // the open, the fd can never refer to another process.
-            let pidfd = if self.pidfd == Some(false) { None } else { pidfd_open(orphan.pid).ok() };
-            if orphans::live_start_time(orphan.pid.as_raw()) != Some(orphan.start_time) {
-                if let Some(dir) = &self.state_dir {
-                    dir.remove(&orphan.name, orphan.pid.as_raw());
-                }
-                out.push(OrphanScan::Discarded { name: orphan.name, reason: Discard::Gone });
-                continue;
-            }
-            if let Some(fd) = &pidfd {
-                if let Err(e) = self.watch(fd, Self::token(orphan.pid, ORPHAN_SLOT)) {
-                    log::warn!("procsup: epoll add orphan pidfd: {e}");
-                }
-            }
-            let entry =
-                OrphanEntry { name: orphan.name.clone(), pgid: orphan.pgid, start_time: orphan.start_time, pidfd };
-            self.orphans.insert(orphan.pid, entry);
-            out.push(OrphanScan::Alive(orphan));
-        }
-        Ok(out)
+        self.scan_orphan_trees()
     }
 
     fn state_dir(&self) -> Option<&std::path::Path> {
@@ -402,24 +486,7 @@ impl Sys for UnixSys {
     }
 
     fn signal_orphan(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
-        let Some(o) = self.orphans.get(&pid) else { return Err(Errno::ESRCH.into()) };
-        // The leader first, through its pidfd where there is one: that can
-        // only reach the recorded process.
-        match &o.pidfd {
-            Some(fd) => pidfd_send_signal(fd.as_raw_fd(), signal)?,
-            None => {
-                if orphans::live_start_time(pid.as_raw()) != Some(o.start_time) {
-                    return Err(Errno::ESRCH.into());
-                }
-                nix::sys::signal::kill(pid, signal)?;
-            }
-        }
-        // Then the rest of its group, while its leader is still the
-        // recorded process (a live leader's pgid cannot be reused).
-        if o.pgid == pid && orphans::live_start_time(pid.as_raw()) == Some(o.start_time) {
-            let _ = nix::sys::signal::killpg(pid, signal);
-        }
-        Ok(())
+        self.signal_orphan_tree(pid, signal)
     }
 
     fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
@@ -429,11 +496,13 @@ impl Sys for UnixSys {
 
 impl Drop for UnixSys {
     /// Children still running when the OS layer goes away would be nobody's:
-    /// unsupervised, and zombies once they exit. So each gets SIGKILL (its
-    /// group where it leads one) and is reaped. This wait is the one place
-    /// that blocks; SIGKILL cannot be ignored, so it only lasts while a
-    /// child is stuck inside the kernel. Shut down gracefully before
-    /// dropping to give children their stop signal and timeout instead.
+    /// unsupervised, and zombies once they exit. So each tree gets SIGKILL
+    /// (`cgroup.kill`, or its process group) and each leader is reaped; a
+    /// cgroup is waited for (up to 2 s) until it is empty, then removed.
+    /// This is the one place that blocks; SIGKILL cannot be ignored, so it
+    /// only lasts while a process is stuck inside the kernel. Shut down
+    /// gracefully before dropping to give children their stop signal and
+    /// timeout instead.
     fn drop(&mut self) {
         let pids: Vec<Pid> = self.children.keys().copied().collect();
         for &pid in &pids {
@@ -441,30 +510,24 @@ impl Drop for UnixSys {
         }
         for pid in pids {
             if let Some(child) = self.children.remove(&pid) {
-                log::warn!("procsup: dropped with {} (pid {pid}) running: killed", child.name);
+                if !child.reaped {
+                    log::warn!("procsup: dropped with {} (pid {pid}) running: killed", child.name);
+                    // Blocking reap of our own child: waitpid on one pid only.
+                    while let Err(Errno::EINTR) = nix::sys::wait::waitpid(pid, None) {}
+                }
                 if let Some(dir) = &self.state_dir {
                     dir.remove(&child.name, pid.as_raw());
                 }
-                // Blocking reap of our own child: waitpid on one pid only.
-                while let Err(Errno::EINTR) = nix::sys::wait::waitpid(pid, None) {}
+                if let Contain::Cgroup(cg) = &child.contain {
+                    cg.wait_empty(200);
+                    cg.remove();
+                }
             }
         }
     }
 }
 
 impl UnixSys {
-    fn orphan_gone(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
-        if let Some(o) = self.orphans.remove(&pid) {
-            if let Some(fd) = &o.pidfd {
-                self.unwatch(fd);
-            }
-            if let Some(dir) = &self.state_dir {
-                dir.remove(&o.name, pid.as_raw());
-            }
-            events.push(SysEvent::OrphanGone { pid });
-        }
-    }
-
     fn open_pidfd(&mut self, pid: Pid) -> Option<OwnedFd> {
         if self.pidfd == Some(false) {
             return None;
