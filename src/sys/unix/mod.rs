@@ -17,31 +17,34 @@
 
 #![allow(unsafe_code)]
 
+mod faults;
+mod output;
 mod readiness;
 mod spawn;
 mod wait;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use faults::Faults;
+use output::{pending_bytes, pipe_token};
 use readiness::Readiness;
 use spawn::set_nonblocking;
-use wait::{pidfd_open, pidfd_send_signal, waitid_pidfd, waitpid_nohang};
+use wait::{pidfd_open, pidfd_send_signal, pidfd_waitid_works, waitid_pidfd, waitpid_nohang};
 
 use super::{Sys, SysEvent};
-use crate::event::Stream;
 use crate::orphans::{self, Discard, OrphanScan, Record, StateDir};
 use crate::spec::ProcessSpec;
 use crate::state::Exit;
 
-/// Bytes read from one pipe per `poll`, so one chatty child cannot starve
-/// the others (level-triggered epoll reports it again).
-const READ_BUDGET: usize = 256 * 1024;
+/// How soon a child whose exit wakes no fd is looked at again.
+const RECHECK: Duration = Duration::from_millis(50);
 
 #[derive(Debug)]
 struct Child {
@@ -51,6 +54,10 @@ struct Child {
     pipes: [Option<OwnedFd>; 2],
     /// The thread that spawned it and the parent-death signal it got.
     spawner: (i32, Option<i32>),
+    /// Reaped, and reported once `last_word` is read.
+    exited: Option<Exit>,
+    /// Bytes its pipes still held when it was reaped, not yet read.
+    last_word: [usize; 2],
 }
 
 /// A process an earlier run left behind, being stopped.
@@ -86,6 +93,16 @@ pub struct UnixSys {
     buf: Vec<u8>,
     state_dir: Option<StateDir>,
     orphans: HashMap<Pid, OrphanEntry>,
+    /// Children whose exit or output wakes no fd (no pidfd for this one,
+    /// or an epoll add failed): looked at on every poll.
+    unwatched: BTreeSet<Pid>,
+    /// Reaped children whose remaining output is still being read.
+    finishing: BTreeSet<Pid>,
+    /// The pipe token served last: the next round starts after it.
+    cursor: u64,
+    /// The last poll left output unread for want of budget.
+    more: bool,
+    faults: Faults,
 }
 
 impl Default for UnixSys {
@@ -105,6 +122,11 @@ impl UnixSys {
             buf: vec![0; 64 * 1024],
             state_dir: None,
             orphans: HashMap::new(),
+            unwatched: BTreeSet::new(),
+            finishing: BTreeSet::new(),
+            cursor: 0,
+            more: false,
+            faults: Faults::default(),
         }
     }
 
@@ -129,14 +151,20 @@ impl UnixSys {
         sys
     }
 
-    /// Whether children get pidfds (known after the first spawn).
+    /// Whether children get pidfds (known after the first spawn that got
+    /// one). Only "not supported" turns them off: `pidfd_open` failing with
+    /// `ENOSYS`, or `waitid(P_PIDFD)` failing (Linux 5.3). Any other failure
+    /// (`EMFILE`, `ENOMEM`, an epoll add) affects that one child: it is
+    /// waited for with `waitpid` and re-checked on every poll, and
+    /// [`Sys::wake_after`] asks the host to come back within 50 ms while
+    /// such a child lives.
     pub fn uses_pidfd(&self) -> Option<bool> {
         self.pidfd
     }
 
     /// How many children are spawned and not yet reaped.
     pub fn child_count(&self) -> usize {
-        self.children.len()
+        self.children.len() - self.finishing.len()
     }
 
     fn token(pid: Pid, slot: u64) -> u64 {
@@ -156,89 +184,95 @@ impl UnixSys {
         }
     }
 
-    /// Reads what a pipe holds now, up to `budget` bytes. Returns false at
-    /// end of file.
-    fn drain_pipe(&mut self, pid: Pid, slot: usize, budget: usize, events: &mut Vec<SysEvent>) -> bool {
-        let Some(child) = self.children.get(&pid) else { return false };
-        let Some(fd) = child.pipes[slot].as_ref() else { return false };
-        let stream = if slot == 0 { Stream::Stdout } else { Stream::Stderr };
-        let mut total = 0;
-        loop {
-            match nix::unistd::read(fd, &mut self.buf) {
-                Ok(0) => return false,
-                Ok(n) => {
-                    events.push(SysEvent::Output { pid, stream, data: self.buf[..n].to_vec() });
-                    total += n;
-                    if total >= budget {
-                        return true;
-                    }
-                }
-                Err(Errno::EINTR) => {}
-                Err(Errno::EAGAIN) => return true,
-                Err(e) => {
-                    log::warn!("procsup: reading output of pid {pid}: {e}");
-                    return false;
-                }
-            }
-        }
-    }
-
     fn close_pipe(&mut self, pid: Pid, slot: usize) {
         if let Some(fd) = self.children.get_mut(&pid).and_then(|c| c.pipes[slot].take()) {
             self.unwatch(&fd);
         }
     }
 
-    /// Reports the exit of `pid` after its remaining output, and forgets it.
-    fn finish(&mut self, pid: Pid, exit: Exit, events: &mut Vec<SysEvent>) {
+    /// `pid` was reaped: its exit is reported once the bytes its pipes hold
+    /// now are read (see `output`).
+    fn reaped(&mut self, pid: Pid, exit: Exit) {
+        let Some(child) = self.children.get_mut(&pid) else { return };
+        child.exited = Some(exit);
+        let pidfd = child.pidfd.take();
         for slot in 0..2 {
-            // Whatever is buffered now is the child's last word; a
-            // grandchild holding the pipe open is not waited for.
-            self.drain_pipe(pid, slot, usize::MAX, events);
+            // A grandchild holding the pipe open is not waited for: only
+            // what is buffered now is the child's last word.
+            child.last_word[slot] = child.pipes[slot].as_ref().map_or(0, |fd| pending_bytes(fd).unwrap_or(usize::MAX));
+        }
+        if let Some(dir) = &self.state_dir {
+            dir.remove(&child.name, pid.as_raw());
+        }
+        if let Some(fd) = &pidfd {
+            self.unwatch(fd);
+        }
+        self.unwatched.remove(&pid);
+        self.finishing.insert(pid);
+    }
+
+    /// Reports the exit of a reaped child whose last word was read, and
+    /// forgets it.
+    fn finish(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
+        for slot in 0..2 {
             self.close_pipe(pid, slot);
         }
+        self.finishing.remove(&pid);
         if let Some(child) = self.children.remove(&pid) {
-            if let Some(fd) = &child.pidfd {
-                self.unwatch(fd);
-            }
-            if let Some(dir) = &self.state_dir {
-                dir.remove(&child.name, pid.as_raw());
-            }
+            let exit = child.exited.unwrap_or(Exit::Unknown);
             warn_if_spawner_thread_died(pid, &child, exit);
+            events.push(SysEvent::Exited { pid, exit });
         }
-        events.push(SysEvent::Exited { pid, exit });
+    }
+
+    /// Looks for the exit of one own child not yet reaped.
+    fn check_exit(&mut self, pid: Pid) {
+        if self.children.get(&pid).is_some_and(|c| c.exited.is_none()) {
+            if let Some(exit) = self.try_wait(pid) {
+                self.reaped(pid, exit);
+            }
+        }
     }
 
     fn poll_ready(&mut self, events: &mut Vec<SysEvent>) {
+        let mut pipes = Vec::new();
         let cap = (self.children.len() * 3).clamp(16, 1024);
-        let Some(tokens) = self.readiness.as_mut().map(|r| r.ready(cap)) else {
+        match self.readiness.as_mut().map(|r| r.ready(cap)) {
+            Some(tokens) => {
+                for token in tokens {
+                    let pid = Pid::from_raw((token >> 2) as u32 as i32);
+                    match token & 3 {
+                        ORPHAN_SLOT => self.orphan_gone(pid, events),
+                        0 => self.check_exit(pid),
+                        _ => pipes.push(token),
+                    }
+                }
+            }
             // No readiness source: every child's pipes are looked at.
-            let pids: Vec<Pid> = self.children.keys().copied().collect();
-            for pid in pids {
-                for slot in 0..2 {
-                    if !self.drain_pipe(pid, slot, READ_BUDGET, events) {
-                        self.close_pipe(pid, slot);
-                    }
-                }
-            }
-            return;
+            None => pipes.extend(self.children.keys().flat_map(|&pid| [pipe_token(pid, 0), pipe_token(pid, 1)])),
+        }
+        // Exits that wake nothing: every child without pidfds, else those
+        // that have to be looked at.
+        let look: Vec<Pid> = if self.pidfd == Some(true) {
+            self.unwatched.iter().copied().collect()
+        } else {
+            self.children.keys().copied().collect()
         };
-        for token in tokens {
-            let pid = Pid::from_raw((token >> 2) as u32 as i32);
-            match token & 3 {
-                ORPHAN_SLOT => self.orphan_gone(pid, events),
-                0 => {
-                    if let Some(exit) = self.try_wait(pid) {
-                        self.finish(pid, exit, events);
-                    }
-                }
-                slot => {
-                    let slot = slot as usize - 1;
-                    if !self.drain_pipe(pid, slot, READ_BUDGET, events) {
-                        self.close_pipe(pid, slot);
-                    }
-                }
-            }
+        for &pid in &look {
+            self.check_exit(pid);
+        }
+        for &pid in self.unwatched.iter().chain(&self.finishing) {
+            pipes.extend([pipe_token(pid, 0), pipe_token(pid, 1)]);
+        }
+        self.read_round(pipes, events);
+        let done: Vec<Pid> = self
+            .finishing
+            .iter()
+            .copied()
+            .filter(|pid| self.children.get(pid).is_none_or(|c| c.pipes.iter().all(Option::is_none)))
+            .collect();
+        for pid in done {
+            self.finish(pid, events);
         }
     }
 
@@ -270,6 +304,8 @@ impl Sys for UnixSys {
             pidfd: None,
             pipes: read_ends,
             spawner,
+            exited: None,
+            last_word: [0; 2],
         };
         if let Some(dir) = &self.state_dir {
             let pgid = if spec.process_group { pid } else { nix::unistd::getpgrp() };
@@ -282,21 +318,32 @@ impl Sys for UnixSys {
                 log::warn!("procsup: recording {} (pid {pid}) in the state directory: {e}", spec.name);
             }
         }
+        // The child exists now: from here on nothing may fail the spawn, or
+        // the caller would lose track of a live child. What cannot be
+        // watched is looked at on every poll instead.
+        let mut unwatched = pidfd.is_none() && self.pidfd != Some(false);
         if let Some(fd) = pidfd {
-            if let Err(e) = self.watch(&fd, Self::token(pid, 0)) {
-                log::warn!("procsup: epoll add pidfd: {e}");
+            if let Err(e) = self.faults.pidfd_watch().map_or_else(|| self.watch(&fd, Self::token(pid, 0)), Err) {
+                log::warn!("procsup: epoll add pidfd of {} (pid {pid}): {e}; checking it on every poll", spec.name);
+                unwatched = true;
             }
             entry.pidfd = Some(fd);
         }
-        // The child exists now: from here on nothing may fail the spawn, or
-        // the caller would lose track of a live child.
-        for (slot, fd) in entry.pipes.iter().enumerate() {
-            if let Some(fd) = fd {
-                let watched = set_nonblocking(fd).and_then(|()| self.watch(fd, Self::token(pid, slot as u64 + 1)));
-                if let Err(e) = watched {
-                    log::warn!("procsup: watching output of pid {pid}: {e}");
+        for slot in 0..2 {
+            if let Some(Err(e)) = entry.pipes[slot].as_ref().map(set_nonblocking) {
+                // A blocking read end could block poll: give it up.
+                log::warn!("procsup: output of pid {pid}: {e}; not captured");
+                entry.pipes[slot] = None;
+            }
+            if let Some(fd) = &entry.pipes[slot] {
+                if let Err(e) = self.watch(fd, pipe_token(pid, slot)) {
+                    log::warn!("procsup: watching output of pid {pid}: {e}; reading it on every poll");
+                    unwatched = true;
                 }
             }
+        }
+        if unwatched {
+            self.unwatched.insert(pid);
         }
         self.children.insert(pid, entry);
         Ok(pid)
@@ -305,7 +352,7 @@ impl Sys for UnixSys {
     fn signal(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
         // Only children not yet reaped are in the map, so neither a pid nor
         // a process group we signal can have been recycled.
-        let Some(child) = self.children.get(&pid) else {
+        let Some(child) = self.children.get(&pid).filter(|c| c.exited.is_none()) else {
             return Err(Errno::ESRCH.into());
         };
         if child.group {
@@ -318,15 +365,8 @@ impl Sys for UnixSys {
     }
 
     fn poll(&mut self, events: &mut Vec<SysEvent>) {
+        self.more = false;
         self.poll_ready(events);
-        if self.pidfd != Some(true) {
-            let pids: Vec<Pid> = self.children.keys().copied().collect();
-            for pid in pids {
-                if let Some(exit) = self.try_wait(pid) {
-                    self.finish(pid, exit, events);
-                }
-            }
-        }
         // Orphans without a pidfd: gone when /proc no longer shows the
         // same process.
         let gone: Vec<Pid> = self
@@ -402,6 +442,20 @@ impl Sys for UnixSys {
     fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
         self.readiness.iter().map(Readiness::fd).collect()
     }
+
+    /// "Now" while captured output is left unread (the per-poll budget ran
+    /// out) or a reaped child's last output is still being read; 50 ms
+    /// while a child's exit or output wakes no fd (see
+    /// [`UnixSys::uses_pidfd`]); otherwise never.
+    fn wake_after(&self) -> Option<Duration> {
+        if self.more || !self.finishing.is_empty() {
+            Some(Duration::ZERO)
+        } else if !self.unwatched.is_empty() {
+            Some(RECHECK)
+        } else {
+            None
+        }
+    }
 }
 
 impl Drop for UnixSys {
@@ -412,6 +466,10 @@ impl Drop for UnixSys {
     /// child is stuck inside the kernel. Shut down gracefully before
     /// dropping to give children their stop signal and timeout instead.
     fn drop(&mut self) {
+        // Reaped already; only their output was still being read.
+        for pid in std::mem::take(&mut self.finishing) {
+            self.children.remove(&pid);
+        }
         let pids: Vec<Pid> = self.children.keys().copied().collect();
         for &pid in &pids {
             let _ = self.signal(pid, Signal::SIGKILL);
@@ -442,25 +500,58 @@ impl UnixSys {
         }
     }
 
+    /// A pidfd for a new child, or `None`: pidfds are off, or this one
+    /// failed (see [`UnixSys::uses_pidfd`] for which failure is which).
     fn open_pidfd(&mut self, pid: Pid) -> Option<OwnedFd> {
         if self.pidfd == Some(false) {
             return None;
         }
-        match pidfd_open(pid) {
+        match self.faults.pidfd_open().map_or_else(|| pidfd_open(pid), Err) {
             Ok(fd) => {
-                self.pidfd = Some(true);
+                if self.pidfd.is_none() {
+                    // Linux 5.3 has pidfd_open but not waitid(P_PIDFD).
+                    if let Err(e) = self.faults.pidfd_waitid().map_or_else(|| pidfd_waitid_works(fd.as_raw_fd()), Err) {
+                        log::debug!("procsup: no waitid(P_PIDFD) ({e}); using waitpid");
+                        self.pidfd = Some(false);
+                        return None;
+                    }
+                    self.pidfd = Some(true);
+                }
                 Some(fd)
             }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                log::debug!("procsup: no pidfds ({e}); using waitpid");
+                self.pidfd = Some(false);
+                None
+            }
             Err(e) => {
-                if self.pidfd.is_none() {
-                    log::debug!("procsup: no pidfds ({e}); using waitpid");
-                    self.pidfd = Some(false);
-                } else {
-                    log::warn!("procsup: pidfd_open({pid}) failed: {e}");
-                }
+                log::warn!("procsup: pidfd_open({pid}) failed: {e}; checking it on every poll");
                 None
             }
         }
+    }
+
+    /// Test seam: the `nth` `pidfd_open` of a child (1 = the first) fails
+    /// with `errno`.
+    #[doc(hidden)]
+    pub fn fail_pidfd_open(mut self, nth: u32, errno: i32) -> Self {
+        self.faults.open = Some((nth, errno));
+        self
+    }
+
+    /// Test seam: the `nth` epoll add of a child's pidfd fails with `errno`.
+    #[doc(hidden)]
+    pub fn fail_pidfd_watch(mut self, nth: u32, errno: i32) -> Self {
+        self.faults.watch = Some((nth, errno));
+        self
+    }
+
+    /// Test seam: the check that `waitid(P_PIDFD)` works fails with
+    /// `errno`, as on Linux 5.3.
+    #[doc(hidden)]
+    pub fn fail_pidfd_waitid(mut self, errno: i32) -> Self {
+        self.faults.waitid = Some(errno);
+        self
     }
 }
 

@@ -80,6 +80,33 @@ pub(super) fn waitid_pidfd(fd: RawFd) -> Option<Exit> {
     }
 }
 
+/// Whether `waitid(P_PIDFD)` works (Linux 5.4+; 5.3 has pidfds without it):
+/// asked with `WNOWAIT`, so a child that already exited stays unreaped.
+#[cfg(target_os = "linux")]
+pub(super) fn pidfd_waitid_works(fd: RawFd) -> io::Result<()> {
+    loop {
+        // SAFETY: siginfo_t is plain data; all zeroes is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable siginfo_t; `fd` is our pidfd;
+        // WNOWAIT leaves the child's state as it is.
+        let rc = unsafe {
+            libc::waitid(libc::P_PIDFD, fd as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            e => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn pidfd_waitid_works(_: RawFd) -> io::Result<()> {
+    Err(Errno::ENOSYS.into())
+}
+
 #[cfg(not(target_os = "linux"))]
 pub(super) fn waitid_pidfd(_: RawFd) -> Option<Exit> {
     None
