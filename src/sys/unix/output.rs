@@ -24,7 +24,7 @@ use crate::event::Stream;
 use crate::sys::SysEvent;
 
 /// Bytes of captured output one `poll` reads at most, across all pipes.
-pub(super) const OUTPUT_BYTES_PER_POLL: usize = 256 * 1024;
+pub(super) const OUTPUT_BYTES_PER_POLL: usize = 64 * 1024;
 
 /// The least a ready pipe is offered in one poll while budget is left.
 const MIN_SHARE: usize = 4 * 1024;
