@@ -583,7 +583,10 @@ impl<S: Sys> Supervisor<S> {
     /// Without pidfds (old kernels, other Unixes,
     /// [`UnixSys::without_pidfd`]) it only reports captured output, not
     /// exits: such a host must also wake on SIGCHLD (its own handler, e.g.
-    /// `signal-hook`'s pipe) or tick on a timer.
+    /// `signal-hook`'s pipe) or tick on a timer. A single child that got no
+    /// pidfd while its siblings did (fd exhaustion) needs nothing more:
+    /// [`next_deadline`](Supervisor::next_deadline) asks for a short
+    /// re-check while it lives.
     pub fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
         self.sys.readiness_fds()
     }

@@ -74,6 +74,38 @@ const ORPHAN_SLOT: u64 = 3;
 
 /// The real [`Sys`]. See the module docs.
 ///
+/// # Bounds under output floods
+///
+/// Captured output is read under one budget per [`poll`](Sys::poll):
+///
+/// - at most 64 KiB across all pipes, each ready pipe offered an equal
+///   share (at least 4 KiB) in round-robin order that resumes where the
+///   previous poll stopped, so a flooding child cannot starve the others;
+/// - each capture pipe holds one page (4 KiB) in the kernel (Linux), so a
+///   child that writes faster than its share blocks on its full pipe and
+///   the host's memory does not grow;
+/// - what is left waits in the pipe: the epoll fd stays readable
+///   (level-triggered) and [`Sys::wake_after`] is zero, so
+///   [`Supervisor::next_deadline`](crate::Supervisor::next_deadline) says
+///   "now";
+/// - a child's exit is reported after the output its pipes held when it was
+///   reaped (at most a pipe's worth per stream), read under the same budget,
+///   so no line is lost and its exit never comes before its last line.
+///
+/// Together with the supervisor's own budget of
+/// [`OUTPUT_LINES_PER_TICK`](crate::OUTPUT_LINES_PER_TICK) captured lines
+/// per tick, a tick does a bounded amount of work whatever children write,
+/// and every deadline due in it (a kill, a restart) is honoured.
+///
+/// # Waiting for exits
+///
+/// Each child gets a pidfd in the epoll set where the kernel has them (see
+/// [`uses_pidfd`](UnixSys::uses_pidfd)). A child whose pidfd could not be
+/// opened or added (`EMFILE`, `ENOMEM`) is looked at with `waitpid` on
+/// every poll instead, and [`Sys::wake_after`] asks for a re-check within
+/// 50 ms while it lives, so a host that sleeps on the epoll fd and
+/// `next_deadline()` still sees its exit.
+///
 /// Dropping it with children still running kills and reaps them (see its
 /// `Drop`): call [`Supervisor::shutdown`](crate::Supervisor::shutdown) and
 /// tick until idle first for a graceful end.
