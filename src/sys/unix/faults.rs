@@ -3,6 +3,8 @@
 
 use std::io;
 
+use super::UnixSys;
+
 #[derive(Debug, Default)]
 pub(super) struct Faults {
     /// The nth `pidfd_open` (from 1) fails with this errno.
@@ -34,5 +36,30 @@ impl Faults {
     /// The injected error of the `waitid(P_PIDFD)` check, if any.
     pub(super) fn pidfd_waitid(&self) -> Option<io::Error> {
         self.waitid.map(io::Error::from_raw_os_error)
+    }
+}
+
+impl UnixSys {
+    /// Test seam: the `nth` `pidfd_open` of a child (1 = the first) fails
+    /// with `errno`.
+    #[doc(hidden)]
+    pub fn fail_pidfd_open(mut self, nth: u32, errno: i32) -> Self {
+        self.faults.open = Some((nth, errno));
+        self
+    }
+
+    /// Test seam: the `nth` epoll add of a child's pidfd fails with `errno`.
+    #[doc(hidden)]
+    pub fn fail_pidfd_watch(mut self, nth: u32, errno: i32) -> Self {
+        self.faults.watch = Some((nth, errno));
+        self
+    }
+
+    /// Test seam: the check that `waitid(P_PIDFD)` works fails with
+    /// `errno`, as on Linux 5.3.
+    #[doc(hidden)]
+    pub fn fail_pidfd_waitid(mut self, errno: i32) -> Self {
+        self.faults.waitid = Some(errno);
+        self
     }
 }

@@ -562,29 +562,6 @@ impl UnixSys {
             }
         }
     }
-
-    /// Test seam: the `nth` `pidfd_open` of a child (1 = the first) fails
-    /// with `errno`.
-    #[doc(hidden)]
-    pub fn fail_pidfd_open(mut self, nth: u32, errno: i32) -> Self {
-        self.faults.open = Some((nth, errno));
-        self
-    }
-
-    /// Test seam: the `nth` epoll add of a child's pidfd fails with `errno`.
-    #[doc(hidden)]
-    pub fn fail_pidfd_watch(mut self, nth: u32, errno: i32) -> Self {
-        self.faults.watch = Some((nth, errno));
-        self
-    }
-
-    /// Test seam: the check that `waitid(P_PIDFD)` works fails with
-    /// `errno`, as on Linux 5.3.
-    #[doc(hidden)]
-    pub fn fail_pidfd_waitid(mut self, errno: i32) -> Self {
-        self.faults.waitid = Some(errno);
-        self
-    }
 }
 
 /// `PR_SET_PDEATHSIG` follows the *thread* that spawned a child: when that
