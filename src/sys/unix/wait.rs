@@ -9,6 +9,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::Child;
 use crate::state::Exit;
 
 #[cfg(target_os = "linux")]
@@ -140,5 +141,22 @@ pub(super) fn waitpid_nohang(pid: Pid) -> Option<Exit> {
                 }
             },
         }
+    }
+}
+
+/// `PR_SET_PDEATHSIG` follows the *thread* that spawned a child: when that
+/// thread exits, the child gets its parent-death signal although the host
+/// lives on. Such a death is easy to misread, so it is named in the log.
+pub(super) fn warn_if_spawner_thread_died(pid: Pid, child: &Child, exit: Exit) {
+    let (tid, death) = child.spawner;
+    if death.is_some()
+        && exit.signal_number() == death
+        && !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+    {
+        log::warn!(
+            "procsup: {} (pid {pid}) got its parent-death signal because thread {tid}, which spawned it, exited; \
+             drive the supervisor from a thread that lives as long as its children",
+            child.name
+        );
     }
 }
