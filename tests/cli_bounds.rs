@@ -233,3 +233,17 @@ fn a_closed_stdout_never_stops_the_children() {
     assert_eq!(host.exit_within(Duration::from_secs(10)), Some(0));
     assert!(wait_until(Duration::from_secs(2), || members_of(&[a]).is_empty()), "a outlived the host");
 }
+
+#[test]
+fn capture_prints_each_line_as_an_output_event() {
+    let args =
+        ["--capture", "--restart", "never", "--exit-when-idle", "--", "sh", "-c", "echo 'hello world'; echo oops >&2"];
+    let mut host = Host::spawn(&args, Stdio::piped(), Stdio::null());
+    let lines = reader(host.child.stdout.take().unwrap());
+    let pid = field(&expect_line(&lines, "event=spawned name=sh "), "pid").unwrap();
+    let out = expect_line(&lines, "stream=stdout");
+    assert_eq!(out, format!("event=output name=sh pid={pid} stream=stdout line=\"hello world\""));
+    let err = expect_line(&lines, "stream=stderr");
+    assert_eq!(err, format!("event=output name=sh pid={pid} stream=stderr line=oops"));
+    assert_eq!(host.exit_within(Duration::from_secs(10)), Some(0));
+}
