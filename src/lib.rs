@@ -120,7 +120,7 @@ pub use orphans::{Discard, Orphan, OrphanScan};
 pub use output::{escape, MAX_LINE};
 pub use spec::{KillMode, Output, ProcessSpec, RestartPolicy, MAX_DURATION, MAX_INSTANCES, MAX_NAME_LEN};
 pub use state::{Containment, Exit, ProcessStatus, State};
-pub use supervisor::{Reaped, Supervisor};
+pub use supervisor::{Reaped, Supervisor, OUTPUT_LINES_PER_TICK};
 pub use sys::{Sys, SysEvent, UnixSys};
 
 pub use nix::sys::signal::Signal;

@@ -152,8 +152,11 @@ impl<S: Sys> Supervisor<S> {
         }
     }
 
-    pub(super) fn on_output(&mut self, pid: Pid, stream: Stream, data: &[u8]) {
-        let Some(&id) = self.pids.get(&pid) else { return };
+    /// Splits captured bytes into line events, at most `max_lines` of them
+    /// (see [`LineBuffer::push_some`](crate::output::LineBuffer::push_some)).
+    /// Returns how many bytes it took and how many lines it emitted.
+    pub(super) fn on_output(&mut self, pid: Pid, stream: Stream, data: &[u8], max_lines: usize) -> (usize, usize) {
+        let Some(&id) = self.pids.get(&pid) else { return (data.len(), 0) };
         let p = self.p_mut(id);
         let retiring = p.retiring.as_mut().filter(|r| r.pid == pid);
         let from_retiring = retiring.is_some();
@@ -161,9 +164,10 @@ impl<S: Sys> Supervisor<S> {
             Some(r) => r.lines.as_mut(),
             None => p.lines.as_mut(),
         };
-        let Some(lines) = lines else { return };
+        let Some(lines) = lines else { return (data.len(), 0) };
         let mut out = Vec::new();
-        lines[stream as usize].push(data, &mut |l| out.push(l.to_vec()));
+        let used = lines[stream as usize].push_some(data, max_lines, &mut |l| out.push(l.to_vec()));
+        let emitted = out.len();
         for line in out {
             if from_retiring {
                 let name = self.p(id).name.clone();
@@ -172,6 +176,7 @@ impl<S: Sys> Supervisor<S> {
                 self.emit_line(id, pid, stream, line);
             }
         }
+        (used, emitted)
     }
 
     /// One captured line: an event, and the crash context of the process.

@@ -100,6 +100,14 @@ pub trait Sys {
     /// Appends what happened since the last call, without blocking.
     fn poll(&mut self, events: &mut Vec<SysEvent>);
 
+    /// How soon after the last `poll` it must be polled again even if no
+    /// readiness fd fires: `Some(Duration::ZERO)` when it left work for
+    /// later (a read budget ran out), a short re-check when a child's exit
+    /// can only be seen by looking. Default: `None`, never.
+    fn wake_after(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// File descriptors that become readable when `poll` has something to
     /// report. Empty when this `Sys` has no such readiness source.
     fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {

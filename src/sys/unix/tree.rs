@@ -185,6 +185,11 @@ impl UnixSys {
         }
     }
 
+    /// Whether a draining group has no member pidfd to wake the host.
+    pub(super) fn has_unwatched_drains(&self) -> bool {
+        self.group_drains.iter().any(|&p| !self.members.values().any(|(l, _)| *l == p))
+    }
+
     /// Draining groups no member pidfd watches (no pidfds, or none could
     /// be opened) are looked at on every poll.
     pub(super) fn recheck_draining_groups(&mut self, events: &mut Vec<SysEvent>) {
@@ -228,7 +233,7 @@ impl UnixSys {
         };
         match &child.contain {
             Contain::Cgroup(cg) => cg.signal(signal),
-            Contain::Group if child.reaped => {
+            Contain::Group if child.exited.is_some() => {
                 // The id is still reserved while a member lives; see the
                 // module docs for the one residual risk.
                 if group_members(pid).is_empty() {
@@ -238,7 +243,7 @@ impl UnixSys {
             }
             // Not reaped: the leader (alive or a zombie) holds the id.
             Contain::Group => Ok(nix::sys::signal::killpg(pid, signal)?),
-            Contain::None if child.reaped => Err(Errno::ESRCH.into()),
+            Contain::None if child.exited.is_some() => Err(Errno::ESRCH.into()),
             Contain::None => match &child.pidfd {
                 Some(fd) => pidfd_send_signal(fd.as_raw_fd(), signal),
                 None => Ok(nix::sys::signal::kill(pid, signal)?),
