@@ -114,6 +114,10 @@ pub struct ProcessSpec {
     pub(crate) fatal_exec_errors: bool,
     pub(crate) instances: Option<u32>,
     pub(crate) pre_exec: Option<PreExec>,
+    /// Fds the child gets (see `pass_fd` / `listen_fds`): listen fds first.
+    pub(crate) fds: crate::pool::PassedFds,
+    /// How each instance's spec differs (`instances_with`).
+    pub(crate) per_instance: Option<crate::pool::PerInstance>,
 }
 
 /// What a stop reaches, like systemd's `KillMode=`.
@@ -174,6 +178,8 @@ impl ProcessSpec {
             umask: None,
             fatal_exec_errors: false,
             instances: None,
+            fds: Default::default(),
+            per_instance: None,
             pre_exec: None,
         }
     }
@@ -511,6 +517,7 @@ impl ProcessSpec {
 
     fn check(&self) -> Result<(), String> {
         check_name(&self.name)?;
+        self.fds.check()?;
         if let Some(n) = self.instances {
             if n == 0 || n > MAX_INSTANCES {
                 return Err(format!("instances must be between 1 and {MAX_INSTANCES}, got {n}"));

@@ -230,6 +230,10 @@ pub struct ProcessStatus {
     pub give_up_remaining: Option<u32>,
     /// Whether the host asked for the stop that is in progress or done.
     pub manual_stop: bool,
+    /// The version of the spec the serving child runs (or, with no child,
+    /// the next one will): 0 as added, one more with each
+    /// [`update_spec`](crate::Supervisor::update_spec).
+    pub spec_version: u64,
 }
 
 impl ProcessStatus {

@@ -4,6 +4,7 @@ mod drain;
 mod orphan;
 mod proc;
 mod roll;
+mod scale;
 mod transitions;
 
 use std::collections::{HashMap, VecDeque};
@@ -80,6 +81,8 @@ pub struct Supervisor<S: Sys = UnixSys> {
     timers: Timers<Deadline>,
     orphans: HashMap<Pid, OrphanTask>,
     roll: Roll,
+    /// Groups by name: what `scale` and `update_spec` make instances from.
+    pools: HashMap<Arc<str>, scale::Pool>,
     events: VecDeque<Event>,
     rng: StdRng,
     last_now: Option<Instant>,
@@ -123,6 +126,7 @@ impl<S: Sys> Supervisor<S> {
             timers: Timers::default(),
             orphans: HashMap::new(),
             roll: Roll::default(),
+            pools: HashMap::new(),
             events: VecDeque::new(),
             rng: StdRng::try_from_os_rng().unwrap_or_else(|e| {
                 // Jitter only needs to differ between hosts, not to be secret.
@@ -184,13 +188,15 @@ impl<S: Sys> Supervisor<S> {
         if let Some(taken) = names.iter().find(|n| self.names.contains_key(n.as_str())) {
             return Err(Error::DuplicateProcess(taken.clone()));
         }
+        let ones: Vec<ProcessSpec> = (0..n).map(|i| spec.instance(i)).collect();
+        for one in &ones {
+            one.validate()?;
+        }
         let group: Arc<str> = Arc::from(spec.name.as_str());
-        for name in names {
-            let mut one = spec.clone();
-            one.name = name;
-            one.instances = None;
+        for one in ones {
             self.insert(one, Some(group.clone()));
         }
+        self.add_pool(group, spec);
         Ok(())
     }
 
@@ -224,6 +230,8 @@ impl<S: Sys> Supervisor<S> {
             window: VecDeque::new(),
             added_seq: self.seq,
             start_seq: 0,
+            spec_version: 0,
+            child_version: 0,
         };
         let proc = Box::new(proc);
         let id = match self.free.pop() {

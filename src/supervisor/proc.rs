@@ -43,6 +43,8 @@ pub(super) struct Retiring {
     /// still serves), so they are restored with it.
     pub(super) last_exit: Option<Exit>,
     pub(super) exit_count: u32,
+    /// The spec version it runs.
+    pub(super) version: u64,
 }
 
 impl Retiring {
@@ -91,6 +93,10 @@ pub(super) struct Proc {
     pub(super) window: VecDeque<Instant>,
     pub(super) added_seq: u64,
     pub(super) start_seq: u64,
+    /// The version of `spec` (see `Supervisor::update_spec`), and the one
+    /// the current child was spawned with.
+    pub(super) spec_version: u64,
+    pub(super) child_version: u64,
     pub(super) lines: Option<Box<[LineBuffer; 2]>>,
     /// The last captured lines of the current child, for its exit event.
     pub(super) tail: VecDeque<Vec<u8>>,
@@ -101,9 +107,16 @@ impl Proc {
         // While a replacement starts, the old child is the one serving: the
         // status shows it Running, and the replacement aside.
         let serving = self.retiring.as_ref().filter(|r| r.serves());
-        let (state, pid, started_at, retiring_pid, replacement_pid) = match serving {
-            Some(old) => (State::Running, Some(old.pid), old.started_at, None, self.pid),
-            None => (self.state, self.pid, self.started_at, self.retiring.as_ref().map(|r| r.pid), None),
+        let (state, pid, started_at, retiring_pid, replacement_pid, spec_version) = match serving {
+            Some(old) => (State::Running, Some(old.pid), old.started_at, None, self.pid, old.version),
+            None => (
+                self.state,
+                self.pid,
+                self.started_at,
+                self.retiring.as_ref().map(|r| r.pid),
+                None,
+                if self.pid.is_some() { self.child_version } else { self.spec_version },
+            ),
         };
         ProcessStatus {
             name: self.name.to_string(),
@@ -125,6 +138,7 @@ impl Proc {
             failure_streak: self.streak,
             give_up_remaining: self.spec.give_up_after.map(|n| n.saturating_sub(self.streak)),
             manual_stop: self.manual_stop,
+            spec_version,
         }
     }
 

@@ -115,6 +115,7 @@ impl<S: Sys> Supervisor<S> {
             tail,
             last_exit: p.last_exit,
             exit_count: p.exit_count,
+            version: p.child_version,
         }));
         p.restart_count = p.restart_count.saturating_add(1);
         match self.spawn_child(id, now) {
@@ -140,6 +141,7 @@ impl<S: Sys> Supervisor<S> {
         p.tail = old.tail;
         p.last_exit = old.last_exit;
         p.exit_count = old.exit_count;
+        p.child_version = old.version;
         p.state = State::Running;
     }
 

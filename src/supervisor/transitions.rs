@@ -117,6 +117,7 @@ impl<S: Sys> Supervisor<S> {
                 p.pid = Some(pid);
                 p.started_at = Some(now);
                 p.start_seq = seq;
+                p.child_version = p.spec_version;
                 p.awaits_orphan = false;
                 p.last_spawn_error = None;
                 p.unsettled = false;

@@ -24,6 +24,7 @@
 
 mod cgroup;
 mod faults;
+mod fds;
 mod orphan;
 mod output;
 mod readiness;

@@ -18,10 +18,13 @@ use crate::spec::{Output, PreExec, ProcessSpec};
 pub(super) fn command(spec: &ProcessSpec, cgroup_procs: Option<RawFd>) -> io::Result<(Command, [Option<OwnedFd>; 2])> {
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args);
-    if spec.env_clear {
+    let fds = super::fds::FdPlan::new(spec)?;
+    // A plan with listen fds installs the whole environment in the child.
+    let env_by_command = !fds.as_ref().is_some_and(|f| f.owns_env());
+    if spec.env_clear && env_by_command {
         cmd.env_clear();
     }
-    for (k, v) in &spec.envs {
+    for (k, v) in spec.envs.iter().filter(|_| env_by_command) {
         match v {
             Some(v) => cmd.env(k, v),
             None => cmd.env_remove(k),
@@ -43,7 +46,7 @@ pub(super) fn command(spec: &ProcessSpec, cgroup_procs: Option<RawFd>) -> io::Re
     if let Some(gid) = spec.gid {
         cmd.gid(gid);
     }
-    install_pre_exec(&mut cmd, spec, cgroup_procs);
+    install_pre_exec(&mut cmd, spec, cgroup_procs, fds);
     Ok((cmd, read_ends))
 }
 
@@ -171,14 +174,14 @@ impl ProcessSpec {
 /// Work done in the child between fork and exec: entering its cgroup, the
 /// umask, the parent-death signal and the spec's own hook. Nothing is installed when none is asked
 /// for, so `Command` keeps its `posix_spawn` fast path.
-fn install_pre_exec(cmd: &mut Command, spec: &ProcessSpec, cgroup_procs: Option<RawFd>) {
+fn install_pre_exec(cmd: &mut Command, spec: &ProcessSpec, cgroup_procs: Option<RawFd>, fds: Option<super::fds::FdPlan>) {
     let umask = spec.umask;
     let user_hook = spec.pre_exec.clone();
     #[cfg(target_os = "linux")]
     let death = spec.die_with_parent.map(|s| s as libc::c_int);
     #[cfg(not(target_os = "linux"))]
     let death: Option<libc::c_int> = None;
-    if umask.is_none() && death.is_none() && user_hook.is_none() && cgroup_procs.is_none() {
+    if umask.is_none() && death.is_none() && user_hook.is_none() && cgroup_procs.is_none() && fds.is_none() {
         return;
     }
     // Read before the fork: after it, getppid() names the parent we must
@@ -211,13 +214,17 @@ fn install_pre_exec(cmd: &mut Command, spec: &ProcessSpec, cgroup_procs: Option<
                 }
             }
         }
+        if let Some(fds) = &fds {
+            fds.apply_in_child()?;
+        }
         match &user_hook {
             Some(PreExec(hook)) => hook(),
             None => Ok(()),
         }
     };
     // SAFETY: the hook only makes async-signal-safe system calls (write to
-    // cgroup.procs, umask, prctl, getppid, getpid, kill), allocates nothing and takes no lock,
+    // cgroup.procs, umask, prctl, getppid, getpid, kill, and the fd plan's
+    // fcntl, close_range, dup2), allocates nothing and takes no lock,
     // as CommandExt::pre_exec requires after fork in a threaded parent; the
     // user's hook carries the same obligation through ProcessSpec::pre_exec,
     // an unsafe fn.
