@@ -292,6 +292,27 @@ pub enum Event {
         /// The line.
         line: Vec<u8>,
     },
+    /// [`Supervisor::update_spec`](crate::Supervisor::update_spec) replaced
+    /// the spec of `name` (a group or a process): children started from
+    /// now on run `version`, and a rolling restart brings the running ones
+    /// to it.
+    SpecUpdated {
+        /// The group or process.
+        name: Arc<str>,
+        /// The new spec's version.
+        version: u64,
+    },
+    /// The roll-out of a spec update was aborted (see
+    /// [`Event::RollAborted`]): the spec of `name` is `version` again.
+    /// Children already replaced run the newer version until they restart.
+    SpecReverted {
+        /// The group or process.
+        name: Arc<str>,
+        /// The version in force again.
+        version: u64,
+        /// Why the roll-out was aborted.
+        reason: String,
+    },
 }
 
 impl Event {
@@ -319,7 +340,9 @@ impl Event {
             | Event::OrphanGone { name, .. }
             | Event::OrphanDiscarded { name, .. }
             | Event::OrphanRefused { name, .. }
-            | Event::Output { name, .. } => name,
+            | Event::Output { name, .. }
+            | Event::SpecUpdated { name, .. }
+            | Event::SpecReverted { name, .. } => name,
         }
     }
 
@@ -327,7 +350,8 @@ impl Event {
     /// `exited`, `backoff`, `fatal`, `stopping`, `killed`, `stopped`,
     /// `removed`, `retiring`, `retired`, `roll_aborted`, `roll_done`,
     /// `orphan_stopping`, `orphan_killed`, `orphan_gone`,
-    /// `orphan_discarded`, `orphan_refused`, `output`.
+    /// `orphan_discarded`, `orphan_refused`, `output`, `spec_updated`,
+    /// `spec_reverted`.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Spawned { .. } => "spawned",
@@ -352,6 +376,8 @@ impl Event {
             Event::OrphanDiscarded { .. } => "orphan_discarded",
             Event::OrphanRefused { .. } => "orphan_refused",
             Event::Output { .. } => "output",
+            Event::SpecUpdated { .. } => "spec_updated",
+            Event::SpecReverted { .. } => "spec_reverted",
         }
     }
 }
@@ -416,6 +442,11 @@ impl fmt::Display for Event {
             Event::Output { pid, stream, line, .. } => {
                 write!(f, " pid={pid} stream={} line=", stream.as_str())?;
                 logfmt_value(f, &escape(line))
+            }
+            Event::SpecUpdated { version, .. } => write!(f, " version={version}"),
+            Event::SpecReverted { version, reason, .. } => {
+                write!(f, " version={version} reason=")?;
+                logfmt_value(f, reason)
             }
         }
     }

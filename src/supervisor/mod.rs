@@ -6,6 +6,7 @@ mod proc;
 mod roll;
 mod scale;
 mod transitions;
+mod update;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::BorrowedFd;
@@ -83,6 +84,8 @@ pub struct Supervisor<S: Sys = UnixSys> {
     roll: Roll,
     /// Groups by name: what `scale` and `update_spec` make instances from.
     pools: HashMap<Arc<str>, scale::Pool>,
+    /// The spec update rolling out, to revert if its roll is aborted.
+    update: Option<update::Update>,
     events: VecDeque<Event>,
     rng: StdRng,
     last_now: Option<Instant>,
@@ -127,6 +130,7 @@ impl<S: Sys> Supervisor<S> {
             orphans: HashMap::new(),
             roll: Roll::default(),
             pools: HashMap::new(),
+            update: None,
             events: VecDeque::new(),
             rng: StdRng::try_from_os_rng().unwrap_or_else(|e| {
                 // Jitter only needs to differ between hosts, not to be secret.

@@ -84,6 +84,7 @@ impl<S: Sys> Supervisor<S> {
             let Some((id, added)) = self.roll.queue.pop_front() else {
                 if let Some(name) = self.roll.label.take() {
                     self.emit(Event::RollDone { name });
+                    self.roll_ended(None);
                 }
                 return;
             };
@@ -157,7 +158,8 @@ impl<S: Sys> Supervisor<S> {
         self.roll.current = None;
         self.roll.label = None;
         let name = self.p(id).name.clone();
-        self.emit(Event::RollAborted { name, reason });
+        self.emit(Event::RollAborted { name, reason: reason.clone() });
+        self.roll_ended(Some(&reason));
     }
 
     /// `stop_all` (or `shutdown`) ends the roll in progress, if any:
@@ -171,6 +173,7 @@ impl<S: Sys> Supervisor<S> {
         }
         self.roll = Roll::default();
         self.emit(Event::RollAborted { name: label, reason: "stopped by stop_all".to_owned() });
+        self.roll_ended(Some("stopped by stop_all"));
     }
 
     /// The replacement of `id` is `Running` (or `id` is being stopped): the
