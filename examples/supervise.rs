@@ -35,7 +35,14 @@ COMMAND is split on whitespace (no shell). SECS are decimal seconds.
 options:
   -p, --process NAME=COMMAND   a process to supervise (repeatable)
   --name NAME                  name of the PROGRAM form's process (default: its file name)
-  --instances N                run N copies of each process, named NAME:0 .. NAME:N-1
+  --instances N                run N copies of each process, named NAME:0 .. NAME:N-1;
+                               {instance} in a COMMAND's arguments becomes the
+                               instance number (0 without --instances), and each
+                               copy gets PROCSUP_INSTANCE
+  --listen HOST:PORT           bind a TCP socket once and pass it to every
+                               child at fd 3 and up, with LISTEN_FDS,
+                               LISTEN_FDNAMES (listen0, ...) and LISTEN_PID
+                               (repeatable)
   --start-grace SECS           alive this long counts as started (default 1)
   --backoff fixed:SECS|exp:INITIAL:MAX[:JITTER]
                                delay before a restart (default exp:0.1:60:0.25)
@@ -59,6 +66,8 @@ signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.
          SIGHUP restarts everything, one process at a time, each replacement
          up before its predecessor is stopped.
          SIGUSR1 prints a status table on stderr.
+         SIGTTIN / SIGTTOU add / remove (newest first) one instance of every
+         process run with --instances (at least one is kept).
 output:  a failed write (a closed stdout or stderr) is reported once on
          stderr where it can be and never stops a child; events that
          cannot be written are dropped.";
@@ -78,6 +87,7 @@ struct Args {
     cgroups: bool,
     instances: Option<u32>,
     capture: bool,
+    listen: Vec<String>,
 }
 
 fn secs(s: &str) -> Result<Duration, String> {
@@ -135,6 +145,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         cgroups: true,
         instances: None,
         capture: false,
+        listen: Vec::new(),
     };
     let mut name = None;
     let mut program = None;
@@ -170,6 +181,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--no-cgroups" => a.cgroups = false,
             "--capture" => a.capture = true,
             "--instances" => a.instances = Some(positive(&arg, &value(&arg)?)?),
+            "--listen" => a.listen.push(value(&arg)?),
             other => return Err(format!("unknown option {other:?} (try --help)")),
         }
     }
@@ -187,9 +199,11 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
     Ok(Some(a))
 }
 
-fn spec(a: &Args, name: &str, argv: &[String]) -> ProcessSpec {
+fn spec(a: &Args, name: &str, argv: &[String], listen: &[Arc<std::os::fd::OwnedFd>]) -> ProcessSpec {
+    let rest = argv[1..].to_vec();
+    let numbered = move |i: u32| -> Vec<String> { rest.iter().map(|s| s.replace("{instance}", &i.to_string())).collect() };
     let mut s = ProcessSpec::new(name, &argv[0])
-        .args(&argv[1..])
+        .listen_fds(listen.iter().enumerate().map(|(i, fd)| (format!("listen{i}"), fd.clone())))
         .start_grace(a.start_grace)
         .backoff(a.backoff.clone())
         .restart(a.restart)
@@ -201,8 +215,9 @@ fn spec(a: &Args, name: &str, argv: &[String]) -> ProcessSpec {
     if let Some(n) = a.give_up {
         s = s.give_up_after(n);
     }
-    if let Some(n) = a.instances {
-        s = s.instances(n);
+    match a.instances {
+        Some(n) => s = s.instances_with(n, move |i, spec| spec.args(numbered(i))),
+        None => s = s.args(numbered(0)),
     }
     if a.capture {
         s = s.stdout(Output::Capture).stderr(Output::Capture);
@@ -215,6 +230,8 @@ struct Signals {
     stop: Arc<AtomicBool>,
     reload: Arc<AtomicBool>,
     status: Arc<AtomicBool>,
+    grow: Arc<AtomicBool>,
+    shrink: Arc<AtomicBool>,
     wake: UnixStream,
 }
 
@@ -222,16 +239,24 @@ fn install_signals() -> io::Result<Signals> {
     let (wake, waker) = UnixStream::pair()?;
     wake.set_nonblocking(true)?;
     waker.set_nonblocking(true)?;
-    use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1};
     let (stop, reload, status) = (Arc::default(), Arc::default(), Arc::default());
-    for (sig, flag) in [(SIGTERM, &stop), (SIGINT, &stop), (SIGHUP, &reload), (SIGUSR1, &status)] {
+    let (grow, shrink) = (Arc::default(), Arc::default());
+    for (sig, flag) in [
+        (SIGTERM, &stop),
+        (SIGINT, &stop),
+        (SIGHUP, &reload),
+        (SIGUSR1, &status),
+        (SIGTTIN, &grow),
+        (SIGTTOU, &shrink),
+    ] {
         signal_hook::flag::register(sig, Arc::clone(flag))?;
     }
     // SIGCHLD only wakes the loop: needed where there are no pidfds.
-    for sig in [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD] {
+    for sig in [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGTTIN, SIGTTOU, SIGCHLD] {
         signal_hook::low_level::pipe::register(sig, waker.try_clone()?)?;
     }
-    Ok(Signals { stop, reload, status, wake })
+    Ok(Signals { stop, reload, status, grow, shrink, wake })
 }
 
 fn main() -> ExitCode {
@@ -258,8 +283,20 @@ fn main() -> ExitCode {
         None => base,
     };
     let mut sup = Supervisor::with_sys(sys);
+    // Bound once here; every child gets the same sockets (std's sockets are
+    // close-on-exec, so only the children the specs pass them to hold them).
+    let mut listen = Vec::new();
+    for addr in &args.listen {
+        match std::net::TcpListener::bind(addr.as_str()) {
+            Ok(l) => listen.push(Arc::new(std::os::fd::OwnedFd::from(l))),
+            Err(e) => {
+                eprintln!("supervise: --listen {addr}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     for (name, argv) in &args.processes {
-        if let Err(e) = sup.add_process(spec(&args, name, argv)) {
+        if let Err(e) = sup.add_process(spec(&args, name, argv, &listen)) {
             eprintln!("supervise: {e}");
             return ExitCode::from(2);
         }
@@ -279,6 +316,12 @@ fn run(sup: &mut Supervisor, args: &Args) -> io::Result<ExitCode> {
     let mut out = EventOut { out: io::BufWriter::with_capacity(64 * 1024, io::stdout().lock()), broken: false };
     sup.start_all(Instant::now()).map_err(io::Error::other)?;
     let mut stopping = false;
+    // The size the host asked each group to have: scaling down leaves the
+    // removed instances in the supervisor until they are stopped.
+    let mut sizes: Vec<(String, u32)> = match args.instances {
+        Some(n) => args.processes.iter().map(|(name, _)| (name.clone(), n)).collect(),
+        None => Vec::new(),
+    };
     loop {
         out.write(sup);
         if stopping && sup.is_idle() {
@@ -296,6 +339,16 @@ fn run(sup: &mut Supervisor, args: &Args) -> io::Result<ExitCode> {
         if signals.reload.swap(false, Ordering::Relaxed) && !stopping {
             // Only fails while shutting down, which was checked.
             let _ = sup.rolling_restart(None, now);
+        }
+        for (flag, up) in [(&signals.grow, true), (&signals.shrink, false)] {
+            if flag.swap(false, Ordering::Relaxed) && !stopping {
+                for (group, n) in &mut sizes {
+                    *n = if up { n.saturating_add(1) } else { n.saturating_sub(1).max(1) };
+                    if let Err(e) = sup.scale(group, *n, now) {
+                        let _ = writeln!(io::stderr(), "supervise: scale {group}: {e}");
+                    }
+                }
+            }
         }
         if signals.status.swap(false, Ordering::Relaxed) {
             // A closed stderr must not end the host (eprint! would panic).

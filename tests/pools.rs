@@ -52,7 +52,7 @@ fn exit_signalled(h: &mut Harness) {
         .filter(|p| done.insert(*p))
         .collect();
     for pid in pids {
-        h.sup.sys_mut().exit(pid, Exit::Signaled(15));
+        let _ = h.sup.sys_mut().exit(pid, Exit::Signaled(15)); // already gone after an earlier call
     }
     h.tick();
 }
@@ -192,7 +192,7 @@ fn a_roll_out_whose_new_spec_cannot_start_is_aborted_and_reverted() {
     h.drain();
     let replacement = h.sup.status("web:0").unwrap().replacement_pid.unwrap();
     h.advance(0.5);
-    h.sup.sys_mut().exit(replacement, Exit::Exited(127));
+    assert!(h.sup.sys_mut().exit(replacement, Exit::Exited(127)));
     h.tick();
     assert_eq!(kinds_for(&h, "roll_aborted"), ["web:0"]);
     let reverted = h.log.iter().find(|e| e.kind() == "spec_reverted").expect("an event says the spec was reverted");
