@@ -1,13 +1,18 @@
 //! Worker pools with real processes: passed fds, the socket-activation
 //! environment, instance numbers.
 
+mod pool_client;
 mod real;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use procsup::{Output, ProcessSpec, RestartPolicy, UnixSys};
+use std::collections::HashSet;
+use std::time::Instant;
+
+use pool_client::{free_port, get, worker_script, Load};
+use procsup::{Event, Output, ProcessSpec, RestartPolicy, UnixSys};
 use real::Host;
 
 /// Prints, for every fd the child holds, `fd -> target`, then its
@@ -101,4 +106,76 @@ fn passed_fds_swap_numbers_safely_and_each_instance_knows_its_number() {
     let env = report(&h, "env ");
     assert!(env.iter().all(|l| l.starts_with("env None None None")), "no LISTEN_* without listen fds: {env:?}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn worker(marker: &str) -> ProcessSpec {
+    ProcessSpec::new("web", "python3")
+        .args([worker_script(), marker.to_owned()])
+        .start_grace(Duration::from_millis(500))
+        .stop_timeout(Duration::from_secs(5))
+}
+
+fn pids_of(h: &Host, kind: &str) -> Vec<i32> {
+    h.log
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Spawned { pid, .. } if kind == "spawned" => Some(pid.as_raw()),
+            Event::Retired { pid, .. } if kind == "retired" => Some(pid.as_raw()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn update_spec_rolls_out_behind_a_shared_socket_and_a_failing_one_is_reverted() {
+    let mut h = Host::new(UnixSys::new());
+    let port = free_port();
+    let listener = Arc::new(OwnedFd::from(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap()));
+    h.add(worker("v1").listen_fds([("http", listener.clone())]).instances(4));
+    h.start_all();
+    h.run_until(Duration::from_secs(20), |h| h.count("running") == 4);
+    let old: HashSet<i32> = pids_of(&h, "spawned").into_iter().collect();
+
+    // Roll out v2 with requests in flight.
+    let load = Load::start(port, 20_000, Duration::from_secs(60));
+    h.sup.update_spec("web", worker("v2").listen_fds([("http", listener.clone())]), Instant::now()).unwrap();
+    h.run_until(Duration::from_secs(30), |h| h.count("roll_done") == 1 && h.count("retired") == 4);
+    let answers = load.finish();
+    let failed: Vec<&String> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    assert!(failed.is_empty(), "{} of {} requests failed: {failed:?}", failed.len(), answers.len());
+    assert!(answers.len() > 10, "the client loop ran: {}", answers.len());
+    assert_eq!(pids_of(&h, "retired").into_iter().collect::<HashSet<_>>(), old, "every old worker was replaced");
+    let new: HashSet<i32> = pids_of(&h, "spawned").into_iter().filter(|p| !old.contains(p)).collect();
+    for _ in 0..30 {
+        let a = get(port).unwrap();
+        assert_eq!(a.marker, "v2", "after the roll-out the new spec answers: {a:?}");
+        assert!(new.contains(&a.pid));
+    }
+    for i in 0..4 {
+        assert_eq!(h.sup.status(&format!("web:{i}")).unwrap().spec_version, 1);
+    }
+
+    // A spec that cannot start: aborted, reverted, the v2 workers serve on.
+    let load = Load::start(port, 20_000, Duration::from_secs(60));
+    h.sup.update_spec("web", worker("fail").listen_fds([("http", listener.clone())]), Instant::now()).unwrap();
+    h.run_until(Duration::from_secs(20), |h| h.count("spec_reverted") == 1);
+    let answers = load.finish();
+    assert!(answers.iter().all(|a| a.as_ref().is_ok_and(|a| a.marker == "v2" && new.contains(&a.pid))), "{answers:?}");
+    let reason = h.log.iter().find_map(|(_, e)| match e {
+        Event::SpecReverted { version, reason, .. } => Some((*version, reason.clone())),
+        _ => None,
+    });
+    let (version, reason) = reason.unwrap();
+    assert_eq!(version, 1);
+    assert!(reason.contains("exited before its start grace"), "{reason}");
+    assert_eq!(h.count("roll_aborted"), 1);
+    for i in 0..4 {
+        let name = format!("web:{i}");
+        let args: Vec<String> = h.sup.spec(&name).unwrap().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(args.last().unwrap(), "v2", "{name}'s spec is reverted");
+        assert_eq!(h.sup.status(&name).unwrap().spec_version, 1);
+    }
+    for _ in 0..10 {
+        assert_eq!(get(port).unwrap().marker, "v2");
+    }
 }
