@@ -201,7 +201,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
 
 fn spec(a: &Args, name: &str, argv: &[String], listen: &[Arc<std::os::fd::OwnedFd>]) -> ProcessSpec {
     let rest = argv[1..].to_vec();
-    let numbered = move |i: u32| -> Vec<String> { rest.iter().map(|s| s.replace("{instance}", &i.to_string())).collect() };
+    let numbered =
+        move |i: u32| -> Vec<String> { rest.iter().map(|s| s.replace("{instance}", &i.to_string())).collect() };
     let mut s = ProcessSpec::new(name, &argv[0])
         .listen_fds(listen.iter().enumerate().map(|(i, fd)| (format!("listen{i}"), fd.clone())))
         .start_grace(a.start_grace)
@@ -242,14 +243,9 @@ fn install_signals() -> io::Result<Signals> {
     use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1};
     let (stop, reload, status) = (Arc::default(), Arc::default(), Arc::default());
     let (grow, shrink) = (Arc::default(), Arc::default());
-    for (sig, flag) in [
-        (SIGTERM, &stop),
-        (SIGINT, &stop),
-        (SIGHUP, &reload),
-        (SIGUSR1, &status),
-        (SIGTTIN, &grow),
-        (SIGTTOU, &shrink),
-    ] {
+    for (sig, flag) in
+        [(SIGTERM, &stop), (SIGINT, &stop), (SIGHUP, &reload), (SIGUSR1, &status), (SIGTTIN, &grow), (SIGTTOU, &shrink)]
+    {
         signal_hook::flag::register(sig, Arc::clone(flag))?;
     }
     // SIGCHLD only wakes the loop: needed where there are no pidfds.

@@ -112,9 +112,12 @@ impl ProcessSpec {
     ///
     /// ```
     /// use std::net::TcpListener;
+    /// use std::os::fd::OwnedFd;
+    /// use std::sync::Arc;
     /// use procsup::ProcessSpec;
     /// let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    /// let spec = ProcessSpec::new("web", "server").listen_fds([("http", listener.into())]).instances(4);
+    /// let http = Arc::new(OwnedFd::from(listener));
+    /// let spec = ProcessSpec::new("web", "server").listen_fds([("http", http)]).instances(4);
     /// assert_eq!(spec.get_passed_fds().next().map(|(target, _)| target), Some(3));
     /// ```
     pub fn listen_fds<I, N>(mut self, fds: I) -> Self

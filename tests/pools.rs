@@ -59,8 +59,9 @@ fn exit_signalled(h: &mut Harness) {
 
 #[test]
 fn each_instance_gets_its_number_in_env_and_through_instances_with() {
-    let spec = ProcessSpec::new("web", "server")
-        .instances_with(3, |i, spec| spec.arg(format!("--port={}", 8000 + i)).env("ROLE", if i == 0 { "lead" } else { "peer" }));
+    let spec = ProcessSpec::new("web", "server").instances_with(3, |i, spec| {
+        spec.arg(format!("--port={}", 8000 + i)).env("ROLE", if i == 0 { "lead" } else { "peer" })
+    });
     let mut h = Harness::with([spec]);
     h.start_all();
     let spawns = h.sup.sys().spawns().to_vec();
@@ -75,7 +76,8 @@ fn each_instance_gets_its_number_in_env_and_through_instances_with() {
 
 #[test]
 fn an_instance_spec_the_closure_made_invalid_adds_nothing() {
-    let spec = ProcessSpec::new("web", "server").instances_with(3, |i, spec| if i == 2 { spec.env("A=B", "x") } else { spec });
+    let spec =
+        ProcessSpec::new("web", "server").instances_with(3, |i, spec| if i == 2 { spec.env("A=B", "x") } else { spec });
     let mut h = Harness::new();
     assert!(matches!(h.sup.add_process(spec), Err(Error::InvalidSpec { .. })));
     assert!(h.sup.is_empty());
@@ -228,4 +230,20 @@ fn a_roll_out_that_cannot_spawn_is_reverted_at_once() {
     assert!(matches!(h.sup.update_spec("nope", ProcessSpec::new("x", "y"), h.now()), Err(Error::UnknownProcess(_))));
     assert!(matches!(h.sup.update_spec("web", ProcessSpec::new("x", ""), h.now()), Err(Error::InvalidSpec { .. })));
     assert_eq!(h.sup.spec("web:0").unwrap().get_program(), "server-v1", "an invalid update changes nothing");
+}
+
+#[test]
+fn a_group_scaled_to_nothing_gives_its_name_to_a_new_process_only_then() {
+    let mut h = Harness::with([web(1)]);
+    assert!(matches!(h.sup.add_process(ProcessSpec::new("web:0", "x")), Err(Error::DuplicateProcess(_))));
+    h.sup.add_process(ProcessSpec::new("web", "single")).unwrap();
+    h.sup.scale("web", 2, h.now()).unwrap();
+    assert_eq!(names_of(&h), ["web", "web:0", "web:1"], "the group still has members: it stays a group");
+    h.sup.scale("web", 0, h.now()).unwrap();
+    h.sup.remove_process("web", h.now()).unwrap();
+    h.sup.add_process(ProcessSpec::new("web", "single")).unwrap();
+    assert!(matches!(h.sup.scale("web", 2, h.now()), Err(Error::UnknownProcess(_))));
+    h.sup.update_spec("web", ProcessSpec::new("web", "single-v2"), h.now()).unwrap();
+    assert_eq!(h.sup.status("web").unwrap().spec_version, 1);
+    assert_eq!(h.sup.spec("web").unwrap().get_program(), "single-v2");
 }

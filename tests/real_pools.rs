@@ -1,5 +1,8 @@
 //! Worker pools with real processes: passed fds, the socket-activation
-//! environment, instance numbers.
+//! environment, instance numbers, spec roll-outs.
+
+// A host, not the library: it owns real time and may read clocks and sleep.
+#![allow(clippy::disallowed_methods)]
 
 mod pool_client;
 mod real;
@@ -171,7 +174,8 @@ fn update_spec_rolls_out_behind_a_shared_socket_and_a_failing_one_is_reverted() 
     assert_eq!(h.count("roll_aborted"), 1);
     for i in 0..4 {
         let name = format!("web:{i}");
-        let args: Vec<String> = h.sup.spec(&name).unwrap().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<String> =
+            h.sup.spec(&name).unwrap().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(args.last().unwrap(), "v2", "{name}'s spec is reverted");
         assert_eq!(h.sup.status(&name).unwrap().spec_version, 1);
     }

@@ -185,6 +185,10 @@ impl<S: Sys> Supervisor<S> {
             if self.names.contains_key(spec.name.as_str()) {
                 return Err(Error::DuplicateProcess(spec.name));
             }
+            // A group scaled to nothing gives way to a process of its name.
+            if self.members(&spec.name).is_empty() {
+                self.pools.remove(spec.name.as_str());
+            }
             self.insert(spec, None);
             return Ok(());
         };

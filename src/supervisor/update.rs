@@ -46,15 +46,20 @@ impl<S: Sys> Supervisor<S> {
     /// the earlier one final (it is no longer reverted).
     ///
     /// ```
-    /// use std::time::Instant;
+    /// use std::time::{Duration, Instant};
     /// use procsup::{ProcessSpec, Supervisor, testing::FakeSys};
     /// let mut sup = Supervisor::with_sys(FakeSys::new());
-    /// sup.add_process(ProcessSpec::new("web", "server-v1").instances(2)).unwrap();
+    /// let v1 = ProcessSpec::new("web", "server-v1").start_grace(Duration::ZERO).instances(2);
+    /// sup.add_process(v1).unwrap();
     /// let now = Instant::now();
     /// sup.start_all(now).unwrap();
-    /// sup.update_spec("web", ProcessSpec::new("web", "server-v2"), now).unwrap();
+    /// let v2 = ProcessSpec::new("web", "server-v2").start_grace(Duration::ZERO);
+    /// sup.update_spec("web", v2, now).unwrap();
     /// assert_eq!(sup.spec("web:0").unwrap().get_program(), "server-v2");
-    /// assert_eq!(sup.status("web:0").unwrap().spec_version, 1);
+    /// // Replaced at once (no start grace): the serving child runs version 1,
+    /// // the old one was sent its stop signal.
+    /// let st = sup.status("web:0").unwrap();
+    /// assert_eq!((st.spec_version, st.retiring_pid.is_some()), (1, true));
     /// ```
     ///
     /// # Errors

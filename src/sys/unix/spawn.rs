@@ -174,7 +174,12 @@ impl ProcessSpec {
 /// Work done in the child between fork and exec: entering its cgroup, the
 /// umask, the parent-death signal and the spec's own hook. Nothing is installed when none is asked
 /// for, so `Command` keeps its `posix_spawn` fast path.
-fn install_pre_exec(cmd: &mut Command, spec: &ProcessSpec, cgroup_procs: Option<RawFd>, fds: Option<super::fds::FdPlan>) {
+fn install_pre_exec(
+    cmd: &mut Command,
+    spec: &ProcessSpec,
+    cgroup_procs: Option<RawFd>,
+    fds: Option<super::fds::FdPlan>,
+) {
     let umask = spec.umask;
     let user_hook = spec.pre_exec.clone();
     #[cfg(target_os = "linux")]
