@@ -111,10 +111,10 @@ pub struct ProcessSpec {
     pub(crate) umask: Option<u32>,
     pub(crate) fatal_exec_errors: bool,
     pub(crate) instances: Option<u32>,
-    pub(crate) pre_exec: Option<PreExec>,
+    pub(crate) pre_exec: Vec<PreExec>,
 }
 
-/// A hook run in the child between fork and exec; see
+/// One hook run in the child between fork and exec; see
 /// [`ProcessSpec::pre_exec`].
 #[derive(Clone)]
 pub(crate) struct PreExec(pub(crate) std::sync::Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>);
@@ -156,7 +156,7 @@ impl ProcessSpec {
             umask: None,
             fatal_exec_errors: false,
             instances: None,
-            pre_exec: None,
+            pre_exec: Vec::new(),
         }
     }
 
@@ -453,7 +453,7 @@ impl ProcessSpec {
     }
     /// Whether a pre-exec hook is set.
     pub fn has_pre_exec(&self) -> bool {
-        self.pre_exec.is_some()
+        !self.pre_exec.is_empty()
     }
     /// The number of instances asked for, if any.
     pub fn get_instances(&self) -> Option<u32> {

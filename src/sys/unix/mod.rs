@@ -17,6 +17,7 @@
 
 #![allow(unsafe_code)]
 
+mod child;
 mod readiness;
 mod spawn;
 mod wait;
