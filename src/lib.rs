@@ -119,7 +119,7 @@ pub use output::{escape, MAX_LINE};
 pub use spec::{Output, ProcessSpec, RestartPolicy, MAX_DURATION, MAX_INSTANCES, MAX_NAME_LEN};
 pub use state::{Exit, ProcessStatus, State};
 pub use supervisor::{Reaped, Supervisor};
-pub use sys::{Sys, SysEvent, UnixSys};
+pub use sys::{SubreaperMode, Sys, SysEvent, UnixSys};
 
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;

@@ -20,7 +20,10 @@
 mod child;
 mod readiness;
 mod spawn;
+mod subreaper;
 mod wait;
+
+pub use subreaper::SubreaperMode;
 
 use std::collections::HashMap;
 use std::io;
@@ -32,6 +35,7 @@ use nix::unistd::Pid;
 
 use readiness::Readiness;
 use spawn::set_nonblocking;
+use subreaper::{Subreaper, ADOPTED_SLOT};
 use wait::{pidfd_open, pidfd_send_signal, waitid_pidfd, waitpid_nohang};
 
 use super::{Sys, SysEvent};
@@ -87,6 +91,7 @@ pub struct UnixSys {
     buf: Vec<u8>,
     state_dir: Option<StateDir>,
     orphans: HashMap<Pid, OrphanEntry>,
+    subreaper: Option<Subreaper>,
 }
 
 impl Default for UnixSys {
@@ -106,6 +111,7 @@ impl UnixSys {
             buf: vec![0; 64 * 1024],
             state_dir: None,
             orphans: HashMap::new(),
+            subreaper: None,
         }
     }
 
@@ -119,6 +125,46 @@ impl UnixSys {
     pub fn state_dir(mut self, dir: impl AsRef<std::path::Path>) -> io::Result<Self> {
         self.state_dir = Some(StateDir::open(dir.as_ref())?);
         Ok(self)
+    }
+
+    /// Makes the host a child subreaper (Linux `PR_SET_CHILD_SUBREAPER`),
+    /// for a host that runs as PID 1 or as a container's entrypoint (the
+    /// job of tini and dumb-init): a process whose parent dies becomes the
+    /// host's child instead of init's. Such adopted orphans, as `mode`
+    /// allows, are watched (a pidfd in the one readiness fd) and reaped by
+    /// their pid when they exit, each reported as
+    /// [`Event::AdoptedExited`](crate::Event::AdoptedExited). Off by default.
+    ///
+    /// Adoptions are looked for on every [`Sys::poll`] (one read of
+    /// `/proc/self/task/*/children`). Nothing signals an adoption, and an
+    /// orphan adopted while the supervised child it came from lives (its
+    /// own parent in the tree died) wakes nothing when it exits: a host in
+    /// this mode should also wake on SIGCHLD and tick, so that its zombie
+    /// is reaped at once.
+    ///
+    /// The flag is the whole host process's. Dropping this `UnixSys` kills
+    /// and reaps the orphans adopted from supervised trees; dropping the
+    /// last one in subreaper mode clears the flag again (unless the host was
+    /// a subreaper before the first).
+    ///
+    /// ```no_run
+    /// use procsup::{SubreaperMode, Supervisor, UnixSys};
+    /// let sys = UnixSys::new().subreaper(SubreaperMode::SupervisedTrees)?;
+    /// let mut sup = Supervisor::with_sys(sys);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Unsupported` where there is no `PR_SET_CHILD_SUBREAPER` (systems
+    /// other than Linux); the `prctl` error otherwise.
+    pub fn subreaper(mut self, mode: SubreaperMode) -> io::Result<Self> {
+        self.subreaper = Some(Subreaper::new(mode)?);
+        Ok(self)
+    }
+
+    /// How many adopted orphans are watched (subreaper mode).
+    pub fn adopted_count(&self) -> usize {
+        self.subreaper.as_ref().map_or(0, Subreaper::adopted_count)
     }
 
     /// The `waitpid`/`kill` fallback even where pidfds exist (for tests of
@@ -141,7 +187,7 @@ impl UnixSys {
     }
 
     fn token(pid: Pid, slot: u64) -> u64 {
-        (pid.as_raw() as u32 as u64) << 2 | slot
+        (pid.as_raw() as u32 as u64) << 3 | slot
     }
 
     fn watch(&self, fd: &OwnedFd, token: u64) -> io::Result<()> {
@@ -205,6 +251,9 @@ impl UnixSys {
             if let Some(dir) = &self.state_dir {
                 dir.remove(&child.name, pid.as_raw());
             }
+            if let Some(sr) = &mut self.subreaper {
+                sr.note_reaped(pid, &child.name);
+            }
             warn_if_spawner_thread_died(pid, &child, exit);
         }
         events.push(SysEvent::Exited { pid, exit });
@@ -225,9 +274,14 @@ impl UnixSys {
             return;
         };
         for token in tokens {
-            let pid = Pid::from_raw((token >> 2) as u32 as i32);
-            match token & 3 {
+            let pid = Pid::from_raw((token >> 3) as u32 as i32);
+            match token & 7 {
                 ORPHAN_SLOT => self.orphan_gone(pid, events),
+                ADOPTED_SLOT => {
+                    if let Some(exit) = self.wait_adopted(pid) {
+                        self.finish_adopted(pid, exit, events);
+                    }
+                }
                 0 => {
                     if let Some(exit) = self.try_wait(pid) {
                         self.finish(pid, exit, events);
@@ -339,6 +393,7 @@ impl Sys for UnixSys {
         for pid in gone {
             self.orphan_gone(pid, events);
         }
+        self.poll_adopted(events);
     }
 
     fn scan_orphans(&mut self) -> io::Result<Vec<OrphanScan>> {
@@ -427,6 +482,7 @@ impl Drop for UnixSys {
                 while let Err(Errno::EINTR) = nix::sys::wait::waitpid(pid, None) {}
             }
         }
+        self.release_adopted();
     }
 }
 

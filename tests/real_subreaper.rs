@@ -1,0 +1,161 @@
+//! Subreaper mode with real processes. `PR_SET_CHILD_SUBREAPER` is the
+//! whole process's, so these tests live in their own test binary: no other
+//! test runs while this process is a subreaper.
+
+// A host, not the library: it owns real time and may read clocks and sleep.
+#![allow(clippy::disallowed_methods)]
+
+mod real;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use procsup::{Event, Exit, ProcessSpec, RestartPolicy, SubreaperMode, UnixSys};
+use real::{alive, both_paths, wait_for, Host, MakeSys};
+
+/// A child that double-forks a grandchild (which writes its pid to
+/// `pidfile`, lives `secs`, and exits 7), then exits 0 itself.
+fn double_forker(name: &str, pidfile: &Path, secs: &str) -> ProcessSpec {
+    let inner = format!("echo $$ > {}; sleep {secs}; exit 7", pidfile.display());
+    ProcessSpec::new(name, "sh").args(["-c", &format!("( sh -c '{inner}' & ); exit 0")]).restart(RestartPolicy::Never)
+}
+
+fn read_pid(pidfile: &Path) -> i32 {
+    assert!(wait_for(Duration::from_secs(10), || std::fs::read_to_string(pidfile).is_ok_and(|s| s.ends_with('\n'))));
+    std::fs::read_to_string(pidfile).unwrap().trim().parse().unwrap()
+}
+
+/// Not a zombie, not anything: the pid is gone from /proc.
+fn reaped(pid: i32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Kills a test-started pid that may have outlived a failed assertion.
+struct Reaper(i32);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0), Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(self.0), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    }
+}
+
+/// A subreaper `UnixSys` on the wait path `make` builds.
+fn subreaper(make: MakeSys, mode: SubreaperMode) -> UnixSys {
+    make().subreaper(mode).expect("PR_SET_CHILD_SUBREAPER")
+}
+
+#[test]
+fn a_double_forked_grandchild_is_adopted_reaped_and_reported() {
+    for (path, make) in both_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild");
+        let mut h = Host::new(subreaper(make, SubreaperMode::SupervisedTrees));
+        h.add(double_forker("d", &pidfile, "0.5"));
+        h.start_all();
+        let grandchild = read_pid(&pidfile);
+        let _reaper = Reaper(grandchild);
+        h.run_until(Duration::from_secs(10), |h| h.count("adopted_exited") == 1);
+        let e = h.events("adopted_exited")[0];
+        assert_eq!(
+            e,
+            &Event::AdoptedExited { name: "d".into(), pid: Pid::from_raw(grandchild), exit: Exit::Exited(7) },
+            "{path}"
+        );
+        assert!(reaped(grandchild), "{path}: the grandchild is no zombie");
+        assert_eq!(h.sup.sys().adopted_count(), 0);
+        // The child's own exit took the normal path.
+        assert!(matches!(h.events("exited")[0], Event::Exited { exit: Exit::Exited(0), .. }), "{path}");
+    }
+}
+
+#[test]
+fn the_hosts_own_command_child_keeps_its_exit_status() {
+    for (path, make) in both_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild");
+        let mut h = Host::new(subreaper(make, SubreaperMode::SupervisedTrees));
+        // The host's own child, a zombie while the supervisor works.
+        let mut own = Command::new("sh").args(["-c", "exit 5"]).spawn().unwrap();
+        let own_pid = own.id() as i32;
+        assert!(wait_for(Duration::from_secs(5), || !alive(own_pid)));
+        h.add(double_forker("d", &pidfile, "0.2"));
+        h.start_all();
+        let _reaper = Reaper(read_pid(&pidfile));
+        h.run_until(Duration::from_secs(10), |h| h.count("adopted_exited") == 1);
+        for _ in 0..5 {
+            h.turn(Duration::from_millis(10));
+        }
+        assert!(h
+            .events("adopted_exited")
+            .iter()
+            .all(|e| !matches!(e, Event::AdoptedExited { pid, .. } if pid.as_raw() == own_pid)));
+        assert_eq!(own.wait().unwrap().code(), Some(5), "{path}");
+    }
+}
+
+/// A child without a group of its own: its grandchild shares the host's
+/// group and session, so nothing proves where it comes from. Supervised
+/// trees mode leaves it to the host; all-orphans mode reaps it, nameless.
+#[test]
+fn an_unprovable_orphan_is_reaped_only_when_the_host_has_no_children() {
+    for mode in [SubreaperMode::SupervisedTrees, SubreaperMode::AllOrphans] {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild");
+        let mut h = Host::new(UnixSys::new().subreaper(mode).unwrap());
+        h.add(double_forker("d", &pidfile, "0.1").process_group(false));
+        h.start_all();
+        let grandchild = read_pid(&pidfile);
+        let _reaper = Reaper(grandchild);
+        h.run_until(Duration::from_secs(10), |h| h.count("exited") == 1);
+        if mode == SubreaperMode::AllOrphans {
+            h.run_until(Duration::from_secs(10), |h| h.count("adopted_exited") == 1);
+            assert_eq!(
+                h.events("adopted_exited")[0],
+                &Event::AdoptedExited { name: "".into(), pid: Pid::from_raw(grandchild), exit: Exit::Exited(7) }
+            );
+            assert!(reaped(grandchild));
+        } else {
+            // It exits and stays the host's zombie, its status untaken.
+            assert!(wait_for(Duration::from_secs(10), || !alive(grandchild)));
+            for _ in 0..5 {
+                h.turn(Duration::from_millis(10));
+            }
+            assert_eq!(h.count("adopted_exited"), 0);
+            let status = nix::sys::wait::waitpid(Pid::from_raw(grandchild), None).unwrap();
+            assert_eq!(status, nix::sys::wait::WaitStatus::Exited(Pid::from_raw(grandchild), 7));
+        }
+    }
+}
+
+#[test]
+fn dropping_the_supervisor_kills_and_reaps_adopted_orphans() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("grandchild");
+    let mut h = Host::new(UnixSys::new().subreaper(SubreaperMode::SupervisedTrees).unwrap());
+    // The child leads a session (not a group); the grandchild stays in the
+    // session, lives on, and is adopted when the child exits.
+    let inner = format!("echo $$ > {}; exec sleep 60", pidfile.display());
+    // SAFETY: setsid(2) is async-signal-safe.
+    let spec = unsafe {
+        ProcessSpec::new("l", "sh")
+            .args(["-c", &format!("( sh -c '{inner}' & ); exit 0")])
+            .restart(RestartPolicy::Never)
+            .process_group(false)
+            .pre_exec(|| {
+                nix::unistd::setsid()?;
+                Ok(())
+            })
+    };
+    h.add(spec);
+    h.start_all();
+    let grandchild = read_pid(&pidfile);
+    let _reaper = Reaper(grandchild);
+    h.run_until(Duration::from_secs(10), |h| h.sup.sys().adopted_count() == 1);
+    assert!(alive(grandchild));
+    drop(h);
+    assert!(reaped(grandchild), "killed and reaped on drop");
+}
