@@ -49,6 +49,8 @@ options:
                                what a crashed earlier run left behind
   --no-die-with-parent         let children outlive this host (by default
                                they get SIGKILL when it dies)
+  --subreaper                  adopt orphans (PR_SET_CHILD_SUBREAPER) and reap
+                               them, for PID 1 or a container's entrypoint
   -h, --help                   this text
 
 signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.
@@ -69,6 +71,7 @@ struct Args {
     state_dir: Option<std::path::PathBuf>,
     die_with_parent: bool,
     instances: Option<u32>,
+    subreaper: bool,
 }
 
 fn secs(s: &str) -> Result<Duration, String> {
@@ -124,6 +127,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         state_dir: None,
         die_with_parent: true,
         instances: None,
+        subreaper: false,
     };
     let mut name = None;
     let mut program = None;
@@ -156,6 +160,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--exit-when-idle" => a.exit_when_idle = true,
             "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
             "--no-die-with-parent" => a.die_with_parent = false,
+            "--subreaper" => a.subreaper = true,
             "--instances" => a.instances = Some(positive(&arg, &value(&arg)?)?),
             other => return Err(format!("unknown option {other:?} (try --help)")),
         }
@@ -239,6 +244,18 @@ fn main() -> ExitCode {
             }
         },
         None => UnixSys::new(),
+    };
+    // This host has no children of its own: every orphan it adopts is
+    // one to reap.
+    let sys = match args.subreaper {
+        true => match sys.subreaper(procsup::SubreaperMode::AllOrphans) {
+            Ok(sys) => sys,
+            Err(e) => {
+                eprintln!("supervise: --subreaper: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        false => sys,
     };
     let mut sup = Supervisor::with_sys(sys);
     for (name, argv) in &args.processes {

@@ -5,6 +5,7 @@
 // A host, not the library: it owns real time and may read clocks and sleep.
 #![allow(clippy::disallowed_methods)]
 
+mod bin;
 mod real;
 
 use std::path::Path;
@@ -158,4 +159,27 @@ fn dropping_the_supervisor_kills_and_reaps_adopted_orphans() {
     assert!(alive(grandchild));
     drop(h);
     assert!(reaped(grandchild), "killed and reaped on drop");
+}
+
+#[test]
+fn supervise_subreaper_reaps_and_reports_a_double_forked_daemon() {
+    let _serial = real::serial();
+    let mut cli = bin::Cli::start(&[
+        "--subreaper",
+        "--restart",
+        "never",
+        "--",
+        "sh",
+        "-c",
+        "( sh -c 'sleep 0.3; exit 7' & ); exit 0",
+    ]);
+    cli.expect("event=exited name=sh");
+    let line = cli.expect("event=adopted_exited");
+    // Attributed to its tree even where every orphan would be reaped.
+    assert!(line.starts_with("event=adopted_exited name=sh pid="), "{line}");
+    assert!(line.ends_with(" code=7"), "{line}");
+    let pid: i32 = bin::field(&line, "pid").unwrap().parse().unwrap();
+    assert!(reaped(pid), "supervise reaped it");
+    cli.signal(Signal::SIGTERM);
+    assert_eq!(cli.wait(), 0);
 }
