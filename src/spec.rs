@@ -297,7 +297,10 @@ impl ProcessSpec {
     ///
     /// The child also checks, right after setting it, that the host is
     /// still its parent, and signals itself if not: a host that dies during
-    /// the spawn leaves nothing behind either.
+    /// the spawn leaves nothing behind either. By then the child's signal
+    /// dispositions are the defaults and nothing is blocked, so the signal
+    /// acts as the kernel's would and never runs a handler of the host; a
+    /// signal whose default is to be ignored fails the spawn instead.
     ///
     /// # Threads
     ///

@@ -14,6 +14,11 @@
 //!   the host must also wake on SIGCHLD or on a timer.
 //! - It never calls `waitpid(-1)`: a host's other children keep their exit
 //!   status.
+//! - Every child starts clean (`child.rs`): an empty signal mask and the
+//!   default disposition for each signal the host ignored or caught, before
+//!   any user hook.
+//! - In subreaper mode ([`UnixSys::subreaper`], `subreaper.rs`) orphans
+//!   adopted from supervised trees are reaped, each by its pid.
 
 #![allow(unsafe_code)]
 
