@@ -73,6 +73,31 @@ fn a_double_forked_grandchild_is_adopted_reaped_and_reported() {
     }
 }
 
+/// The grandchild is adopted while the child lives on (its own parent in
+/// the tree died): no exit of ours announces it; its zombie is found (a
+/// non-reaping peek) and reaped by its pid at the next tick.
+#[test]
+fn an_orphan_adopted_while_its_supervised_child_lives_is_reaped() {
+    for (path, make) in both_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild");
+        let mut h = Host::new(subreaper(make, SubreaperMode::SupervisedTrees));
+        let inner = format!("echo $$ > {}; sleep 0.2; exit 7", pidfile.display());
+        h.add(ProcessSpec::new("c", "sh").args(["-c", &format!("( sh -c '{inner}' & ); exec sleep 60")]));
+        h.start_all();
+        let grandchild = read_pid(&pidfile);
+        let _reaper = Reaper(grandchild);
+        h.run_until(Duration::from_secs(10), |h| h.count("adopted_exited") == 1);
+        assert_eq!(
+            h.events("adopted_exited")[0],
+            &Event::AdoptedExited { name: "c".into(), pid: Pid::from_raw(grandchild), exit: Exit::Exited(7) },
+            "{path}"
+        );
+        assert!(reaped(grandchild), "{path}");
+        assert_eq!(h.count("exited"), 0, "{path}: the child itself lives on");
+    }
+}
+
 #[test]
 fn the_hosts_own_command_child_keeps_its_exit_status() {
     for (path, make) in both_paths() {

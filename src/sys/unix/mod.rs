@@ -162,12 +162,16 @@ impl UnixSys {
     /// their pid when they exit, each reported as
     /// [`Event::AdoptedExited`](crate::Event::AdoptedExited). Off by default.
     ///
-    /// Adoptions are looked for on every [`Sys::poll`] (one read of
-    /// `/proc/self/task/*/children`). Nothing signals an adoption, and an
-    /// orphan adopted while the supervised child it came from lives (its
-    /// own parent in the tree died) wakes nothing when it exits: a host in
-    /// this mode should also wake on SIGCHLD and tick, so that its zombie
-    /// is reaped at once.
+    /// Adoptions are looked for (one read of `/proc/self/task/*/children`)
+    /// in a [`Sys::poll`] that saw an exit of ours, or when a non-reaping
+    /// peek shows a zombie child that is not ours. Nothing signals an
+    /// adoption, and an orphan adopted while the supervised child it came
+    /// from lives (its own parent in the tree died) wakes nothing when it
+    /// exits: a host in this mode should also wake on SIGCHLD and tick, so
+    /// that such a zombie is reaped at once.
+    ///
+    /// [`SubreaperMode::AllOrphans`] takes every child that is not this
+    /// `UnixSys`'s own, including another `UnixSys`'s: use it with one.
     ///
     /// The flag is the whole host process's. Dropping this `UnixSys` kills
     /// and reaps the orphans adopted from supervised trees; dropping the
@@ -178,14 +182,15 @@ impl UnixSys {
     /// use procsup::{SubreaperMode, Supervisor, UnixSys};
     /// let sys = UnixSys::new().subreaper(SubreaperMode::SupervisedTrees)?;
     /// let mut sup = Supervisor::with_sys(sys);
-    /// # Ok::<(), std::io::Error>(())
+    /// # Ok::<(), procsup::Error>(())
     /// ```
     ///
     /// # Errors
-    /// `Unsupported` where there is no `PR_SET_CHILD_SUBREAPER` (systems
-    /// other than Linux); the `prctl` error otherwise.
-    pub fn subreaper(mut self, mode: SubreaperMode) -> io::Result<Self> {
-        self.subreaper = Some(Subreaper::new(mode)?);
+    /// [`Error::Subreaper`](crate::Error::Subreaper): `Unsupported` where
+    /// there is no `PR_SET_CHILD_SUBREAPER` (systems other than Linux); the
+    /// `prctl` error otherwise.
+    pub fn subreaper(mut self, mode: SubreaperMode) -> crate::Result<Self> {
+        self.subreaper = Some(Subreaper::new(mode).map_err(crate::Error::Subreaper)?);
         Ok(self)
     }
 

@@ -4,12 +4,17 @@
 //! A process whose parent dies is re-parented to its nearest subreaper
 //! ancestor. So once the host is one, a daemon that a supervised child
 //! double-forked becomes the host's child, and a zombie of the host when it
-//! exits. Nothing signals an adoption; so on every `poll` the host's
-//! children (`/proc/self/task/*/children`) that are neither our own nor
-//! already adopted are looked at: one whose membership is proven (see
-//! [`supervised_tree_of`]), or any in [`SubreaperMode::AllOrphans`], gets a
-//! pidfd in the one readiness fd and is reaped *by its pid* when it exits,
-//! never through a `waitid(P_ALL)` that could take a status that is not ours.
+//! exits. Nothing signals an adoption. So the host's children
+//! (`/proc/self/task/*/children`) that are neither our own nor already
+//! adopted are looked at when one may have appeared: in a `poll` that saw
+//! an exit of ours (a child's or an adopted orphan's: its own children were
+//! just handed to the host), or when a non-reaping peek
+//! (`waitid(P_ALL, WNOWAIT)`) shows a zombie that is not ours (an orphan
+//! adopted while the supervised child it came from lives, now dead). One
+//! whose membership is proven (see [`supervised_tree_of`]), or any in
+//! [`SubreaperMode::AllOrphans`], gets a pidfd in the one readiness fd and
+//! is reaped *by its pid* when it exits; the peek only says when to look, it
+//! never reaps: it returns one zombie at a time, maybe one that is not ours.
 
 use std::collections::HashMap;
 use std::io;
@@ -18,7 +23,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
-use super::wait::{pidfd_open, waitid_pidfd, waitpid_nohang};
+use super::wait::{peek_zombie, pidfd_open, waitid_pidfd, waitpid_nohang};
 use super::UnixSys;
 use crate::state::Exit;
 use crate::sys::SysEvent;
@@ -165,7 +170,10 @@ impl UnixSys {
                 self.finish_adopted(pid, exit, events);
             }
         }
-        self.adopt_new(events);
+        let exit_seen = self.subreaper.as_ref().is_some_and(|sr| !sr.recent.is_empty());
+        if exit_seen || peek_zombie().is_some_and(|pid| !self.children.contains_key(&pid)) {
+            self.adopt_new(events);
+        }
         if let Some(sr) = &mut self.subreaper {
             sr.recent.clear();
         }
