@@ -102,6 +102,7 @@ impl HostSignals {
 
 /// The parent-death signal, and the parent it is about.
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) struct Death {
     pub(super) signal: libc::c_int,
     /// The host's pid, read before the fork.
