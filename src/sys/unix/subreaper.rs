@@ -45,7 +45,7 @@ pub enum SubreaperMode {
 }
 
 /// The token slot of an adopted orphan's pidfd in the epoll set.
-pub(super) const ADOPTED_SLOT: u64 = 4;
+pub(super) const ADOPTED_SLOT: u64 = 7;
 
 /// The fields of `/proc/<pid>/stat` that prove where a process comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
