@@ -125,7 +125,10 @@ impl ProcessSpec {
     /// An `Err` a hook returns fails the spawn ([`Event::SpawnFailed`](crate::Event)),
     /// and the hooks after it do not run: the child never runs the program
     /// and is reaped by the spawn itself. Only the error's errno crosses to
-    /// the parent (`EINVAL` for an error that has none), not its message.
+    /// the parent (through std's close-on-exec pipe): the spawn fails with
+    /// `io::Error::from_raw_os_error(errno)`, so a custom kind or message is
+    /// lost, and an error without an errno (`io::Error::other`) arrives as
+    /// `EINVAL`.
     ///
     /// Hooks force the `fork` path (no `posix_spawn`).
     ///
