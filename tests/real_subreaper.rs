@@ -14,14 +14,18 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use procsup::{Event, Exit, ProcessSpec, RestartPolicy, SubreaperMode, UnixSys};
+use procsup::{Event, Exit, KillMode, ProcessSpec, RestartPolicy, SubreaperMode, UnixSys};
 use real::{alive, both_paths, wait_for, Host, MakeSys};
 
 /// A child that double-forks a grandchild (which writes its pid to
-/// `pidfile`, lives `secs`, and exits 7), then exits 0 itself.
+/// `pidfile`, lives `secs`, and exits 7), then exits 0 itself. It means to
+/// leave the daemon behind (`KillMode::Process`): its exit drains nothing.
 fn double_forker(name: &str, pidfile: &Path, secs: &str) -> ProcessSpec {
     let inner = format!("echo $$ > {}; sleep {secs}; exit 7", pidfile.display());
-    ProcessSpec::new(name, "sh").args(["-c", &format!("( sh -c '{inner}' & ); exit 0")]).restart(RestartPolicy::Never)
+    ProcessSpec::new(name, "sh")
+        .args(["-c", &format!("( sh -c '{inner}' & ); exit 0")])
+        .restart(RestartPolicy::Never)
+        .kill_mode(KillMode::Process)
 }
 
 fn read_pid(pidfile: &Path) -> i32 {
@@ -98,6 +102,37 @@ fn an_orphan_adopted_while_its_supervised_child_lives_is_reaped() {
     }
 }
 
+/// A grandchild that left its group and session (`setsid`) is still in
+/// the child's cgroup: that proves where it comes from. The child's exit
+/// drains the tree; the grandchild, adopted, is reaped under its name.
+#[test]
+fn a_setsid_grandchild_is_attributed_by_its_cgroup() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("grandchild");
+    let mut h = Host::new(subreaper(UnixSys::new, SubreaperMode::SupervisedTrees));
+    let inner = format!("echo $$ > {}; exec sleep 60", pidfile.display());
+    h.add(
+        ProcessSpec::new("d", "sh")
+            .args(["-c", &format!("( setsid sh -c '{inner}' & ); sleep 0.5; exit 0")])
+            .restart(RestartPolicy::Never),
+    );
+    h.start_all();
+    if h.sup.sys().cgroup_dir().is_none() {
+        eprintln!("no writable cgroup v2 here: only the process-group path ran");
+        return;
+    }
+    let grandchild = read_pid(&pidfile);
+    let _reaper = Reaper(grandchild);
+    let session = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap();
+    assert!(session.contains(&format!(" {grandchild} {grandchild} ")), "it leads its own group and session");
+    h.run_until(Duration::from_secs(10), |h| h.count("adopted_exited") == 1);
+    assert_eq!(
+        h.events("adopted_exited")[0],
+        &Event::AdoptedExited { name: "d".into(), pid: Pid::from_raw(grandchild), exit: Exit::Signaled(15) }
+    );
+    assert!(reaped(grandchild));
+}
+
 #[test]
 fn the_hosts_own_command_child_keeps_its_exit_status() {
     for (path, make) in both_paths() {
@@ -171,6 +206,7 @@ fn dropping_the_supervisor_kills_and_reaps_adopted_orphans() {
             .args(["-c", &format!("( sh -c '{inner}' & ); exit 0")])
             .restart(RestartPolicy::Never)
             .process_group(false)
+            .kill_mode(KillMode::Process)
             .pre_exec(|| {
                 nix::unistd::setsid()?;
                 Ok(())
@@ -196,10 +232,14 @@ fn supervise_subreaper_reaps_and_reports_a_double_forked_daemon() {
         "--",
         "sh",
         "-c",
-        "( sh -c 'sleep 0.3; exit 7' & ); exit 0",
+        // The daemon ignores (from birth: inherited) the TERM that drains
+        // the child's tree once the child exited, and ends on its own.
+        "trap '' TERM; ( sh -c 'sleep 0.3; exit 7' & ); exit 0",
     ]);
     cli.expect("event=exited name=sh");
-    let line = cli.expect("event=adopted_exited");
+    // Should the middle shell be adopted too, the daemon is the one that
+    // exits 7.
+    let line = (0..3).map(|_| cli.expect("event=adopted_exited")).find(|l| l.ends_with(" code=7")).unwrap();
     // Attributed to its tree even where every orphan would be reaped.
     assert!(line.starts_with("event=adopted_exited name=sh pid="), "{line}");
     assert!(line.ends_with(" code=7"), "{line}");

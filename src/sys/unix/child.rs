@@ -1,5 +1,6 @@
 //! What procsup does in the child between fork and exec, before any user
-//! hook: a clean signal state, the umask, the parent-death signal.
+//! hook: entering its cgroup, a clean signal state, the umask, the
+//! parent-death signal.
 //!
 //! The parent decides what is needed ([`ChildSteps::plan`]): a few
 //! `sigaction` queries tell which signals the host ignores or catches, one
@@ -22,6 +23,7 @@
 //! sends can arrive there (the child's pid is not known yet).
 
 use std::io;
+use std::os::fd::RawFd;
 
 /// A set of signals 1..=64, as a bit mask (bit `n - 1` is signal `n`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -113,6 +115,8 @@ pub(super) struct Death {
 /// hook before the fork.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct ChildSteps {
+    /// The open `cgroup.procs` of the cgroup the child enters.
+    cgroup_procs: Option<RawFd>,
     /// Signals to set to `SIG_DFL`: every one the host ignores or catches.
     reset: SigBits,
     umask: Option<libc::mode_t>,
@@ -126,6 +130,7 @@ impl ChildSteps {
     /// signals matter until exec).
     pub(super) fn plan(
         host: HostSignals,
+        cgroup_procs: Option<RawFd>,
         umask: Option<libc::mode_t>,
         death: Option<Death>,
         hooks: bool,
@@ -133,16 +138,20 @@ impl ChildSteps {
         // std resets SIGPIPE itself on both paths; anything else ignored or
         // blocked would survive exec.
         let dirty = host.blocked || !host.ignored.without(libc::SIGPIPE).is_empty();
-        if !dirty && umask.is_none() && death.is_none() && !hooks {
+        if !dirty && cgroup_procs.is_none() && umask.is_none() && death.is_none() && !hooks {
             return None;
         }
-        Some(ChildSteps { reset: SigBits(host.ignored.0 | host.caught.0), umask, death })
+        Some(ChildSteps { cgroup_procs, reset: SigBits(host.ignored.0 | host.caught.0), umask, death })
     }
 
     /// Runs in the child, after fork and before any user hook.
     /// Async-signal-safe: system calls only, on data owned by `self`.
     pub(super) fn run(&self) -> io::Result<()> {
-        // Dispositions first: from here on no host handler can run in the
+        // First, before anything of the child can fork: its cgroup.
+        if let Some(fd) = self.cgroup_procs {
+            super::cgroup::enter(fd)?;
+        }
+        // Then dispositions: from here on no host handler can run in the
         // child, whatever the rest of the steps (or a user hook) raise.
         // SAFETY: an all-zero sigaction is SIG_DFL with no flags; its mask
         // is then emptied with sigemptyset(3), async-signal-safe.
@@ -243,8 +252,9 @@ mod tests {
                 libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
             }
             let host = HostSignals::query();
-            let steps = ChildSteps::plan(host, None, Some(Death { signal: libc::SIGTERM, parent: 1 << 30 }), false)
-                .expect("a death signal is work");
+            let steps =
+                ChildSteps::plan(host, None, None, Some(Death { signal: libc::SIGTERM, parent: 1 << 30 }), false)
+                    .expect("a death signal is work");
             let _ = steps.run();
             // Only reached if the signal did not end us.
             unsafe {
@@ -270,16 +280,16 @@ mod tests {
     #[test]
     fn nothing_to_do_keeps_the_fast_path() {
         let clean = HostSignals::default();
-        assert!(ChildSteps::plan(clean, None, None, false).is_none());
+        assert!(ChildSteps::plan(clean, None, None, None, false).is_none());
         let pipe = HostSignals { ignored: SigBits::default().with(libc::SIGPIPE), ..clean };
-        assert!(ChildSteps::plan(pipe, None, None, false).is_none(), "std resets SIGPIPE itself");
+        assert!(ChildSteps::plan(pipe, None, None, None, false).is_none(), "std resets SIGPIPE itself");
         let caught = HostSignals { caught: SigBits::default().with(libc::SIGTERM), ..clean };
-        assert!(ChildSteps::plan(caught, None, None, false).is_none(), "exec resets handlers");
+        assert!(ChildSteps::plan(caught, None, None, None, false).is_none(), "exec resets handlers");
         let quit = HostSignals { ignored: SigBits::default().with(libc::SIGQUIT), ..clean };
-        assert!(ChildSteps::plan(quit, None, None, false).is_some());
-        assert!(ChildSteps::plan(HostSignals { blocked: true, ..clean }, None, None, false).is_some());
-        assert!(ChildSteps::plan(clean, Some(0o22), None, false).is_some());
-        let steps = ChildSteps::plan(caught, None, None, true).expect("hooks force the fork path");
+        assert!(ChildSteps::plan(quit, None, None, None, false).is_some());
+        assert!(ChildSteps::plan(HostSignals { blocked: true, ..clean }, None, None, None, false).is_some());
+        assert!(ChildSteps::plan(clean, None, Some(0o22), None, false).is_some());
+        let steps = ChildSteps::plan(caught, None, None, None, true).expect("hooks force the fork path");
         assert!(steps.reset.contains(libc::SIGTERM), "then handlers are reset too");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -14,7 +14,9 @@ use crate::spec::{Output, PreExec, ProcessSpec};
 
 /// A `Command` for `spec`, and our read ends of its capture pipes. The
 /// write ends live in the `Command`: drop it after the spawn to close them.
-pub(super) fn command(spec: &ProcessSpec) -> io::Result<(Command, [Option<OwnedFd>; 2])> {
+/// `cgroup_procs`: the open `cgroup.procs` of the cgroup the child enters
+/// before exec; it must stay open until the spawn returns.
+pub(super) fn command(spec: &ProcessSpec, cgroup_procs: Option<RawFd>) -> io::Result<(Command, [Option<OwnedFd>; 2])> {
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args);
     if spec.env_clear {
@@ -42,7 +44,7 @@ pub(super) fn command(spec: &ProcessSpec) -> io::Result<(Command, [Option<OwnedF
     if let Some(gid) = spec.gid {
         cmd.gid(gid);
     }
-    install_pre_exec(&mut cmd, spec);
+    install_pre_exec(&mut cmd, spec, cgroup_procs);
     Ok((cmd, read_ends))
 }
 
@@ -53,8 +55,22 @@ struct ChildStdio {
     read_ends: [Option<OwnedFd>; 2],
 }
 
+/// The kernel buffer of a capture pipe: one page (Linux; elsewhere the
+/// default). What a child leaves in it when it exits is read before its
+/// exit is reported, so this bounds how long an exit can wait behind
+/// output: with the default 64 KiB, 20 children flooding both streams with
+/// empty lines leave 2.6 million lines to emit after a stop; with 4 KiB,
+/// 160 thousand. A writer blocks sooner, and the host's reads are as large
+/// as the pipe's share of the budget anyway.
+pub(super) const CAPTURE_PIPE_SIZE: usize = 4 * 1024;
+
 fn capture_pipe(read_end: &mut Option<OwnedFd>) -> io::Result<OwnedFd> {
     let (r, w) = cloexec_pipe()?;
+    #[cfg(target_os = "linux")]
+    if let Err(e) = fcntl(&r, FcntlArg::F_SETPIPE_SZ(CAPTURE_PIPE_SIZE as libc::c_int)) {
+        // Only a smaller buffer is asked for, which cannot hit a limit.
+        log::debug!("procsup: F_SETPIPE_SZ: {e}");
+    }
     *read_end = Some(r);
     Ok(w)
 }
@@ -167,10 +183,10 @@ impl ProcessSpec {
 }
 
 /// Work done in the child between fork and exec: procsup's own steps
-/// ([`ChildSteps`]: a clean signal state, the umask, the parent-death
-/// signal), then the spec's hooks in order. Nothing is installed when
+/// ([`ChildSteps`]: entering its cgroup, a clean signal state, the umask,
+/// the parent-death signal), then the spec's hooks in order. Nothing is installed when
 /// nothing is needed, so `Command` keeps its `posix_spawn` fast path.
-fn install_pre_exec(cmd: &mut Command, spec: &ProcessSpec) {
+fn install_pre_exec(cmd: &mut Command, spec: &ProcessSpec, cgroup_procs: Option<RawFd>) {
     let umask = spec.umask.map(|m| m as libc::mode_t);
     // Read before the fork: after it, getppid() names the parent we must
     // outlive no longer than.
@@ -180,9 +196,10 @@ fn install_pre_exec(cmd: &mut Command, spec: &ProcessSpec) {
     #[cfg(not(target_os = "linux"))]
     let death: Option<Death> = None;
     let hooks = !spec.pre_exec.is_empty();
-    if let Some(steps) = ChildSteps::plan(HostSignals::query(), umask, death, hooks) {
+    if let Some(steps) = ChildSteps::plan(HostSignals::query(), cgroup_procs, umask, death, hooks) {
         // SAFETY: ChildSteps::run only makes async-signal-safe system calls
-        // (sigaction, sigprocmask, umask, prctl, getppid, getpid, kill) on
+        // (write to cgroup.procs, sigaction, sigprocmask, umask, prctl,
+        // getppid, getpid, kill) on
         // plain data copied before the fork; it allocates nothing and takes
         // no lock, as CommandExt::pre_exec requires after fork in a threaded
         // parent. std runs the hooks in the order they were added: this one

@@ -11,7 +11,7 @@
 //! just handed to the host), or when a non-reaping peek
 //! (`waitid(P_ALL, WNOWAIT)`) shows a zombie that is not ours (an orphan
 //! adopted while the supervised child it came from lives, now dead). One
-//! whose membership is proven (see [`supervised_tree_of`]), or any in
+//! whose membership is proven (see `supervised_tree_of`), or any in
 //! [`SubreaperMode::AllOrphans`], gets a pidfd in the one readiness fd and
 //! is reaped *by its pid* when it exits; the peek only says when to look, it
 //! never reaps: it returns one zombie at a time, maybe one that is not ours.
@@ -23,6 +23,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
+use super::tree::Contain;
 use super::wait::{peek_zombie, pidfd_open, waitid_pidfd, waitpid_nohang};
 use super::UnixSys;
 use crate::state::Exit;
@@ -33,8 +34,9 @@ use crate::sys::SysEvent;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SubreaperMode {
-    /// Only those that provably come from a supervised tree: in the process
-    /// group or the session of one of the supervisor's children, or of an
+    /// Only those that provably come from a supervised tree: in the cgroup
+    /// of one of the supervisor's children, or in the process group or the
+    /// session of one (also of a leader whose tree still drains), or of an
     /// orphan adopted from one. The host's own other children (its
     /// `std::process::Command`s) keep their exit status.
     SupervisedTrees,
@@ -143,20 +145,23 @@ impl Subreaper {
     }
 }
 
-/// The supervised process a child of the host provably comes from, if any:
-/// it is in the process group or the session of one of `ids` (the pids of
-/// our children; the pids, groups and sessions of orphans adopted from
-/// them and of those reaped in this poll). The host's own group and
-/// session are not in `ids`: they prove nothing.
+/// The supervised process a child of the host provably comes from, by its
+/// process group or session: one of `ids` (the pids of our children, also
+/// leaders reaped while their tree drains; the pids, groups and sessions of
+/// orphans adopted from them and of those reaped in this poll). The host's
+/// own group and session are not in `ids`: they prove nothing.
 ///
 /// A group or session id stays allocated (so cannot name another process)
 /// while any member lives; only the id's own pid can be a recycled one,
 /// after its owner was reaped, so a process is never its own proof.
-///
-/// Cgroup membership (one of our cgroups) is the stronger proof where
-/// cgroups are in use; it is checked here once they land.
-fn supervised_tree_of<'a>(ids: &'a [(i32, &'a str)], pid: i32, st: &Stat) -> Option<&'a str> {
+fn tree_by_ids<'a>(ids: &'a [(i32, &'a str)], pid: i32, st: &Stat) -> Option<&'a str> {
     ids.iter().find(|&&(id, _)| id != pid && (st.pgrp == id || st.session == id)).map(|&(_, name)| name)
+}
+
+/// The cgroup v2 path of `pid`, relative to its hierarchy (`0::/a/b`).
+fn cgroup_of(pid: i32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("0::")).map(|p| p.trim_start_matches('/').to_owned())
 }
 
 impl UnixSys {
@@ -206,7 +211,7 @@ impl UnixSys {
             if st.ppid != me {
                 continue;
             }
-            let name = supervised_tree_of(&ids, pid, &st).map(Box::<str>::from);
+            let name = self.supervised_tree_of(&ids, pid, &st);
             if name.is_some() || sr.mode == SubreaperMode::AllOrphans {
                 found.push((pid, st, name));
             }
@@ -214,6 +219,24 @@ impl UnixSys {
         for (pid, st, name) in found {
             self.adopt(Pid::from_raw(pid), st, name, events);
         }
+    }
+
+    /// Whether a child the host adopted provably comes from a supervised
+    /// tree, and whose: it is in the cgroup of one of our children (nothing
+    /// can leave one unless moved by someone with write access to the
+    /// hierarchy), or in the process group or session of one ([`tree_by_ids`]).
+    fn supervised_tree_of(&self, ids: &[(i32, &str)], pid: i32, st: &Stat) -> Option<Box<str>> {
+        if let Some(path) = cgroup_of(pid).filter(|p| !p.is_empty()) {
+            let path = std::path::Path::new(&path);
+            let by_cgroup = self.children.values().find(|c| match &c.contain {
+                Contain::Cgroup(cg) => cg.dir.ends_with(path),
+                _ => false,
+            });
+            if let Some(child) = by_cgroup {
+                return Some(child.name.clone());
+            }
+        }
+        tree_by_ids(ids, pid, st).map(Box::<str>::from)
     }
 
     fn adopt(&mut self, pid: Pid, st: Stat, name: Option<Box<str>>, events: &mut Vec<SysEvent>) {
@@ -301,10 +324,10 @@ mod tests {
     #[test]
     fn membership_is_by_group_or_session_and_never_by_its_own_pid() {
         let ids = [(100, "web"), (200, "db")];
-        assert_eq!(supervised_tree_of(&ids, 150, &st(100, 7)), Some("web"), "in web's group");
-        assert_eq!(supervised_tree_of(&ids, 250, &st(250, 200)), Some("db"), "in db's session");
-        assert_eq!(supervised_tree_of(&ids, 300, &st(7, 7)), None, "in neither");
-        assert_eq!(supervised_tree_of(&ids, 100, &st(100, 100)), None, "a recycled pid is not its own proof");
+        assert_eq!(tree_by_ids(&ids, 150, &st(100, 7)), Some("web"), "in web's group");
+        assert_eq!(tree_by_ids(&ids, 250, &st(250, 200)), Some("db"), "in db's session");
+        assert_eq!(tree_by_ids(&ids, 300, &st(7, 7)), None, "in neither");
+        assert_eq!(tree_by_ids(&ids, 100, &st(100, 100)), None, "a recycled pid is not its own proof");
     }
 
     #[test]
