@@ -388,22 +388,7 @@ fn a_crashed_hosts_whole_tree_is_stopped_by_the_next_host() {
 
 #[test]
 fn children_get_their_cgroups_under_the_directory_the_host_names() {
-    let Some(mount) = cgroup2_mount() else {
-        eprintln!("no cgroup2 mount here: nothing to name");
-        return;
-    };
-    let parent = mount.join(format!("procsup-test-parent-{}", std::process::id()));
-    if std::fs::create_dir(&parent).is_err() {
-        eprintln!("cgroup2 at {} is not writable here", mount.display());
-        return;
-    }
-    struct Rmdir(PathBuf);
-    impl Drop for Rmdir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir(&self.0);
-        }
-    }
-    let _rmdir = Rmdir(parent.clone());
+    let Some((mount, parent, _rmdir)) = test_cgroup_parent("parent") else { return };
     assert!(UnixSys::new().cgroup_parent(mount.join("no-such-dir")).is_err(), "not a cgroup2 directory");
     let mut h = Host::new(UnixSys::new().cgroup_parent(&parent).unwrap());
     h.add(spec("named", "exec sleep 1000"));
@@ -419,6 +404,30 @@ fn children_get_their_cgroups_under_the_directory_the_host_names() {
     assert!(std::fs::read_dir(&parent).unwrap().flatten().all(|e| !e.path().is_dir()), "a cgroup left under it");
 }
 
+/// Removes a test's cgroup directory when the test ends.
+struct Rmdir(PathBuf);
+
+impl Drop for Rmdir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A fresh cgroup directory for one test, with the cgroup2 mount, or `None`
+/// (said on stderr) where no cgroup2 hierarchy is writable.
+fn test_cgroup_parent(tag: &str) -> Option<(PathBuf, PathBuf, Rmdir)> {
+    let Some(mount) = cgroup2_mount() else {
+        eprintln!("no cgroup2 mount here: this test needs one");
+        return None;
+    };
+    let parent = mount.join(format!("procsup-test-{tag}-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir(&parent) {
+        eprintln!("cgroup2 at {} is not writable here ({e}): this test needs it", mount.display());
+        return None;
+    }
+    Some((mount, parent.clone(), Rmdir(parent)))
+}
+
 fn cgroup2_mount() -> Option<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines().find_map(|l| {
@@ -429,22 +438,7 @@ fn cgroup2_mount() -> Option<PathBuf> {
 
 #[test]
 fn a_child_whose_cgroup_cannot_be_made_is_held_by_its_group() {
-    let Some(mount) = cgroup2_mount() else {
-        eprintln!("no cgroup2 mount here");
-        return;
-    };
-    let parent = mount.join(format!("procsup-test-limit-{}", std::process::id()));
-    if std::fs::create_dir(&parent).is_err() {
-        eprintln!("cgroup2 at {} is not writable here", mount.display());
-        return;
-    }
-    struct Rmdir(PathBuf);
-    impl Drop for Rmdir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir(&self.0);
-        }
-    }
-    let _rmdir = Rmdir(parent.clone());
+    let Some((_, parent, _rmdir)) = test_cgroup_parent("limit") else { return };
     // Room for the per-host directory, none for a child's cgroup in it.
     std::fs::write(parent.join("cgroup.max.descendants"), "1").unwrap();
     let tmp = tempfile::tempdir().unwrap();
