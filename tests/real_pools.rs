@@ -45,10 +45,10 @@ fn listen_fds_land_at_3_in_order_with_listen_pid_the_childs_own() {
     let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let (la, lb) = (link(&a), link(&b));
-    // A host fd without close-on-exec must not reach the child.
-    // SAFETY: dup(2) of our own open fd; the copy is closed below.
-    let leak = unsafe { libc::dup(a.as_raw_fd()) };
-    assert!(leak > 2);
+    // A host fd without close-on-exec (dup(2) does not copy the flag) must
+    // not reach the child.
+    let leak = nix::unistd::dup(&a).unwrap();
+    assert!(leak.as_raw_fd() > 2);
     let spec = ProcessSpec::new("w", "python3")
         .args(["-c", REPORT])
         .env("KEPT", "yes")
@@ -59,8 +59,7 @@ fn listen_fds_land_at_3_in_order_with_listen_pid_the_childs_own() {
     h.add(spec);
     h.start_all();
     h.run_until(Duration::from_secs(20), |h| h.count("exited") == 1);
-    // SAFETY: closing the fd dup'ed above.
-    unsafe { libc::close(leak) };
+    drop(leak);
     let fds = report(&h, "fd ");
     let want: Vec<String> = ["0", "1", "2"].iter().map(|n| format!("fd {n} ")).collect();
     assert_eq!(fds.len(), 5, "only 0-2 and the two passed fds: {fds:?}");
