@@ -88,6 +88,9 @@ impl ProcessSpec {
     /// gives the child no other fd than these and 0 to 2: every other fd
     /// is marked close-on-exec in the child (`close_range(2)`, Linux 5.11
     /// and later; elsewhere only what procsup opens is close-on-exec).
+    /// In the child each source is first duplicated above the highest
+    /// target, so a target may be any number below the child's
+    /// `RLIMIT_NOFILE` (else the spawn fails with `EINVAL`).
     ///
     /// ```
     /// use std::os::fd::OwnedFd;
