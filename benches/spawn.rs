@@ -40,6 +40,16 @@ fn spawn(c: &mut Criterion) {
     // groups only, for the ratio.
     let mut groups = UnixSys::new().without_cgroups();
     g.bench_function("unixsys_without_cgroups", |b| b.iter(|| spawn_and_reap(&mut groups, &plain, &mut events)));
+    // Passing a listening socket: an fd plan and the child's whole
+    // environment built before the fork, against the plain spawn above.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = std::sync::Arc::new(std::os::fd::OwnedFd::from(listener));
+    let listening = ProcessSpec::new("t", "/bin/true").die_with_parent(None).listen_fds([("http", http.clone())]);
+    g.bench_function("unixsys_listen_fds", |b| b.iter(|| spawn_and_reap(&mut sys, &listening, &mut events)));
+    // The same fd without the socket-activation environment: the fd plan
+    // alone, to split the cost.
+    let passing = ProcessSpec::new("t", "/bin/true").die_with_parent(None).pass_fd(3, http);
+    g.bench_function("unixsys_pass_fd", |b| b.iter(|| spawn_and_reap(&mut sys, &passing, &mut events)));
     g.finish();
 }
 
