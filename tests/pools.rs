@@ -247,3 +247,27 @@ fn a_group_scaled_to_nothing_gives_its_name_to_a_new_process_only_then() {
     assert_eq!(h.sup.status("web").unwrap().spec_version, 1);
     assert_eq!(h.sup.spec("web").unwrap().get_program(), "single-v2");
 }
+
+#[test]
+fn an_update_of_a_group_scaled_to_nothing_is_for_its_next_instances() {
+    let mut h = running(1);
+    h.sup.scale("web", 0, h.now()).unwrap();
+    exit_signalled(&mut h);
+    assert!(h.sup.is_empty());
+    h.sup.update_spec("web", ProcessSpec::new("web", "server-v2"), h.now()).unwrap();
+    h.drain();
+    assert_eq!(kinds_for(&h, "spec_updated"), ["web"]);
+    // A later, unrelated roll that aborts must not revert it.
+    h.sup.add_process(ProcessSpec::new("other", "x").start_grace(secs(1.0))).unwrap();
+    h.start("other");
+    h.advance(1.0);
+    h.tick();
+    h.sup.sys_mut().fail_next_spawn(Errno::EAGAIN);
+    h.sup.rolling_restart(Some("other"), h.now()).unwrap();
+    h.drain();
+    assert_eq!(kinds_for(&h, "roll_aborted"), ["other"]);
+    assert!(kinds_for(&h, "spec_reverted").is_empty());
+    h.sup.scale("web", 1, h.now()).unwrap();
+    assert_eq!(h.sup.spec("web:0").unwrap().get_program(), "server-v2");
+    assert_eq!(h.sup.status("web:0").unwrap().spec_version, 1);
+}

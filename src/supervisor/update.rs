@@ -114,8 +114,13 @@ impl<S: Sys> Supervisor<S> {
             update.procs.push((id, p.added_seq, old, p.spec_version));
             p.spec_version = v;
         }
-        self.update = Some(update);
+        let rolls = !update.procs.is_empty();
         self.emit(Event::SpecUpdated { name: target.clone(), version });
+        if !rolls {
+            // A group scaled to nothing: the spec is for its next instances.
+            return Ok(());
+        }
+        self.update = Some(update);
         self.rolling_restart(Some(&target), now)
     }
 
