@@ -121,8 +121,14 @@ pub use state::{Exit, ProcessStatus, State};
 pub use supervisor::{Reaped, Supervisor};
 pub use sys::{Sys, SysEvent, UnixSys};
 
+pub use nix::errno::Errno;
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
+
+/// The `nix` this crate is built on, so a host can name the same types
+/// (`procsup::nix::poll::poll` for the loop above) without pinning a
+/// version of its own.
+pub use nix;
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

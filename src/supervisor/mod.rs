@@ -1,5 +1,6 @@
 //! The supervisor: the steps and the state machine.
 
+mod host;
 mod orphan;
 mod proc;
 mod roll;

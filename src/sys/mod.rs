@@ -72,6 +72,15 @@ pub trait Sys {
         Vec::new()
     }
 
+    /// Whether `poll` has something to report right now: input that a
+    /// bounded `poll` left for the next one. A host watching the readiness
+    /// fd edge-triggered (mio, tokio) sees no new edge for it, so
+    /// [`Supervisor::poll_timeout`](crate::Supervisor::poll_timeout) is zero
+    /// while this holds. Never blocks. Default: false.
+    fn has_ready(&self) -> bool {
+        false
+    }
+
     /// Checks the records an earlier run left in the state directory:
     /// records of processes that are gone, recycled or junk are removed and
     /// reported; live ones are reported as [`OrphanScan::Alive`] and from

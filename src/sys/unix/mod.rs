@@ -402,6 +402,10 @@ impl Sys for UnixSys {
     fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
         self.readiness.iter().map(Readiness::fd).collect()
     }
+
+    fn has_ready(&self) -> bool {
+        self.readiness.as_ref().is_some_and(Readiness::is_readable)
+    }
 }
 
 impl Drop for UnixSys {

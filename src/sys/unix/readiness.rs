@@ -50,6 +50,14 @@ impl Readiness {
     pub(super) fn fd(&self) -> BorrowedFd<'_> {
         self.epoll.0.as_fd()
     }
+
+    /// Whether anything is ready now: the epoll fd polls readable while its
+    /// ready list is not empty.
+    pub(super) fn is_readable(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(self.fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -71,6 +79,9 @@ impl Readiness {
         match *self {}
     }
     pub(super) fn fd(&self) -> BorrowedFd<'_> {
+        match *self {}
+    }
+    pub(super) fn is_readable(&self) -> bool {
         match *self {}
     }
 }
