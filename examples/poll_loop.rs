@@ -55,9 +55,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         // Sleep until a child exits or the next deadline, rounded up to the
         // millisecond: nothing else, and never a spin.
-        let timeout = sup.poll_timeout(Instant::now()).map_or(PollTimeout::NONE, |d| {
-            PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX)
-        });
+        let timeout = sup
+            .poll_timeout(Instant::now())
+            .map_or(PollTimeout::NONE, |d| PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX));
         {
             let mut pollfds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
             pollfds.extend(sup.readiness_fd().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));

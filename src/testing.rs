@@ -334,7 +334,10 @@ impl Sys for FakeSys {
         });
         self.spawned += 1;
         if let Ok(pid) = result {
-            self.children.insert(pid, FakeChild { name: spec.name.clone(), born: self.spawned, group: spec.process_group, exited: false });
+            self.children.insert(
+                pid,
+                FakeChild { name: spec.name.clone(), born: self.spawned, group: spec.process_group, exited: false },
+            );
         }
         if self.record {
             self.spawns.push(SpawnRecord { spec: spec.clone(), result });

@@ -3,10 +3,9 @@
 //! stays.
 
 use std::sync::Mutex;
-use std::time::Instant;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
-use procsup::testing::FakeSys;
+use procsup::testing::{FakeSys, VirtualClock};
 use procsup::{Event, Output, ProcessSpec, Stream, Supervisor};
 
 /// Every record, as (target, level, message).
@@ -28,7 +27,7 @@ impl Log for Recorder {
 fn each_process_its_own_target_each_stream_its_own_level() {
     log::set_logger(&Recorder).unwrap();
     log::set_max_level(LevelFilter::Trace);
-    let now = Instant::now();
+    let now = VirtualClock::new().now();
     let mut sup = Supervisor::with_sys(FakeSys::new());
     let captured = |name: &str| ProcessSpec::new(name, "prog").stdout(Output::Capture).stderr(Output::Capture);
     sup.add_process(captured("web").log_lines(Stream::Stderr, LevelFilter::Warn)).unwrap();
