@@ -53,6 +53,13 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Another live host holds the state directory's lock: two hosts
+    /// sharing one directory would stop each other's children as orphans.
+    #[error("state directory {path} is in use by another live host")]
+    StateDirInUse {
+        /// The state directory.
+        path: PathBuf,
+    },
     /// The supervisor is shutting down and starts nothing new.
     #[error("the supervisor is shutting down")]
     ShuttingDown,

@@ -114,6 +114,7 @@ mod orphans;
 mod output;
 mod spec;
 mod state;
+mod state_dir;
 mod supervisor;
 pub mod sys;
 pub mod testing;
