@@ -1,6 +1,7 @@
 //! The supervisor: the steps and the state machine.
 
 mod host;
+mod logging;
 mod orphan;
 mod proc;
 mod roll;
@@ -17,8 +18,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::error::{Error, Result};
-use crate::event::{Event, Stream};
-use crate::output::escape;
+use crate::event::Event;
 use crate::spec::ProcessSpec;
 use crate::state::{Exit, ProcessStatus, State};
 use crate::sys::{Sys, SysEvent, UnixSys};
@@ -645,23 +645,8 @@ impl<S: Sys> Supervisor<S> {
     }
 
     fn emit(&mut self, ev: Event) {
-        match &ev {
-            Event::Fatal { .. } | Event::SpawnFailed { .. } => log::warn!(target: "procsup::event", "{ev}"),
-            Event::Output { name, stream, line, .. } => self.log_line(name, *stream, line),
-            _ => log::debug!(target: "procsup::event", "{ev}"),
-        }
+        self.log_event(&ev);
         self.events.push_back(ev);
-    }
-
-    /// A captured line to the `log` crate, under the process's own target
-    /// and at its spec's level for the stream.
-    fn log_line(&self, name: &str, stream: Stream, line: &[u8]) {
-        let Some(&id) = self.names.get(name) else { return };
-        let Some(level) = self.p(id).spec.get_log_lines(stream).to_level() else { return };
-        if level <= log::max_level() {
-            let target = format!("procsup::output::{name}");
-            log::log!(target: &target, level, "[{name}] {}", escape(line));
-        }
     }
 
     fn forget(&mut self, id: usize) {
