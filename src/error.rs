@@ -63,6 +63,10 @@ pub enum Error {
     /// The supervisor is shutting down and starts nothing new.
     #[error("the supervisor is shutting down")]
     ShuttingDown,
+    /// The process is being removed (`remove_process` waits for its child
+    /// to be reaped): it is not started again.
+    #[error("the process {0:?} is being removed")]
+    Removing(String),
 }
 
 /// `Result` with this crate's [`Error`].

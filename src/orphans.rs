@@ -21,6 +21,25 @@ pub struct Orphan {
     pub start_time: u64,
 }
 
+impl Orphan {
+    /// An orphan as a [`Sys`](crate::Sys) of the host's own reports it
+    /// from [`scan_orphans`](crate::Sys::scan_orphans) in
+    /// [`OrphanScan::Alive`]. `pgid` equals `pid` when it led its own
+    /// process group; `start_time` is whatever identifies the process
+    /// across pid reuse on that system (on Linux, `/proc/<pid>/stat` field
+    /// 22).
+    ///
+    /// ```
+    /// use procsup::{Orphan, OrphanScan, Pid};
+    /// let o = Orphan::new("web", Pid::from_raw(4242), Pid::from_raw(4242), 991_234);
+    /// assert_eq!((o.name.as_str(), o.pid.as_raw()), ("web", 4242));
+    /// let _found = OrphanScan::Alive(o);
+    /// ```
+    pub fn new(name: impl Into<String>, pid: Pid, pgid: Pid, start_time: u64) -> Self {
+        Orphan { name: name.into(), pid, pgid, start_time }
+    }
+}
+
 /// Why a record was removed without signalling anything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

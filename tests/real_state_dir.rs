@@ -228,7 +228,10 @@ fn a_roll_keeps_both_childrens_records() {
     assert_eq!(record_files(&state), [format!("web.{old}")]);
     h.sup.rolling_restart(None, Instant::now()).unwrap();
     h.run_until(Duration::from_secs(5), |h| h.count("spawned") == 2);
-    let new = h.sup.status("web").unwrap().pid.unwrap();
+    // While the replacement starts, the status shows the old child serving
+    // and the new one aside (issue 11.9).
+    let st = h.sup.status("web").unwrap();
+    let new = st.replacement_pid.or(st.pid).unwrap();
     assert_ne!(old, new);
     // The replacement is starting, the old child still serves: both are
     // recorded, each with its own pid.
