@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use procsup::nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use procsup::{Backoff, Exit, ProcessSpec, RestartPolicy, Signal, State, Supervisor, UnixSys};
+use procsup::{Backoff, Exit, Output, ProcessSpec, RestartPolicy, Signal, State, Supervisor, UnixSys};
 
 #[path = "supervise/config.rs"]
 mod config;
@@ -64,12 +64,19 @@ options:
                                what a crashed earlier run left behind
 * --no-die-with-parent         let children outlive this host (by default
                                they get SIGKILL when it dies)
+* --no-cgroups                 hold each child's tree by its process group
+                               only, even where a cgroup v2 is writable
+* --capture                    capture the children's stdout and stderr and
+                               print each line as an event=output line
   -h, --help                   this text
 
 signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.
          SIGHUP restarts everything, one process at a time, each replacement
          up before its predecessor is stopped.
-         SIGUSR1 prints a status table on stderr."#;
+         SIGUSR1 prints a status table on stderr.
+output:  a failed write (a closed stdout or stderr) is reported once on
+         stderr where it can be and never stops a child; events that
+         cannot be written are dropped."#;
 
 #[derive(Clone, Debug)]
 struct Args {
@@ -83,7 +90,9 @@ struct Args {
     exit_when_idle: bool,
     state_dir: Option<std::path::PathBuf>,
     die_with_parent: bool,
+    cgroups: bool,
     instances: Option<u32>,
+    capture: bool,
     config: Option<std::path::PathBuf>,
 }
 
@@ -93,7 +102,7 @@ struct Args {
 const PROGRAM_OPTIONS: &[&str] =
     &["start-grace", "backoff", "restart", "give-up", "stop-timeout", "stop-signal", "instances"];
 /// The same for options without a value (`key = true` in a section).
-const PROGRAM_SWITCHES: &[&str] = &["no-die-with-parent"];
+const PROGRAM_SWITCHES: &[&str] = &["no-die-with-parent", "no-cgroups", "capture"];
 
 /// Sets one of [`PROGRAM_OPTIONS`].
 fn set_program_option(a: &mut Args, key: &str, value: &str) -> Result<(), String> {
@@ -120,8 +129,11 @@ fn set_program_option(a: &mut Args, key: &str, value: &str) -> Result<(), String
 
 /// Sets one of [`PROGRAM_SWITCHES`].
 fn set_program_switch(a: &mut Args, key: &str) {
-    if key == "no-die-with-parent" {
-        a.die_with_parent = false;
+    match key {
+        "no-die-with-parent" => a.die_with_parent = false,
+        "no-cgroups" => a.cgroups = false,
+        "capture" => a.capture = true,
+        _ => {}
     }
 }
 
@@ -177,7 +189,9 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         exit_when_idle: false,
         state_dir: None,
         die_with_parent: true,
+        cgroups: true,
         instances: None,
+        capture: false,
         config: None,
     };
     let mut name = None;
@@ -202,7 +216,9 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             }
             "--exit-when-idle" => a.exit_when_idle = true,
             "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
-            "--no-die-with-parent" => set_program_switch(&mut a, &arg[2..]),
+            flag if flag.strip_prefix("--").is_some_and(|k| PROGRAM_SWITCHES.contains(&k)) => {
+                set_program_switch(&mut a, &arg[2..]);
+            }
             other => return Err(format!("unknown option {other:?} (try --help)")),
         }
     }
@@ -236,6 +252,9 @@ fn spec(a: &Args, name: &str, argv: &[String]) -> ProcessSpec {
     }
     if let Some(n) = a.instances {
         s = s.instances(n);
+    }
+    if a.capture {
+        s = s.stdout(Output::Capture).stderr(Output::Capture);
     }
     s
 }
@@ -276,15 +295,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let base = if args.cgroups { UnixSys::new() } else { UnixSys::new().without_cgroups() };
     let sys = match &args.state_dir {
-        Some(dir) => match UnixSys::new().state_dir(dir) {
+        Some(dir) => match base.state_dir(dir) {
             Ok(sys) => sys,
             Err(e) => {
                 eprintln!("supervise: --state-dir: {e}");
                 return ExitCode::from(2);
             }
         },
-        None => UnixSys::new(),
+        None => base,
     };
     let mut programs: Vec<config::Program> =
         args.processes.iter().map(|(name, argv)| (name.clone(), argv.clone(), args.clone())).collect();
@@ -315,14 +335,12 @@ fn main() -> ExitCode {
 
 fn run(sup: &mut Supervisor, args: &Args) -> io::Result<ExitCode> {
     let signals = install_signals()?;
-    let mut out = io::stdout().lock();
+    // Buffered: a flood of output lines must not cost a write(2) each.
+    let mut out = EventOut { out: io::BufWriter::with_capacity(64 * 1024, io::stdout().lock()), broken: false };
     sup.start_all(Instant::now()).map_err(io::Error::other)?;
     let mut stopping = false;
     loop {
-        for event in sup.take_events() {
-            writeln!(out, "{event}")?;
-        }
-        out.flush()?;
+        out.write(sup);
         if stopping && sup.is_idle() {
             return Ok(ExitCode::SUCCESS);
         }
@@ -340,9 +358,35 @@ fn run(sup: &mut Supervisor, args: &Args) -> io::Result<ExitCode> {
             let _ = sup.rolling_restart(None, now);
         }
         if signals.status.swap(false, Ordering::Relaxed) {
-            eprint!("{}", status_table(sup, now));
+            // A closed stderr must not end the host (eprint! would panic).
+            let _ = io::stderr().write_all(status_table(sup, now).as_bytes());
         }
         sup.tick(now);
+    }
+}
+
+/// Where events go: stdout, until a write fails (the reader went away).
+/// Then the host goes on supervising and drops its events: an output error
+/// never takes the children down.
+struct EventOut<W: Write> {
+    out: W,
+    broken: bool,
+}
+
+impl<W: Write> EventOut<W> {
+    fn write(&mut self, sup: &mut Supervisor) {
+        let mut result = Ok(());
+        for event in sup.take_events() {
+            if !self.broken && result.is_ok() {
+                result = writeln!(self.out, "{event}");
+            }
+        }
+        if !self.broken {
+            if let Err(e) = result.and_then(|()| self.out.flush()) {
+                self.broken = true;
+                let _ = writeln!(io::stderr(), "supervise: writing events: {e}; supervising on without them");
+            }
+        }
     }
 }
 

@@ -28,10 +28,10 @@ use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, AtFlags, Flock, FlockArg, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
-use nix::unistd::{unlinkat, Pid, UnlinkatFlags};
+use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::error::Error;
-use crate::orphans::{live_start_time, Discard, Orphan, OrphanScan, Record};
+use crate::orphans::{judge, Discard, OrphanScan, Record};
 
 /// The lock file inside the state directory. Its name starts with `.`,
 /// which no process name may, so it is never taken for a record.
@@ -56,7 +56,9 @@ fn record_file(name: &str, pid: i32) -> String {
 
 /// The process name a record file stands for: `<name>.<pid>` names the
 /// child `pid`; anything else is a record of the older format, named after
-/// its process alone.
+/// its process alone. (An older record of a process literally named
+/// `x.<pid>` whose pid is that `<pid>` reads as `x`: only the stop signal
+/// chosen for it and which process waits for it can differ.)
 fn process_name(file: &str, pid: i32) -> &str {
     match file.strip_suffix(pid.to_string().as_str()).and_then(|f| f.strip_suffix('.')) {
         Some(name) if !name.is_empty() => name,
@@ -103,22 +105,22 @@ impl StateDir {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let dir = match nix::fcntl::open(path, flags, Mode::empty()) {
             Ok(fd) => fd,
-            Err(Errno::ELOOP) => return Err(refuse("the state directory is a symlink")),
-            Err(Errno::ENOTDIR) => return Err(refuse("the state directory is not a directory")),
+            Err(Errno::ELOOP) => return Err(refuse("it is a symlink")),
+            Err(Errno::ENOTDIR) => return Err(refuse("it is not a directory")),
             Err(e) => return Err(fail(e.into())),
         };
         let st = fstat(&dir).map_err(|e| fail(e.into()))?;
         if st.st_uid != nix::unistd::geteuid().as_raw() {
-            return Err(refuse("the state directory is not owned by the current user"));
+            return Err(refuse("it is not owned by the current user"));
         }
         if st.st_mode & 0o022 != 0 {
-            return Err(refuse("the state directory is writable by others"));
+            return Err(refuse("it is writable by others"));
         }
         // Close-on-exec, or a child would hold the lock after the host died.
         let lock_flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
         let lock = openat(&dir, LOCK_FILE, lock_flags, Mode::from_bits_truncate(0o600)).map_err(|e| fail(e.into()))?;
         if !is_regular(&fstat(&lock).map_err(|e| fail(e.into()))?) {
-            return Err(refuse("its lock file is not a regular file"));
+            return Err(refuse("its lock file .lock is not a regular file"));
         }
         let lock = match Flock::lock(File::from(lock), FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
@@ -281,15 +283,11 @@ impl StateDir {
                 continue;
             }
             let name = process_name(&file, record.pid).to_owned();
-            out.push(match live_start_time(record.pid) {
-                None => self.discard(name, &file, &st, Discard::Gone),
-                Some(t) if t != record.start_time => self.discard(name, &file, &st, Discard::Recycled),
-                Some(_) => OrphanScan::Alive(Orphan {
-                    name,
-                    pid: Pid::from_raw(record.pid),
-                    pgid: Pid::from_raw(record.pgid),
-                    start_time: record.start_time,
-                }),
+            // What is left of the recorded tree is the orphans module's
+            // judgement (boot id, leader, cgroup, group members).
+            out.push(match judge(name.clone(), record) {
+                Err(reason) => self.discard(name, &file, &st, reason),
+                Ok(orphan) => OrphanScan::Alive(orphan),
             });
         }
         Ok(out)

@@ -25,7 +25,8 @@ impl<S: Sys> Supervisor<S> {
     /// through zero-timeout polls until the deadline comes. Zero means that
     /// work is due now: a deadline has passed, or the OS layer still holds
     /// input that the last bounded tick left for the next one (see
-    /// [`Sys::has_ready`]).
+    /// [`Sys::wake_after`]), which an edge-triggered host would otherwise
+    /// wait for in vain.
     ///
     /// Like `next_deadline`, ask again after every call on the supervisor.
     ///
@@ -63,9 +64,6 @@ impl<S: Sys> Supervisor<S> {
     /// # Ok::<(), procsup::Error>(())
     /// ```
     pub fn poll_timeout_in(&self, now: Instant, resolution: Duration) -> Option<Duration> {
-        if self.sys.has_ready() {
-            return Some(Duration::ZERO);
-        }
         let left = self.next_deadline()?.saturating_duration_since(now);
         Some(round_up(left, resolution))
     }
@@ -118,6 +116,11 @@ impl<S: Sys> Supervisor<S> {
     /// ```
     pub fn take_events(&mut self) -> VecDeque<Event> {
         std::mem::take(&mut self.events)
+    }
+
+    /// How many events wait to be taken (for `testing`'s stepping).
+    pub(crate) fn queued_events(&self) -> usize {
+        self.events.len()
     }
 }
 

@@ -27,6 +27,13 @@ impl Readiness {
         Ok(self.epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))?)
     }
 
+    /// Watches for `EPOLLPRI` only: how kernfs files such as
+    /// `cgroup.events` say that they changed (they always poll readable).
+    pub(super) fn watch_pri(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        use nix::sys::epoll::{EpollEvent, EpollFlags};
+        Ok(self.epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLPRI, token))?)
+    }
+
     pub(super) fn unwatch(&self, fd: BorrowedFd<'_>) {
         let _ = self.epoll.delete(fd);
     }
@@ -50,14 +57,6 @@ impl Readiness {
     pub(super) fn fd(&self) -> BorrowedFd<'_> {
         self.epoll.0.as_fd()
     }
-
-    /// Whether anything is ready now: the epoll fd polls readable while its
-    /// ready list is not empty.
-    pub(super) fn is_readable(&self) -> bool {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let mut fds = [PollFd::new(self.fd(), PollFlags::POLLIN)];
-        poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
-    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -72,6 +71,9 @@ impl Readiness {
     pub(super) fn watch(&self, _: BorrowedFd<'_>, _: u64) -> io::Result<()> {
         match *self {}
     }
+    pub(super) fn watch_pri(&self, _: BorrowedFd<'_>, _: u64) -> io::Result<()> {
+        match *self {}
+    }
     pub(super) fn unwatch(&self, _: BorrowedFd<'_>) {
         match *self {}
     }
@@ -79,9 +81,6 @@ impl Readiness {
         match *self {}
     }
     pub(super) fn fd(&self) -> BorrowedFd<'_> {
-        match *self {}
-    }
-    pub(super) fn is_readable(&self) -> bool {
         match *self {}
     }
 }
