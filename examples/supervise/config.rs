@@ -130,6 +130,7 @@ mod tests {
 command = "python3 -m http.server 8000"
 backoff = "fixed:2.5"
 restart = "always"
+capture = true
 
 [program.job]
 command = "sh -c 'run-job --once'"
@@ -150,6 +151,7 @@ no-die-with-parent = true
         assert_eq!(w.restart, RestartPolicy::Always);
         assert_eq!(w.give_up, Some(7), "the command line's default");
         assert!(w.die_with_parent);
+        assert!(w.capture && !j.capture, "a switch set for one program only");
         assert_eq!(j.backoff, Backoff::default());
         assert_eq!(j.restart, RestartPolicy::OnFailure);
         assert_eq!(j.give_up, Some(3));
