@@ -64,6 +64,8 @@ options:
                                what a crashed earlier run left behind
 * --no-die-with-parent         let children outlive this host (by default
                                they get SIGKILL when it dies)
+  --subreaper                  adopt orphans (PR_SET_CHILD_SUBREAPER) and reap
+                               them, for PID 1 or a container's entrypoint
 * --no-cgroups                 hold each child's tree by its process group
                                only, even where a cgroup v2 is writable
 * --capture                    capture the children's stdout and stderr and
@@ -92,6 +94,7 @@ struct Args {
     die_with_parent: bool,
     cgroups: bool,
     instances: Option<u32>,
+    subreaper: bool,
     capture: bool,
     config: Option<std::path::PathBuf>,
 }
@@ -191,6 +194,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         die_with_parent: true,
         cgroups: true,
         instances: None,
+        subreaper: false,
         capture: false,
         config: None,
     };
@@ -216,6 +220,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             }
             "--exit-when-idle" => a.exit_when_idle = true,
             "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
+            "--subreaper" => a.subreaper = true,
             flag if flag.strip_prefix("--").is_some_and(|k| PROGRAM_SWITCHES.contains(&k)) => {
                 set_program_switch(&mut a, &arg[2..]);
             }
@@ -305,6 +310,18 @@ fn main() -> ExitCode {
             }
         },
         None => base,
+    };
+    // This host has no children of its own: every orphan it adopts is
+    // one to reap.
+    let sys = match args.subreaper {
+        true => match sys.subreaper(procsup::SubreaperMode::AllOrphans) {
+            Ok(sys) => sys,
+            Err(e) => {
+                eprintln!("supervise: --subreaper: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        false => sys,
     };
     let mut programs: Vec<config::Program> =
         args.processes.iter().map(|(name, argv)| (name.clone(), argv.clone(), args.clone())).collect();

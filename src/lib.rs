@@ -96,6 +96,7 @@
 //! | systemd `RestartSec=`, `RestartSteps=`, `RestartMaxDelaySec=` | `Backoff::fixed`, `Backoff::exponential(..).max(..)` |
 //! | systemd `StartLimitBurst=`, `StartLimitIntervalSec=` | [`ProcessSpec::max_restarts_within`] |
 //! | systemd `KillSignal=`, `TimeoutStopSec=`, `KillMode=control-group` / `process` | `stop_signal`, `stop_timeout`, [`kill_mode`](ProcessSpec::kill_mode) ([`KillMode::Tree`] is the default: a cgroup, else the process group) |
+//! | tini, dumb-init (PID 1 reaping orphans) | [`UnixSys::subreaper`] with [`SubreaperMode`] |
 //! | Erlang/OTP one-for-one `intensity`, `period` | `Backoff::none()` and `max_restarts_within(intensity, period)` |
 //!
 //! # Deterministic tests
@@ -129,7 +130,7 @@ pub use output::{escape, MAX_LINE};
 pub use spec::{KillMode, Output, ProcessSpec, RestartPolicy, MAX_DURATION, MAX_INSTANCES, MAX_NAME_LEN};
 pub use state::{Containment, Exit, ProcessStatus, State};
 pub use supervisor::{Reaped, Supervisor, OUTPUT_LINES_PER_TICK};
-pub use sys::{Sys, SysEvent, UnixSys};
+pub use sys::{SubreaperMode, Sys, SysEvent, UnixSys};
 
 pub use nix::errno::Errno;
 pub use nix::sys::signal::Signal;
