@@ -67,6 +67,27 @@ pub enum Error {
     /// to be reaped): it is not started again.
     #[error("the process {0:?} is being removed")]
     Removing(String),
+    /// A spec depends on a process that is not supervised (dependencies
+    /// are added first, or in the same `add_processes` batch).
+    #[error("{name:?} depends on {dependency:?}, which is not supervised")]
+    UnknownDependency {
+        /// The process being added.
+        name: String,
+        /// The name it depends on.
+        dependency: String,
+    },
+    /// The dependencies form a cycle: each process depends on the next,
+    /// the last on the first. Nothing was added.
+    #[error("dependency cycle: {}", .0.join(" -> "))]
+    DependencyCycle(Vec<String>),
+    /// `remove_process` of a process others depend on: remove them first.
+    #[error("{name:?} cannot be removed: {dependents:?} depend on it")]
+    HasDependents {
+        /// The process.
+        name: String,
+        /// The processes that depend on it.
+        dependents: Vec<String>,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -8,6 +8,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::deps::Condition;
 use crate::orphans::Discard;
 use crate::output::escape;
 use crate::state::Exit;
@@ -53,6 +54,13 @@ pub enum FatalReason {
     ExecError(Errno),
     /// The spawn failed and the restart policy is `Never`.
     SpawnFailedNoRestart(Errno),
+    /// It was waiting on a dependency that can no longer reach the
+    /// condition: the dependency is `Fatal`, or a `Completed` dependency
+    /// exited with a failure and is not restarted.
+    DependencyFailed {
+        /// The dependency.
+        dependency: String,
+    },
 }
 
 impl fmt::Display for FatalReason {
@@ -64,6 +72,10 @@ impl fmt::Display for FatalReason {
             }
             FatalReason::ExecError(e) => write!(f, "exec_error errno={e:?}"),
             FatalReason::SpawnFailedNoRestart(e) => write!(f, "spawn_failed errno={e:?}"),
+            FatalReason::DependencyFailed { dependency } => {
+                f.write_str("dependency_failed dependency=")?;
+                logfmt_value(f, dependency)
+            }
         }
     }
 }
@@ -90,6 +102,17 @@ impl fmt::Display for FatalReason {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
+    /// The process was asked to start but waits: `dependency` has not
+    /// reached `condition` yet. Emitted when it starts waiting and when the
+    /// dependency it waits on changes.
+    Waiting {
+        /// Process name.
+        name: Arc<str>,
+        /// The first dependency not at its condition.
+        dependency: Arc<str>,
+        /// The condition.
+        condition: Condition,
+    },
     /// A child was spawned.
     Spawned {
         /// Process name.
@@ -278,6 +301,7 @@ impl Event {
     pub fn name(&self) -> &str {
         match self {
             Event::Spawned { name, .. }
+            | Event::Waiting { name, .. }
             | Event::SpawnFailed { name, .. }
             | Event::Running { name, .. }
             | Event::Exited { name, .. }
@@ -300,7 +324,7 @@ impl Event {
         }
     }
 
-    /// The short lowercase kind: `spawned`, `spawn_failed`, `running`,
+    /// The short lowercase kind: `waiting`, `spawned`, `spawn_failed`, `running`,
     /// `exited`, `backoff`, `fatal`, `stopping`, `killed`, `stopped`,
     /// `removed`, `retiring`, `retired`, `roll_aborted`, `roll_done`,
     /// `orphan_stopping`, `orphan_killed`, `orphan_gone`,
@@ -308,6 +332,7 @@ impl Event {
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Spawned { .. } => "spawned",
+            Event::Waiting { .. } => "waiting",
             Event::SpawnFailed { .. } => "spawn_failed",
             Event::Running { .. } => "running",
             Event::Exited { .. } => "exited",
@@ -355,6 +380,11 @@ impl fmt::Display for Event {
         logfmt_value(f, self.name())?;
         match self {
             Event::Spawned { pid, restart_count, .. } => write!(f, " pid={pid} restarts={restart_count}"),
+            Event::Waiting { dependency, condition, .. } => {
+                f.write_str(" dependency=")?;
+                logfmt_value(f, dependency)?;
+                write!(f, " condition={condition}")
+            }
             Event::SpawnFailed { errno, message, .. } => {
                 write!(f, " errno={errno:?} error=")?;
                 logfmt_value(f, message)

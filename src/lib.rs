@@ -100,6 +100,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod backoff;
+mod deps;
 mod error;
 mod event;
 mod orphans;
@@ -113,13 +114,14 @@ pub mod testing;
 mod timers;
 
 pub use backoff::Backoff;
+pub use deps::Condition;
 pub use error::{Error, Result};
 pub use event::{Event, FatalReason, Stream};
 pub use orphans::{Discard, Orphan, OrphanScan};
 pub use output::{escape, MAX_LINE};
 pub use spec::{Output, ProcessSpec, RestartPolicy, MAX_DURATION, MAX_INSTANCES, MAX_NAME_LEN};
 pub use state::{Exit, ProcessStatus, State};
-pub use supervisor::{Reaped, Supervisor};
+pub use supervisor::{Reaped, ShutdownOrder, Supervisor};
 pub use sys::{Sys, SysEvent, UnixSys};
 
 pub use nix::sys::signal::Signal;

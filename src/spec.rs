@@ -113,6 +113,8 @@ pub struct ProcessSpec {
     pub(crate) fatal_exec_errors: bool,
     pub(crate) instances: Option<u32>,
     pub(crate) pre_exec: Option<PreExec>,
+    pub(crate) deps: Vec<(String, crate::deps::Condition)>,
+    pub(crate) autostart: bool,
 }
 
 /// A hook run in the child between fork and exec; see
@@ -158,6 +160,8 @@ impl ProcessSpec {
             fatal_exec_errors: false,
             instances: None,
             pre_exec: None,
+            deps: Vec::new(),
+            autostart: true,
         }
     }
 
@@ -364,6 +368,48 @@ impl ProcessSpec {
     pub fn instances(mut self, n: u32) -> Self {
         self.instances = Some(n);
         self
+    }
+
+    /// Starts this process only once `dependency` has reached `condition`
+    /// (see [`Condition`](crate::Condition)); until then it is
+    /// [`State::Waiting`](crate::State::Waiting). Repeat for several
+    /// dependencies. The dependency must already be known to the
+    /// supervisor when this spec is added (or come in the same
+    /// [`Supervisor::add_processes`](crate::Supervisor::add_processes)
+    /// batch), so a cycle cannot form later; it names one process, not an
+    /// instance group.
+    ///
+    /// ```
+    /// use procsup::{Condition, ProcessSpec, State, Supervisor, testing::FakeSys};
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// sup.add_process(ProcessSpec::new("db", "postgres")).unwrap();
+    /// sup.add_process(ProcessSpec::new("app", "server").depends_on("db", Condition::Ready)).unwrap();
+    /// sup.start_all(std::time::Instant::now()).unwrap();
+    /// assert_eq!(sup.status("app").unwrap().state, State::Waiting);
+    /// ```
+    pub fn depends_on(mut self, dependency: impl Into<String>, condition: crate::deps::Condition) -> Self {
+        self.deps.push((dependency.into(), condition));
+        self
+    }
+
+    /// Whether [`Supervisor::start_all`](crate::Supervisor::start_all)
+    /// starts it, and whether a supervisor already started starts it when
+    /// it is added (default yes; supervisord's `autostart`). With `false`
+    /// only an explicit start does.
+    pub fn autostart(mut self, yes: bool) -> Self {
+        self.autostart = yes;
+        self
+    }
+
+    /// The dependencies, in the order they were given.
+    pub fn get_dependencies(&self) -> &[(String, crate::deps::Condition)] {
+        &self.deps
+    }
+
+    /// Whether it starts with `start_all` and when added to a started
+    /// supervisor.
+    pub fn get_autostart(&self) -> bool {
+        self.autostart
     }
 
     /// The name.

@@ -27,6 +27,10 @@ pub enum State {
     Exited,
     /// Gave up: too many failed starts, or an error that retrying cannot fix.
     Fatal,
+    /// Asked to start, but a dependency has not reached its condition yet
+    /// (`ProcessStatus::waiting_on` says which), or added to a started
+    /// supervisor and due at the next tick. Nothing runs.
+    Waiting,
 }
 
 impl State {
@@ -54,6 +58,7 @@ impl State {
             State::Stopping => "stopping",
             State::Exited => "exited",
             State::Fatal => "fatal",
+            State::Waiting => "waiting",
         }
     }
 }
@@ -181,6 +186,8 @@ pub struct ProcessStatus {
     pub give_up_remaining: Option<u32>,
     /// Whether the host asked for the stop that is in progress or done.
     pub manual_stop: bool,
+    /// In `Waiting`: the first dependency not at its condition yet.
+    pub waiting_on: Option<(String, crate::deps::Condition)>,
 }
 
 impl ProcessStatus {

@@ -1,11 +1,12 @@
 //! The supervisor: the steps and the state machine.
 
+mod deps;
 mod orphan;
 mod proc;
 mod roll;
 mod transitions;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +27,8 @@ use crate::timers::{Deadline, Timers};
 use orphan::OrphanTask;
 use proc::{AfterExit, Proc};
 use roll::Roll;
+
+pub use deps::ShutdownOrder;
 
 /// One child reaped by [`Supervisor::reap_processes`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +80,13 @@ pub struct Supervisor<S: Sys = UnixSys> {
     seq: u64,
     shutting_down: bool,
     scratch: Vec<SysEvent>,
+    /// `start_all` ran (and no `stop_all` since): an added process starts.
+    started: bool,
+    /// Slots that may be `Waiting` (by `added_seq`); stale entries are
+    /// dropped when seen.
+    waiting: BTreeSet<(u64, usize)>,
+    shutdown_order: ShutdownOrder,
+    stop_plan: deps::StopPlan,
 }
 
 impl Supervisor<UnixSys> {
@@ -121,6 +131,10 @@ impl<S: Sys> Supervisor<S> {
             seq: 0,
             shutting_down: false,
             scratch: Vec::new(),
+            started: false,
+            waiting: BTreeSet::new(),
+            shutdown_order: ShutdownOrder::default(),
+            stop_plan: deps::StopPlan::default(),
         }
     }
 
@@ -150,16 +164,27 @@ impl<S: Sys> Supervisor<S> {
 
     /// Adds a process, `Stopped` (or its instances, see
     /// [`ProcessSpec::instances`]). The spec is validated first; nothing is
-    /// added when any name is taken.
+    /// added when any name is taken. Every dependency it names must be
+    /// supervised already (add dependencies first, or use
+    /// [`add_processes`](Supervisor::add_processes)).
+    ///
+    /// Added after [`start_all`](Supervisor::start_all) (and before any
+    /// `stop_all` or `shutdown`), a process with
+    /// [`autostart`](ProcessSpec::autostart) starts: it is `Waiting`, due
+    /// at the last `now` the supervisor saw, so
+    /// [`next_deadline`](Supervisor::next_deadline) reports it and the next
+    /// [`tick`](Supervisor::tick) starts it (once its dependencies allow).
     ///
     /// # Errors
     /// [`Error::InvalidSpec`], [`Error::DuplicateProcess`],
-    /// [`Error::ShuttingDown`].
+    /// [`Error::ShuttingDown`], [`Error::UnknownDependency`],
+    /// [`Error::DependencyCycle`] (a process depending on itself).
     pub fn add_process(&mut self, spec: ProcessSpec) -> Result<()> {
         if self.shutting_down {
             return Err(Error::ShuttingDown);
         }
         spec.validate()?;
+        self.check_dependencies(&spec)?;
         let Some(n) = spec.instances else {
             if self.names.contains_key(spec.name.as_str()) {
                 return Err(Error::DuplicateProcess(spec.name));
@@ -208,6 +233,7 @@ impl<S: Sys> Supervisor<S> {
             window: VecDeque::new(),
             added_seq: self.seq,
             start_seq: 0,
+            waiting_on: None,
         };
         let proc = Box::new(proc);
         let id = match self.free.pop() {
@@ -221,6 +247,7 @@ impl<S: Sys> Supervisor<S> {
             }
         };
         self.names.insert(name, id);
+        self.autostart_added(id);
     }
 
     /// Removes a process. One without a child goes at once (a pending
@@ -231,11 +258,15 @@ impl<S: Sys> Supervisor<S> {
     /// restart or spawn of the process is refused with
     /// [`Error::Removing`].
     ///
+    /// A process others depend on cannot be removed while they are
+    /// supervised: remove the dependents first.
+    ///
     /// # Errors
-    /// [`Error::UnknownProcess`].
+    /// [`Error::UnknownProcess`], [`Error::HasDependents`].
     pub fn remove_process(&mut self, name: &str, now: Instant) -> Result<()> {
         let now = self.observe(now);
         let id = self.id(name)?;
+        self.check_no_dependents(id)?;
         let p = self.p(id);
         if p.state.has_child() || p.retiring.is_some() {
             self.stop_id(id, now);
@@ -262,6 +293,7 @@ impl<S: Sys> Supervisor<S> {
         let now = self.observe(now);
         let id = self.startable(name)?;
         self.start_id(id, now);
+        self.release_waiting(now, false);
         Ok(())
     }
 
@@ -298,8 +330,13 @@ impl<S: Sys> Supervisor<S> {
         Ok(())
     }
 
-    /// Starts every process that is not running, in the order they were
-    /// added. First it runs [`cleanup_orphans`](Supervisor::cleanup_orphans):
+    /// Starts every process that is not running (except those with
+    /// [`autostart(false)`](ProcessSpec::autostart)), in the order they
+    /// were added, which is a dependency order (dependencies are added
+    /// first). A process whose dependencies are not at their conditions
+    /// waits in `Waiting` and starts in the tick they are. From now on,
+    /// an added process starts too (see
+    /// [`add_process`](Supervisor::add_process)). First it runs [`cleanup_orphans`](Supervisor::cleanup_orphans):
     /// a process whose orphan from an earlier run is being stopped waits in
     /// `Backoff` until that orphan is gone (or killed), so that whatever the
     /// orphan held — a port, a lock file — is free.
@@ -313,9 +350,13 @@ impl<S: Sys> Supervisor<S> {
             return Err(Error::ShuttingDown);
         }
         self.cleanup_orphans(now)?;
+        self.started = true;
         for id in self.ids_by(|p| p.added_seq) {
-            self.start_id(id, now);
+            if self.p(id).spec.autostart {
+                self.start_id(id, now);
+            }
         }
+        self.release_waiting(now, false);
         Ok(())
     }
 
@@ -325,6 +366,7 @@ impl<S: Sys> Supervisor<S> {
     /// of the process being replaced are stopped.
     pub fn stop_all(&mut self, now: Instant) {
         let now = self.observe(now);
+        self.started = false;
         self.abort_roll_for_stop_all();
         let mut ids = self.ids_by(|p| p.start_seq);
         ids.reverse();
@@ -333,12 +375,24 @@ impl<S: Sys> Supervisor<S> {
         }
     }
 
-    /// Graceful shutdown: [`stop_all`](Supervisor::stop_all), and from now
-    /// on nothing is added, started or restarted. Keep calling
+    /// Graceful shutdown: every process stops, and from now on nothing is
+    /// added, started or restarted. Keep calling
     /// [`tick`](Supervisor::tick) until [`is_idle`](Supervisor::is_idle).
+    ///
+    /// The stops are ordered (see [`ShutdownOrder`]): by default, tier by
+    /// tier, dependents before what they depend on; each tier waits until
+    /// its processes are gone (exited, or killed at their stop timeout and
+    /// reaped) before the next is signalled, so the whole takes at most
+    /// the sum of each tier's longest stop timeout, and
+    /// [`next_deadline`](Supervisor::next_deadline) reports each tier's
+    /// kill deadline in turn. Without dependencies everything is one tier,
+    /// stopped at once, most recently started first.
     pub fn shutdown(&mut self, now: Instant) {
+        let now = self.observe(now);
         self.shutting_down = true;
-        self.stop_all(now);
+        self.started = false;
+        self.abort_roll_for_stop_all();
+        self.plan_shutdown(now);
     }
 
     /// True when no child exists and no restart is pending: after a
@@ -392,6 +446,8 @@ impl<S: Sys> Supervisor<S> {
             }
         }
         self.scratch = sys_events;
+        self.advance_shutdown(now);
+        self.release_waiting(now, true);
         reaped
     }
 
@@ -461,6 +517,7 @@ impl<S: Sys> Supervisor<S> {
         if !done.is_empty() {
             self.advance_roll(now);
         }
+        self.release_waiting(now, false);
         done
     }
 
@@ -475,8 +532,11 @@ impl<S: Sys> Supervisor<S> {
                 p.restart_count = p.restart_count.saturating_add(1);
             }
             done.push(p.name.clone());
-            let _ = self.spawn_id(id, now);
+            if self.gate(id) {
+                let _ = self.spawn_id(id, now);
+            }
         }
+        self.release_waiting(now, false);
         done
     }
 

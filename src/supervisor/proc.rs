@@ -21,6 +21,9 @@ pub(super) enum AfterExit {
     /// Start again as from `Stopped`: a fresh failure streak, no restart
     /// counted (`start_process` while `Stopping`).
     Start,
+    /// Wait for its dependencies again: it was stopped because a `Ready`
+    /// dependency left `Running`.
+    Wait,
 }
 
 /// The previous child of a process being replaced by a rolling restart:
@@ -86,6 +89,8 @@ pub(super) struct Proc {
     pub(super) lines: Option<Box<[LineBuffer; 2]>>,
     /// The last captured lines of the current child, for its exit event.
     pub(super) tail: VecDeque<Vec<u8>>,
+    /// In `Waiting`: the dependency it waits on, as last reported.
+    pub(super) waiting_on: Option<(Arc<str>, crate::deps::Condition)>,
 }
 
 impl Proc {
@@ -113,6 +118,7 @@ impl Proc {
             failure_streak: self.streak,
             give_up_remaining: self.spec.give_up_after.map(|n| n.saturating_sub(self.streak)),
             manual_stop: self.manual_stop,
+            waiting_on: self.waiting_on.as_ref().map(|(d, c)| (d.to_string(), *c)),
         }
     }
 

@@ -28,7 +28,13 @@ impl<S: Sys> Supervisor<S> {
             return;
         }
         match p.state {
-            State::Starting | State::Running => {}
+            State::Waiting if p.deadline.is_some() => {
+                // Added to a started supervisor, not yet ticked: now.
+                p.state = State::Stopped;
+                self.set_deadline(id, None);
+                self.fresh_start(id, now);
+            }
+            State::Starting | State::Running | State::Waiting => {}
             State::Stopping => {
                 p.after_exit = AfterExit::Start;
                 p.manual_stop = false;
@@ -47,9 +53,10 @@ impl<S: Sys> Supervisor<S> {
         let name = p.name.clone();
         match self.orphans.values().find(|o| o.name == name).map(|o| o.kill_at) {
             Some(kill_at) => self.await_orphan(id, now, later(kill_at.unwrap_or(now), ORPHAN_KILL_GRACE)),
-            None => {
+            None if self.gate(id) => {
                 let _ = self.spawn_id(id, now);
             }
+            None => {}
         }
     }
 
@@ -70,9 +77,10 @@ impl<S: Sys> Supervisor<S> {
                 self.emit(Event::Stopping { name, pid, signal, kill_at });
             }
             State::Stopping => p.after_exit = AfterExit::Policy,
-            State::Backoff => {
+            State::Backoff | State::Waiting => {
                 p.state = State::Stopped;
                 p.awaits_orphan = false;
+                p.waiting_on = None;
                 let name = p.name.clone();
                 self.set_deadline(id, None);
                 self.emit(Event::Stopped { name });
@@ -242,13 +250,26 @@ impl<S: Sys> Supervisor<S> {
             }
             return;
         }
+        if !p.manual_stop && !shutting_down && p.after_exit == AfterExit::Policy {
+            // It left Starting/Running unasked: what needs it Ready stops.
+            self.stop_ready_dependents(id, now);
+        }
+        let p = self.p_mut(id);
         match p.after_exit {
             AfterExit::Start if !shutting_down => self.fresh_start(id, now),
             AfterExit::Restart if !shutting_down => {
                 p.streak = 0;
                 p.manual_stop = false;
                 p.restart_count = p.restart_count.saturating_add(1);
-                let _ = self.spawn_id(id, now);
+                if self.gate(id) {
+                    let _ = self.spawn_id(id, now);
+                }
+            }
+            AfterExit::Wait if !shutting_down => {
+                p.after_exit = AfterExit::Policy;
+                if self.gate(id) {
+                    let _ = self.spawn_id(id, now);
+                }
             }
             _ if p.manual_stop || shutting_down => {
                 p.state = State::Stopped;
