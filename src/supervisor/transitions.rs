@@ -251,7 +251,9 @@ impl<S: Sys> Supervisor<S> {
             return;
         }
         if !p.manual_stop && !shutting_down && p.after_exit == AfterExit::Policy {
-            // It left Starting/Running unasked: what needs it Ready stops.
+            // It left Starting/Running unasked: what needs it Ready stops
+            // now. Not during a shutdown: there the tiers' order wins, and
+            // its dependents stop in their tier, before it would have.
             self.stop_ready_dependents(id, now);
         }
         let p = self.p_mut(id);
