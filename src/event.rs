@@ -61,6 +61,15 @@ pub enum FatalReason {
         /// The dependency.
         dependency: String,
     },
+    /// The supervisor's restarts reached its intensity
+    /// ([`Supervisor::set_intensity`](crate::Supervisor::set_intensity)):
+    /// more than `max_restarts` within `period`, so the whole group gave up.
+    GroupIntensity {
+        /// The limit.
+        max_restarts: u32,
+        /// The window.
+        period: Duration,
+    },
 }
 
 impl fmt::Display for FatalReason {
@@ -72,6 +81,9 @@ impl fmt::Display for FatalReason {
             }
             FatalReason::ExecError(e) => write!(f, "exec_error errno={e:?}"),
             FatalReason::SpawnFailedNoRestart(e) => write!(f, "spawn_failed errno={e:?}"),
+            FatalReason::GroupIntensity { max_restarts, period } => {
+                write!(f, "group_intensity max_restarts={max_restarts} period_ms={}", period.as_millis())
+            }
             FatalReason::DependencyFailed { dependency } => {
                 f.write_str("dependency_failed dependency=")?;
                 logfmt_value(f, dependency)

@@ -121,7 +121,7 @@ pub use orphans::{Discard, Orphan, OrphanScan};
 pub use output::{escape, MAX_LINE};
 pub use spec::{Output, ProcessSpec, RestartPolicy, MAX_DURATION, MAX_INSTANCES, MAX_NAME_LEN};
 pub use state::{Exit, ProcessStatus, State};
-pub use supervisor::{Reaped, ShutdownOrder, Supervisor};
+pub use supervisor::{Reaped, ShutdownOrder, Strategy, Supervisor};
 pub use sys::{Sys, SysEvent, UnixSys};
 
 pub use nix::sys::signal::Signal;

@@ -86,7 +86,7 @@ fn check_shutdown(sup: &mut Supervisor<FakeSys>, g: &[Node]) -> Result<(), TestC
 
 fn crash(sup: &mut Supervisor<FakeSys>, i: usize) {
     if let Some(pid) = sup.status(&name(i)).unwrap().pid {
-        sup.sys_mut().exit(pid, Exit::Signaled(9));
+        let _ = sup.sys_mut().exit(pid, Exit::Signaled(9));
     }
 }
 

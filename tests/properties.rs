@@ -97,6 +97,8 @@ struct World {
     clock: VirtualClock,
     /// Names stopped by the host and not started since.
     held: HashSet<String>,
+    /// `start_all` ran and no `stop_all` since: an add is a start.
+    started: bool,
 }
 
 impl World {
@@ -109,7 +111,9 @@ impl World {
         let name = |i: &usize| NAMES[*i];
         match op {
             Op::Add(i, k) => {
-                let _ = self.sup.add_process(spec(name(i), *k));
+                if self.sup.add_process(spec(name(i), *k)).is_ok() && self.started {
+                    self.held.remove(name(i));
+                }
             }
             Op::Remove(i) => {
                 let _ = self.sup.remove_process(name(i), now);
@@ -139,9 +143,11 @@ impl World {
             Op::StartAll => {
                 let _ = self.sup.start_all(now);
                 self.held.clear();
+                self.started = true;
             }
             Op::StopAll => {
                 self.sup.stop_all(now);
+                self.started = false;
                 self.held.extend(NAMES.iter().map(|n| n.to_string()));
             }
             Op::Exit(i, code) => {
@@ -180,7 +186,9 @@ impl World {
                 let _ = self.sup.rolling_restart(target.map(|i| ROLL_TARGETS[i]), now);
             }
             Op::AddGroup(k) => {
-                let _ = self.sup.add_process(spec("g", *k).instances(2));
+                if self.sup.add_process(spec("g", *k).instances(2)).is_ok() && self.started {
+                    self.held.retain(|n| !n.starts_with("g:"));
+                }
             }
             Op::Backwards(ms) => {
                 let past = now.checked_sub(Duration::from_millis(u64::from(*ms))).unwrap_or(now);
@@ -261,6 +269,7 @@ proptest! {
             sup: Supervisor::with_sys(FakeSys::new()).with_seed(seed),
             clock: VirtualClock::new(),
             held: HashSet::new(),
+            started: false,
         };
         for op in &ops {
             w.apply(op);

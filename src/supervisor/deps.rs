@@ -231,7 +231,8 @@ impl<S: Sys> Supervisor<S> {
             let mut changed = false;
             let entries: Vec<(u64, usize)> = self.waiting.iter().copied().collect();
             for (seq, id) in entries {
-                let current = self.procs[id].as_ref().is_some_and(|p| p.added_seq == seq && p.state == State::Waiting);
+                let current =
+                    self.procs[id].as_ref().is_some_and(|p| p.added_seq == seq && p.state == State::Waiting && !p.held);
                 if !current {
                     self.waiting.remove(&(seq, id));
                     continue;

@@ -4,6 +4,7 @@ mod deps;
 mod orphan;
 mod proc;
 mod roll;
+mod strategy;
 mod transitions;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -29,6 +30,7 @@ use proc::{AfterExit, Proc};
 use roll::Roll;
 
 pub use deps::ShutdownOrder;
+pub use strategy::Strategy;
 
 /// One child reaped by [`Supervisor::reap_processes`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +89,7 @@ pub struct Supervisor<S: Sys = UnixSys> {
     waiting: BTreeSet<(u64, usize)>,
     shutdown_order: ShutdownOrder,
     stop_plan: deps::StopPlan,
+    group: strategy::Group,
 }
 
 impl Supervisor<UnixSys> {
@@ -135,6 +138,7 @@ impl<S: Sys> Supervisor<S> {
             waiting: BTreeSet::new(),
             shutdown_order: ShutdownOrder::default(),
             stop_plan: deps::StopPlan::default(),
+            group: strategy::Group::default(),
         }
     }
 
@@ -234,6 +238,7 @@ impl<S: Sys> Supervisor<S> {
             added_seq: self.seq,
             start_seq: 0,
             waiting_on: None,
+            held: false,
         };
         let proc = Box::new(proc);
         let id = match self.free.pop() {
@@ -392,6 +397,7 @@ impl<S: Sys> Supervisor<S> {
         self.shutting_down = true;
         self.started = false;
         self.abort_roll_for_stop_all();
+        self.abort_group();
         self.plan_shutdown(now);
     }
 
@@ -447,6 +453,7 @@ impl<S: Sys> Supervisor<S> {
         }
         self.scratch = sys_events;
         self.advance_shutdown(now);
+        self.advance_group(now);
         self.release_waiting(now, true);
         reaped
     }

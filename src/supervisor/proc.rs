@@ -24,6 +24,9 @@ pub(super) enum AfterExit {
     /// Wait for its dependencies again: it was stopped because a `Ready`
     /// dependency left `Running`.
     Wait,
+    /// Wait for the rest of its group: a group restart (or give-up) of
+    /// the strategy stopped it.
+    Hold,
 }
 
 /// The previous child of a process being replaced by a rolling restart:
@@ -91,6 +94,9 @@ pub(super) struct Proc {
     pub(super) tail: VecDeque<Vec<u8>>,
     /// In `Waiting`: the dependency it waits on, as last reported.
     pub(super) waiting_on: Option<(Arc<str>, crate::deps::Condition)>,
+    /// `Waiting` for a group restart to start it again, not for its
+    /// dependencies.
+    pub(super) held: bool,
 }
 
 impl Proc {

@@ -81,6 +81,7 @@ impl<S: Sys> Supervisor<S> {
                 p.state = State::Stopped;
                 p.awaits_orphan = false;
                 p.waiting_on = None;
+                p.held = false;
                 let name = p.name.clone();
                 self.set_deadline(id, None);
                 self.emit(Event::Stopped { name });
@@ -250,7 +251,9 @@ impl<S: Sys> Supervisor<S> {
             }
             return;
         }
-        if !p.manual_stop && !shutting_down && p.after_exit == AfterExit::Policy {
+        let one_for_one = self.group.strategy == super::Strategy::OneForOne;
+        let p = self.p_mut(id);
+        if !p.manual_stop && !shutting_down && one_for_one && p.after_exit == AfterExit::Policy {
             // It left Starting/Running unasked: what needs it Ready stops
             // now. Not during a shutdown: there the tiers' order wins, and
             // its dependents stop in their tier, before it would have.
@@ -267,6 +270,7 @@ impl<S: Sys> Supervisor<S> {
                     let _ = self.spawn_id(id, now);
                 }
             }
+            AfterExit::Hold if !shutting_down => self.hold(id),
             AfterExit::Wait if !shutting_down => {
                 p.after_exit = AfterExit::Policy;
                 if self.gate(id) {
@@ -287,6 +291,9 @@ impl<S: Sys> Supervisor<S> {
                     RestartPolicy::Never => false,
                 };
                 if restart {
+                    if self.group_crash(id, now) {
+                        return;
+                    }
                     self.schedule_restart(id, now, was_running);
                 } else {
                     p.state = State::Exited;
