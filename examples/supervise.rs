@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use procsup::{Backoff, Exit, ProcessSpec, RestartPolicy, Signal, State, Supervisor, UnixSys};
+use procsup::{Backoff, Condition, Exit, ProcessSpec, RestartPolicy, Signal, State, Strategy, Supervisor, UnixSys};
 
 const USAGE: &str = "\
 usage: supervise [OPTIONS] -- PROGRAM [ARGS...]
@@ -49,6 +49,12 @@ options:
                                what a crashed earlier run left behind
   --no-die-with-parent         let children outlive this host (by default
                                they get SIGKILL when it dies)
+  --after NAME=DEP[:started|ready|completed]
+                               start NAME once DEP is started, running
+                               (ready, the default) or exited with success;
+                               on shutdown NAME stops first (repeatable)
+  --strategy one_for_one|one_for_all|rest_for_one
+                               what a crash restarts (default one_for_one)
   -h, --help                   this text
 
 signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.
@@ -69,6 +75,8 @@ struct Args {
     state_dir: Option<std::path::PathBuf>,
     die_with_parent: bool,
     instances: Option<u32>,
+    after: Vec<(String, String, Condition)>,
+    strategy: Strategy,
 }
 
 fn secs(s: &str) -> Result<Duration, String> {
@@ -111,6 +119,19 @@ fn parse_process(s: &str) -> Result<(String, Vec<String>), String> {
     Ok((name.to_owned(), argv))
 }
 
+fn parse_after(s: &str) -> Result<(String, String, Condition), String> {
+    let bad = || format!("--after {s:?}: expected NAME=DEP[:started|ready|completed]");
+    let (name, dep) = s.split_once('=').ok_or_else(bad)?;
+    let (dep, condition) = match dep.split_once(':') {
+        Some((dep, c)) => (dep, Condition::parse(c).ok_or_else(bad)?),
+        None => (dep, Condition::Ready),
+    };
+    if name.is_empty() || dep.is_empty() {
+        return Err(bad());
+    }
+    Ok((name.to_owned(), dep.to_owned(), condition))
+}
+
 fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut a = Args {
         processes: Vec::new(),
@@ -124,6 +145,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         state_dir: None,
         die_with_parent: true,
         instances: None,
+        after: Vec::new(),
+        strategy: Strategy::OneForOne,
     };
     let mut name = None;
     let mut program = None;
@@ -157,6 +180,12 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
             "--no-die-with-parent" => a.die_with_parent = false,
             "--instances" => a.instances = Some(positive(&arg, &value(&arg)?)?),
+            "--after" => a.after.push(parse_after(&value(&arg)?)?),
+            "--strategy" => {
+                let v = value(&arg)?;
+                a.strategy = Strategy::parse(&v)
+                    .ok_or_else(|| format!("--strategy {v:?}: expected one_for_one, one_for_all or rest_for_one"))?;
+            }
             other => return Err(format!("unknown option {other:?} (try --help)")),
         }
     }
@@ -190,6 +219,9 @@ fn spec(a: &Args, name: &str, argv: &[String]) -> ProcessSpec {
     }
     if let Some(n) = a.instances {
         s = s.instances(n);
+    }
+    for (_, dep, condition) in a.after.iter().filter(|(n, _, _)| n == name) {
+        s = s.depends_on(dep, *condition);
     }
     s
 }
@@ -241,11 +273,12 @@ fn main() -> ExitCode {
         None => UnixSys::new(),
     };
     let mut sup = Supervisor::with_sys(sys);
-    for (name, argv) in &args.processes {
-        if let Err(e) = sup.add_process(spec(&args, name, argv)) {
-            eprintln!("supervise: {e}");
-            return ExitCode::from(2);
-        }
+    sup.set_strategy(args.strategy);
+    // One batch: --after may name a process given later.
+    let specs = args.processes.iter().map(|(name, argv)| spec(&args, name, argv));
+    if let Err(e) = sup.add_processes(specs) {
+        eprintln!("supervise: {e}");
+        return ExitCode::from(2);
     }
     match run(&mut sup, &args) {
         Ok(code) => code,
