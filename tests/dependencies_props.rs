@@ -3,9 +3,9 @@
 //! it is not (until a shutdown begins), and shutdown never stops a
 //! dependency before its dependents, even when children die meanwhile.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use procsup::testing::FakeSys;
+use procsup::testing::{FakeSys, VirtualClock};
 use procsup::{Backoff, Condition, Exit, ProcessSpec, State, Supervisor};
 use proptest::prelude::*;
 
@@ -69,8 +69,8 @@ fn check_ready(sup: &Supervisor<FakeSys>, g: &[Node]) -> Result<(), TestCaseErro
 fn check_shutdown(sup: &mut Supervisor<FakeSys>, g: &[Node]) -> Result<(), TestCaseError> {
     let signalled: Vec<String> =
         sup.drain_events().filter(|e| e.kind() == "stopping").map(|e| e.name().to_owned()).collect();
-    for i in 0..N {
-        for &(d, _) in &g[i].deps {
+    for (i, node) in g.iter().enumerate() {
+        for &(d, _) in &node.deps {
             let is = sup.status(&name(i)).unwrap().state;
             prop_assert!(
                 !(signalled.contains(&name(d)) && is.has_child()),
@@ -99,7 +99,7 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..40),
         shutdown_crashes in proptest::collection::vec(0..N, 0..6),
     ) {
-        let mut now = Instant::now();
+        let mut now = VirtualClock::new().now();
         let mut sup = Supervisor::with_sys(FakeSys::new()).with_seed(1);
         for (i, n) in g.iter().enumerate() {
             let mut spec = ProcessSpec::new(name(i), "x")
