@@ -16,8 +16,10 @@ pub enum Condition {
     /// `Running`), or it already exited successfully (`Exited`).
     Started,
     /// The dependency is `Running`: alive through its readiness (its start
-    /// grace). A dependent with this condition is stopped when the
-    /// dependency leaves `Running` unasked (a crash), and waits for it again.
+    /// grace). Under [`Strategy::OneForOne`](crate::Strategy::OneForOne)
+    /// a dependent with this condition is stopped when the dependency
+    /// leaves `Running` unasked (a crash, not during a shutdown), and waits
+    /// for it again; the other strategies restart the group instead.
     Ready,
     /// The dependency exited with a success code and is not restarted
     /// (`Exited`): migrations, a one-shot setup. If it ends any other way

@@ -62,6 +62,11 @@
 //! | Stopping | kill deadline passed (`escalate_stops`) | SIGKILL (to the group) |
 //! | Stopping | exit | Stopped (a manual stop never restarts) |
 //! | any | spawn fails | as an exit that never ran: Backoff or Fatal |
+//! | Stopped / Backoff / ... | start, a dependency not at its [`Condition`] | Waiting (no timer; `waiting` event) |
+//! | Waiting | every dependency at its condition | Starting |
+//! | Waiting | a dependency `Fatal`, or exited for good when it had to run | Fatal (`DependencyFailed`) |
+//! | Waiting | stop | Stopped |
+//! | Starting / Running | a `Ready` dependency crashed | Stopping, then Waiting |
 //!
 //! An exit before the start grace is a *failed start*: it lengthens the
 //! failure streak, which drives the [`Backoff`] delay and the

@@ -161,3 +161,19 @@ fn intensity_window_slides() {
     h.tick();
     assert_eq!(h.state("a"), State::Fatal, "8, 13, 14 within 10 s");
 }
+
+#[test]
+fn stop_all_during_a_group_restart_starts_nothing_again() {
+    let mut h = three(Strategy::OneForAll);
+    h.exit("b", Exit::Signaled(9));
+    h.tick();
+    assert_eq!(h.state("c"), State::Stopping);
+    let now = h.now();
+    h.sup.stop_all(now);
+    h.exit("c", Exit::Signaled(15));
+    h.exit("a", Exit::Signaled(15));
+    h.run_until(20.0);
+    assert!(["a", "b", "c"].iter().all(|n| h.state(n) == State::Stopped), "{:?}", h.kinds());
+    assert!(!stops_and_spawns(&h).iter().any(|(k, _)| *k == "spawned"));
+    assert_eq!(h.sup.next_deadline(), None);
+}

@@ -365,14 +365,16 @@ impl<S: Sys> Supervisor<S> {
         Ok(())
     }
 
-    /// Stops every process, most recently started first, and cancels every
-    /// pending restart. A rolling restart in progress ends with
+    /// Stops every process at once, most recently started first (for an
+    /// order by dependencies, see [`shutdown`](Supervisor::shutdown)), and
+    /// cancels every pending restart, wait and group restart. A rolling restart in progress ends with
     /// [`Event::RollAborted`] (its target as the name), and both children
     /// of the process being replaced are stopped.
     pub fn stop_all(&mut self, now: Instant) {
         let now = self.observe(now);
         self.started = false;
         self.abort_roll_for_stop_all();
+        self.abort_group();
         let mut ids = self.ids_by(|p| p.start_seq);
         ids.reverse();
         for id in ids {
@@ -412,7 +414,8 @@ impl<S: Sys> Supervisor<S> {
     /// Spawns one process now, whatever its state, unless it already has a
     /// child (then its pid is returned). Counters are kept; a pending retry
     /// is cancelled. On failure the process goes to `Backoff` or `Fatal`
-    /// as for any spawn failure, and the error is also returned.
+    /// as for any spawn failure, and the error is also returned. It is the
+    /// host's override: dependencies are not waited for.
     ///
     /// # Errors
     /// [`Error::UnknownProcess`], [`Error::ShuttingDown`],

@@ -203,7 +203,8 @@ impl<S: Sys> Supervisor<S> {
         }
     }
 
-    /// A shutdown ends any group restart: its held processes stop.
+    /// `stop_all` and `shutdown` end any group restart: its held
+    /// processes stop with everything else.
     pub(super) fn abort_group(&mut self) {
         self.group.pending = None;
     }
