@@ -171,6 +171,7 @@ fn stop_all_during_a_group_restart_starts_nothing_again() {
     let now = h.now();
     h.sup.stop_all(now);
     h.exit("c", Exit::Signaled(15));
+    h.tick();
     h.exit("a", Exit::Signaled(15));
     h.run_until(20.0);
     assert!(["a", "b", "c"].iter().all(|n| h.state(n) == State::Stopped), "{:?}", h.kinds());
