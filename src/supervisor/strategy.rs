@@ -175,7 +175,9 @@ impl<S: Sys> Supervisor<S> {
                 return;
             }
             let Some(next) = plan.stops.pop_front() else { break };
-            if live(self, next) {
+            // A stop the host asked for meanwhile stays the host's.
+            let host_stopped = |s: &Self| s.p(next.0).state == State::Stopping && s.p(next.0).manual_stop;
+            if live(self, next) && !host_stopped(self) {
                 self.stop_id(next.0, now);
                 let p = self.p_mut(next.0);
                 p.after_exit = AfterExit::Hold;
