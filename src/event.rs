@@ -195,6 +195,27 @@ pub enum Event {
         /// When SIGKILL follows if it has not exited.
         kill_at: Instant,
     },
+    /// The leader was reaped (its `Exited` came first) but the rest of its
+    /// tree lives on: the process stays `Stopping` until the tree is empty
+    /// ([`Event::Drained`]), with SIGKILL to the tree at `kill_at`.
+    Draining {
+        /// Process name.
+        name: Arc<str>,
+        /// The reaped leader.
+        pid: Pid,
+        /// The stop signal sent to the rest now; `None` when the leader
+        /// exited on a stop, whose signal already went to the whole tree.
+        signal: Option<Signal>,
+        /// When SIGKILL goes to the tree; `None` when it already went.
+        kill_at: Option<Instant>,
+    },
+    /// The tree of a draining process is empty: now it is gone.
+    Drained {
+        /// Process name.
+        name: Arc<str>,
+        /// The reaped leader.
+        pid: Pid,
+    },
     /// The stop timeout passed: SIGKILL was sent.
     Killed {
         /// Process name.
@@ -294,6 +315,26 @@ pub enum Event {
         /// What it is.
         reason: String,
     },
+    /// An orphan the host adopted as a subreaper
+    /// ([`UnixSys::subreaper`](crate::UnixSys::subreaper)) ended and was
+    /// reaped.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use procsup::{Event, Exit, Pid};
+    /// let e = Event::AdoptedExited { name: Arc::from("web"), pid: Pid::from_raw(77), exit: Exit::Exited(0) };
+    /// assert_eq!(e.to_string(), "event=adopted_exited name=web pid=77 code=0");
+    /// ```
+    AdoptedExited {
+        /// The supervised process whose tree it came from; empty (an
+        /// invalid process name) for one that came from no supervised tree,
+        /// reaped under [`SubreaperMode::AllOrphans`](crate::SubreaperMode::AllOrphans).
+        name: Arc<str>,
+        /// The adopted process.
+        pid: Pid,
+        /// How it ended.
+        exit: Exit,
+    },
     /// One line of captured output (without its `\n`; raw bytes, maybe
     /// not UTF-8; `Display` escapes invalid bytes as `\xNN`).
     Output {
@@ -321,6 +362,8 @@ impl Event {
             | Event::Fatal { name, .. }
             | Event::Stopping { name, .. }
             | Event::Killed { name, .. }
+            | Event::Draining { name, .. }
+            | Event::Drained { name, .. }
             | Event::Stopped { name }
             | Event::Removed { name }
             | Event::Retiring { name, .. }
@@ -332,6 +375,7 @@ impl Event {
             | Event::OrphanGone { name, .. }
             | Event::OrphanDiscarded { name, .. }
             | Event::OrphanRefused { name, .. }
+            | Event::AdoptedExited { name, .. }
             | Event::Output { name, .. } => name,
         }
     }
@@ -340,7 +384,7 @@ impl Event {
     /// `exited`, `backoff`, `fatal`, `stopping`, `killed`, `stopped`,
     /// `removed`, `retiring`, `retired`, `roll_aborted`, `roll_done`,
     /// `orphan_stopping`, `orphan_killed`, `orphan_gone`,
-    /// `orphan_discarded`, `orphan_refused`, `output`.
+    /// `orphan_discarded`, `orphan_refused`, `adopted_exited`, `output`.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Spawned { .. } => "spawned",
@@ -352,6 +396,8 @@ impl Event {
             Event::Fatal { .. } => "fatal",
             Event::Stopping { .. } => "stopping",
             Event::Killed { .. } => "killed",
+            Event::Draining { .. } => "draining",
+            Event::Drained { .. } => "drained",
             Event::Stopped { .. } => "stopped",
             Event::Removed { .. } => "removed",
             Event::Retiring { .. } => "retiring",
@@ -363,6 +409,7 @@ impl Event {
             Event::OrphanGone { .. } => "orphan_gone",
             Event::OrphanDiscarded { .. } => "orphan_discarded",
             Event::OrphanRefused { .. } => "orphan_refused",
+            Event::AdoptedExited { .. } => "adopted_exited",
             Event::Output { .. } => "output",
         }
     }
@@ -403,6 +450,7 @@ impl fmt::Display for Event {
             }
             Event::Running { pid, .. }
             | Event::Killed { pid, .. }
+            | Event::Drained { pid, .. }
             | Event::OrphanKilled { pid, .. }
             | Event::OrphanGone { pid, .. } => write!(f, " pid={pid}"),
             Event::OrphanStopping { pid, signal, .. } => write!(f, " pid={pid} signal={}", signal.as_str()),
@@ -419,9 +467,12 @@ impl fmt::Display for Event {
             }
             Event::Fatal { reason, .. } => write!(f, " reason={reason}"),
             Event::Stopping { pid, signal, .. } => write!(f, " pid={pid} signal={}", signal.as_str()),
+            Event::Draining { pid, signal, .. } => {
+                write!(f, " pid={pid} signal={}", signal.map_or("none", Signal::as_str))
+            }
             Event::Stopped { .. } | Event::Removed { .. } | Event::RollDone { .. } => Ok(()),
             Event::Retiring { pid, signal, .. } => write!(f, " pid={pid} signal={}", signal.as_str()),
-            Event::Retired { pid, exit, .. } => write!(f, " pid={pid} {exit}"),
+            Event::Retired { pid, exit, .. } | Event::AdoptedExited { pid, exit, .. } => write!(f, " pid={pid} {exit}"),
             Event::RollAborted { reason, .. } => {
                 f.write_str(" reason=")?;
                 logfmt_value(f, reason)

@@ -61,6 +61,7 @@
 //! | Starting / Running | stop | Stopping: stop signal, kill deadline |
 //! | Stopping | kill deadline passed (`escalate_stops`) | SIGKILL (to the group) |
 //! | Stopping | exit | Stopped (a manual stop never restarts) |
+//! | Starting / Running / Stopping | the leader exits, the rest of its tree lives | Stopping, *draining*: stop signal to the rest (unless a stop already sent it), SIGKILL to the tree at the stop timeout; the exit is settled by the rows above only once the tree is empty |
 //! | any | spawn fails | as an exit that never ran: Backoff or Fatal |
 //! | Stopped / Backoff / ... | start, a dependency not at its [`Condition`] | Waiting (no timer; `waiting` event) |
 //! | Waiting | every dependency at its condition | Starting |
@@ -92,7 +93,8 @@
 //! | systemd `Restart=always/on-failure/no` | [`RestartPolicy`] |
 //! | systemd `RestartSec=`, `RestartSteps=`, `RestartMaxDelaySec=` | `Backoff::fixed`, `Backoff::exponential(..).max(..)` |
 //! | systemd `StartLimitBurst=`, `StartLimitIntervalSec=` | [`ProcessSpec::max_restarts_within`] |
-//! | systemd `KillSignal=`, `TimeoutStopSec=`, `KillMode=control-group` | `stop_signal`, `stop_timeout`, `process_group` |
+//! | systemd `KillSignal=`, `TimeoutStopSec=`, `KillMode=control-group` / `process` | `stop_signal`, `stop_timeout`, [`kill_mode`](ProcessSpec::kill_mode) ([`KillMode::Tree`] is the default: a cgroup, else the process group) |
+//! | tini, dumb-init (PID 1 reaping orphans) | [`UnixSys::subreaper`] with [`SubreaperMode`] |
 //! | Erlang/OTP one-for-one `intensity`, `period` | `Backoff::none()` and `max_restarts_within(intensity, period)` |
 //!
 //! # Deterministic tests
@@ -124,10 +126,10 @@ pub use error::{Error, Result};
 pub use event::{Event, FatalReason, Stream};
 pub use orphans::{Discard, Orphan, OrphanScan};
 pub use output::{escape, MAX_LINE};
-pub use spec::{Output, ProcessSpec, RestartPolicy, MAX_DURATION, MAX_INSTANCES, MAX_NAME_LEN};
-pub use state::{Exit, ProcessStatus, State};
-pub use supervisor::{Reaped, ShutdownOrder, Strategy, Supervisor};
-pub use sys::{Sys, SysEvent, UnixSys};
+pub use spec::{KillMode, Output, ProcessSpec, RestartPolicy, MAX_DURATION, MAX_INSTANCES, MAX_NAME_LEN};
+pub use state::{Containment, Exit, ProcessStatus, State};
+pub use supervisor::{Reaped, ShutdownOrder, Strategy, Supervisor, OUTPUT_LINES_PER_TICK};
+pub use sys::{SubreaperMode, Sys, SysEvent, UnixSys};
 
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;

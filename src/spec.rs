@@ -106,18 +106,34 @@ pub struct ProcessSpec {
     pub(crate) stop_signal: Signal,
     pub(crate) stop_timeout: Duration,
     pub(crate) process_group: bool,
+    pub(crate) kill_mode: KillMode,
     pub(crate) die_with_parent: Option<Signal>,
     pub(crate) uid: Option<u32>,
     pub(crate) gid: Option<u32>,
     pub(crate) umask: Option<u32>,
     pub(crate) fatal_exec_errors: bool,
     pub(crate) instances: Option<u32>,
-    pub(crate) pre_exec: Option<PreExec>,
+    pub(crate) pre_exec: Vec<PreExec>,
     pub(crate) deps: Vec<(String, crate::deps::Condition)>,
     pub(crate) autostart: bool,
 }
 
-/// A hook run in the child between fork and exec; see
+/// What a stop reaches, like systemd's `KillMode=`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KillMode {
+    /// The whole tree (systemd's `control-group`): the child runs in a
+    /// cgroup of its own where one can be had, else in its own process
+    /// group; stop and SIGKILL reach every member, and the process counts
+    /// as gone only when its tree is empty. See [`Containment`](crate::Containment).
+    #[default]
+    Tree,
+    /// The child only (systemd's `process`): the stop signal and SIGKILL
+    /// go to the child itself, and whatever it started may live on.
+    Process,
+}
+
+/// One hook run in the child between fork and exec; see
 /// [`ProcessSpec::pre_exec`].
 #[derive(Clone)]
 pub(crate) struct PreExec(pub(crate) std::sync::Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>);
@@ -153,13 +169,14 @@ impl ProcessSpec {
             stop_signal: Signal::SIGTERM,
             stop_timeout: Duration::from_secs(10),
             process_group: true,
+            kill_mode: KillMode::Tree,
             die_with_parent: Some(Signal::SIGKILL),
             uid: None,
             gid: None,
             umask: None,
             fatal_exec_errors: false,
             instances: None,
-            pre_exec: None,
+            pre_exec: Vec::new(),
             deps: Vec::new(),
             autostart: true,
         }
@@ -292,6 +309,20 @@ impl ProcessSpec {
         self
     }
 
+    /// Whether a stop reaches the child's whole tree (default
+    /// [`KillMode::Tree`]) or only the child itself ([`KillMode::Process`],
+    /// for programs that deliberately leave daemons behind).
+    ///
+    /// ```
+    /// use procsup::{KillMode, ProcessSpec};
+    /// let spec = ProcessSpec::new("launcher", "start-daemons").kill_mode(KillMode::Process);
+    /// assert_eq!(spec.get_kill_mode(), KillMode::Process);
+    /// ```
+    pub fn kill_mode(mut self, mode: KillMode) -> Self {
+        self.kill_mode = mode;
+        self
+    }
+
     /// The signal the child gets when the host dies (Linux
     /// `PR_SET_PDEATHSIG`), or `None` to let it outlive the host.
     ///
@@ -302,7 +333,10 @@ impl ProcessSpec {
     ///
     /// The child also checks, right after setting it, that the host is
     /// still its parent, and signals itself if not: a host that dies during
-    /// the spawn leaves nothing behind either.
+    /// the spawn leaves nothing behind either. By then the child's signal
+    /// dispositions are the defaults and nothing is blocked, so the signal
+    /// acts as the kernel's would and never runs a handler of the host; a
+    /// signal whose default is to be ignored fails the spawn instead.
     ///
     /// # Threads
     ///
@@ -481,6 +515,10 @@ impl ProcessSpec {
     pub fn get_process_group(&self) -> bool {
         self.process_group
     }
+    /// The kill mode.
+    pub fn get_kill_mode(&self) -> KillMode {
+        self.kill_mode
+    }
     /// The parent-death signal.
     pub fn get_die_with_parent(&self) -> Option<Signal> {
         self.die_with_parent
@@ -503,7 +541,7 @@ impl ProcessSpec {
     }
     /// Whether a pre-exec hook is set.
     pub fn has_pre_exec(&self) -> bool {
-        self.pre_exec.is_some()
+        !self.pre_exec.is_empty()
     }
     /// The number of instances asked for, if any.
     pub fn get_instances(&self) -> Option<u32> {
