@@ -2,7 +2,10 @@
 //! to FakeSys and a virtual clock. Twisted's monitor: minRestartDelay 2,
 //! maxRestartDelay 10, threshold 10, killTime 5.
 //!
-//! Mapping: `addProcess` + `startService` = `add_process` + `start_all`;
+//! Mapping: `addProcess` + `startService` = `add_process` + `start_all`,
+//! in either order (an add after `start_all` is due at once and spawned by
+//! the next tick, as `reactor.advance(0)` does; see
+//! `add_process_env_reaches_spawn`);
 //! Twisted's `stopProcess` restarts the process afterwards, so it maps to
 //! `restart_process`; `stopService` = `stop_all`. The output tests are in
 //! `seed_twisted_output.rs` (they need a global logger).
