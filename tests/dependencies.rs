@@ -324,3 +324,22 @@ fn start_all_skips_autostart_false() {
     h.start("b");
     assert_eq!(h.state("b"), State::Starting);
 }
+
+#[test]
+fn a_met_dependency_makes_the_waiting_process_due_whatever_call_met_it() {
+    // spawn_process does not release waiters itself: next_deadline says
+    // "now", so a host that sleeps until it never strands them.
+    let mut h = Harness::with([p("db", 0.0).autostart(false), p("app", 1.0).depends_on("db", Condition::Ready)]);
+    h.start_all();
+    assert_eq!((h.state("db"), h.state("app")), (State::Stopped, State::Waiting));
+    assert_eq!(h.sup.next_deadline(), None, "waiting on a stopped dependency sets no timer");
+    h.advance_to(2.0);
+    let now = h.now();
+    h.sup.spawn_process("db", now).unwrap();
+    assert_eq!(h.state("db"), State::Running);
+    assert_eq!(h.sup.next_deadline(), Some(h.at(2.0)));
+    h.tick();
+    assert_eq!(h.state("app"), State::Starting);
+    assert_eq!(h.started_at("app"), 2.0);
+    assert_eq!(h.sup.next_deadline(), Some(h.at(3.0)), "app's grace, nothing else");
+}

@@ -218,6 +218,18 @@ impl<S: Sys> Supervisor<S> {
         }
     }
 
+    /// Whether a `Waiting` process has work in the next tick: its
+    /// dependencies are met, or one failed. (Those due by an autostart
+    /// deadline are in the timer table.)
+    pub(super) fn release_due(&self) -> bool {
+        self.waiting.iter().any(|&(seq, id)| {
+            self.procs[id]
+                .as_ref()
+                .is_some_and(|p| p.added_seq == seq && p.state == State::Waiting && !p.held && p.deadline.is_none())
+                && !matches!(self.standing_of(id), Standing::Unmet(..))
+        })
+    }
+
     /// Starts every `Waiting` process whose dependencies are met (and
     /// whose autostart deadline, if any, has come), fails those whose
     /// dependency failed, until nothing changes: a chain of `Started`

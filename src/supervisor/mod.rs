@@ -661,12 +661,15 @@ impl<S: Sys> Supervisor<S> {
     /// Besides the deadlines of the processes, it is "now" (the latest
     /// `now` seen, so already past) while captured output is left over from
     /// the per-tick budget, and it includes the OS layer's own wake-up
-    /// ([`Sys::wake_after`]): with [`UnixSys`], "now" while output is left
+    /// ([`Sys::wake_after`]); it is also "now" while a `Waiting` process
+    /// can start (or must fail) because its dependencies changed, whatever
+    /// call changed them. With [`UnixSys`], "now" while output is left
     /// in a pipe past its read budget, and a short re-check while a child
     /// has to be looked at because its exit wakes no readiness fd.
     pub fn next_deadline(&self) -> Option<Instant> {
         let timers = self.timers.next();
-        let wake = if self.backlog.is_empty() { self.sys.wake_after() } else { Some(Duration::ZERO) };
+        let due_now = !self.backlog.is_empty() || self.release_due();
+        let wake = if due_now { Some(Duration::ZERO) } else { self.sys.wake_after() };
         let wake = wake.and_then(|d| self.last_now.map(|t| t.checked_add(d).unwrap_or(t)));
         match (timers, wake) {
             (Some(a), Some(b)) => Some(a.min(b)),
