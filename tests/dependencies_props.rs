@@ -1,12 +1,13 @@
 //! Properties of dependencies over random DAGs and random crashes
-//! (issue 15): no process is ever `Running` while a `Ready` dependency of
-//! it is not (until a shutdown begins), and shutdown never stops a
-//! dependency before its dependents, even when children die meanwhile.
+//! (issue 15), under each restart strategy: no process is ever `Running`
+//! while a `Ready` dependency of it is not (until a shutdown begins), and
+//! shutdown never stops a dependency before its dependents, even when
+//! children die meanwhile.
 
 use std::time::Duration;
 
 use procsup::testing::{FakeSys, VirtualClock};
-use procsup::{Backoff, Condition, Exit, ProcessSpec, State, Supervisor};
+use procsup::{Backoff, Condition, Exit, ProcessSpec, State, Strategy as Restart, Supervisor};
 use proptest::prelude::*;
 
 const N: usize = 6;
@@ -98,9 +99,11 @@ proptest! {
         g in graph(),
         ops in proptest::collection::vec(op(), 1..40),
         shutdown_crashes in proptest::collection::vec(0..N, 0..6),
+        strategy in prop_oneof![Just(Restart::OneForOne), Just(Restart::OneForAll), Just(Restart::RestForOne)],
     ) {
         let mut now = VirtualClock::new().now();
         let mut sup = Supervisor::with_sys(FakeSys::new()).with_seed(1);
+        sup.set_strategy(strategy);
         for (i, n) in g.iter().enumerate() {
             let mut spec = ProcessSpec::new(name(i), "x")
                 .start_grace(Duration::from_millis(n.grace_ms))

@@ -285,9 +285,11 @@ impl<S: Sys> Supervisor<S> {
     }
 
     /// A process left `Starting`/`Running` unasked: every process with a
-    /// `Ready` condition on it that has a child is stopped, and waits for
-    /// it again once reaped; so are theirs, transitively.
-    pub(super) fn stop_ready_dependents(&mut self, id: usize, now: Instant) {
+    /// `Ready` condition on it that has a child is stopped, and `then`
+    /// (waits for it again, or for its group) once reaped; so are theirs,
+    /// transitively. Returns the slots it stopped.
+    pub(super) fn stop_ready_dependents(&mut self, id: usize, now: Instant, then: AfterExit) -> Vec<usize> {
+        let mut stopped = Vec::new();
         let mut stack = vec![self.p(id).name.clone()];
         while let Some(name) = stack.pop() {
             for dependent in self.ids_by(|p| p.added_seq) {
@@ -298,11 +300,13 @@ impl<S: Sys> Supervisor<S> {
                 }
                 self.stop_id(dependent, now);
                 let p = self.p_mut(dependent);
-                p.after_exit = AfterExit::Wait;
+                p.after_exit = then;
                 p.manual_stop = false;
                 stack.push(p.name.clone());
+                stopped.push(dependent);
             }
         }
+        stopped
     }
 
     /// Chooses the order of [`shutdown`](Supervisor::shutdown)'s stops.

@@ -126,9 +126,14 @@ impl<S: Sys> Supervisor<S> {
         if let Err(reason) = counted {
             plan.fatal = Some(reason);
         }
+        // What needs it Ready stops at once, not in its turn: it must not
+        // run while the crashed one is down. The rest stop in turn.
+        let at_once = self.stop_ready_dependents(id, now, AfterExit::Hold);
         let everyone = plan.fatal.is_some() || self.group.strategy == Strategy::OneForAll;
         let mut affected = self.ids_by(|p| p.start_seq);
-        affected.retain(|&i| !self.p(i).removing && (everyone || i == id || self.p(i).start_seq > crashed_seq));
+        affected.retain(|&i| {
+            !self.p(i).removing && (everyone || i == id || self.p(i).start_seq > crashed_seq || at_once.contains(&i))
+        });
         for &i in &affected {
             let entry = (self.p(i).start_seq, i, self.p(i).added_seq);
             if !plan.start.iter().any(|&(_, j, s)| j == i && s == entry.2) {
@@ -183,6 +188,15 @@ impl<S: Sys> Supervisor<S> {
                 p.after_exit = AfterExit::Hold;
                 p.manual_stop = false;
                 plan.current = Some(next);
+                // What needs it Ready (maybe started meanwhile) stops now
+                // too, and starts again with the group.
+                for i in self.stop_ready_dependents(next.0, now, AfterExit::Hold) {
+                    let seq = self.p(i).added_seq;
+                    if !plan.start.iter().any(|&(_, j, s)| j == i && s == seq) {
+                        plan.start.push((self.p(i).start_seq, i, seq));
+                    }
+                }
+                plan.start.sort_unstable();
             }
         }
         for (_, i, seq) in plan.start {

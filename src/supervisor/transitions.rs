@@ -270,14 +270,6 @@ impl<S: Sys> Supervisor<S> {
             }
             return;
         }
-        let one_for_one = self.group.strategy == super::Strategy::OneForOne;
-        let p = self.p_mut(id);
-        if !p.manual_stop && !shutting_down && one_for_one && p.after_exit == AfterExit::Policy {
-            // It left Starting/Running unasked: what needs it Ready stops
-            // now. Not during a shutdown: there the tiers' order wins, and
-            // its dependents stop in their tier, before it would have.
-            self.stop_ready_dependents(id, now);
-        }
         let p = self.p_mut(id);
         match p.after_exit {
             AfterExit::Start if !shutting_down => self.fresh_start(id, now),
@@ -309,13 +301,18 @@ impl<S: Sys> Supervisor<S> {
                     RestartPolicy::OnFailure => !success,
                     RestartPolicy::Never => false,
                 };
+                if restart && self.group_crash(id, now) {
+                    // The strategy restarts it with the rest of its group.
+                    return;
+                }
+                // It ended unasked (no stop, no shutdown: those are caught
+                // above, where the tiers' order wins): whatever needs it
+                // Ready stops now and waits for it again.
+                self.stop_ready_dependents(id, now, AfterExit::Wait);
                 if restart {
-                    if self.group_crash(id, now) {
-                        return;
-                    }
                     self.schedule_restart(id, now, was_running);
                 } else {
-                    p.state = State::Exited;
+                    self.p_mut(id).state = State::Exited;
                 }
             }
         }
