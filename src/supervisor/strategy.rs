@@ -27,7 +27,10 @@ pub enum Strategy {
     OneForOne,
     /// Every other process stops too, one at a time in reverse start
     /// order (each waiting for its exit, or its stop timeout and kill);
-    /// then all start again in their start order.
+    /// then all start again in their start order, at once (no backoff: set
+    /// an intensity). A process with a `Ready`
+    /// [`Condition`](crate::Condition) on one being stopped stops at once
+    /// with it, so it never runs while that one is down.
     OneForAll,
     /// As `OneForAll`, for the one that died and those started after it.
     RestForOne,
