@@ -12,7 +12,9 @@ use nix::errno::Errno;
 use proptest::prelude::*;
 
 use procsup::testing::{FakeSys, VirtualClock};
-use procsup::{Backoff, Event, Exit, Output, ProcessSpec, ProcessStatus, RestartPolicy, State, Stream, Supervisor};
+use procsup::{
+    Backoff, Condition, Event, Exit, Output, ProcessSpec, ProcessStatus, RestartPolicy, State, Stream, Supervisor,
+};
 
 /// Plain processes and the instances of group `g` (added by `AddGroup`).
 const NAMES: [&str; 5] = ["a", "b", "c", "g:0", "g:1"];
@@ -95,6 +97,10 @@ fn spec(name: &str, k: u8) -> ProcessSpec {
     if k % 13 == 0 {
         s = s.fatal_exec_errors(true);
     }
+    if name != "a" && k % 17 < 6 {
+        // Needs "a": refused while "a" is not supervised.
+        s = s.depends_on("a", if k % 17 < 3 { Condition::Ready } else { Condition::Started });
+    }
     s
 }
 
@@ -122,8 +128,10 @@ impl World {
                 }
             }
             Op::Remove(i) => {
-                let _ = self.sup.remove_process(name(i), now);
-                self.held.insert(name(i).to_owned());
+                // Refused while others depend on it: then nothing changed.
+                if self.sup.remove_process(name(i), now).is_ok() {
+                    self.held.insert(name(i).to_owned());
+                }
             }
             Op::Start(i) => {
                 if self.sup.start_process(name(i), now).is_ok() {
