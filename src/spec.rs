@@ -116,6 +116,7 @@ pub struct ProcessSpec {
     pub(crate) pre_exec: Vec<PreExec>,
     pub(crate) deps: Vec<(String, crate::deps::Condition)>,
     pub(crate) autostart: bool,
+    pub(crate) group_intensity: Option<(u32, Duration)>,
 }
 
 /// What a stop reaches, like systemd's `KillMode=`.
@@ -179,6 +180,7 @@ impl ProcessSpec {
             pre_exec: Vec::new(),
             deps: Vec::new(),
             autostart: true,
+            group_intensity: None,
         }
     }
 
@@ -435,6 +437,32 @@ impl ProcessSpec {
         self
     }
 
+    /// Makes the [`instances`](ProcessSpec::instances) of this spec a
+    /// group nested in the supervisor, with OTP's intensity: when more than
+    /// `max_restarts` restarts of its instances fall within `period`, the
+    /// group gives up (every instance is stopped and becomes `Fatal` with
+    /// [`FatalReason::GroupIntensity`](crate::FatalReason::GroupIntensity)),
+    /// and that counts as one restart against the supervisor's own
+    /// intensity ([`Supervisor::set_intensity`](crate::Supervisor::set_intensity)).
+    /// The instances' restarts count here, not in the supervisor's window.
+    /// Needs `instances`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procsup::ProcessSpec;
+    /// let spec = ProcessSpec::new("web", "server").instances(4).group_intensity(3, Duration::from_secs(60));
+    /// # drop(spec);
+    /// ```
+    pub fn group_intensity(mut self, max_restarts: u32, period: Duration) -> Self {
+        self.group_intensity = Some((max_restarts, period));
+        self
+    }
+
+    /// The instance group's intensity, if set.
+    pub fn get_group_intensity(&self) -> Option<(u32, Duration)> {
+        self.group_intensity
+    }
+
     /// The dependencies, in the order they were given.
     pub fn get_dependencies(&self) -> &[(String, crate::deps::Condition)] {
         &self.deps
@@ -604,6 +632,12 @@ impl ProcessSpec {
         self.backoff.check()?;
         if self.give_up_after == Some(0) {
             return Err("give_up_after must be at least 1".into());
+        }
+        if let Some((_, period)) = self.group_intensity {
+            check_duration("group intensity period", period)?;
+            if self.instances.is_none() {
+                return Err("group_intensity needs instances".into());
+            }
         }
         if let Some((_, period)) = self.restart_window {
             check_duration("restart window", period)?;

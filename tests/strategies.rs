@@ -178,3 +178,69 @@ fn stop_all_during_a_group_restart_starts_nothing_again() {
     assert!(!stops_and_spawns(&h).iter().any(|(k, _)| *k == "spawned"));
     assert_eq!(h.sup.next_deadline(), None);
 }
+
+#[test]
+fn a_nested_group_gives_up_alone_and_counts_once_in_the_parent() {
+    // web: 3 instances, at most 2 restarts within 10 s. The supervisor:
+    // at most 1 restart within 60 s. Instance restarts count in web's
+    // window only; web giving up is the parent's one restart.
+    let web = p("web").instances(3).backoff(procsup::Backoff::none()).group_intensity(2, Duration::from_secs(10));
+    let mut h = Harness::with([p("db"), web]);
+    h.sup.set_intensity(1, Duration::from_secs(60));
+    h.start_all();
+    h.run_until(2.0);
+    for (t, inst) in [(3.0, "web:0"), (4.0, "web:1")] {
+        h.run_until(t);
+        h.exit(inst, Exit::Signaled(9));
+        h.tick();
+        assert_eq!(h.state(inst), State::Starting, "{inst} restarted at {t}");
+    }
+    h.run_until(5.0);
+    h.exit("web:2", Exit::Signaled(9));
+    h.tick();
+    let reason = FatalReason::GroupIntensity { max_restarts: 2, period: Duration::from_secs(10) };
+    assert_eq!(h.state("web:2"), State::Fatal);
+    assert_eq!((h.state("web:0"), h.state("web:1")), (State::Stopping, State::Stopping));
+    assert_eq!(h.state("db"), State::Running, "one failure of the parent, within its intensity");
+    h.exit("web:0", Exit::Signaled(15));
+    h.exit("web:1", Exit::Signaled(15));
+    h.tick();
+    for inst in ["web:0", "web:1", "web:2"] {
+        assert_eq!(h.state(inst), State::Fatal);
+        assert!(h.log.iter().any(|e| matches!(e, Event::Fatal { name, reason: r } if &**name == inst && *r == reason)));
+    }
+    assert_eq!(h.state("db"), State::Running);
+    // The parent's window now holds web's failure: db's first crash is
+    // one too many.
+    h.run_until(6.0);
+    h.exit("db", Exit::Signaled(9));
+    h.tick();
+    assert_eq!(h.state("db"), State::Fatal);
+    assert!(matches!(
+        h.log.last(),
+        Some(Event::Fatal { reason: FatalReason::GroupIntensity { max_restarts: 1, .. }, .. })
+    ));
+}
+
+#[test]
+fn group_intensity_needs_instances() {
+    let mut h = Harness::new();
+    let err = h.sup.add_process(p("solo").group_intensity(1, Duration::from_secs(1))).unwrap_err();
+    assert!(matches!(err, procsup::Error::InvalidSpec { .. }), "{err}");
+}
+
+#[test]
+fn one_for_all_leaves_what_the_host_stopped_stopped() {
+    let mut h = three(Strategy::OneForAll);
+    h.stop("a");
+    h.exit("a", Exit::Signaled(15));
+    h.tick();
+    assert_eq!(h.state("a"), State::Stopped);
+    h.exit("c", Exit::Signaled(9));
+    h.tick();
+    assert_eq!(h.state("b"), State::Stopping);
+    h.exit("b", Exit::Signaled(15));
+    h.tick();
+    assert_eq!((h.state("b"), h.state("c")), (State::Starting, State::Starting));
+    assert_eq!(h.state("a"), State::Stopped, "not started by the group");
+}

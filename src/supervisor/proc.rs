@@ -27,6 +27,8 @@ pub(super) enum AfterExit {
     /// Wait for the rest of its group: a group restart (or give-up) of
     /// the strategy stopped it.
     Hold,
+    /// Become `Fatal`: its instance group gave up.
+    GiveUp,
 }
 
 /// The previous child of a process being replaced by a rolling restart:

@@ -6,7 +6,8 @@
 //! `permanent` is `Always`, `transient` is `OnFailure`, `temporary` is
 //! `Never`. Only an exit the policy restarts triggers a strategy.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::event::FatalReason;
@@ -75,21 +76,35 @@ pub(super) struct Group {
     intensity: Option<(u32, Duration)>,
     window: VecDeque<Instant>,
     pending: Option<GroupRestart>,
+    /// The restart windows of instance groups with a `group_intensity`.
+    nested: HashMap<Arc<str>, VecDeque<Instant>>,
 }
 
 impl Group {
     /// A restart now: whether it stays within the intensity.
     fn count(&mut self, now: Instant) -> Result<(), FatalReason> {
-        let Some((max_restarts, period)) = self.intensity else { return Ok(()) };
-        while self.window.front().is_some_and(|&t| now.saturating_duration_since(t) >= period) {
-            self.window.pop_front();
+        match self.intensity {
+            Some(limit) => count_in(&mut self.window, limit, now),
+            None => Ok(()),
         }
-        if self.window.len() >= max_restarts as usize {
-            return Err(FatalReason::GroupIntensity { max_restarts, period });
-        }
-        self.window.push_back(now);
-        Ok(())
     }
+}
+
+/// A restart now in `window`: whether it stays within `max_restarts`
+/// within `period`.
+fn count_in(
+    window: &mut VecDeque<Instant>,
+    (max_restarts, period): (u32, Duration),
+    now: Instant,
+) -> Result<(), FatalReason> {
+    while window.front().is_some_and(|&t| now.saturating_duration_since(t) >= period) {
+        window.pop_front();
+    }
+    if window.len() >= max_restarts as usize {
+        return Err(FatalReason::GroupIntensity { max_restarts, period });
+    }
+    window.push_back(now);
+    Ok(())
 }
 
 impl<S: Sys> Supervisor<S> {
@@ -118,7 +133,19 @@ impl<S: Sys> Supervisor<S> {
     /// Whether it took the process over (then the caller schedules
     /// nothing).
     pub(super) fn group_crash(&mut self, id: usize, now: Instant) -> bool {
-        let counted = self.group.count(now);
+        let counted = match self.nested_count(id, now) {
+            // Counted in its instance group, not in the supervisor's.
+            Some(Ok(())) => Ok(()),
+            Some(Err(reason)) => {
+                // The instance group gives up: one failure of the parent.
+                self.give_up_nested(id, &reason, now);
+                match self.group.count(now) {
+                    Ok(()) => return true,
+                    Err(parent) => Err(parent),
+                }
+            }
+            None => self.group.count(now),
+        };
         if self.group.strategy == Strategy::OneForOne && counted.is_ok() && self.group.pending.is_none() {
             return false;
         }
@@ -150,13 +177,51 @@ impl<S: Sys> Supervisor<S> {
                 if plan.current != Some(key) && !plan.stops.contains(&key) {
                     plan.stops.push_back(key);
                 }
-            } else {
+            } else if plan.fatal.is_some() || matches!(self.p(i).state, State::Backoff | State::Waiting) {
+                // A restart it was due anyway, or the group's end.
                 self.hold(i);
             }
+            // Stopped, Exited or Fatal: it was not running, and a group
+            // restart does not start it (unless the group gives up).
         }
         self.group.pending = Some(plan);
         self.advance_group(now);
         true
+    }
+
+    /// A restart of an instance of a group with a `group_intensity`,
+    /// counted in that group's window; `None` for any other process.
+    fn nested_count(&mut self, id: usize, now: Instant) -> Option<Result<(), FatalReason>> {
+        let p = self.p(id);
+        let (group, limit) = (p.group.clone()?, p.spec.group_intensity?);
+        Some(count_in(self.group.nested.entry(group).or_default(), limit, now))
+    }
+
+    /// Every instance of the group of `id` becomes `Fatal`: those with a
+    /// child once it is reaped (stopped now), the rest at once.
+    fn give_up_nested(&mut self, id: usize, reason: &FatalReason, now: Instant) {
+        let group = self.p(id).group.clone();
+        if let Some(g) = &group {
+            self.group.nested.remove(g);
+        }
+        self.fatal(id, reason.clone());
+        self.stop_ready_dependents(id, now, AfterExit::Wait);
+        for i in self.ids_by(|p| p.added_seq) {
+            let p = self.p(i);
+            if i == id || p.group != group || p.removing || p.state == State::Fatal {
+                continue;
+            }
+            if p.state.has_child() {
+                self.stop_id(i, now);
+                let p = self.p_mut(i);
+                p.after_exit = AfterExit::GiveUp;
+                p.manual_stop = false;
+                self.stop_ready_dependents(i, now, AfterExit::Wait);
+            } else {
+                self.p_mut(i).held = false;
+                self.fatal(i, reason.clone());
+            }
+        }
     }
 
     /// A process waiting for its group: `Waiting`, no deadline, not

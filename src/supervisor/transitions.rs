@@ -282,6 +282,11 @@ impl<S: Sys> Supervisor<S> {
                 }
             }
             AfterExit::Hold if !shutting_down => self.hold(id),
+            AfterExit::GiveUp if !shutting_down => {
+                let (max_restarts, period) = p.spec.group_intensity.unwrap_or_default();
+                p.after_exit = AfterExit::Policy;
+                self.fatal(id, FatalReason::GroupIntensity { max_restarts, period });
+            }
             AfterExit::Wait if !shutting_down => {
                 p.after_exit = AfterExit::Policy;
                 if self.gate(id) {
