@@ -18,7 +18,9 @@ use super::proc::AfterExit;
 use super::Supervisor;
 
 /// What one crash restarts (OTP's supervisor strategies). The supervisor
-/// is the group: every process in it is a child.
+/// is the group: every process in it is a child. (An instance group with
+/// [`ProcessSpec::group_intensity`](crate::ProcessSpec::group_intensity)
+/// nests in it with an intensity of its own.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Strategy {
