@@ -221,23 +221,29 @@ impl<S: Sys> Supervisor<S> {
     /// Whether a `Waiting` process has work in the next tick: its
     /// dependencies are met, or one failed. (Those due by an autostart
     /// deadline are in the timer table.)
+    #[inline]
     pub(super) fn release_due(&self) -> bool {
-        self.waiting.iter().any(|&(seq, id)| {
-            self.procs[id]
-                .as_ref()
-                .is_some_and(|p| p.added_seq == seq && p.state == State::Waiting && !p.held && p.deadline.is_none())
-                && !matches!(self.standing_of(id), Standing::Unmet(..))
-        })
+        !self.waiting.is_empty()
+            && self.waiting.iter().any(|&(seq, id)| {
+                self.procs[id]
+                    .as_ref()
+                    .is_some_and(|p| p.added_seq == seq && p.state == State::Waiting && !p.held && p.deadline.is_none())
+                    && !matches!(self.standing_of(id), Standing::Unmet(..))
+            })
     }
 
     /// Starts every `Waiting` process whose dependencies are met (and
     /// whose autostart deadline, if any, has come), fails those whose
     /// dependency failed, until nothing changes: a chain of `Started`
     /// conditions starts in one call. Reads no clock.
+    #[inline]
     pub(super) fn release_waiting(&mut self, now: Instant, due_starts: bool) {
-        if self.waiting.is_empty() {
-            return;
+        if !self.waiting.is_empty() {
+            self.release_waiting_now(now, due_starts);
         }
+    }
+
+    fn release_waiting_now(&mut self, now: Instant, due_starts: bool) {
         // Each pass starts or fails at least one process, or stops.
         for _ in 0..=self.waiting.len() {
             let mut changed = false;
@@ -290,9 +296,8 @@ impl<S: Sys> Supervisor<S> {
     /// transitively. Returns the slots it stopped.
     pub(super) fn stop_ready_dependents(&mut self, id: usize, now: Instant, then: AfterExit) -> Vec<usize> {
         let mut stopped = Vec::new();
-        // The common case, no dependencies at all, costs one scan and no
-        // allocation on every crash.
-        if self.live().all(|p| p.spec.deps.is_empty()) {
+        // The common case, no dependencies at all, costs nothing per crash.
+        if !self.has_deps {
             return stopped;
         }
         let mut stack = vec![self.p(id).name.clone()];
@@ -357,7 +362,14 @@ impl<S: Sys> Supervisor<S> {
     }
 
     /// Stops the next tier once every process of the current one is gone.
+    #[inline]
     pub(super) fn advance_shutdown(&mut self, now: Instant) {
+        if !self.stop_plan.current.is_empty() || !self.stop_plan.rest.is_empty() {
+            self.advance_shutdown_now(now);
+        }
+    }
+
+    fn advance_shutdown_now(&mut self, now: Instant) {
         loop {
             let gone = |s: &Self, &(id, seq): &(usize, u64)| {
                 s.procs[id]

@@ -98,6 +98,9 @@ pub struct Supervisor<S: Sys = UnixSys> {
     waiting: BTreeSet<(u64, usize)>,
     shutdown_order: ShutdownOrder,
     stop_plan: deps::StopPlan,
+    /// Some spec ever added named a dependency: crashes look for
+    /// dependents only then.
+    has_deps: bool,
     group: strategy::Group,
     /// What the OS layer reported and the output budget left for a later
     /// tick, in order; the OS layer is polled again once it is empty.
@@ -150,6 +153,7 @@ impl<S: Sys> Supervisor<S> {
             waiting: BTreeSet::new(),
             shutdown_order: ShutdownOrder::default(),
             stop_plan: deps::StopPlan::default(),
+            has_deps: false,
             group: strategy::Group::default(),
             backlog: VecDeque::new(),
         }
@@ -268,6 +272,7 @@ impl<S: Sys> Supervisor<S> {
             }
         };
         self.names.insert(name, id);
+        self.has_deps |= !self.p(id).spec.deps.is_empty();
         self.autostart_added(id);
     }
 

@@ -239,7 +239,11 @@ impl<S: Sys> Supervisor<S> {
     /// Stops the next process of a group restart once the previous one is
     /// gone; when all are, starts them again in order (or makes them all
     /// `Fatal`).
+    #[inline]
     pub(super) fn advance_group(&mut self, now: Instant) {
+        if self.group.pending.is_none() {
+            return;
+        }
         let Some(mut plan) = self.group.pending.take() else { return };
         let live = |s: &Self, (i, seq): (usize, u64)| {
             s.procs[i].as_ref().is_some_and(|p| p.added_seq == seq && (p.state.has_child() || p.retiring.is_some()))
