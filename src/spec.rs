@@ -9,6 +9,7 @@ use nix::sys::signal::Signal;
 
 use crate::backoff::Backoff;
 use crate::error::Error;
+use crate::readiness::{Probe, Readiness};
 
 /// The longest duration a spec accepts (100 years): anything longer is
 /// surely a unit mistake, and `Instant + Duration` must never overflow.
@@ -112,6 +113,11 @@ pub struct ProcessSpec {
     pub(crate) fatal_exec_errors: bool,
     pub(crate) instances: Option<u32>,
     pub(crate) pre_exec: Option<PreExec>,
+    pub(crate) ready: Readiness,
+    pub(crate) start_timeout: Option<Duration>,
+    pub(crate) watchdog: Option<Duration>,
+    pub(crate) probe: Option<Probe>,
+    pub(crate) reload_signal: Signal,
 }
 
 /// A hook run in the child between fork and exec; see
@@ -157,6 +163,11 @@ impl ProcessSpec {
             fatal_exec_errors: false,
             instances: None,
             pre_exec: None,
+            ready: Readiness::default(),
+            start_timeout: None,
+            watchdog: None,
+            probe: None,
+            reload_signal: Signal::SIGHUP,
         }
     }
 
@@ -231,6 +242,9 @@ impl ProcessSpec {
     /// Twisted's `threshold`). Zero: `Running` at once.
     pub fn start_grace(mut self, grace: Duration) -> Self {
         self.start_grace = grace;
+        if let Readiness::Grace(_) = self.ready {
+            self.ready = Readiness::Grace(grace);
+        }
         self
     }
 
@@ -513,6 +527,7 @@ impl ProcessSpec {
         }
         check_duration("start grace", self.start_grace)?;
         check_duration("stop timeout", self.stop_timeout)?;
+        self.check_readiness()?;
         self.backoff.check()?;
         if self.give_up_after == Some(0) {
             return Err("give_up_after must be at least 1".into());

@@ -166,6 +166,23 @@ pub struct ProcessStatus {
     pub give_up_remaining: Option<u32>,
     /// Whether the host asked for the stop that is in progress or done.
     pub manual_stop: bool,
+    /// When the current child became ready (reached `Running`), if it has.
+    pub ready_at: Option<Instant>,
+    /// Whether the child is reloading (`RELOADING=1` or a reload of a
+    /// `Notify` child) and has not sent `READY=1` since.
+    pub reloading: bool,
+    /// The last `STATUS=` text of the current (or last) child.
+    pub status_text: Option<String>,
+    /// The last `ERRNO=` of the current (or last) child.
+    pub notified_errno: Option<Errno>,
+    /// When the start (or reload) timeout expires, while one runs.
+    pub start_timeout_at: Option<Instant>,
+    /// When the watchdog fires unless the child pings first.
+    pub watchdog_at: Option<Instant>,
+    /// When the next liveness probe is due, or the running one times out.
+    pub next_probe_at: Option<Instant>,
+    /// Liveness probe failures in a row.
+    pub probe_failures: u32,
 }
 
 impl ProcessStatus {

@@ -2,6 +2,7 @@
 
 mod orphan;
 mod proc;
+mod ready;
 mod roll;
 mod transitions;
 
@@ -207,6 +208,7 @@ impl<S: Sys> Supervisor<S> {
             window: VecDeque::new(),
             added_seq: self.seq,
             start_seq: 0,
+            live: Default::default(),
         };
         let proc = Box::new(proc);
         let id = match self.free.pop() {
@@ -376,7 +378,11 @@ impl<S: Sys> Supervisor<S> {
         let mut reaped = Vec::new();
         for ev in sys_events.drain(..) {
             match ev {
-                SysEvent::Output { pid, stream, data } => self.on_output(pid, stream, &data),
+                SysEvent::Output { pid, stream, data } => {
+                    self.on_output(pid, stream, &data);
+                    self.after_output(pid, now);
+                }
+                SysEvent::Notify { pid, msg } => self.on_notify(pid, msg, now),
                 SysEvent::OrphanGone { pid } => self.on_orphan_gone(pid, now),
                 SysEvent::Exited { pid, exit } => {
                     if let Some((id, r)) = self.on_exit(pid, exit, now) {
@@ -421,16 +427,8 @@ impl<S: Sys> Supervisor<S> {
         let now = self.observe(now);
         let mut done = Vec::new();
         for id in self.due(now, State::Starting) {
-            self.set_deadline(id, None);
-            let p = self.p_mut(id);
-            p.state = State::Running;
-            p.streak = 0;
-            let (name, pid) = (p.name.clone(), p.pid);
-            if let Some(pid) = pid {
-                self.emit(Event::Running { name: name.clone(), pid });
-            }
-            self.retire_old(id, now);
-            done.push(name);
+            self.become_ready(id, now, false);
+            done.push(self.p(id).name.clone());
         }
         if !done.is_empty() {
             self.advance_roll(now);
@@ -469,7 +467,7 @@ impl<S: Sys> Supervisor<S> {
                 }
                 Deadline::Retire(id) => self.kill_retiring(id),
                 Deadline::Orphan(pid) => self.kill_orphan(pid),
-                Deadline::Proc(_) => None,
+                _ => None,
             };
             if let Some((name, pid, delivered)) = killed {
                 if delivered {
@@ -501,7 +499,8 @@ impl<S: Sys> Supervisor<S> {
         }
     }
 
-    /// Every step in order: reap, escalate, promote, retry. Call it when a
+    /// Every step in order: reap, escalate, readiness deadlines (start
+    /// timeouts, watchdogs, probes), promote, retry. Call it when a
     /// readiness fd fires or [`next_deadline`](Supervisor::next_deadline)
     /// arrives. Calling it early or twice is harmless.
     pub fn tick(&mut self, now: Instant) {
@@ -513,6 +512,7 @@ impl<S: Sys> Supervisor<S> {
         self.scratch.shrink_to(EVENT_CAPACITY_KEPT);
         self.reap_processes(now);
         self.escalate_stops(now);
+        self.check_liveness(now);
         self.promote_running(now);
         self.retry_backoff(now);
     }
@@ -655,6 +655,7 @@ impl<S: Sys> Supervisor<S> {
     fn forget(&mut self, id: usize) {
         debug_assert!(self.p(id).pid.is_none() && self.p(id).retiring.is_none(), "forgetting a process with a child");
         self.set_deadline(id, None);
+        self.disarm(id);
         let p = self.procs[id].take().expect("forget is called on live slots");
         self.names.remove(&p.name);
         self.free.push(id);

@@ -68,6 +68,8 @@ pub(super) struct Proc {
     pub(super) lines: Option<Box<[LineBuffer; 2]>>,
     /// The last captured lines of the current child, for its exit event.
     pub(super) tail: VecDeque<Vec<u8>>,
+    /// Readiness, start timeout, watchdog and probes of the current child.
+    pub(super) live: super::ready::Liveness,
 }
 
 impl Proc {
@@ -87,6 +89,14 @@ impl Proc {
             failure_streak: self.streak,
             give_up_remaining: self.spec.give_up_after.map(|n| n.saturating_sub(self.streak)),
             manual_stop: self.manual_stop,
+            ready_at: self.live.ready_at,
+            reloading: self.live.reloading_since.is_some(),
+            status_text: self.live.status_text.clone(),
+            notified_errno: self.live.errno,
+            start_timeout_at: self.live.start_timeout_at,
+            watchdog_at: self.live.watchdog_at,
+            next_probe_at: self.live.probe_at,
+            probe_failures: self.live.probe_failures,
         }
     }
 

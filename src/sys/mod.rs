@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 
 use crate::event::Stream;
 use crate::orphans::OrphanScan;
+use crate::readiness::NotifyMessage;
 use crate::spec::ProcessSpec;
 use crate::state::Exit;
 
@@ -38,6 +39,15 @@ pub enum SysEvent {
         /// How it ended.
         exit: Exit,
     },
+    /// The child sent a readiness message: an sd_notify datagram, or the
+    /// newline of an s6 notification fd (as `READY=1`). Only messages from
+    /// the child (or its process group) are reported.
+    Notify {
+        /// The child.
+        pid: Pid,
+        /// The message.
+        msg: NotifyMessage,
+    },
     /// An orphan returned by [`Sys::scan_orphans`] is gone (its record was
     /// removed).
     OrphanGone {
@@ -62,6 +72,12 @@ pub trait Sys {
 
     /// Sends `signal` to a child (to its process group if it leads one).
     fn signal(&mut self, pid: Pid, signal: Signal) -> io::Result<()>;
+
+    /// Sends `signal` to the child itself, never to its group (through its
+    /// pidfd where there is one). Default: [`signal`](Sys::signal).
+    fn signal_leader(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
+        self.signal(pid, signal)
+    }
 
     /// Appends what happened since the last call, without blocking.
     fn poll(&mut self, events: &mut Vec<SysEvent>);
