@@ -17,6 +17,7 @@
 
 #![allow(unsafe_code)]
 
+mod notify;
 mod readiness;
 mod spawn;
 mod wait;
@@ -51,6 +52,8 @@ struct Child {
     pipes: [Option<OwnedFd>; 2],
     /// The thread that spawned it and the parent-death signal it got.
     spawner: (i32, Option<i32>),
+    /// Its sd_notify socket or notification-fd pipe.
+    notify: Option<notify::Notify>,
 }
 
 /// A process an earlier run left behind, being stopped.
@@ -64,6 +67,9 @@ struct OrphanEntry {
 
 /// The token slot of an orphan's pidfd in the epoll set.
 const ORPHAN_SLOT: u64 = 3;
+
+/// Marks the token of a child's readiness channel (`token(pid, 0) | NOTIFY_TAG`).
+const NOTIFY_TAG: u64 = 1 << 40;
 
 /// The real [`Sys`]. See the module docs.
 ///
@@ -191,6 +197,13 @@ impl UnixSys {
 
     /// Reports the exit of `pid` after its remaining output, and forgets it.
     fn finish(&mut self, pid: Pid, exit: Exit, events: &mut Vec<SysEvent>) {
+        // What it said before it died is said before its exit.
+        self.read_notify(pid, events);
+        if let Some(n) = self.children.get_mut(&pid).and_then(|c| c.notify.take()) {
+            if let Some(r) = &self.readiness {
+                r.unwatch(n.fd());
+            }
+        }
         for slot in 0..2 {
             // Whatever is buffered now is the child's last word; a
             // grandchild holding the pipe open is not waited for.
@@ -215,6 +228,7 @@ impl UnixSys {
             // No readiness source: every child's pipes are looked at.
             let pids: Vec<Pid> = self.children.keys().copied().collect();
             for pid in pids {
+                self.read_notify(pid, events);
                 for slot in 0..2 {
                     if !self.drain_pipe(pid, slot, READ_BUDGET, events) {
                         self.close_pipe(pid, slot);
@@ -225,6 +239,10 @@ impl UnixSys {
         };
         for token in tokens {
             let pid = Pid::from_raw((token >> 2) as u32 as i32);
+            if token & NOTIFY_TAG != 0 {
+                self.read_notify(pid, events);
+                continue;
+            }
             match token & 3 {
                 ORPHAN_SLOT => self.orphan_gone(pid, events),
                 0 => {
@@ -242,6 +260,20 @@ impl UnixSys {
         }
     }
 
+    /// Reads a child's readiness channel (within its budget); closes it
+    /// once it is finished.
+    fn read_notify(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
+        let Some(child) = self.children.get_mut(&pid) else { return };
+        let leads_group = child.group;
+        let Some(n) = child.notify.as_mut() else { return };
+        if !n.read(pid, leads_group, &mut self.buf, events) {
+            let n = child.notify.take().expect("checked above");
+            if let Some(r) = &self.readiness {
+                r.unwatch(n.fd());
+            }
+        }
+    }
+
     /// Non-blocking wait for one own child.
     fn try_wait(&mut self, pid: Pid) -> Option<Exit> {
         let child = self.children.get(&pid)?;
@@ -255,7 +287,14 @@ impl UnixSys {
 impl Sys for UnixSys {
     fn spawn(&mut self, spec: &ProcessSpec) -> io::Result<Pid> {
         let (mut cmd, read_ends) = spawn::command(spec)?;
+        let mut notify = notify::Notify::prepare(spec)?;
+        if let Some(n) = &notify {
+            n.configure(&mut cmd, spec);
+        }
         let child = cmd.spawn()?;
+        if let Some(n) = &mut notify {
+            n.spawned();
+        }
         drop(cmd); // closes our copies of the pipes' write ends
         let pid = Pid::from_raw(child.id() as i32);
         drop(child); // std's Child neither waits nor kills on drop
@@ -270,6 +309,7 @@ impl Sys for UnixSys {
             pidfd: None,
             pipes: read_ends,
             spawner,
+            notify: None,
         };
         if let Some(dir) = &self.state_dir {
             let pgid = if spec.process_group { pid } else { nix::unistd::getpgrp() };
@@ -298,6 +338,14 @@ impl Sys for UnixSys {
                 }
             }
         }
+        if let Some(n) = notify {
+            if let Some(r) = &self.readiness {
+                if let Err(e) = r.watch(n.fd(), Self::token(pid, 0) | NOTIFY_TAG) {
+                    log::warn!("procsup: watching the readiness channel of pid {pid}: {e}");
+                }
+            }
+            entry.notify = Some(n);
+        }
         self.children.insert(pid, entry);
         Ok(pid)
     }
@@ -311,6 +359,17 @@ impl Sys for UnixSys {
         if child.group {
             return Ok(nix::sys::signal::killpg(pid, signal)?);
         }
+        match &child.pidfd {
+            Some(fd) => pidfd_send_signal(fd.as_raw_fd(), signal),
+            None => Ok(nix::sys::signal::kill(pid, signal)?),
+        }
+    }
+
+    fn signal_leader(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
+        let Some(child) = self.children.get(&pid) else {
+            return Err(Errno::ESRCH.into());
+        };
+        // Not reaped (it is in the map), so the pid cannot have been reused.
         match &child.pidfd {
             Some(fd) => pidfd_send_signal(fd.as_raw_fd(), signal),
             None => Ok(nix::sys::signal::kill(pid, signal)?),
