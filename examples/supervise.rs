@@ -37,6 +37,12 @@ options:
   --name NAME                  name of the PROGRAM form's process (default: its file name)
   --instances N                run N copies of each process, named NAME:0 .. NAME:N-1
   --start-grace SECS           alive this long counts as started (default 1)
+  --ready grace|notify|fd:N|output:TEXT
+                               what makes a child ready: the start grace, sd_notify
+                               READY=1, a newline on fd N (s6), or an output line
+                               containing TEXT (default grace)
+  --start-timeout SECS         not ready this long after the spawn: a failed start
+  --watchdog SECS              with --ready notify: WATCHDOG=1 at least this often
   --backoff fixed:SECS|exp:INITIAL:MAX[:JITTER]
                                delay before a restart (default exp:0.1:60:0.25)
   --restart always|on-failure|never   (default always)
@@ -69,6 +75,22 @@ struct Args {
     state_dir: Option<std::path::PathBuf>,
     die_with_parent: bool,
     instances: Option<u32>,
+    ready: Option<procsup::Readiness>,
+    start_timeout: Option<Duration>,
+    watchdog: Option<Duration>,
+}
+
+fn parse_ready(s: &str) -> Result<Option<procsup::Readiness>, String> {
+    use procsup::Readiness;
+    match s.split_once(':') {
+        None if s == "grace" => Ok(None),
+        None if s == "notify" => Ok(Some(Readiness::Notify)),
+        Some(("fd", n)) => {
+            n.parse().map(|n| Some(Readiness::Fd(n))).map_err(|_| format!("--ready fd:{n}: not a number"))
+        }
+        Some(("output", text)) if !text.is_empty() => Ok(Some(Readiness::output_contains(text))),
+        _ => Err(format!("--ready {s:?}: expected grace, notify, fd:N or output:TEXT")),
+    }
 }
 
 fn secs(s: &str) -> Result<Duration, String> {
@@ -124,6 +146,9 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         state_dir: None,
         die_with_parent: true,
         instances: None,
+        ready: None,
+        start_timeout: None,
+        watchdog: None,
     };
     let mut name = None;
     let mut program = None;
@@ -157,6 +182,9 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
             "--no-die-with-parent" => a.die_with_parent = false,
             "--instances" => a.instances = Some(positive(&arg, &value(&arg)?)?),
+            "--ready" => a.ready = parse_ready(&value(&arg)?)?,
+            "--start-timeout" => a.start_timeout = Some(secs(&value(&arg)?)?),
+            "--watchdog" => a.watchdog = Some(secs(&value(&arg)?)?),
             other => return Err(format!("unknown option {other:?} (try --help)")),
         }
     }
@@ -190,6 +218,19 @@ fn spec(a: &Args, name: &str, argv: &[String]) -> ProcessSpec {
     }
     if let Some(n) = a.instances {
         s = s.instances(n);
+    }
+    if let Some(r) = &a.ready {
+        // Output readiness reads the lines, so they are captured.
+        if matches!(r, procsup::Readiness::OutputLine(_)) {
+            s = s.stdout(procsup::Output::Capture);
+        }
+        s = s.ready(r.clone());
+    }
+    if let Some(t) = a.start_timeout {
+        s = s.start_timeout(t);
+    }
+    if let Some(w) = a.watchdog {
+        s = s.watchdog(w);
     }
     s
 }

@@ -378,7 +378,8 @@ impl ProcessSpec {
             }
         }
         if let Some(p) = &self.probe {
-            for (what, d) in [("probe delay", p.initial_delay), ("probe period", p.period), ("probe timeout", p.timeout)]
+            for (what, d) in
+                [("probe delay", p.initial_delay), ("probe period", p.period), ("probe timeout", p.timeout)]
             {
                 check_duration(what, d)?;
             }

@@ -116,7 +116,8 @@ fn ready_from_another_process_is_ignored() {
     assert!(status.success());
     let sock = std::os::unix::net::UnixDatagram::unbound().unwrap();
     let name = sock_a.strip_prefix('@').unwrap();
-    let addr = <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name).unwrap();
+    let addr =
+        <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name).unwrap();
     sock.send_to_addr(b"READY=1", &addr).unwrap();
     let until = Instant::now() + ms(500);
     h.run_until(Duration::from_secs(5), |_| Instant::now() >= until);

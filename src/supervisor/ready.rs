@@ -290,9 +290,7 @@ impl<S: Sys> Supervisor<S> {
         // A child reaped in the same tick its grace ran out did live
         // through it: uptime decides, not whether promote_running ran first.
         let lived = p.started_at.map(|t| now.saturating_duration_since(t));
-        !p.live.failed
-            && matches!(p.spec.ready, Readiness::Grace(_))
-            && lived.is_some_and(|u| u >= p.spec.start_grace)
+        !p.live.failed && matches!(p.spec.ready, Readiness::Grace(_)) && lived.is_some_and(|u| u >= p.spec.start_grace)
     }
 
     /// Start timeouts, watchdogs and probes that are due. Part of

@@ -203,9 +203,7 @@ fn bind_socket() -> io::Result<(OwnedFd, String)> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQ: AtomicU64 = AtomicU64::new(0);
     // SAFETY: socket(2) takes plain integers and returns an fd or -1.
-    let raw = unsafe {
-        libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0)
-    };
+    let raw = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -291,8 +289,8 @@ fn recv_datagram(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<Datagram>> {
                         sender = Some(cred.pid);
                     }
                     (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
-                        let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
-                            / std::mem::size_of::<libc::c_int>();
+                        let count =
+                            ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<libc::c_int>();
                         for i in 0..count {
                             let passed: libc::c_int = std::ptr::read_unaligned(data.cast::<libc::c_int>().add(i));
                             libc::close(passed);
