@@ -107,7 +107,9 @@ pub enum Event {
         /// The OS error as text.
         message: String,
     },
-    /// The child lived through its start grace period.
+    /// The child is ready and now `Running` (it lived through its start
+    /// grace, or its readiness source fired: then [`Event::Ready`] comes
+    /// just before).
     Running {
         /// Process name.
         name: Arc<str>,

@@ -52,7 +52,9 @@
 //! | from | on | to |
 //! |---|---|---|
 //! | Stopped / Exited / Fatal | start | Starting (failure streak reset) |
-//! | Starting | alive for the start grace (`promote_running`) | Running |
+//! | Starting | alive for the start grace (`promote_running`), or its readiness source fires | Running |
+//! | Starting | start timeout passed | Stopping (a failed start: the policy applies to the exit) |
+//! | Running | watchdog missed, probe failure threshold reached | Stopping (a failure: the policy applies to the exit) |
 //! | Starting / Running | exit, policy restarts, no limit reached | Backoff |
 //! | Starting / Running | exit, policy does not restart | Exited |
 //! | Starting / Running | exit, give-up limit reached | Fatal |
@@ -63,10 +65,22 @@
 //! | Stopping | exit | Stopped (a manual stop never restarts) |
 //! | any | spawn fails | as an exit that never ran: Backoff or Fatal |
 //!
-//! An exit before the start grace is a *failed start*: it lengthens the
+//! An exit before readiness is a *failed start*: it lengthens the
 //! failure streak, which drives the [`Backoff`] delay and the
 //! [`give_up_after`](ProcessSpec::give_up_after) limit. Reaching `Running`
 //! resets the streak.
+//!
+//! # Readiness
+//!
+//! `Running` means *ready*, and what makes a child ready is its spec's
+//! [`Readiness`]: the start grace (a timer guess, the default), the host's
+//! own [`Supervisor::mark_ready`], a captured output line, s6's
+//! notification fd, or systemd's sd_notify `READY=1`. Messages from
+//! children arrive through the [`Sys`] like exits ([`SysEvent::Notify`]);
+//! start timeouts, watchdogs and probes are deadlines in the same table as
+//! everything else, so [`Supervisor::next_deadline`] covers them. Liveness
+//! probes are the host's I/O: the supervisor says when one is due
+//! ([`Event::ProbeDue`]) and takes the answer ([`Supervisor::probe_result`]).
 //!
 //! # Coming from another supervisor
 //!
@@ -88,6 +102,10 @@
 //! | systemd `RestartSec=`, `RestartSteps=`, `RestartMaxDelaySec=` | `Backoff::fixed`, `Backoff::exponential(..).max(..)` |
 //! | systemd `StartLimitBurst=`, `StartLimitIntervalSec=` | [`ProcessSpec::max_restarts_within`] |
 //! | systemd `KillSignal=`, `TimeoutStopSec=`, `KillMode=control-group` | `stop_signal`, `stop_timeout`, `process_group` |
+//! | systemd `Type=notify`, `TimeoutStartSec=`, `WatchdogSec=` | `.ready(Readiness::Notify)`, [`start_timeout`](ProcessSpec::start_timeout), [`watchdog`](ProcessSpec::watchdog) |
+//! | systemd `Type=notify-reload`, `ExecReload=kill -HUP $MAINPID` | [`Supervisor::reload_process`], [`reload_signal`](ProcessSpec::reload_signal) |
+//! | s6 `notification-fd` | `.ready(Readiness::Fd(n))` |
+//! | Kubernetes `livenessProbe` | [`ProcessSpec::probe`] with [`Probe`] |
 //! | Erlang/OTP one-for-one `intensity`, `period` | `Backoff::none()` and `max_restarts_within(intensity, period)` |
 //!
 //! # Deterministic tests

@@ -14,9 +14,11 @@ use nix::unistd::Pid;
 pub enum State {
     /// Not running and not going to run until started.
     Stopped,
-    /// Spawned, but not yet alive for its start grace period.
+    /// Spawned, but not yet ready (see [`Readiness`](crate::Readiness):
+    /// by default, not yet alive for its start grace period).
     Starting,
-    /// Alive for at least its start grace period.
+    /// Ready: its readiness source fired (by default, it has been alive
+    /// for its start grace period).
     Running,
     /// Exited (or failed to spawn); a restart is scheduled.
     Backoff,

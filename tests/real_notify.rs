@@ -8,7 +8,7 @@ mod real;
 use std::time::{Duration, Instant};
 
 use procsup::{Backoff, Event, ProcessSpec, Readiness, Signal, State, UnixSys};
-use real::Host;
+use real::{both_paths, Host};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -48,27 +48,32 @@ fn rss_kib() -> u64 {
 
 #[test]
 fn ready_after_300ms_is_running_no_earlier() {
-    let mut h = Host::new(UnixSys::new());
-    h.add(notifier("db", &["ready-after", "300"]));
-    h.start_all();
-    h.run_until(Duration::from_secs(10), |h| h.count("running") == 1);
-    let (spawned, ready) = (when(&h, "spawned"), when(&h, "ready"));
-    assert!(ready - spawned >= ms(300), "ready after {:?}", ready - spawned);
-    let Some(Event::Ready { after, .. }) = h.events("ready").first().copied() else { unreachable!() };
-    assert!(*after >= ms(300), "{after:?}");
-    let st = h.sup.status("db").unwrap();
-    assert_eq!(st.state, State::Running);
-    assert_eq!(st.status_text.as_deref(), Some("serving"));
+    for (path, make_sys) in both_paths() {
+        let mut h = Host::new(make_sys());
+        h.add(notifier("db", &["ready-after", "300"]));
+        h.start_all();
+        h.run_until(Duration::from_secs(10), |h| h.count("running") == 1);
+        let (spawned, ready) = (when(&h, "spawned"), when(&h, "ready"));
+        assert!(ready - spawned >= ms(300), "{path}: ready after {:?}", ready - spawned);
+        let Some(Event::Ready { after, .. }) = h.events("ready").first().copied() else { unreachable!() };
+        assert!(*after >= ms(300), "{path}: {after:?}");
+        let st = h.sup.status("db").unwrap();
+        assert_eq!(st.state, State::Running, "{path}");
+        assert_eq!(st.status_text.as_deref(), Some("serving"), "{path}");
+    }
 }
 
 #[test]
 fn never_ready_is_stopped_at_the_start_timeout_then_backed_off() {
     let mut h = Host::new(UnixSys::new());
     h.add(notifier("db", &["never"]).start_timeout(ms(400)).backoff(Backoff::fixed(ms(200))));
+    // The spawn's `now` is read after this, so the timeout is due no
+    // earlier than 400 ms after it.
+    let before_spawn = Instant::now();
     h.start_all();
     h.run_until(Duration::from_secs(10), |h| h.count("spawned") == 2);
-    let (spawned, timeout) = (when(&h, "spawned"), when(&h, "start_timeout"));
-    assert!(timeout - spawned >= ms(400));
+    let timeout = when(&h, "start_timeout");
+    assert!(timeout - before_spawn >= ms(400), "{:?}", timeout - before_spawn);
     let backoff = h.events("backoff")[0].clone();
     assert!(matches!(backoff, Event::Backoff { failure_streak: 1, .. }), "{backoff:?}");
     assert!(h.kinds().iter().any(|k| k.starts_with("event=exited") && k.contains("signal=15")), "{:#?}", h.kinds());
@@ -80,10 +85,14 @@ fn a_child_that_stops_pinging_is_killed_at_the_watchdog_deadline_and_restarted()
     // Five pings 100 ms apart, then silence: the watchdog (400 ms) fires
     // about 900 ms after readiness.
     h.add(notifier("db", &["ping", "5", "100", "400000"]).watchdog(ms(400)).backoff(Backoff::fixed(ms(50))));
+    let before_spawn = Instant::now();
     h.start_all();
     h.run_until(Duration::from_secs(10), |h| h.count("spawned") == 2);
     let (ready, watchdog) = (when(&h, "ready"), when(&h, "watchdog"));
-    assert!(watchdog - ready >= ms(900), "the watchdog fired {:?} after readiness", watchdog - ready);
+    // The last ping was sent at least 500 ms after READY=1, itself sent
+    // after the spawn: the pings moved the deadline.
+    assert!(watchdog - before_spawn >= ms(900), "the watchdog fired {:?} after the spawn", watchdog - before_spawn);
+    assert!(watchdog - ready >= ms(400));
     assert!(h.count("exited") >= 1);
     assert!(!h.kinds().iter().any(|k| k.contains("code=3")), "WATCHDOG_USEC missing: {:#?}", h.kinds());
 }
