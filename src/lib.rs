@@ -135,7 +135,7 @@ pub use error::{Error, Result};
 pub use event::{Event, FatalReason, Stream};
 pub use orphans::{Discard, Orphan, OrphanScan};
 pub use output::{escape, MAX_LINE};
-pub use readiness::{LineMatcher, NotifyMessage, Probe, Readiness, MAX_NOTIFY_LEN};
+pub use readiness::{LineFn, LineMatcher, NotifyMessage, Probe, Readiness, MAX_NOTIFY_LEN};
 pub use spec::{Output, ProcessSpec, RestartPolicy, MAX_DURATION, MAX_INSTANCES, MAX_NAME_LEN};
 pub use state::{Exit, ProcessStatus, State};
 pub use supervisor::{Reaped, Supervisor};

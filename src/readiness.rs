@@ -85,6 +85,9 @@ impl Readiness {
     }
 }
 
+/// A line predicate for [`LineMatcher::Fn`].
+pub type LineFn = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
 /// How [`Readiness::OutputLine`] recognises its line.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -92,7 +95,7 @@ pub enum LineMatcher {
     /// The line contains these bytes.
     Contains(Vec<u8>),
     /// The function accepts the line.
-    Fn(Arc<dyn Fn(&[u8]) -> bool + Send + Sync>),
+    Fn(LineFn),
 }
 
 impl LineMatcher {
