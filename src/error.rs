@@ -66,9 +66,20 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Another live host holds the state directory's lock: two hosts
+    /// sharing one directory would stop each other's children as orphans.
+    #[error("state directory {path} is in use by another live host")]
+    StateDirInUse {
+        /// The state directory.
+        path: PathBuf,
+    },
     /// The supervisor is shutting down and starts nothing new.
     #[error("the supervisor is shutting down")]
     ShuttingDown,
+    /// The process is being removed (`remove_process` waits for its child
+    /// to be reaped): it is not started again.
+    #[error("the process {0:?} is being removed")]
+    Removing(String),
 }
 
 /// `Result` with this crate's [`Error`].

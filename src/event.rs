@@ -14,6 +14,7 @@ use crate::state::Exit;
 
 /// Which output stream a captured line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Stream {
     /// The child's stdout.
     Stdout,
@@ -200,10 +201,13 @@ pub enum Event {
         /// How it ended.
         exit: Exit,
     },
-    /// A rolling restart stopped: the replacement of `name` failed, and its
-    /// old child keeps serving, as do those not yet replaced.
+    /// A rolling restart stopped before it finished: the replacement of
+    /// `name` failed (exited before its start grace, or could not be
+    /// spawned), and its old child keeps serving, as do those not yet
+    /// replaced; or the host called `stop_all` (or `shutdown`), and `name`
+    /// is the roll's target, as in [`Event::RollDone`].
     RollAborted {
-        /// The process whose replacement failed.
+        /// The process whose replacement failed, or the roll's target.
         name: Arc<str>,
         /// What went wrong.
         reason: String,

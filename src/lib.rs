@@ -125,6 +125,7 @@ mod output;
 mod readiness;
 mod spec;
 mod state;
+mod state_dir;
 mod supervisor;
 pub mod sys;
 pub mod testing;
@@ -143,6 +144,59 @@ pub use sys::{Sys, SysEvent, UnixSys};
 
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
+
+/// Proof that the enums a host matches on are `#[non_exhaustive]`: a
+/// match that names every variant without a wildcard arm does not compile
+/// outside the crate (so a new variant is never a breaking change), and the
+/// same match with a wildcard arm does.
+///
+/// ```
+/// use procsup::{Exit, RestartPolicy, State, Stream, SysEvent};
+/// fn all(s: State, e: Exit, r: RestartPolicy, st: Stream, ev: SysEvent) -> usize {
+///     let a = match s { State::Stopped | State::Starting | State::Running | State::Backoff
+///         | State::Stopping | State::Exited | State::Fatal => 1, _ => 0 };
+///     let b = match e { Exit::Exited(_) | Exit::Signaled(_) | Exit::Unknown => 1, _ => 0 };
+///     let c = match r { RestartPolicy::Always | RestartPolicy::OnFailure | RestartPolicy::Never => 1, _ => 0 };
+///     let d = match st { Stream::Stdout | Stream::Stderr => 1, _ => 0 };
+///     let f = match ev { SysEvent::Output { .. } | SysEvent::Exited { .. } | SysEvent::OrphanGone { .. } => 1, _ => 0 };
+///     a + b + c + d + f
+/// }
+/// ```
+///
+/// ```compile_fail,E0004
+/// fn f(s: procsup::State) -> u8 {
+///     use procsup::State::*;
+///     match s { Stopped | Starting | Running | Backoff | Stopping | Exited | Fatal => 1 }
+/// }
+/// ```
+///
+/// ```compile_fail,E0004
+/// fn f(e: procsup::Exit) -> u8 {
+///     match e { procsup::Exit::Exited(_) | procsup::Exit::Signaled(_) | procsup::Exit::Unknown => 1 }
+/// }
+/// ```
+///
+/// ```compile_fail,E0004
+/// fn f(r: procsup::RestartPolicy) -> u8 {
+///     use procsup::RestartPolicy::*;
+///     match r { Always | OnFailure | Never => 1 }
+/// }
+/// ```
+///
+/// ```compile_fail,E0004
+/// fn f(s: procsup::Stream) -> u8 {
+///     match s { procsup::Stream::Stdout | procsup::Stream::Stderr => 1 }
+/// }
+/// ```
+///
+/// ```compile_fail,E0004
+/// fn f(e: procsup::SysEvent) -> u8 {
+///     use procsup::SysEvent::*;
+///     match e { Output { .. } | Exited { .. } | OrphanGone { .. } => 1 }
+/// }
+/// ```
+#[cfg(doctest)]
+pub struct NonExhaustiveDoctests;
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

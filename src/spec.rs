@@ -59,6 +59,7 @@ pub enum Output {
 /// assert_eq!(spec.get_restart(), RestartPolicy::OnFailure);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum RestartPolicy {
     /// Restart after every exit (the default).
     #[default]
@@ -353,7 +354,10 @@ impl ProcessSpec {
     }
 
     /// Treat a program that cannot be executed (`ENOENT`, `EACCES`,
-    /// `ENOEXEC`, `ENOTDIR`) as `Fatal` at once instead of retrying.
+    /// `ENOEXEC`, `ENOTDIR`, `EPERM`) as `Fatal` at once instead of
+    /// retrying. `EPERM` is here because retrying cannot fix it either: a
+    /// credential switch (`uid`/`gid`) or an exec that the system refused
+    /// (a `noexec` mount, a security module) fails the same way every time.
     pub fn fatal_exec_errors(mut self, yes: bool) -> Self {
         self.fatal_exec_errors = yes;
         self

@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 ///
 /// See the state machine in the crate documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum State {
     /// Not running and not going to run until started.
     Stopped,
@@ -73,6 +74,7 @@ impl fmt::Display for State {
 /// assert_eq!(Exit::Signaled(9).signal(), Some(nix::sys::signal::Signal::SIGKILL));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Exit {
     /// `WIFEXITED`: the child called `exit` with this code.
     Exited(i32),
@@ -139,21 +141,34 @@ pub struct ProcessStatus {
     pub name: String,
     /// The group (the spec's name) when this is one of several instances.
     pub group: Option<String>,
-    /// The previous child while a rolling restart replaces it: it serves
-    /// until the new child (`pid`) is `Running`, then gets its stop signal.
+    /// The previous child after a rolling restart replaced it: its
+    /// replacement (`pid`) is `Running`, and it was sent its stop signal;
+    /// it drains until it exits ([`Event::Retired`](crate::Event::Retired)).
     pub retiring_pid: Option<Pid>,
+    /// The new child a rolling restart is starting, while the old one
+    /// (`pid`) still serves. Until the replacement lives through its start
+    /// grace, the status describes the serving child: `state` is `Running`,
+    /// `pid` and `started_at` are the old child's. Then the replacement
+    /// becomes `pid` and the old child `retiring_pid`.
+    pub replacement_pid: Option<Pid>,
     /// The current state.
     pub state: State,
-    /// The child's pid while one exists.
+    /// The serving child's pid while one exists.
     pub pid: Option<Pid>,
     /// When the current (or last) child was spawned.
     pub started_at: Option<Instant>,
-    /// How many times the supervisor restarted it (retries after backoff and
-    /// explicit restarts), over its whole life.
+    /// How many times the supervisor restarted it (retries after backoff,
+    /// explicit restarts, rolling-restart replacements), over its whole
+    /// life. A replacement counts from its spawn, and the count goes back
+    /// down if it never serves (the roll aborted, or the process was
+    /// stopped before the replacement was `Running`).
     pub restart_count: u32,
-    /// How many times a child of it was reaped.
+    /// How many times a child of it was reaped (not counting a rolling
+    /// restart's replacement that failed while the old child served, nor a
+    /// retired old child: each has its own event).
     pub exit_count: u32,
-    /// How the last child ended.
+    /// How the last child ended (not a failed rolling-restart replacement
+    /// while the old child served: see `exit_count`).
     pub last_exit: Option<Exit>,
     /// The errno of the last spawn failure, cleared by a successful spawn.
     pub last_spawn_error: Option<Errno>,

@@ -36,6 +36,7 @@ use crate::readiness::NotifyMessage;
 use crate::spec::ProcessSpec;
 use crate::state::Exit;
 use crate::sys::{Sys, SysEvent};
+use crate::timers::later;
 
 /// A clock for tests: an `Instant` origin and a virtual "now" that moves
 /// only when told.
@@ -69,9 +70,9 @@ impl VirtualClock {
         self.now
     }
 
-    /// Moves time forward.
+    /// Moves time forward (saturating at the last instant there is).
     pub fn advance(&mut self, by: Duration) {
-        self.now += by;
+        self.now = later(self.now, by);
     }
 
     /// Moves time to an instant (not backwards).
@@ -82,7 +83,8 @@ impl VirtualClock {
     /// The instant `secs` seconds after second 0, for tests written in
     /// seconds like the systems they port.
     pub fn at(&self, secs: f64) -> Instant {
-        self.origin + Duration::from_secs_f64(secs)
+        // Negative or NaN is second 0; too far is the last instant there is.
+        later(self.origin, Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX))
     }
 
     /// Seconds since second 0 of an instant.

@@ -1,7 +1,7 @@
 //! Deadlines in one ordered table, at most one per key.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
@@ -65,5 +65,42 @@ impl<K: Ord + Copy> Timers<K> {
             return Vec::new();
         }
         self.set.iter().take_while(|&&(t, _)| t <= now).map(|&(_, k)| k).collect()
+    }
+}
+
+/// `t + d`, saturating at the latest instant the platform can represent
+/// instead of panicking ("overflow when adding duration to instant"): the
+/// host may pass any `now`, even one near the end of `Instant`'s range, and
+/// every deadline the supervisor computes goes through here.
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
+    if let Some(at) = t.checked_add(d) {
+        return at;
+    }
+    // The largest sum that fits: add the biggest step that still fits,
+    // halving it on each overflow. Only this rare path pays for it, about
+    // two tries per bit of `d`.
+    let (mut at, mut step) = (t, d);
+    while !step.is_zero() {
+        match at.checked_add(step) {
+            Some(next) => at = next,
+            None => step /= 2,
+        }
+    }
+    at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_adds_and_saturates() {
+        #[allow(clippy::disallowed_methods)]
+        let t = Instant::now();
+        assert_eq!(later(t, Duration::from_secs(3)), t + Duration::from_secs(3));
+        let end = later(t, Duration::MAX);
+        assert!(end > t);
+        assert_eq!(end.checked_add(Duration::from_nanos(1)), None, "the very last instant");
+        assert_eq!(later(end, Duration::from_secs(1)), end);
     }
 }

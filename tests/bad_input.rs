@@ -158,3 +158,82 @@ fn errors_read_well() {
     let e = sup.stop_process("nope", Instant::now()).unwrap_err();
     assert_eq!(e.to_string(), "no process named \"nope\"");
 }
+
+/// The latest `Instant` there is, built by `checked_add` alone: double the
+/// step while it fits, then halve it down to a nanosecond.
+fn end_of_time() -> Instant {
+    let mut t = Instant::now();
+    let mut step = Duration::from_secs(1);
+    while let Some(next) = t.checked_add(step) {
+        t = next;
+        step = step.saturating_mul(2);
+    }
+    while !step.is_zero() {
+        match t.checked_add(step) {
+            Some(next) => t = next,
+            None => step /= 2,
+        }
+    }
+    assert_eq!(t.checked_add(Duration::from_nanos(1)), None);
+    t
+}
+
+/// Every path that computes a deadline — promotion, retry, kill, retiring
+/// kill, orphan kill and the wait for an orphan — at the end of time and
+/// half a second before it: deadlines saturate, nothing panics
+/// (issue 11.7: "overflow when adding duration to instant").
+#[test]
+fn a_now_at_the_end_of_time_never_panics() {
+    let end = end_of_time();
+    for before in [Duration::ZERO, Duration::from_millis(500)] {
+        let t0 = end - before;
+        let long = MAX_DURATION;
+        let mut sup = Supervisor::with_sys(FakeSys::new()).with_seed(1);
+        let slow =
+            |name: &str| ProcessSpec::new(name, "p").start_grace(long).stop_timeout(long).backoff(Backoff::fixed(long));
+        sup.add_process(slow("a")).unwrap();
+        sup.add_process(slow("g").instances(2)).unwrap();
+        sup.sys_mut().add_orphan("a", procsup::Pid::from_raw(77));
+        // Orphan kill deadline and the wait for it; promotion deadlines.
+        sup.start_all(t0).unwrap();
+        assert_eq!(sup.status("a").unwrap().state, State::Backoff, "a waits for its orphan");
+        let saturated = |t: Option<Instant>| t.is_some_and(|t| t >= t0 && t <= end);
+        assert!(saturated(sup.next_deadline()));
+        // Everything is due at the end of time: promotions, the orphan kill.
+        sup.tick(end);
+        sup.tick(end);
+        assert_eq!(sup.status("g:0").unwrap().state, State::Running, "-{before:?}");
+        assert_eq!(sup.status("a").unwrap().state, State::Running, "-{before:?}");
+        // Retry deadline.
+        let pid = sup.status("g:0").unwrap().pid.unwrap();
+        assert!(sup.sys_mut().exit(pid, Exit::Exited(1)));
+        sup.tick(end);
+        let st = sup.status("g:0").unwrap();
+        // Its retry saturated to the end of time, so it is due at once.
+        assert_eq!((st.state, st.restart_count), (State::Starting, 1), "-{before:?}");
+        // Retiring kill deadline (rolling restart; zero grace needs none).
+        sup.rolling_restart(Some("g:1"), end).unwrap();
+        sup.tick(end);
+        // Kill deadlines of a stop, and their escalation.
+        sup.stop_all(end);
+        assert!(saturated(sup.next_deadline()));
+        for _ in 0..4 {
+            sup.tick(end);
+        }
+        assert!(sup.is_idle(), "-{before:?}: {:?}", sup.statuses());
+        assert!(sup.drain_events().any(|e| e.kind() == "killed"));
+    }
+}
+
+/// The test clock is public API too: it saturates instead of panicking.
+#[test]
+fn the_virtual_clock_never_panics() {
+    let mut clock = procsup::testing::VirtualClock::new();
+    assert_eq!(clock.at(-1.0), clock.at(0.0));
+    assert_eq!(clock.at(f64::NAN), clock.at(0.0));
+    let far = clock.at(1e30);
+    assert_eq!(far.checked_add(Duration::from_nanos(1)), None, "the last instant");
+    clock.advance(Duration::MAX);
+    clock.advance(Duration::MAX);
+    assert_eq!(clock.now(), far);
+}

@@ -87,3 +87,49 @@ fn spawning_by_hand_while_awaiting_an_orphan_forgets_the_wait() {
     assert_eq!(h.state("web"), State::Starting);
     assert_eq!(h.sup.status("web").unwrap().restart_count, 1, "the retry after a crash is a restart");
 }
+
+/// A host's own `Sys` (here over FakeSys for the children) that finds an
+/// orphan its own way: it can build the `Orphan` (issue 11.10).
+struct HostSys {
+    inner: procsup::testing::FakeSys,
+    found: Vec<procsup::OrphanScan>,
+    signalled: Vec<(Pid, Signal)>,
+}
+
+impl procsup::Sys for HostSys {
+    fn spawn(&mut self, spec: &ProcessSpec) -> std::io::Result<Pid> {
+        self.inner.spawn(spec)
+    }
+    fn signal(&mut self, pid: Pid, signal: Signal) -> std::io::Result<()> {
+        self.inner.signal(pid, signal)
+    }
+    fn poll(&mut self, events: &mut Vec<procsup::SysEvent>) {
+        self.inner.poll(events)
+    }
+    fn scan_orphans(&mut self) -> std::io::Result<Vec<procsup::OrphanScan>> {
+        Ok(std::mem::take(&mut self.found))
+    }
+    fn signal_orphan(&mut self, pid: Pid, signal: Signal) -> std::io::Result<()> {
+        self.signalled.push((pid, signal));
+        Ok(())
+    }
+}
+
+#[test]
+fn an_external_sys_can_report_an_orphan() {
+    let pid = Pid::from_raw(5151);
+    let orphan = procsup::Orphan::new("web", pid, pid, 12_345);
+    let sys = HostSys {
+        inner: procsup::testing::FakeSys::new(),
+        found: vec![procsup::OrphanScan::Alive(orphan)],
+        signalled: Vec::new(),
+    };
+    let mut sup = procsup::Supervisor::with_sys(sys);
+    sup.add_process(web()).unwrap();
+    let clock = procsup::testing::VirtualClock::new();
+    sup.start_all(clock.now()).unwrap();
+    assert_eq!(sup.sys().signalled, [(pid, Signal::SIGINT)]);
+    let stopping = sup.drain_events().find(|e| e.kind() == "orphan_stopping").expect("orphan_stopping");
+    assert!(matches!(stopping, Event::OrphanStopping { pid: p, .. } if p == pid));
+    assert_eq!(sup.status("web").unwrap().state, State::Backoff, "web waits for its orphan");
+}

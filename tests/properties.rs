@@ -145,7 +145,9 @@ impl World {
                 self.held.extend(NAMES.iter().map(|n| n.to_string()));
             }
             Op::Exit(i, code) => {
-                if let Some(pid) = self.sup.status(name(i)).ok().and_then(|s| s.pid) {
+                // A replacement starting in a roll exits first (the roll's
+                // abort path); Kill below hits the serving child.
+                if let Some(pid) = self.sup.status(name(i)).ok().and_then(|s| s.replacement_pid.or(s.pid)) {
                     let _ = self.sup.sys_mut().exit(pid, Exit::Exited(*code));
                 }
             }
@@ -192,7 +194,7 @@ impl World {
         let mut pids = HashMap::new();
         for st in &statuses {
             prop_assert_eq!(st.state.has_child(), st.pid.is_some(), "{:?}", st);
-            for pid in st.pid.into_iter().chain(st.retiring_pid) {
+            for pid in st.pid.into_iter().chain(st.retiring_pid).chain(st.replacement_pid) {
                 prop_assert!(pids.insert(pid, st.name.clone()).is_none(), "pid {} twice", pid);
             }
             prop_assert_eq!(st.next_retry_at.is_some(), st.state == State::Backoff, "{:?}", st);

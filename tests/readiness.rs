@@ -344,32 +344,37 @@ fn rolling_restart_retires_each_old_child_only_after_its_replacement_is_ready() 
     h.sup.rolling_restart(Some("web"), now).unwrap();
     h.run_until(50.0);
     assert!(h.sup.sys().signals_to(old0).is_empty(), "the old child serves until its replacement is ready");
-    assert_eq!(h.state("web:0"), State::Starting);
-    // The retiring child's own READY=1 does not count.
+    let new0 = h.sup.status("web:0").unwrap().replacement_pid.expect("a replacement is starting");
+    // The old child's own READY=1 does not count.
     assert!(h.sup.sys_mut().notify(old0, b"READY=1"));
     h.tick();
-    assert_eq!(h.state("web:0"), State::Starting);
-    send(&mut h, "web:0", b"READY=1");
+    assert_eq!(h.sup.status("web:0").unwrap().replacement_pid, Some(new0));
+    assert!(h.sup.sys_mut().notify(new0, b"READY=1"));
     h.tick();
+    assert_eq!(h.pid("web:0"), new0);
     assert_eq!(h.sup.sys().signals_to(old0), [Signal::SIGTERM]);
     let ready = h.log.iter().rposition(|e| e.kind() == "ready").unwrap();
     let retiring = h.log.iter().rposition(|e| e.kind() == "retiring").unwrap();
     assert!(ready < retiring, "{:#?}", h.kinds());
-    send(&mut h, "web:1", b"READY=1");
+    let new1 = h.sup.status("web:1").unwrap().replacement_pid.unwrap();
+    assert!(h.sup.sys_mut().notify(new1, b"READY=1"));
     h.tick();
     assert_eq!(count(&h, "roll_done"), 1);
 }
 
 #[test]
 fn a_replacement_that_times_out_aborts_the_roll_and_the_old_child_serves_on() {
-    let mut h = Harness::with([notify("web").start_timeout(secs(5.0))]);
+    let mut h = Harness::with([notify("web").start_timeout(secs(5.0)).watchdog(secs(60.0))]);
     h.start("web");
-    send(&mut h, "web", b"READY=1");
+    send(&mut h, "web", b"READY=1\nSTATUS=serving");
     h.tick();
     let old = h.pid("web");
+    let before = h.sup.status("web").unwrap();
     let now = h.now();
     h.sup.rolling_restart(Some("web"), now).unwrap();
-    let new = h.pid("web");
+    let during = h.sup.status("web").unwrap();
+    assert_eq!((during.ready_at, during.status_text), (before.ready_at, before.status_text.clone()));
+    let new = during.replacement_pid.unwrap();
     h.run_until(5.0);
     assert_eq!(h.sup.sys().signals_to(new), [Signal::SIGTERM]);
     assert!(h.sup.sys().signals_to(old).is_empty());
@@ -378,4 +383,22 @@ fn a_replacement_that_times_out_aborts_the_roll_and_the_old_child_serves_on() {
     assert_eq!(count(&h, "roll_aborted"), 1);
     let st = h.sup.status("web").unwrap();
     assert_eq!((st.state, st.pid), (State::Running, Some(old)));
+    assert_eq!((st.ready_at, st.status_text), (before.ready_at, before.status_text));
+    assert_eq!(st.watchdog_at, Some(h.now() + secs(60.0)), "the old child is watched again");
+}
+
+#[test]
+fn during_a_roll_signals_and_reloads_go_to_the_child_that_serves() {
+    let mut h = Harness::with([notify("web")]);
+    h.start("web");
+    send(&mut h, "web", b"READY=1");
+    h.tick();
+    let old = h.pid("web");
+    let now = h.now();
+    h.sup.rolling_restart(Some("web"), now).unwrap();
+    let new = h.sup.status("web").unwrap().replacement_pid.unwrap();
+    h.sup.signal_process("web", Signal::SIGUSR2).unwrap();
+    h.sup.reload_process("web", now).unwrap();
+    assert_eq!(h.sup.sys().signals_to(old), [Signal::SIGUSR2, Signal::SIGHUP]);
+    assert!(h.sup.sys().signals_to(new).is_empty());
 }

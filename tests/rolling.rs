@@ -25,6 +25,17 @@ fn running(n: u32) -> Harness {
     h
 }
 
+/// The new child a roll is starting for `name` (the old one serves).
+fn replacement(h: &Harness, name: &str) -> Pid {
+    h.sup.status(name).unwrap().replacement_pid.unwrap_or_else(|| panic!("{name} has no replacement starting"))
+}
+
+/// The replacement a roll is starting for `name` ends now.
+fn exit_replacement(h: &mut Harness, name: &str, exit: Exit) {
+    let pid = replacement(h, name);
+    assert!(h.sup.sys_mut().exit(pid, exit), "{name}'s replacement {pid} was not alive");
+}
+
 /// Lets every old child that got SIGTERM exit at once, like a polite server.
 fn exit_signalled(h: &mut Harness, seen: &mut HashSet<Pid>) {
     let signalled: Vec<Pid> =
@@ -142,7 +153,7 @@ fn a_replacement_that_exits_early_aborts_the_roll() {
     h.sup.rolling_restart(Some("web"), now).unwrap();
     h.drain();
     h.advance(0.2);
-    h.exit("web:0", Exit::Exited(1)); // the replacement of web:0
+    exit_replacement(&mut h, "web:0", Exit::Exited(1));
     h.tick();
     let aborted = h.log.iter().find(|e| e.kind() == "roll_aborted").expect("aborted");
     assert_eq!(aborted.name(), "web:0");
@@ -176,12 +187,12 @@ fn stop_during_a_roll_stops_both_children() {
     let old = h.pid("web:0");
     let now = h.now();
     h.sup.rolling_restart(None, now).unwrap();
-    let new = h.pid("web:0");
+    let new = replacement(&h, "web:0");
     h.stop("web:0");
     assert_eq!(h.sup.sys().signals_to(old), [Signal::SIGTERM]);
     assert_eq!(h.sup.sys().signals_to(new), [Signal::SIGTERM]);
     // The roll moved on to web:1.
-    assert_ne!(h.sup.status("web:1").unwrap().retiring_pid, None);
+    assert_ne!(h.sup.status("web:1").unwrap().replacement_pid, None);
     h.run_until(20.0);
     assert_eq!(h.state("web:0"), State::Stopped);
     assert_eq!(h.state("web:1"), State::Running);
@@ -246,7 +257,7 @@ fn unknown_roll_target_is_an_error() {
     assert!(matches!(h.sup.rolling_restart(Some("nope"), now), Err(Error::UnknownProcess(_))));
     // A single process name is a target too.
     h.sup.rolling_restart(Some("web:0"), now).unwrap();
-    assert!(h.sup.status("web:0").unwrap().retiring_pid.is_some());
+    assert!(h.sup.status("web:0").unwrap().replacement_pid.is_some());
 }
 
 #[test]
@@ -309,7 +320,7 @@ fn old_and_new_children_keep_their_own_partial_lines() {
     let old = h.pid("web:0");
     let now = h.now();
     h.sup.rolling_restart(None, now).unwrap();
-    let new = h.pid("web:0");
+    let new = replacement(&h, "web:0");
     for (pid, data) in [(old, "ol"), (new, "ne"), (old, "d\n"), (new, "w\n"), (old, "bye")] {
         assert!(h.sup.sys_mut().output(pid, Stream::Stdout, data.as_bytes()));
         h.tick();
@@ -337,7 +348,7 @@ fn an_aborted_replacement_gives_the_old_child_its_partial_line_back() {
     h.tick();
     let now = h.now();
     h.sup.rolling_restart(None, now).unwrap();
-    h.exit("web:0", Exit::Exited(1)); // the replacement fails
+    exit_replacement(&mut h, "web:0", Exit::Exited(1)); // the replacement fails
     h.tick();
     assert_eq!(h.pid("web:0"), old);
     assert!(h.sup.sys_mut().output(old, Stream::Stdout, b"c\n"));
@@ -357,4 +368,111 @@ fn a_failed_sigkill_of_a_retiring_child_reports_no_kill() {
     assert_eq!(h.sup.sys().signals_to(old), [Signal::SIGTERM, Signal::SIGKILL]);
     assert!(!h.log.iter().any(|e| e.kind() == "killed"));
     assert_eq!(h.sup.next_deadline(), None, "no retry loop");
+}
+
+// ----- issue 11.9: status tells the truth during and after a roll ------
+
+#[test]
+fn status_shows_the_serving_child_while_its_replacement_starts() {
+    let mut h = running(4);
+    let old = h.pid("web:0");
+    let old_started = h.sup.status("web:0").unwrap().started_at;
+    h.advance(3.0);
+    let now = h.now();
+    h.sup.rolling_restart(Some("web"), now).unwrap();
+    let new = replacement(&h, "web:0");
+    // Four children serve, so a host counting Running counts four.
+    let running = h.sup.statuses().iter().filter(|s| s.state == State::Running).count();
+    assert_eq!(running, 4);
+    let st = h.sup.status("web:0").unwrap();
+    assert_eq!((st.pid, st.started_at, st.retiring_pid, st.replacement_pid), (Some(old), old_started, None, Some(new)));
+    assert_eq!(st.uptime(h.now()), Some(secs(4.0)), "the serving child's uptime");
+    // Once the replacement is Running, it serves and the old one drains.
+    h.advance(1.0);
+    h.tick();
+    let st = h.sup.status("web:0").unwrap();
+    assert_eq!((st.state, st.pid, st.retiring_pid, st.replacement_pid), (State::Running, Some(new), Some(old), None));
+    assert_eq!(st.started_at, Some(h.at(4.0)));
+}
+
+#[test]
+fn a_failed_replacement_is_not_the_serving_childs_exit() {
+    let mut h = running(2);
+    let before = h.sup.status("web:0").unwrap();
+    let now = h.now();
+    h.sup.rolling_restart(None, now).unwrap();
+    let new = replacement(&h, "web:0");
+    h.advance(0.2);
+    exit_replacement(&mut h, "web:0", Exit::Exited(1));
+    h.tick();
+    // The exit is reported as the replacement's: its pid and its uptime...
+    let exited = h.log.iter().find(|e| e.kind() == "exited").expect("an exited event");
+    assert!(matches!(exited, Event::Exited { pid, uptime, .. } if *pid == new && *uptime == secs(0.2)), "{exited}");
+    // ...and the status still describes the child that serves.
+    let after = h.sup.status("web:0").unwrap();
+    assert_eq!(after, before, "the serving child's status is unchanged");
+}
+
+#[test]
+fn restart_count_goes_back_down_after_every_abort() {
+    type Abort = fn(&mut Harness);
+    let aborts: [(&str, Abort); 4] = [
+        ("replacement exits early", |h| {
+            exit_replacement(h, "web:0", Exit::Exited(1));
+            h.tick();
+        }),
+        ("old child crashed, then the replacement", |h| {
+            let old = h.pid("web:0");
+            assert!(h.sup.sys_mut().exit(old, Exit::Exited(3)));
+            h.tick();
+            // Nothing else serves: the replacement is the process's child.
+            assert_eq!(h.sup.status("web:0").unwrap().replacement_pid, None);
+            h.exit("web:0", Exit::Exited(1));
+            h.tick();
+        }),
+        ("stop_all", |h| {
+            let now = h.now();
+            h.sup.stop_all(now);
+        }),
+        ("stop_process", |h| h.stop("web:0")),
+    ];
+    for (what, abort) in aborts {
+        let mut h = running(2);
+        let now = h.now();
+        h.sup.rolling_restart(None, now).unwrap();
+        assert_eq!(h.sup.status("web:0").unwrap().restart_count, 1, "{what}: a replacement counts");
+        h.advance(0.2);
+        abort(&mut h);
+        h.drain();
+        assert_eq!(h.sup.status("web:0").unwrap().restart_count, 0, "{what}: it never served");
+    }
+}
+
+#[test]
+fn stop_all_during_a_roll_ends_it_with_a_defined_event() {
+    let mut h = running(2);
+    let old = h.pid("web:0");
+    let now = h.now();
+    h.sup.rolling_restart(Some("web"), now).unwrap();
+    let new = replacement(&h, "web:0");
+    h.drain();
+    let now = h.now();
+    h.sup.stop_all(now);
+    h.drain();
+    let aborted: Vec<String> = h.log.iter().filter(|e| e.kind() == "roll_aborted").map(|e| e.to_string()).collect();
+    assert_eq!(aborted, ["event=roll_aborted name=web reason=\"stopped by stop_all\""]);
+    assert_eq!(h.sup.sys().signals_to(old), [Signal::SIGTERM]);
+    assert_eq!(h.sup.sys().signals_to(new), [Signal::SIGTERM]);
+    let mut seen = HashSet::new();
+    for _ in 0..30 {
+        h.advance(0.5);
+        h.tick();
+        exit_signalled(&mut h, &mut seen);
+    }
+    assert!(h.sup.is_idle());
+    assert!(!h.kinds().contains(&"roll_done"));
+    assert_eq!(h.sup.sys().spawns().len(), 3, "web:1 was never replaced");
+    for i in 0..2 {
+        assert_eq!(h.state(&format!("web:{i}")), State::Stopped);
+    }
 }

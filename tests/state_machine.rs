@@ -50,6 +50,7 @@ fn into_state(h: &mut Harness, state: State) {
             h.sup.sys_mut().fail_next_spawn(Errno::ENOENT);
             h.start("a");
         }
+        other => panic!("no recipe for {other}: a state this test does not know yet"),
     }
     assert_eq!(h.state("a"), state, "setup");
 }
@@ -370,6 +371,72 @@ fn start_while_stopping_starts_after_the_exit() {
     h.exit("a", Exit::Signaled(15));
     h.tick();
     assert_eq!(h.state("a"), State::Starting);
+}
+
+#[test]
+fn start_while_stopping_counts_like_a_start_from_stopped() {
+    // Issue 11.9: a start that waits for the exit is a start, not a
+    // restart: no restart counted, a fresh failure streak.
+    let mut h = h1(spec("a"));
+    h.start("a");
+    h.exit("a", Exit::Exited(1)); // a failed start: streak 1
+    h.tick();
+    h.run_until(2.0); // the retry: restart 1, Starting
+    let before = h.sup.status("a").unwrap();
+    assert_eq!((before.restart_count, before.failure_streak), (1, 1));
+    h.stop("a");
+    h.start("a");
+    h.exit("a", Exit::Signaled(15));
+    h.tick();
+    let st = h.sup.status("a").unwrap();
+    assert_eq!(st.state, State::Starting);
+    assert_eq!(st.restart_count, 1, "a start is not a restart");
+    assert_eq!(st.failure_streak, 0, "a start begins a fresh streak");
+    assert!(matches!(h.log.last(), Some(Event::Spawned { restart_count: 1, .. })), "{:?}", h.log.last());
+}
+
+#[test]
+fn a_pending_removal_wins_over_every_later_call() {
+    // Issue 11.4: each of these, between `remove_process` and the exit,
+    // used to overwrite the removal: no `Removed`, the name taken forever.
+    type Call = fn(&mut Harness);
+    let calls: [(&str, Call); 5] = [
+        ("stop_process", |h| h.stop("a")),
+        ("stop_all", |h| {
+            let now = h.now();
+            h.sup.stop_all(now)
+        }),
+        ("shutdown", |h| {
+            let now = h.now();
+            h.sup.shutdown(now)
+        }),
+        ("start_process", |h| {
+            let now = h.now();
+            assert!(matches!(h.sup.start_process("a", now), Err(Error::Removing(n)) if n == "a"));
+        }),
+        ("restart_process", |h| {
+            let now = h.now();
+            assert!(matches!(h.sup.restart_process("a", now), Err(Error::Removing(_))));
+            assert!(matches!(h.sup.spawn_process("a", now), Err(Error::Removing(_))));
+        }),
+    ];
+    for (what, call) in calls {
+        let mut h = h1(spec("a"));
+        into_state(&mut h, State::Running);
+        let now = h.now();
+        h.sup.remove_process("a", now).unwrap();
+        call(&mut h);
+        h.advance(0.5);
+        h.exit("a", Exit::Signaled(15));
+        h.tick();
+        assert!(h.sup.status("a").is_err(), "after {what}: still there as {:?}", h.sup.status("a"));
+        assert_eq!(h.log.iter().filter(|e| matches!(e, Event::Removed { .. })).count(), 1, "after {what}");
+        assert_eq!(h.sup.sys().spawns().len(), 1, "after {what}: nothing started again");
+        assert!(h.sup.is_idle(), "after {what}");
+        if what != "shutdown" {
+            h.sup.add_process(spec("a")).expect("the name is free again");
+        }
+    }
 }
 
 #[test]

@@ -203,6 +203,7 @@ impl<S: Sys> Supervisor<S> {
             streak: 0,
             manual_stop: false,
             after_exit: AfterExit::Policy,
+            removing: false,
             unsettled: false,
             awaits_orphan: false,
             window: VecDeque::new(),
@@ -226,8 +227,11 @@ impl<S: Sys> Supervisor<S> {
 
     /// Removes a process. One without a child goes at once (a pending
     /// restart is cancelled); one with a child is stopped first and removed
-    /// when it has been reaped ([`Event::Removed`]); its name stays taken
-    /// until then.
+    /// when it has been reaped; its name stays taken until then. Either way
+    /// [`Event::Removed`] follows. The removal wins over every later call:
+    /// a stop, `stop_all` or `shutdown` leaves it pending, and a start,
+    /// restart or spawn of the process is refused with
+    /// [`Error::Removing`].
     ///
     /// # Errors
     /// [`Error::UnknownProcess`].
@@ -237,7 +241,7 @@ impl<S: Sys> Supervisor<S> {
         let p = self.p(id);
         if p.state.has_child() || p.retiring.is_some() {
             self.stop_id(id, now);
-            self.p_mut(id).after_exit = AfterExit::Remove;
+            self.p_mut(id).removing = true;
         } else {
             self.forget(id);
         }
@@ -247,19 +251,18 @@ impl<S: Sys> Supervisor<S> {
     /// Starts a process that is not running: `Stopped`, `Exited` or `Fatal`
     /// start with a fresh failure streak; `Backoff` is spawned now instead
     /// of waiting. `Starting`/`Running`: no-op. `Stopping`: it is started
-    /// again as soon as it exits.
+    /// again as soon as it exits, exactly as a start from `Stopped` (a
+    /// fresh failure streak, no restart counted).
     ///
     /// A spawn failure is not an error here: it is an
     /// [`Event::SpawnFailed`] and the process goes to `Backoff` or `Fatal`.
     ///
     /// # Errors
-    /// [`Error::UnknownProcess`], [`Error::ShuttingDown`].
+    /// [`Error::UnknownProcess`], [`Error::ShuttingDown`],
+    /// [`Error::Removing`].
     pub fn start_process(&mut self, name: &str, now: Instant) -> Result<()> {
         let now = self.observe(now);
-        let id = self.id(name)?;
-        if self.shutting_down {
-            return Err(Error::ShuttingDown);
-        }
+        let id = self.startable(name)?;
         self.start_id(id, now);
         Ok(())
     }
@@ -283,13 +286,11 @@ impl<S: Sys> Supervisor<S> {
     /// simply started.
     ///
     /// # Errors
-    /// [`Error::UnknownProcess`], [`Error::ShuttingDown`].
+    /// [`Error::UnknownProcess`], [`Error::ShuttingDown`],
+    /// [`Error::Removing`].
     pub fn restart_process(&mut self, name: &str, now: Instant) -> Result<()> {
         let now = self.observe(now);
-        let id = self.id(name)?;
-        if self.shutting_down {
-            return Err(Error::ShuttingDown);
-        }
+        let id = self.startable(name)?;
         if self.p(id).state.has_child() {
             self.stop_id(id, now);
             self.p_mut(id).after_exit = AfterExit::Restart;
@@ -321,10 +322,12 @@ impl<S: Sys> Supervisor<S> {
     }
 
     /// Stops every process, most recently started first, and cancels every
-    /// pending restart.
+    /// pending restart. A rolling restart in progress ends with
+    /// [`Event::RollAborted`] (its target as the name), and both children
+    /// of the process being replaced are stopped.
     pub fn stop_all(&mut self, now: Instant) {
         let now = self.observe(now);
-        self.roll = Roll::default();
+        self.abort_roll_for_stop_all();
         let mut ids = self.ids_by(|p| p.start_seq);
         ids.reverse();
         for id in ids {
@@ -354,13 +357,11 @@ impl<S: Sys> Supervisor<S> {
     /// as for any spawn failure, and the error is also returned.
     ///
     /// # Errors
-    /// [`Error::UnknownProcess`], [`Error::ShuttingDown`], [`Error::Spawn`].
+    /// [`Error::UnknownProcess`], [`Error::ShuttingDown`],
+    /// [`Error::Removing`], [`Error::Spawn`].
     pub fn spawn_process(&mut self, name: &str, now: Instant) -> Result<Pid> {
         let now = self.observe(now);
-        let id = self.id(name)?;
-        if self.shutting_down {
-            return Err(Error::ShuttingDown);
-        }
+        let id = self.startable(name)?;
         if let Some(pid) = self.p(id).pid {
             return Ok(pid);
         }
@@ -370,7 +371,11 @@ impl<S: Sys> Supervisor<S> {
 
     /// Collects the exits (and captured output) of this supervisor's own
     /// children without blocking, records each (exit, `exit_count`, pid
-    /// cleared) and runs [`handle_exit`](Supervisor::handle_exit) on it.
+    /// cleared) and settles it at once, as
+    /// [`handle_exit`](Supervisor::handle_exit) would: when it returns,
+    /// every process it reaped is already in its next state (`Backoff`,
+    /// `Stopped`, `Exited`, `Fatal`, removed, or spawned again). Returns
+    /// what was reaped, for hosts that log or count exits.
     pub fn reap_processes(&mut self, now: Instant) -> Vec<Reaped> {
         let now = self.observe(now);
         let mut sys_events = std::mem::take(&mut self.scratch);
@@ -396,12 +401,33 @@ impl<S: Sys> Supervisor<S> {
         reaped
     }
 
-    /// Decides what follows the exit of a reaped child: `Stopped` after a
-    /// stop the host asked for, a spawn after `restart_process`, removal
-    /// after `remove_process`; otherwise the restart policy: `Exited`,
-    /// `Backoff` or `Fatal`. Returns whether there was an exit to handle
-    /// (`reap_processes` calls this for every exit, so a later call is a
-    /// no-op).
+    /// Decides what follows the exit of a reaped child: removal after
+    /// `remove_process`, a spawn after `restart_process` or a start while
+    /// stopping, `Stopped` after a stop the host asked for; otherwise the
+    /// restart policy: `Exited`, `Backoff` or `Fatal`. Returns whether
+    /// there was an exit to settle.
+    ///
+    /// **A host never needs to call it.** Exits only come in through
+    /// [`reap_processes`](Supervisor::reap_processes) (and so
+    /// [`tick`](Supervisor::tick)), which settles each one before it
+    /// returns, so a host never sees a process reaped but undecided. Called
+    /// anyway, at any time, it returns `Ok(false)` and changes nothing. It
+    /// stays public as the named step of the state machine (see the crate
+    /// documentation's table), not as a second thing a host must do.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use procsup::{Exit, ProcessSpec, State, Supervisor, testing::FakeSys};
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// sup.add_process(ProcessSpec::new("web", "server")).unwrap();
+    /// let now = Instant::now();
+    /// sup.start_process("web", now).unwrap();
+    /// let pid = sup.status("web").unwrap().pid.unwrap();
+    /// assert!(sup.sys_mut().exit(pid, Exit::Exited(1)));
+    /// assert_eq!(sup.reap_processes(now).len(), 1);
+    /// assert_eq!(sup.status("web").unwrap().state, State::Backoff); // settled
+    /// assert!(!sup.handle_exit("web", now).unwrap()); // nothing left to do
+    /// ```
     ///
     /// # Errors
     /// [`Error::UnknownProcess`].
@@ -605,6 +631,19 @@ impl<S: Sys> Supervisor<S> {
 
     fn id(&self, name: &str) -> Result<usize> {
         self.names.get(name).copied().ok_or_else(|| Error::UnknownProcess(name.to_owned()))
+    }
+
+    /// The slot of a process the host may start: known, not being removed,
+    /// and the supervisor not shutting down.
+    fn startable(&self, name: &str) -> Result<usize> {
+        let id = self.id(name)?;
+        if self.shutting_down {
+            return Err(Error::ShuttingDown);
+        }
+        if self.p(id).removing {
+            return Err(Error::Removing(name.to_owned()));
+        }
+        Ok(id)
     }
 
     fn p(&self, id: usize) -> &Proc {

@@ -13,7 +13,7 @@ use crate::state::State;
 use crate::sys::Sys;
 
 use super::Supervisor;
-use crate::timers::Deadline;
+use crate::timers::{later, Deadline};
 
 /// How long after an orphan's SIGKILL a process waiting for it starts
 /// anyway (its end is normally seen within milliseconds; this bounds the
@@ -54,7 +54,7 @@ impl<S: Sys> Supervisor<S> {
                         Some(&id) => (self.p(id).spec.stop_signal, self.p(id).spec.stop_timeout),
                         None => (Signal::SIGTERM, std::time::Duration::from_secs(10)),
                     };
-                    let kill_at = now + timeout;
+                    let kill_at = later(now, timeout);
                     self.send_signal(o.pid, signal, true);
                     self.orphans.insert(o.pid, OrphanTask { name: name.clone(), kill_at: Some(kill_at) });
                     self.timers.reset(Deadline::Orphan(o.pid), None, Some(kill_at));
@@ -81,7 +81,7 @@ impl<S: Sys> Supervisor<S> {
         let (name, failure_streak) = (p.name.clone(), p.streak);
         let retry_at = until.max(now);
         self.set_deadline(id, Some(retry_at));
-        self.emit(Event::Backoff { name, delay: retry_at - now, retry_at, failure_streak });
+        self.emit(Event::Backoff { name, delay: retry_at.saturating_duration_since(now), retry_at, failure_streak });
     }
 
     pub(super) fn on_orphan_gone(&mut self, pid: Pid, now: Instant) {

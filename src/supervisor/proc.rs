@@ -16,10 +16,11 @@ use crate::state::{Exit, ProcessStatus, State};
 pub(super) enum AfterExit {
     /// Apply the restart policy (or stay stopped after a manual stop).
     Policy,
-    /// Spawn again at once (`restart_process`).
+    /// Spawn again at once, a counted restart (`restart_process`).
     Restart,
-    /// Forget the process (`remove_process`).
-    Remove,
+    /// Start again as from `Stopped`: a fresh failure streak, no restart
+    /// counted (`start_process` while `Stopping`).
+    Start,
 }
 
 /// The previous child of a process being replaced by a rolling restart:
@@ -35,6 +36,19 @@ pub(super) struct Retiring {
     /// at once during a replacement, and their lines must not mix.
     pub(super) lines: Option<Box<[LineBuffer; 2]>>,
     pub(super) tail: VecDeque<Vec<u8>>,
+    /// The process's last exit and exit count before the replacement: a
+    /// replacement that fails is not the process's exit (the old child
+    /// still serves), so they are restored with it.
+    pub(super) last_exit: Option<Exit>,
+    pub(super) exit_count: u32,
+}
+
+impl Retiring {
+    /// Still serving: its replacement is not `Running` yet, so it has not
+    /// been sent its stop signal.
+    pub(super) fn serves(&self) -> bool {
+        !self.signalled
+    }
 }
 
 #[derive(Debug)]
@@ -57,6 +71,10 @@ pub(super) struct Proc {
     pub(super) streak: u32,
     pub(super) manual_stop: bool,
     pub(super) after_exit: AfterExit,
+    /// `remove_process` was called: the process is forgotten once its
+    /// children are reaped. Nothing undoes it (a later stop, start or
+    /// restart cannot overwrite it), so `Removed` always follows.
+    pub(super) removing: bool,
     /// Reaped, but `handle_exit` has not decided what follows yet.
     pub(super) unsettled: bool,
     /// In `Backoff` only until an orphan of the same name is gone.
@@ -74,13 +92,25 @@ pub(super) struct Proc {
 
 impl Proc {
     pub(super) fn status(&self) -> ProcessStatus {
+        // While a replacement starts, the old child is the one serving: the
+        // status shows it Running, and the replacement aside.
+        let serving = self.retiring.as_ref().filter(|r| r.serves());
+        let (state, pid, started_at, retiring_pid, replacement_pid) = match serving {
+            Some(old) => (State::Running, Some(old.pid), old.started_at, None, self.pid),
+            None => (self.state, self.pid, self.started_at, self.retiring.as_ref().map(|r| r.pid), None),
+        };
+        let live = match serving {
+            Some(_) => self.live.old.as_deref().unwrap_or(&self.live),
+            None => &self.live,
+        };
         ProcessStatus {
             name: self.name.to_string(),
             group: self.group.as_deref().map(str::to_owned),
-            retiring_pid: self.retiring.as_ref().map(|r| r.pid),
-            state: self.state,
-            pid: self.pid,
-            started_at: self.started_at,
+            retiring_pid,
+            replacement_pid,
+            state,
+            pid,
+            started_at,
             restart_count: self.restart_count,
             exit_count: self.exit_count,
             last_exit: self.last_exit,
@@ -89,14 +119,14 @@ impl Proc {
             failure_streak: self.streak,
             give_up_remaining: self.spec.give_up_after.map(|n| n.saturating_sub(self.streak)),
             manual_stop: self.manual_stop,
-            ready_at: self.live.ready_at,
-            reloading: self.live.reloading_since.is_some(),
-            status_text: self.live.status_text.clone(),
-            notified_errno: self.live.errno,
-            start_timeout_at: self.live.start_timeout_at,
-            watchdog_at: self.live.watchdog_at,
-            next_probe_at: self.live.probe_at,
-            probe_failures: self.live.probe_failures,
+            ready_at: live.ready_at,
+            reloading: live.reloading_since.is_some(),
+            status_text: live.status_text.clone(),
+            notified_errno: live.errno,
+            start_timeout_at: live.start_timeout_at,
+            watchdog_at: live.watchdog_at,
+            next_probe_at: live.probe_at,
+            probe_failures: live.probe_failures,
         }
     }
 

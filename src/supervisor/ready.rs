@@ -12,10 +12,9 @@ use nix::unistd::Pid;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::readiness::{NotifyMessage, Readiness};
-use crate::spec::MAX_DURATION;
 use crate::state::State;
 use crate::sys::Sys;
-use crate::timers::Deadline;
+use crate::timers::{later, Deadline};
 
 use super::proc::{AfterExit, Proc};
 use super::Supervisor;
@@ -42,6 +41,10 @@ pub(super) struct Liveness {
     /// A captured line matched `Readiness::OutputLine` (applied by
     /// `reap_processes`, which knows `now`).
     line_matched: bool,
+    /// The old child's record while its replacement starts (rolling
+    /// restart): the status shows it, and it comes back if the
+    /// replacement fails.
+    pub(super) old: Option<Box<Liveness>>,
 }
 
 impl Liveness {
@@ -60,11 +63,6 @@ impl Proc {
             }
         }
     }
-}
-
-/// `now + d`, or `None` when that is not representable.
-fn after(now: Instant, d: Duration) -> Option<Instant> {
-    now.checked_add(d.min(MAX_DURATION))
 }
 
 impl<S: Sys> Supervisor<S> {
@@ -121,24 +119,27 @@ impl<S: Sys> Supervisor<S> {
             return Ok(true);
         }
         let period = self.p(id).spec.probe.map_or(Duration::ZERO, |p| p.period);
-        let next = after(started, period).map(|t| t.max(now));
+        let next = Some(later(started, period).max(now));
         self.set_live_timer(Deadline::Probe(id), next);
         Ok(true)
     }
 
-    /// Sends `signal` to the process's current child itself (not its
-    /// group), through its pidfd where there is one.
+    /// Sends `signal` to the process's child itself (not its group),
+    /// through its pidfd where there is one. During a rolling restart that
+    /// is the old child, which serves until its replacement is ready (the
+    /// status's `pid`).
     ///
     /// # Errors
     /// [`Error::UnknownProcess`]; [`Error::NotRunning`] without a child;
     /// [`Error::Signal`] when the OS refuses.
     pub fn signal_process(&mut self, name: &str, signal: Signal) -> Result<()> {
         let id = self.id(name)?;
-        let pid = self.p(id).pid.ok_or_else(|| Error::NotRunning(name.to_owned()))?;
+        let pid = self.serving_pid(id).ok_or_else(|| Error::NotRunning(name.to_owned()))?;
         self.sys.signal_leader(pid, signal).map_err(|source| Error::Signal { name: name.to_owned(), source })
     }
 
-    /// Asks the process's child to reload: sends the spec's
+    /// Asks the process's child (the serving one, as for
+    /// [`signal_process`](Supervisor::signal_process)) to reload: sends the spec's
     /// [`reload_signal`](crate::ProcessSpec::reload_signal) (SIGHUP by
     /// default) to the child itself. A ready [`Readiness::Notify`] child
     /// is then reloading ([`Event::Reloading`]) until it sends `READY=1`
@@ -152,13 +153,14 @@ impl<S: Sys> Supervisor<S> {
         let now = self.observe(now);
         let id = self.id(name)?;
         let p = self.p(id);
-        let (Some(pid), State::Starting | State::Running) = (p.pid, p.state) else {
+        let (Some(pid), State::Starting | State::Running) = (self.serving_pid(id), p.state) else {
             return Err(Error::NotRunning(name.to_owned()));
         };
         let signal = p.spec.reload_signal;
         self.sys.signal_leader(pid, signal).map_err(|source| Error::Signal { name: name.to_owned(), source })?;
         let p = self.p(id);
-        if p.spec.ready == Readiness::Notify && p.state == State::Running && p.live.reloading_since.is_none() {
+        let tracked = p.pid == Some(pid) && p.state == State::Running && p.live.reloading_since.is_none();
+        if p.spec.ready == Readiness::Notify && tracked {
             self.begin_reload(id, pid, now);
         }
         Ok(())
@@ -166,13 +168,25 @@ impl<S: Sys> Supervisor<S> {
 
     // ----- the supervisor's side ------------------------------------------
 
+    /// The child that serves: the old one while its replacement starts.
+    fn serving_pid(&self, id: usize) -> Option<Pid> {
+        let p = self.p(id);
+        p.retiring.as_ref().filter(|r| r.serves()).map(|r| r.pid).or(p.pid)
+    }
+
     /// A child was just spawned for slot `id`: a fresh readiness record,
     /// `Starting` with its grace or start timeout, or `Running` at once
     /// for a zero grace.
     pub(super) fn begin_start(&mut self, id: usize, pid: Pid, now: Instant) {
         self.disarm(id);
         let p = self.p_mut(id);
-        p.live = p.live.fresh();
+        let prev = std::mem::take(&mut p.live);
+        p.live = prev.fresh();
+        if p.retiring.as_ref().is_some_and(|r| r.serves()) {
+            // Its deadlines are off (it is on its way out either way); its
+            // readiness and status text stay on show.
+            p.live.old = Some(Box::new(Liveness { old: None, ..prev }));
+        }
         match p.spec.ready {
             Readiness::Grace(_) if p.spec.start_grace.is_zero() => {
                 p.state = State::Running;
@@ -186,11 +200,11 @@ impl<S: Sys> Supervisor<S> {
             Readiness::Grace(_) => {
                 p.state = State::Starting;
                 let grace = p.spec.start_grace;
-                self.set_deadline(id, Some(now + grace));
+                self.set_deadline(id, Some(later(now, grace)));
             }
             _ => p.state = State::Starting,
         }
-        let timeout = self.p(id).spec.start_timeout.and_then(|t| after(now, t));
+        let timeout = self.p(id).spec.start_timeout.map(|t| later(now, t));
         self.set_live_timer(Deadline::StartTimeout(id), timeout);
     }
 
@@ -206,6 +220,7 @@ impl<S: Sys> Supervisor<S> {
         p.state = State::Running;
         p.streak = 0;
         p.live.ready_at = Some(now);
+        p.live.old = None;
         let (name, pid, started) = (p.name.clone(), p.pid, p.started_at);
         if let Some(pid) = pid {
             if signalled {
@@ -240,11 +255,25 @@ impl<S: Sys> Supervisor<S> {
         }
     }
 
+    /// A replacement failed and the old child serves on: its record is the
+    /// process's again, its watchdog and probes re-armed from now.
+    pub(super) fn restore_liveness(&mut self, id: usize) {
+        self.disarm(id);
+        let p = self.p_mut(id);
+        let Some(old) = p.live.old.take() else { return };
+        let generation = p.live.generation;
+        p.live = Liveness { generation, ..*old };
+        if p.live.ready_at.is_some() {
+            let now = self.last_now.expect("a roll ran, so a step has seen `now`");
+            self.arm_alive(id, now);
+        }
+    }
+
     /// The watchdog and the first probe of a child that just became ready.
     fn arm_alive(&mut self, id: usize, now: Instant) {
         let spec = &self.p(id).spec;
-        let watchdog = spec.watchdog.and_then(|w| after(now, w));
-        let probe = spec.probe.and_then(|p| after(now, p.initial_delay));
+        let watchdog = spec.watchdog.map(|w| later(now, w));
+        let probe = spec.probe.map(|p| later(now, p.initial_delay));
         self.set_live_timer(Deadline::Watchdog(id), watchdog);
         self.set_live_timer(Deadline::Probe(id), probe);
     }
@@ -253,7 +282,7 @@ impl<S: Sys> Supervisor<S> {
         let p = self.p_mut(id);
         p.live.reloading_since = Some(now);
         let (name, timeout) = (p.name.clone(), p.spec.start_timeout);
-        self.set_live_timer(Deadline::StartTimeout(id), timeout.and_then(|t| after(now, t)));
+        self.set_live_timer(Deadline::StartTimeout(id), timeout.map(|t| later(now, t)));
         self.emit(Event::Reloading { name, pid });
     }
 
@@ -334,7 +363,7 @@ impl<S: Sys> Supervisor<S> {
         match p.live.probe_running.take() {
             Some((generation, started)) => {
                 if !self.probe_failed(id, generation, true, now) {
-                    let next = after(started, probe.period).map(|t| t.max(now));
+                    let next = Some(later(started, probe.period).max(now));
                     self.set_live_timer(Deadline::Probe(id), next);
                 }
             }
@@ -343,7 +372,7 @@ impl<S: Sys> Supervisor<S> {
                 let generation = p.live.generation;
                 p.live.probe_running = Some((generation, now));
                 let name = p.name.clone();
-                self.set_live_timer(Deadline::Probe(id), after(now, probe.timeout));
+                self.set_live_timer(Deadline::Probe(id), Some(later(now, probe.timeout)));
                 self.emit(Event::ProbeDue { name, generation });
             }
         }
@@ -375,11 +404,9 @@ impl<S: Sys> Supervisor<S> {
         p.live.failed = true;
         p.live.reloading_since = None;
         p.state = State::Stopping;
-        if p.after_exit != AfterExit::Remove {
-            p.after_exit = AfterExit::Policy;
-        }
+        p.after_exit = AfterExit::Policy;
         let (name, signal) = (p.name.clone(), p.spec.stop_signal);
-        let kill_at = now + p.spec.stop_timeout;
+        let kill_at = later(now, p.spec.stop_timeout);
         self.set_deadline(id, Some(kill_at));
         self.send_signal(pid, signal, false);
         self.emit(Event::Stopping { name, pid, signal, kill_at });
@@ -408,7 +435,7 @@ impl<S: Sys> Supervisor<S> {
         if let Some(usec) = msg.extend_timeout_usec {
             let p = self.p(id);
             if let Some(old) = p.live.start_timeout_at {
-                let extended = after(now, Duration::from_micros(usec)).map_or(old, |t| t.max(old));
+                let extended = later(now, Duration::from_micros(usec)).max(old);
                 self.set_live_timer(Deadline::StartTimeout(id), Some(extended));
             }
         }
@@ -422,7 +449,7 @@ impl<S: Sys> Supervisor<S> {
         }
         let p = self.p(id);
         if msg.watchdog_ping && p.state == State::Running && p.live.watchdog_at.is_some() {
-            let next = p.spec.watchdog.and_then(|w| after(now, w));
+            let next = p.spec.watchdog.map(|w| later(now, w));
             self.set_live_timer(Deadline::Watchdog(id), next);
         }
         if msg.watchdog_trigger {

@@ -15,7 +15,7 @@ use crate::sys::Sys;
 
 use super::proc::Retiring;
 use super::Supervisor;
-use crate::timers::Deadline;
+use crate::timers::{later, Deadline};
 
 /// The roll in progress: the instances still to replace (slot, identity),
 /// and the one whose replacement is starting.
@@ -38,8 +38,14 @@ impl<S: Sys> Supervisor<S> {
     /// A replacement that exits before its start grace, or cannot be
     /// spawned, aborts the roll: the old child keeps serving, and
     /// [`Event::RollAborted`] says why. A finished roll is
-    /// [`Event::RollDone`]. A roll requested while one runs replaces the
-    /// queue of the running one (its current replacement goes on).
+    /// [`Event::RollDone`]; one ended by [`stop_all`](Supervisor::stop_all)
+    /// is [`Event::RollAborted`] too. A roll requested while one runs
+    /// replaces the queue of the running one (its current replacement goes
+    /// on).
+    ///
+    /// While a replacement starts, the status shows the old child serving
+    /// (`Running`, its pid), and the new one as
+    /// [`replacement_pid`](crate::ProcessStatus::replacement_pid).
     ///
     /// # Errors
     /// [`Error::UnknownProcess`] for a target that names nothing;
@@ -82,7 +88,11 @@ impl<S: Sys> Supervisor<S> {
                 return;
             };
             let serving = self.procs.get(id).and_then(Option::as_ref).is_some_and(|p| {
-                p.added_seq == added && p.state == State::Running && p.retiring.is_none() && !p.manual_stop
+                p.added_seq == added
+                    && p.state == State::Running
+                    && p.retiring.is_none()
+                    && !p.manual_stop
+                    && !p.removing
             });
             if serving {
                 self.begin_replacement(id, now);
@@ -102,6 +112,8 @@ impl<S: Sys> Supervisor<S> {
             signalled: false,
             lines,
             tail,
+            last_exit: p.last_exit,
+            exit_count: p.exit_count,
         }));
         p.restart_count = p.restart_count.saturating_add(1);
         match self.spawn_child(id, now) {
@@ -114,7 +126,9 @@ impl<S: Sys> Supervisor<S> {
         }
     }
 
-    /// The replacement failed: the old child is the process's child again.
+    /// The replacement failed: the old child is the process's child again,
+    /// and the status is the one it had (the replacement's exit was its
+    /// own event, not the process's exit).
     fn restore_old(&mut self, id: usize) {
         self.set_deadline(id, None);
         let p = self.p_mut(id);
@@ -123,16 +137,38 @@ impl<S: Sys> Supervisor<S> {
         p.started_at = old.started_at;
         p.lines = old.lines;
         p.tail = old.tail;
+        p.last_exit = old.last_exit;
+        p.exit_count = old.exit_count;
         p.state = State::Running;
+        self.restore_liveness(id);
+    }
+
+    /// The replacement of `id` will never serve: it was no restart.
+    fn uncount_replacement(&mut self, id: usize) {
+        let p = self.p_mut(id);
         p.restart_count = p.restart_count.saturating_sub(1);
     }
 
     fn abort_roll(&mut self, id: usize, reason: String) {
+        self.uncount_replacement(id);
         self.roll.queue.clear();
         self.roll.current = None;
         self.roll.label = None;
         let name = self.p(id).name.clone();
         self.emit(Event::RollAborted { name, reason });
+    }
+
+    /// `stop_all` (or `shutdown`) ends the roll in progress, if any:
+    /// [`Event::RollAborted`] names its target. The replacement starting
+    /// never serves, so it is no restart; both children are then stopped
+    /// by the caller.
+    pub(super) fn abort_roll_for_stop_all(&mut self) {
+        let Some(label) = self.roll.label.take() else { return };
+        if let Some(id) = self.roll.current {
+            self.uncount_replacement(id);
+        }
+        self.roll = Roll::default();
+        self.emit(Event::RollAborted { name: label, reason: "stopped by stop_all".to_owned() });
     }
 
     /// The replacement of `id` is `Running` (or `id` is being stopped): the
@@ -146,7 +182,7 @@ impl<S: Sys> Supervisor<S> {
         let (signal, timeout, name) = (p.spec.stop_signal, p.spec.stop_timeout, p.name.clone());
         let Some(old) = p.retiring.as_mut().filter(|r| !r.signalled) else { return };
         old.signalled = true;
-        let kill_at = now + timeout;
+        let kill_at = later(now, timeout);
         old.kill_at = Some(kill_at);
         let pid = old.pid;
         self.timers.reset(Deadline::Retire(id), None, Some(kill_at));
@@ -167,7 +203,7 @@ impl<S: Sys> Supervisor<S> {
             "replacement exited before its start grace: {}",
             p.last_exit.map_or_else(String::new, |e| e.to_string())
         );
-        let old_serves = p.retiring.as_ref().is_some_and(|r| !r.signalled);
+        let old_serves = p.retiring.as_ref().is_some_and(|r| r.serves());
         if old_serves {
             self.restore_old(id);
         }
@@ -207,16 +243,20 @@ impl<S: Sys> Supervisor<S> {
         }
         self.emit(Event::Retired { name, pid, exit });
         let p = self.p(id);
-        if p.after_exit == super::proc::AfterExit::Remove && !p.state.has_child() {
+        if p.removing && !p.state.has_child() {
             self.forget(id);
         }
         true
     }
 
     /// A stop of `id` also stops its retiring child, and ends its part in
-    /// the roll.
+    /// the roll (its replacement, stopped before it served, was no
+    /// restart).
     pub(super) fn stop_retiring(&mut self, id: usize, now: Instant) {
         let was_current = self.roll.current == Some(id);
+        if was_current {
+            self.uncount_replacement(id);
+        }
         self.retire_old(id, now);
         if was_current {
             self.advance_roll(now);

@@ -10,6 +10,7 @@ use crate::event::{Event, FatalReason, Stream};
 use crate::spec::RestartPolicy;
 use crate::state::{Exit, State};
 use crate::sys::Sys;
+use crate::timers::later;
 
 use super::orphan::ORPHAN_KILL_GRACE;
 use super::proc::AfterExit;
@@ -19,25 +20,35 @@ use super::{Reaped, Supervisor};
 const CRASH_CONTEXT_LINES: usize = 5;
 
 impl<S: Sys> Supervisor<S> {
+    /// A start the host asked for. A process being removed is never
+    /// started again.
     pub(super) fn start_id(&mut self, id: usize, now: Instant) {
         let p = self.p_mut(id);
+        if p.removing {
+            return;
+        }
         match p.state {
             State::Starting | State::Running => {}
             State::Stopping => {
-                p.after_exit = AfterExit::Restart;
+                p.after_exit = AfterExit::Start;
                 p.manual_stop = false;
             }
-            State::Stopped | State::Exited | State::Fatal | State::Backoff => {
-                p.streak = 0;
-                p.window.clear();
-                p.manual_stop = false;
-                let name = p.name.clone();
-                match self.orphans.values().find(|o| o.name == name).map(|o| o.kill_at) {
-                    Some(kill_at) => self.await_orphan(id, now, kill_at.unwrap_or(now) + ORPHAN_KILL_GRACE),
-                    None => {
-                        let _ = self.spawn_id(id, now);
-                    }
-                }
+            State::Stopped | State::Exited | State::Fatal | State::Backoff => self.fresh_start(id, now),
+        }
+    }
+
+    /// A start from `Stopped`: a fresh failure streak and restart window,
+    /// no restart counted; it waits for an orphan of the same name first.
+    fn fresh_start(&mut self, id: usize, now: Instant) {
+        let p = self.p_mut(id);
+        p.streak = 0;
+        p.window.clear();
+        p.manual_stop = false;
+        let name = p.name.clone();
+        match self.orphans.values().find(|o| o.name == name).map(|o| o.kill_at) {
+            Some(kill_at) => self.await_orphan(id, now, later(kill_at.unwrap_or(now), ORPHAN_KILL_GRACE)),
+            None => {
+                let _ = self.spawn_id(id, now);
             }
         }
     }
@@ -54,7 +65,7 @@ impl<S: Sys> Supervisor<S> {
                 let p = self.p_mut(id);
                 let (name, signal, timeout) = (p.name.clone(), p.spec.stop_signal, p.spec.stop_timeout);
                 let pid = p.pid.expect("Starting and Running always have a pid");
-                let kill_at = now + timeout;
+                let kill_at = later(now, timeout);
                 self.set_deadline(id, Some(kill_at));
                 // Undelivered or not, the kill deadline stands.
                 self.send_signal(pid, signal, false);
@@ -212,17 +223,19 @@ impl<S: Sys> Supervisor<S> {
             self.advance_roll(now);
         }
         let p = self.p_mut(id);
-        match p.after_exit {
-            AfterExit::Remove => {
-                p.state = State::Stopped;
-                let (name, draining) = (p.name.clone(), p.retiring.is_some());
-                self.emit(Event::Stopped { name });
-                // With a retiring child still draining, it is forgotten once
-                // that child is reaped too.
-                if !draining {
-                    self.forget(id);
-                }
+        if p.removing {
+            p.state = State::Stopped;
+            let (name, draining) = (p.name.clone(), p.retiring.is_some());
+            self.emit(Event::Stopped { name });
+            // With a retiring child still draining, it is forgotten once
+            // that child is reaped too.
+            if !draining {
+                self.forget(id);
             }
+            return;
+        }
+        match p.after_exit {
+            AfterExit::Start if !shutting_down => self.fresh_start(id, now),
             AfterExit::Restart if !shutting_down => {
                 p.streak = 0;
                 p.manual_stop = false;
@@ -274,7 +287,7 @@ impl<S: Sys> Supervisor<S> {
             p.window.push_back(now);
         }
         let delay = p.spec.backoff.delay(prior, after_running, &mut self.rng);
-        let retry_at = now + delay;
+        let retry_at = later(now, delay);
         p.state = State::Backoff;
         let (name, failure_streak) = (p.name.clone(), p.streak);
         self.set_deadline(id, Some(retry_at));

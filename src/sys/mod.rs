@@ -22,6 +22,7 @@ pub use unix::UnixSys;
 
 /// Something a [`Sys`] observed about one of its own children.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SysEvent {
     /// Bytes of captured output.
     Output {

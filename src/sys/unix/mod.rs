@@ -36,9 +36,10 @@ use wait::{pidfd_open, pidfd_send_signal, waitid_pidfd, waitpid_nohang};
 
 use super::{Sys, SysEvent};
 use crate::event::Stream;
-use crate::orphans::{self, Discard, OrphanScan, Record, StateDir};
+use crate::orphans::{self, Discard, OrphanScan, Record};
 use crate::spec::ProcessSpec;
 use crate::state::Exit;
+use crate::state_dir::StateDir;
 
 /// Bytes read from one pipe per `poll`, so one chatty child cannot starve
 /// the others (level-triggered epoll reports it again).
@@ -115,13 +116,34 @@ impl UnixSys {
     }
 
     /// Records every live child in `dir` (created with mode 0700 if
-    /// missing), so that a later run can stop what this one leaves behind
-    /// if it dies: see [`Supervisor::cleanup_orphans`](crate::Supervisor::cleanup_orphans).
+    /// missing), one file per child, so that a later run can stop what
+    /// this one leaves behind if it dies: see
+    /// [`Supervisor::cleanup_orphans`](crate::Supervisor::cleanup_orphans).
+    ///
+    /// The directory has one owner: this `UnixSys` holds an exclusive lock
+    /// on it (`flock` on its `.lock` file) until it is dropped, or until
+    /// the process dies, when the kernel releases it. Entries that are not
+    /// records (FIFOs, sockets, directories, names that are not UTF-8) are
+    /// skipped with a warning and left alone.
     ///
     /// # Errors
-    /// The directory cannot be created, or is a symlink, or is owned by
-    /// another user, or is writable by others.
-    pub fn state_dir(mut self, dir: impl AsRef<std::path::Path>) -> io::Result<Self> {
+    /// [`Error::StateDirInUse`](crate::Error::StateDirInUse) when another
+    /// live host holds the directory (nothing in it was touched);
+    /// [`Error::StateDir`](crate::Error::StateDir) when the directory
+    /// cannot be created or opened, or is a symlink, or is owned by another
+    /// user, or is writable by others.
+    ///
+    /// ```
+    /// use procsup::{Error, UnixSys};
+    /// let dir = std::env::temp_dir().join(format!("procsup-doc-{}", std::process::id()));
+    /// let first = UnixSys::new().state_dir(&dir).unwrap();
+    /// let second = UnixSys::new().state_dir(&dir);
+    /// assert!(matches!(second, Err(Error::StateDirInUse { .. })));
+    /// drop(first);
+    /// assert!(UnixSys::new().state_dir(&dir).is_ok());
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn state_dir(mut self, dir: impl AsRef<std::path::Path>) -> crate::Result<Self> {
         self.state_dir = Some(StateDir::open(dir.as_ref())?);
         Ok(self)
     }
@@ -387,11 +409,12 @@ impl Sys for UnixSys {
             }
         }
         // Orphans without a pidfd: gone when /proc no longer shows the
-        // same process.
+        // same process running. A zombie is gone too: it is not our child,
+        // so it stays a zombie until its own parent reaps it.
         let gone: Vec<Pid> = self
             .orphans
             .iter()
-            .filter(|(pid, o)| o.pidfd.is_none() && orphans::start_time(pid.as_raw()) != Some(o.start_time))
+            .filter(|(pid, o)| o.pidfd.is_none() && orphans::live_start_time(pid.as_raw()) != Some(o.start_time))
             .map(|(pid, _)| *pid)
             .collect();
         for pid in gone {
@@ -413,7 +436,7 @@ impl Sys for UnixSys {
             // A pidfd pins the process: once its start time checks out after
             // the open, the fd can never refer to another process.
             let pidfd = if self.pidfd == Some(false) { None } else { pidfd_open(orphan.pid).ok() };
-            if orphans::start_time(orphan.pid.as_raw()) != Some(orphan.start_time) {
+            if orphans::live_start_time(orphan.pid.as_raw()) != Some(orphan.start_time) {
                 if let Some(dir) = &self.state_dir {
                     dir.remove(&orphan.name, orphan.pid.as_raw());
                 }
@@ -444,7 +467,7 @@ impl Sys for UnixSys {
         match &o.pidfd {
             Some(fd) => pidfd_send_signal(fd.as_raw_fd(), signal)?,
             None => {
-                if orphans::start_time(pid.as_raw()) != Some(o.start_time) {
+                if orphans::live_start_time(pid.as_raw()) != Some(o.start_time) {
                     return Err(Errno::ESRCH.into());
                 }
                 nix::sys::signal::kill(pid, signal)?;
@@ -452,7 +475,7 @@ impl Sys for UnixSys {
         }
         // Then the rest of its group, while its leader is still the
         // recorded process (a live leader's pgid cannot be reused).
-        if o.pgid == pid && orphans::start_time(pid.as_raw()) == Some(o.start_time) {
+        if o.pgid == pid && orphans::live_start_time(pid.as_raw()) == Some(o.start_time) {
             let _ = nix::sys::signal::killpg(pid, signal);
         }
         Ok(())

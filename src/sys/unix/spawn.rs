@@ -116,8 +116,12 @@ pub(super) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 impl ProcessSpec {
     /// Runs `hook` in the child after `fork` and before `exec`, after the
     /// umask and the parent-death signal are set. An `Err` it returns fails
-    /// the spawn with that error ([`Event::SpawnFailed`](crate::Event)):
-    /// the child never runs the program and is reaped by the spawn itself.
+    /// the spawn ([`Event::SpawnFailed`](crate::Event)): the child never
+    /// runs the program and is reaped by the spawn itself. Only the error's
+    /// errno crosses to the parent (through std's close-on-exec pipe): the
+    /// spawn fails with `io::Error::from_raw_os_error(errno)`, so a custom
+    /// kind or message is lost, and an error without an errno
+    /// (`io::Error::other`) arrives as `EINVAL`.
     ///
     /// A hook forces the `fork` path (no `posix_spawn`).
     ///

@@ -1,0 +1,351 @@
+//! The state directory with real files: odd entries never block or fail
+//! startup, records are per child, one host owns the directory, and a
+//! zombie orphan counts as gone.
+
+// A host, not the library: it owns real time and may read clocks and sleep.
+#![allow(clippy::disallowed_methods)]
+
+mod bin;
+mod real;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use bin::Cli;
+use nix::sys::stat::Mode;
+use procsup::{Event, ProcessSpec, Supervisor, UnixSys};
+use real::Host;
+
+/// A fresh private state directory inside `tmp`.
+fn private_dir(tmp: &Path) -> PathBuf {
+    let state = tmp.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    state
+}
+
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600)).unwrap();
+}
+
+/// A regular file, a FIFO, a UNIX socket, a directory and a name that is
+/// not UTF-8: each odd one is refused once, left where it is, and the
+/// start goes on.
+#[test]
+fn odd_entries_are_refused_and_startup_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = private_dir(tmp.path());
+    mkfifo(&state.join("fifo"));
+    let _sock = UnixListener::bind(state.join("sock")).unwrap();
+    std::fs::create_dir(state.join("subdir")).unwrap();
+    let latin1 = state.join(OsStr::from_bytes(b"caf\xe9"));
+    std::fs::write(&latin1, "pid 4194000\npgid 4194000\nstart_time 1\n").unwrap();
+
+    let mut h = Host::new(UnixSys::new().state_dir(&state).unwrap());
+    h.add(ProcessSpec::new("web", "sleep").arg("60"));
+    h.sup.start_all(Instant::now()).expect("odd entries never fail startup");
+    h.log.extend(h.sup.drain_events().map(|e| (Instant::now(), e)));
+    assert_eq!(h.count("spawned"), 1, "{:#?}", h.kinds());
+    let mut refused: Vec<String> = h
+        .log
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::OrphanRefused { name, .. } => Some(name.to_string()),
+            _ => None,
+        })
+        .collect();
+    refused.sort();
+    assert_eq!(refused, ["caf\u{fffd}", "fifo", "sock", "subdir"], "{:#?}", h.kinds());
+    for odd in ["fifo", "sock", "subdir"] {
+        assert!(state.join(odd).symlink_metadata().is_ok(), "{odd} was removed");
+    }
+    assert!(latin1.exists(), "an entry that is not ours was removed");
+}
+
+/// Runs `cleanup_orphans` over and over while `mutate` changes the
+/// directory under it. Fails if a scan returns an error, or blocks (then
+/// the FIFOs of [`flip_records`] are opened for writing to set it free).
+fn scan_while(state: &Path, mut mutate: impl FnMut(u64) + Send + 'static) {
+    let _serial = real::serial();
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                mutate(i);
+                i += 1;
+            }
+        })
+    };
+    let (tx, rx) = mpsc::channel();
+    let dir = state.to_owned();
+    let scanner = std::thread::spawn(move || {
+        let mut sup = Supervisor::with_sys(UnixSys::new().state_dir(&dir).unwrap());
+        let end = Instant::now() + Duration::from_millis(1500);
+        let mut errors = Vec::new();
+        let mut scans = 0u32;
+        while Instant::now() < end {
+            if let Err(e) = sup.cleanup_orphans(Instant::now()) {
+                errors.push(e.to_string());
+            }
+            sup.drain_events().for_each(drop);
+            scans += 1;
+        }
+        let _ = tx.send((scans, errors));
+    });
+    let outcome = rx.recv_timeout(Duration::from_secs(10));
+    stop.store(true, Ordering::Relaxed);
+    racer.join().unwrap();
+    if outcome.is_err() {
+        // Blocked in an open: give it a writer so the thread can end.
+        while !scanner.is_finished() {
+            for name in (0..PAIRS).flat_map(|k| [format!("web{k}"), format!(".alt{k}")]) {
+                let _ = nix::fcntl::open(
+                    &state.join(name),
+                    nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_NONBLOCK,
+                    Mode::empty(),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    scanner.join().unwrap();
+    let (scans, errors) = outcome.expect("a scan blocked on the state directory");
+    assert!(errors.is_empty(), "{} of {scans} scans failed: {:?}", errors.len(), &errors[..errors.len().min(3)]);
+}
+
+/// A junk record under `name`, written atomically.
+fn put_file(state: &Path, name: &str) {
+    let tmp = state.join(".racer");
+    std::fs::write(&tmp, "junk\n").unwrap();
+    std::fs::rename(&tmp, state.join(name)).unwrap();
+}
+
+const PAIRS: usize = 16;
+
+/// Flips `webK` between a junk record and the odd file `make` put at
+/// `.altK` (atomically: `RENAME_EXCHANGE`), so that a scan that checks an
+/// entry's type by name before it opens it meets the odd file.
+fn flip_records(state: &Path, make: fn(&Path)) {
+    for k in 0..PAIRS {
+        put_file(state, &format!("web{k}"));
+        make(&state.join(format!(".alt{k}")));
+    }
+    let dir = state.to_owned();
+    let fd = std::fs::File::open(&dir).unwrap();
+    scan_while(state, move |_| {
+        for k in 0..PAIRS {
+            let (web, alt) = (format!("web{k}"), format!(".alt{k}"));
+            let flags = nix::fcntl::RenameFlags::RENAME_EXCHANGE;
+            if nix::fcntl::renameat2(&fd, web.as_str(), &fd, alt.as_str(), flags).is_err() {
+                put_file(&dir, &web); // the scan removed the junk record
+            }
+        }
+    });
+}
+
+#[test]
+fn a_record_swapped_for_a_fifo_never_blocks_the_scan() {
+    let tmp = tempfile::tempdir().unwrap();
+    flip_records(&private_dir(tmp.path()), mkfifo);
+}
+
+/// A socket cannot be opened (`ENXIO`), also by root.
+#[test]
+fn a_record_swapped_for_an_unreadable_socket_never_fails_the_scan() {
+    let tmp = tempfile::tempdir().unwrap();
+    flip_records(&private_dir(tmp.path()), |path| drop(UnixListener::bind(path).unwrap()));
+}
+
+#[test]
+fn an_entry_that_vanishes_mid_scan_is_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = private_dir(tmp.path());
+    let dir = state.clone();
+    scan_while(&state, move |i| {
+        if i % 2 == 0 {
+            put_file(&dir, "web");
+        } else {
+            let _ = std::fs::remove_file(dir.join("web"));
+        }
+    });
+}
+
+/// The issue's check: a FIFO, a name that is not UTF-8 and an unreadable
+/// entry in the state directory; `supervise` starts its child within 1 s.
+#[test]
+fn supervise_starts_despite_odd_entries() {
+    let _serial = real::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = private_dir(tmp.path());
+    mkfifo(&state.join("fifo"));
+    std::fs::write(state.join(OsStr::from_bytes(b"\xff\xfe")), "junk\n").unwrap();
+    let _sock = UnixListener::bind(state.join("sock")).unwrap();
+    let t0 = Instant::now();
+    let mut cli = Cli::start(&["--state-dir", state.to_str().unwrap(), "--", "sleep", "60"]);
+    let line = cli.expect("event=spawned");
+    assert!(t0.elapsed() < Duration::from_secs(1), "the child started after {:?}", t0.elapsed());
+    let pid: i32 = bin::field(&line, "pid").unwrap().parse().unwrap();
+    cli.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(cli.wait(), 0);
+    assert!(!real::alive(pid));
+}
+
+/// The record files of a state directory (its lock file left out).
+fn record_files(state: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock")
+        .collect();
+    names.sort();
+    names
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// A rolling restart runs two children under one name: each has its own
+/// record, so a crash mid-roll leaves neither untracked.
+#[test]
+fn a_roll_keeps_both_childrens_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = private_dir(tmp.path());
+    let mut h = Host::new(UnixSys::new().state_dir(&state).unwrap());
+    h.add(ProcessSpec::new("web", "sleep").arg("60").start_grace(Duration::from_millis(300)));
+    h.start_all();
+    h.run_until(Duration::from_secs(5), |h| h.count("running") == 1);
+    let old = h.sup.status("web").unwrap().pid.unwrap();
+    assert_eq!(record_files(&state), [format!("web.{old}")]);
+    h.sup.rolling_restart(None, Instant::now()).unwrap();
+    h.run_until(Duration::from_secs(5), |h| h.count("spawned") == 2);
+    // While the replacement starts, the status shows the old child serving
+    // and the new one aside (issue 11.9).
+    let st = h.sup.status("web").unwrap();
+    let new = st.replacement_pid.or(st.pid).unwrap();
+    assert_ne!(old, new);
+    // The replacement is starting, the old child still serves: both are
+    // recorded, each with its own pid.
+    assert!(real::alive(old.as_raw()));
+    assert_eq!(record_files(&state), sorted(vec![format!("web.{old}"), format!("web.{new}")]));
+    for pid in [old, new] {
+        let text = std::fs::read_to_string(state.join(format!("web.{pid}"))).unwrap();
+        assert!(text.starts_with(&format!("pid {pid}\n")), "{text:?}");
+    }
+    h.run_until(Duration::from_secs(10), |h| h.count("retired") == 1);
+    assert!(!real::alive(old.as_raw()));
+    h.run_until(Duration::from_secs(5), |_| record_files(&state) == [format!("web.{new}")]);
+}
+
+/// Two hosts, one state directory: the second is refused (exit 2, one line
+/// naming the directory) before it touches anything; the first host's
+/// child lives on and was not signalled.
+#[test]
+fn a_second_host_on_a_held_state_dir_exits_2_and_touches_nothing() {
+    let _serial = real::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = private_dir(tmp.path());
+    let state_arg = state.to_str().unwrap();
+    let hit = tmp.path().join("term");
+    let script = tmp.path().join("trap.sh");
+    std::fs::write(&script, "#!/bin/sh\ntrap 'echo TERM >> \"$1\"; exit 0' TERM\nsleep 1000 &\nwait\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut first = Cli::start(&["--state-dir", state_arg, "--", script.to_str().unwrap(), hit.to_str().unwrap()]);
+    let child: i32 = bin::field(&first.expect("event=spawned"), "pid").unwrap().parse().unwrap();
+
+    let t0 = Instant::now();
+    let mut second = Cli::start(&["--state-dir", state_arg, "--", "sleep", "60"]);
+    let code = second.wait();
+    assert!(t0.elapsed() < Duration::from_secs(3), "the second host took {:?}", t0.elapsed());
+    assert_eq!(code, 2);
+    let message = second.expect_err("supervise:");
+    assert!(message.contains(state_arg) && message.contains("in use"), "{message}");
+    assert!(second.seen.iter().all(|l| !l.contains("event=")), "the second host acted: {:#?}", second.seen);
+    assert!(real::alive(child), "the first host's child is gone");
+    assert!(!real::wait_for(Duration::from_millis(200), || hit.exists()), "the first host's child got SIGTERM");
+    assert_eq!(record_files(&state), [format!("trap.sh.{child}")]);
+
+    first.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(first.wait(), 0);
+    assert!(!real::alive(child));
+}
+
+/// The test's own processes, killed and reaped on drop unless reaped
+/// already (std never signals a child it has waited for).
+struct Bystanders([std::process::Child; 2]);
+
+impl Drop for Bystanders {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn proc_start_time(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 1..].split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+/// A live process of this test, recorded in `state` under `file` as a
+/// crashed host would have: an orphan, but not the supervisor's child.
+fn recorded_bystander(state: &Path, file: impl FnOnce(u32) -> String) -> std::process::Child {
+    let child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = child.id();
+    let pgid = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid as i32))).unwrap();
+    let text = format!("pid {pid}\npgid {pgid}\nstart_time {}\n", proc_start_time(pid));
+    std::fs::write(state.join(file(pid)), text).unwrap();
+    child
+}
+
+/// Orphans that are this test's children, not the supervisor's: once they
+/// die of the stop signal they are zombies until the test reaps them. On
+/// both wait paths a zombie counts as gone, so the host is idle after
+/// shutdown; a record of the older one-per-name format is handled alike.
+#[test]
+fn a_zombie_orphan_counts_as_gone_on_both_paths() {
+    for (path, make) in real::both_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = private_dir(tmp.path());
+        let mut bystanders = Bystanders([
+            recorded_bystander(&state, |pid| format!("old.{pid}")),
+            recorded_bystander(&state, |_| "legacy".into()),
+        ]);
+        let pids = bystanders.0.each_ref().map(|c| c.id() as i32);
+        {
+            let mut h = Host::new(make().state_dir(&state).unwrap());
+            assert_eq!(h.sup.cleanup_orphans(Instant::now()).unwrap(), 2, "{path}");
+            h.sup.shutdown(Instant::now());
+            h.log.extend(h.sup.drain_events().map(|e| (Instant::now(), e)));
+            h.run_until(Duration::from_secs(5), |h| h.sup.is_idle());
+            let mut gone: Vec<i32> = h
+                .log
+                .iter()
+                .filter_map(|(_, e)| match e {
+                    Event::OrphanGone { pid, .. } => Some(pid.as_raw()),
+                    _ => None,
+                })
+                .collect();
+            gone.sort();
+            let mut want = pids.to_vec();
+            want.sort();
+            assert_eq!(gone, want, "{path}");
+            assert_eq!(h.count("orphan_killed"), 0, "{path}: SIGTERM was enough");
+            assert!(record_files(&state).is_empty(), "{path}: {:?}", record_files(&state));
+        }
+        for child in &mut bystanders.0 {
+            let status = child.wait().unwrap();
+            assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(15), "{path}");
+        }
+    }
+}
