@@ -96,3 +96,29 @@ fn a_rolling_restart_stops_each_old_child_only_after_its_replacement_is_ready() 
         assert!(ready[1] < retiring[0], "{name}: the old child was stopped before its replacement was ready");
     }
 }
+
+#[test]
+fn output_and_fd_readiness_from_the_command_line() {
+    let mut cli = Cli::start(&[
+        "--ready",
+        "output:listening",
+        "--",
+        "sh",
+        "-c",
+        "echo booting; echo listening on 80; exec sleep 60",
+    ]);
+    cli.expect("line=booting");
+    let ready = cli.expect("event=ready");
+    assert!(cli.seen.iter().any(|l| l.contains("line=\"listening on 80\"")), "{:#?}", cli.seen);
+    assert!(field(&ready, "after_ms").is_some());
+    cli.signal(Signal::SIGTERM);
+    assert_eq!(cli.wait(), 0);
+
+    let mut cli = Cli::start(&["--ready", "fd:3", "--", "sh", "-c", "sleep 0.1; echo >&3; exec sleep 60"]);
+    cli.expect("event=ready");
+    cli.signal(Signal::SIGTERM);
+    assert_eq!(cli.wait(), 0);
+
+    let mut cli = Cli::start(&["--ready", "bogus", "--", "true"]);
+    assert_eq!(cli.wait(), 2);
+}
