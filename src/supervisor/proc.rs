@@ -119,7 +119,7 @@ impl Proc {
             failure_streak: self.streak,
             give_up_remaining: self.spec.give_up_after.map(|n| n.saturating_sub(self.streak)),
             manual_stop: self.manual_stop,
-            ready_at: live.ready_at,
+            ready_at: live.ready_at.filter(|_| state.has_child()),
             reloading: live.reloading_since.is_some(),
             status_text: live.status_text.clone(),
             notified_errno: live.errno,

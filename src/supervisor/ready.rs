@@ -363,8 +363,13 @@ impl<S: Sys> Supervisor<S> {
         match p.live.probe_running.take() {
             Some((generation, started)) => {
                 if !self.probe_failed(id, generation, true, now) {
-                    let next = Some(later(started, probe.period).max(now));
-                    self.set_live_timer(Deadline::Probe(id), next);
+                    let next = later(started, probe.period);
+                    if next <= now {
+                        // Due already: start it now, so no deadline this
+                        // tick has passed outlives it.
+                        return self.probe_due(id, now);
+                    }
+                    self.set_live_timer(Deadline::Probe(id), Some(next));
                 }
             }
             None => {
