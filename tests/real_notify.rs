@@ -94,7 +94,8 @@ fn a_child_that_stops_pinging_is_killed_at_the_watchdog_deadline_and_restarted()
     assert!(watchdog - before_spawn >= ms(900), "the watchdog fired {:?} after the spawn", watchdog - before_spawn);
     assert!(watchdog - ready >= ms(400));
     assert!(h.count("exited") >= 1);
-    assert!(!h.kinds().iter().any(|k| k.contains("code=3")), "WATCHDOG_USEC missing: {:#?}", h.kinds());
+    let bad_env = h.kinds().iter().any(|k| k.contains("code=3") || k.contains("code=4"));
+    assert!(!bad_env, "WATCHDOG_USEC or WATCHDOG_PID wrong: {:#?}", h.kinds());
 }
 
 #[test]
@@ -180,4 +181,34 @@ fn s6_notification_fd() {
     h.run_until(Duration::from_secs(10), |h| h.count("ready") == 1);
     let (spawned, ready) = (when(&h, "spawned"), when(&h, "ready"));
     assert!(ready - spawned >= ms(200));
+}
+
+#[test]
+fn a_watched_child_gets_its_own_pid_and_exec_errors_stay_spawn_failures() {
+    let mut h = Host::new(UnixSys::new());
+    h.add(
+        ProcessSpec::new("env", "sh")
+            .args(["-c", "echo \"$FOO|$WATCHDOG_PID|$$|$WATCHDOG_USEC|${HOME:-unset}\""])
+            .env_clear()
+            .env("FOO", "bar")
+            .stdout(procsup::Output::Capture)
+            .ready(Readiness::Notify)
+            .watchdog(Duration::from_secs(5))
+            .restart(procsup::RestartPolicy::Never),
+    );
+    h.add(
+        ProcessSpec::new("missing", "/nonexistent/program")
+            .ready(Readiness::Notify)
+            .watchdog(Duration::from_secs(5))
+            .restart(procsup::RestartPolicy::Never),
+    );
+    h.start_all();
+    h.run_until(Duration::from_secs(10), |h| h.count("exited") == 1);
+    let line = h.lines().pop().expect("a line");
+    let parts: Vec<&str> = line.split('|').collect();
+    assert_eq!(parts[0], "bar", "{line}");
+    assert_eq!(parts[1], parts[2], "WATCHDOG_PID is the child's pid: {line}");
+    assert_eq!(parts[3..], ["5000000", "unset"], "{line}");
+    let failed = h.events("spawn_failed");
+    assert!(matches!(failed[..], [Event::SpawnFailed { errno: nix::errno::Errno::ENOENT, .. }]), "{failed:?}");
 }

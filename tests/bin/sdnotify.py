@@ -4,7 +4,8 @@ usage: sdnotify.py MODE [ARGS]
   ready-after MS          READY=1 after MS milliseconds, then idle
   never                   never ready
   ping N EVERY_MS USEC    READY=1, N watchdog pings EVERY_MS apart, then
-                          silence; exits 3 unless WATCHDOG_USEC == USEC
+                          silence; exits 3 unless WATCHDOG_USEC == USEC,
+                          4 unless WATCHDOG_PID is its pid
   on-usr1                 READY=1 when it gets SIGUSR1
   garbage N               N malformed or oversized datagrams, then
                           STATUS=done and READY=1
@@ -43,6 +44,8 @@ def main():
         n, every, usec = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
         if os.environ.get("WATCHDOG_USEC") != usec:
             sys.exit(3)
+        if os.environ.get("WATCHDOG_PID") != str(os.getpid()):
+            sys.exit(4)
         s = connect()
         s.send(b"READY=1")
         for _ in range(n):

@@ -17,6 +17,7 @@
 
 #![allow(unsafe_code)]
 
+mod exec;
 mod notify;
 mod readiness;
 mod spawn;
@@ -312,6 +313,10 @@ impl Sys for UnixSys {
         let mut notify = notify::Notify::prepare(spec)?;
         if let Some(n) = &notify {
             n.configure(&mut cmd, spec);
+        }
+        if spec.watchdog.is_some() {
+            // Last: it replaces std's own exec.
+            exec::exec_with_own_pid(&mut cmd, spec.env_clear)?;
         }
         let child = cmd.spawn()?;
         if let Some(n) = &mut notify {
