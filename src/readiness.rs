@@ -316,8 +316,9 @@ impl ProcessSpec {
     }
 
     /// A ready child must ping (`WATCHDOG=1` over sd_notify) at least this
-    /// often (systemd's `WatchdogSec`); it gets `WATCHDOG_USEC`. A missed
-    /// ping (or `WATCHDOG=trigger`) is [`Event::Watchdog`](crate::Event::Watchdog):
+    /// often (systemd's `WatchdogSec`); it gets `WATCHDOG_USEC` and
+    /// `WATCHDOG_PID` (its own pid, so that its children, which inherit the
+    /// environment, know the watchdog is not theirs). A missed ping (or `WATCHDOG=trigger`) is [`Event::Watchdog`](crate::Event::Watchdog):
     /// the child is stopped and its restart policy applies (the exit counts
     /// as a failure whatever its code). Needs [`Readiness::Notify`].
     pub fn watchdog(mut self, interval: Duration) -> Self {
