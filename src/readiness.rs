@@ -225,7 +225,9 @@ pub struct NotifyMessage {
     pub ready: bool,
     /// `STATUS=`: free-form status text (lossy UTF-8).
     pub status: Option<String>,
-    /// `STOPPING=1`: the child is shutting down of its own accord.
+    /// `STOPPING=1`: the child is shutting down of its own accord; its
+    /// watchdog, probes and start timeout are off from then on, and its
+    /// exit is judged by the restart policy as usual.
     pub stopping: bool,
     /// `RELOADING=1`: the child is reloading its configuration; `READY=1`
     /// ends the reload.
@@ -320,7 +322,9 @@ impl ProcessSpec {
     /// `WATCHDOG_PID` (its own pid, so that its children, which inherit the
     /// environment, know the watchdog is not theirs). A missed ping (or `WATCHDOG=trigger`) is [`Event::Watchdog`](crate::Event::Watchdog):
     /// the child is stopped and its restart policy applies (the exit counts
-    /// as a failure whatever its code). Needs [`Readiness::Notify`].
+    /// as a failure whatever its code). The watchdog is armed when the
+    /// child becomes ready (pings before that are not needed); each ping
+    /// moves it to the ping plus the interval. Needs [`Readiness::Notify`].
     pub fn watchdog(mut self, interval: Duration) -> Self {
         self.watchdog = Some(interval);
         self
