@@ -402,3 +402,23 @@ fn during_a_roll_signals_and_reloads_go_to_the_child_that_serves() {
     assert_eq!(h.sup.sys().signals_to(old), [Signal::SIGUSR2, Signal::SIGHUP]);
     assert!(h.sup.sys().signals_to(new).is_empty());
 }
+
+#[test]
+fn readiness_events_are_logfmt_lines() {
+    let (name, pid) = (Arc::<str>::from("web"), nix::unistd::Pid::from_raw(7));
+    let lines = [
+        (Event::StartTimeout { name: name.clone(), pid }, "event=start_timeout name=web pid=7"),
+        (Event::Reloading { name: name.clone(), pid }, "event=reloading name=web pid=7"),
+        (Event::Watchdog { name: name.clone(), pid, triggered: true }, "event=watchdog name=web pid=7 triggered=true"),
+        (Event::ProbeDue { name: name.clone(), generation: 3 }, "event=probe_due name=web generation=3"),
+        (
+            Event::ProbeFailed { name: name.clone(), pid, generation: 3, failures: 2, timed_out: true },
+            "event=probe_failed name=web pid=7 generation=3 failures=2 timed_out=true",
+        ),
+        (Event::Status { name: name.clone(), pid, text: String::new() }, "event=status name=web pid=7 text=\"\""),
+    ];
+    for (event, line) in lines {
+        assert_eq!(event.to_string(), line);
+        assert_eq!(event.name(), "web");
+    }
+}
