@@ -100,6 +100,31 @@ impl<S: Sys> Supervisor<S> {
     /// that is not the probe awaiting an answer (an older one, one that
     /// timed out, one of an earlier child).
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procsup::{Event, Probe, ProcessSpec, Readiness, Supervisor};
+    /// use procsup::testing::{FakeSys, VirtualClock};
+    /// let mut clock = VirtualClock::new();
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// let probe = Probe::every(Duration::from_secs(10));
+    /// sup.add_process(ProcessSpec::new("web", "server").ready(Readiness::Host).probe(probe)).unwrap();
+    /// sup.start_process("web", clock.now()).unwrap();
+    /// sup.mark_ready("web", clock.now()).unwrap();
+    /// sup.tick(clock.now()); // the first probe is due at once (no initial delay)
+    /// let generation = sup
+    ///     .drain_events()
+    ///     .find_map(|e| match e {
+    ///         Event::ProbeDue { generation, .. } => Some(generation),
+    ///         _ => None,
+    ///     })
+    ///     .unwrap();
+    /// // ... the host runs its check (an HTTP request, say), then:
+    /// clock.advance(Duration::from_millis(30));
+    /// assert!(sup.probe_result("web", generation, true, clock.now()).unwrap());
+    /// assert!(!sup.probe_result("web", generation, true, clock.now()).unwrap(), "answered already");
+    /// assert_eq!(sup.next_deadline(), Some(clock.at(10.0)));
+    /// ```
+    ///
     /// # Errors
     /// [`Error::UnknownProcess`].
     pub fn probe_result(&mut self, name: &str, generation: u64, ok: bool, now: Instant) -> Result<bool> {
@@ -145,6 +170,24 @@ impl<S: Sys> Supervisor<S> {
     /// is then reloading ([`Event::Reloading`]) until it sends `READY=1`
     /// again, within its [`start_timeout`](crate::ProcessSpec::start_timeout)
     /// if it has one (past it: [`Event::StartTimeout`], a failure).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use procsup::{ProcessSpec, Readiness, Signal, Supervisor, testing::FakeSys};
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// sup.add_process(ProcessSpec::new("db", "postgres").ready(Readiness::Notify)).unwrap();
+    /// let now = Instant::now();
+    /// sup.start_process("db", now).unwrap();
+    /// let pid = sup.status("db").unwrap().pid.unwrap();
+    /// assert!(sup.sys_mut().notify(pid, b"READY=1"));
+    /// sup.tick(now);
+    /// sup.reload_process("db", now).unwrap();
+    /// assert_eq!(sup.sys().signals_to(pid), [Signal::SIGHUP]);
+    /// assert!(sup.status("db").unwrap().reloading);
+    /// assert!(sup.sys_mut().notify(pid, b"READY=1"));
+    /// sup.tick(now);
+    /// assert!(!sup.status("db").unwrap().reloading);
+    /// ```
     ///
     /// # Errors
     /// [`Error::UnknownProcess`]; [`Error::NotRunning`] unless `Starting`
