@@ -252,9 +252,11 @@ pub enum Event {
         /// Why.
         reason: Discard,
     },
-    /// A record that is not a regular file (a symlink...) was left alone.
+    /// A state-directory entry that is not a readable record (a symlink,
+    /// a FIFO, a socket, a directory, a name that is not UTF-8, a file that
+    /// cannot be opened) was left alone; nothing was signalled.
     OrphanRefused {
-        /// The record's name.
+        /// The entry's file name (lossy where it is not UTF-8).
         name: Arc<str>,
         /// What it is.
         reason: String,

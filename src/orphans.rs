@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Orphan {
-    /// The process name (the record's file name).
+    /// The process name (from the record's file name, `<name>.<pid>`).
     pub name: String,
     /// Its pid.
     pub pid: Pid,
@@ -71,15 +71,17 @@ pub enum OrphanScan {
     Alive(Orphan),
     /// The record was removed; nothing was signalled.
     Discarded {
-        /// The record's name.
+        /// The process name it was recorded for (the file name where the
+        /// record could not be parsed).
         name: String,
         /// Why.
         reason: Discard,
     },
-    /// The record is not a regular file (a symlink, a directory...): it was
-    /// neither followed nor removed, and nothing was signalled.
+    /// The entry is not a readable record (a symlink, a FIFO, a socket, a
+    /// directory, a name that is not UTF-8, a file that cannot be opened):
+    /// it was neither followed nor removed, and nothing was signalled.
     Refused {
-        /// The record's name.
+        /// The entry's file name (lossy where it is not UTF-8).
         name: String,
         /// What it is.
         reason: String,

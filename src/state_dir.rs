@@ -56,7 +56,9 @@ fn record_file(name: &str, pid: i32) -> String {
 
 /// The process name a record file stands for: `<name>.<pid>` names the
 /// child `pid`; anything else is a record of the older format, named after
-/// its process alone.
+/// its process alone. (An older record of a process literally named
+/// `x.<pid>` whose pid is that `<pid>` reads as `x`: only the stop signal
+/// chosen for it and which process waits for it can differ.)
 fn process_name(file: &str, pid: i32) -> &str {
     match file.strip_suffix(pid.to_string().as_str()).and_then(|f| f.strip_suffix('.')) {
         Some(name) if !name.is_empty() => name,
@@ -103,22 +105,22 @@ impl StateDir {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let dir = match nix::fcntl::open(path, flags, Mode::empty()) {
             Ok(fd) => fd,
-            Err(Errno::ELOOP) => return Err(refuse("the state directory is a symlink")),
-            Err(Errno::ENOTDIR) => return Err(refuse("the state directory is not a directory")),
+            Err(Errno::ELOOP) => return Err(refuse("it is a symlink")),
+            Err(Errno::ENOTDIR) => return Err(refuse("it is not a directory")),
             Err(e) => return Err(fail(e.into())),
         };
         let st = fstat(&dir).map_err(|e| fail(e.into()))?;
         if st.st_uid != nix::unistd::geteuid().as_raw() {
-            return Err(refuse("the state directory is not owned by the current user"));
+            return Err(refuse("it is not owned by the current user"));
         }
         if st.st_mode & 0o022 != 0 {
-            return Err(refuse("the state directory is writable by others"));
+            return Err(refuse("it is writable by others"));
         }
         // Close-on-exec, or a child would hold the lock after the host died.
         let lock_flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
         let lock = openat(&dir, LOCK_FILE, lock_flags, Mode::from_bits_truncate(0o600)).map_err(|e| fail(e.into()))?;
         if !is_regular(&fstat(&lock).map_err(|e| fail(e.into()))?) {
-            return Err(refuse("its lock file is not a regular file"));
+            return Err(refuse("its lock file .lock is not a regular file"));
         }
         let lock = match Flock::lock(File::from(lock), FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,

@@ -68,26 +68,23 @@ fn odd_entries_are_refused_and_startup_goes_on() {
     assert!(latin1.exists(), "an entry that is not ours was removed");
 }
 
-/// Runs `cleanup_orphans` over and over while `mutate` changes the
-/// directory under it. Fails if a scan returns an error, or blocks (then
-/// the FIFOs of [`flip_records`] are opened for writing to set it free).
-fn scan_while(state: &Path, mut mutate: impl FnMut(u64) + Send + 'static) {
+/// Runs `cleanup_orphans` over and over while a racer changes the
+/// directory under it. `setup` gets the text of a record the scans read but
+/// leave alone (it names the scanning supervisor's own child) and returns
+/// the racer's step. Fails if a scan returns an error, or blocks (then the
+/// FIFOs of [`flip_records`] are opened for writing to set it free).
+fn scan_while<M: FnMut() + Send + 'static>(state: &Path, setup: impl FnOnce(&str) -> M) {
     let _serial = real::serial();
-    let stop = Arc::new(AtomicBool::new(false));
-    let racer = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                mutate(i);
-                i += 1;
-            }
-        })
-    };
+    let (pid_tx, pid_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
     let (tx, rx) = mpsc::channel();
     let dir = state.to_owned();
     let scanner = std::thread::spawn(move || {
         let mut sup = Supervisor::with_sys(UnixSys::new().state_dir(&dir).unwrap());
+        sup.add_process(ProcessSpec::new("own", "sleep").arg("60")).unwrap();
+        sup.start_all(Instant::now()).unwrap();
+        pid_tx.send(sup.status("own").unwrap().pid.unwrap().as_raw()).unwrap();
+        let _ = go_rx.recv();
         let end = Instant::now() + Duration::from_millis(1500);
         let mut errors = Vec::new();
         let mut scans = 0u32;
@@ -99,7 +96,21 @@ fn scan_while(state: &Path, mut mutate: impl FnMut(u64) + Send + 'static) {
             scans += 1;
         }
         let _ = tx.send((scans, errors));
+        // Dropping `sup` kills and reaps its child.
     });
+    let pid = pid_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let text = format!("pid {pid}\npgid {pid}\nstart_time {}\n", proc_start_time(pid as u32));
+    let mut step = setup(&text);
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                step();
+            }
+        })
+    };
+    go_tx.send(()).unwrap();
     let outcome = rx.recv_timeout(Duration::from_secs(10));
     stop.store(true, Ordering::Relaxed);
     racer.join().unwrap();
@@ -121,31 +132,31 @@ fn scan_while(state: &Path, mut mutate: impl FnMut(u64) + Send + 'static) {
     assert!(errors.is_empty(), "{} of {scans} scans failed: {:?}", errors.len(), &errors[..errors.len().min(3)]);
 }
 
-/// A junk record under `name`, written atomically.
-fn put_file(state: &Path, name: &str) {
+/// `text` under `name`, written atomically.
+fn put_file(state: &Path, name: &str, text: &str) {
     let tmp = state.join(".racer");
-    std::fs::write(&tmp, "junk\n").unwrap();
+    std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, state.join(name)).unwrap();
 }
 
-const PAIRS: usize = 16;
+const PAIRS: usize = 32;
 
-/// Flips `webK` between a junk record and the odd file `make` put at
-/// `.altK` (atomically: `RENAME_EXCHANGE`), so that a scan that checks an
-/// entry's type by name before it opens it meets the odd file.
+/// Flips `webK` between a record and the odd file `make` put at `.altK`
+/// (atomically: `RENAME_EXCHANGE`), so that a scan that checks an entry's
+/// type by name before it opens it meets the odd file.
 fn flip_records(state: &Path, make: fn(&Path)) {
-    for k in 0..PAIRS {
-        put_file(state, &format!("web{k}"));
-        make(&state.join(format!(".alt{k}")));
-    }
     let dir = state.to_owned();
-    let fd = std::fs::File::open(&dir).unwrap();
-    scan_while(state, move |_| {
+    scan_while(state, move |text| {
         for k in 0..PAIRS {
-            let (web, alt) = (format!("web{k}"), format!(".alt{k}"));
-            let flags = nix::fcntl::RenameFlags::RENAME_EXCHANGE;
-            if nix::fcntl::renameat2(&fd, web.as_str(), &fd, alt.as_str(), flags).is_err() {
-                put_file(&dir, &web); // the scan removed the junk record
+            put_file(&dir, &format!("web{k}"), text);
+            make(&dir.join(format!(".alt{k}")));
+        }
+        let fd = std::fs::File::open(&dir).unwrap();
+        move || {
+            for k in 0..PAIRS {
+                let (web, alt) = (format!("web{k}"), format!(".alt{k}"));
+                let flags = nix::fcntl::RenameFlags::RENAME_EXCHANGE;
+                nix::fcntl::renameat2(&fd, web.as_str(), &fd, alt.as_str(), flags).unwrap();
             }
         }
     });
@@ -169,11 +180,15 @@ fn an_entry_that_vanishes_mid_scan_is_skipped() {
     let tmp = tempfile::tempdir().unwrap();
     let state = private_dir(tmp.path());
     let dir = state.clone();
-    scan_while(&state, move |i| {
-        if i % 2 == 0 {
-            put_file(&dir, "web");
-        } else {
-            let _ = std::fs::remove_file(dir.join("web"));
+    scan_while(&state, move |text| {
+        let text = text.to_owned();
+        move || {
+            for k in 0..PAIRS {
+                put_file(&dir, &format!("web{k}"), &text);
+            }
+            for k in 0..PAIRS {
+                std::fs::remove_file(dir.join(format!("web{k}"))).unwrap();
+            }
         }
     });
 }
@@ -348,4 +363,36 @@ fn a_zombie_orphan_counts_as_gone_on_both_paths() {
             assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(15), "{path}");
         }
     }
+}
+
+/// The lock in-process: a second `UnixSys` on a held directory gets the
+/// typed error naming it and touches no record; children inherit neither
+/// the lock nor the directory's fd; dropping the holder frees it.
+#[test]
+fn the_state_dir_lock_is_typed_private_to_the_host_and_freed_on_drop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = private_dir(tmp.path());
+    let mut h = Host::new(UnixSys::new().state_dir(&state).unwrap());
+    h.add(ProcessSpec::new("web", "sleep").arg("60"));
+    h.start_all();
+    let pid = h.sup.status("web").unwrap().pid.unwrap();
+    let before = record_files(&state);
+    assert_eq!(before, [format!("web.{pid}")]);
+
+    match UnixSys::new().state_dir(&state) {
+        Err(procsup::Error::StateDirInUse { path }) => assert_eq!(path, state),
+        other => panic!("expected StateDirInUse, got {other:?}"),
+    }
+    assert_eq!(record_files(&state), before, "the refused host touched a record");
+
+    let inherited: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.unwrap().path()).ok())
+        .filter(|target| target.starts_with(&state))
+        .collect();
+    assert!(inherited.is_empty(), "the child holds {inherited:?}");
+
+    drop(h);
+    assert!(!real::alive(pid.as_raw()));
+    UnixSys::new().state_dir(&state).expect("the lock dies with its holder");
 }

@@ -308,7 +308,7 @@ impl<S: Sys> Supervisor<S> {
     ///
     /// # Errors
     /// [`Error::ShuttingDown`]; [`Error::StateDir`] when the state
-    /// directory cannot be read (then nothing is started).
+    /// directory cannot be listed (then nothing is started).
     pub fn start_all(&mut self, now: Instant) -> Result<()> {
         let now = self.observe(now);
         if self.shutting_down {

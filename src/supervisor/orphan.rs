@@ -34,11 +34,15 @@ impl<S: Sys> Supervisor<S> {
     /// unknown name), then SIGKILL after its stop timeout (10 s for an
     /// unknown name); its record goes when it is gone. Records that are
     /// junk, or whose pid is gone or was recycled, are removed and nothing
-    /// is signalled. Each outcome is an event. Returns how many orphans are
-    /// being stopped. [`start_all`](Supervisor::start_all) calls it.
+    /// is signalled. Entries that are not records (a FIFO, a socket, a
+    /// directory, a name that is not UTF-8, one that cannot be read) are
+    /// left alone, each an [`Event::OrphanRefused`]. Each outcome is an
+    /// event. Returns how many orphans are being stopped.
+    /// [`start_all`](Supervisor::start_all) calls it.
     ///
     /// # Errors
-    /// [`Error::StateDir`] when the state directory cannot be read.
+    /// [`Error::StateDir`] when the state directory cannot be listed at
+    /// all; no single entry fails it.
     pub fn cleanup_orphans(&mut self, now: Instant) -> Result<usize> {
         let now = self.observe(now);
         let scans = self.sys.scan_orphans().map_err(|source| Error::StateDir {
