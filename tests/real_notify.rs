@@ -212,3 +212,21 @@ fn a_watched_child_gets_its_own_pid_and_exec_errors_stay_spawn_failures() {
     let failed = h.events("spawn_failed");
     assert!(matches!(failed[..], [Event::SpawnFailed { errno: nix::errno::Errno::ENOENT, .. }]), "{failed:?}");
 }
+
+#[test]
+fn a_reload_lasts_until_ready_again() {
+    let mut h = Host::new(UnixSys::new());
+    h.add(notifier("db", &["reload"]).start_timeout(Duration::from_secs(5)));
+    h.start_all();
+    h.run_until(Duration::from_secs(10), |h| h.count("ready") == 1);
+    let pid = h.sup.status("db").unwrap().pid.unwrap();
+    h.sup.reload_process("db", Instant::now()).unwrap();
+    assert!(h.sup.status("db").unwrap().reloading);
+    h.run_until(Duration::from_secs(10), |h| h.count("ready") == 2);
+    let st = h.sup.status("db").unwrap();
+    assert!(!st.reloading && st.start_timeout_at.is_none(), "{st:?}");
+    assert_eq!(st.pid, Some(pid), "a reload is not a restart");
+    let Some(Event::Ready { after, .. }) = h.events("ready").last().copied() else { unreachable!() };
+    assert!(*after >= ms(100), "the reload took {after:?}");
+    assert_eq!(h.count("reloading"), 1, "RELOADING=1 during a reload the host began is not a second one");
+}

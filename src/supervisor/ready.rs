@@ -235,6 +235,7 @@ impl<S: Sys> Supervisor<S> {
                 p.state = State::Running;
                 p.streak = 0;
                 p.live.ready_at = Some(now);
+                p.live.old = None; // a roll retires the old child at once
                 let name = p.name.clone();
                 self.emit(Event::Running { name, pid });
                 self.arm_alive(id, now);

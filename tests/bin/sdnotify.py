@@ -7,6 +7,8 @@ usage: sdnotify.py MODE [ARGS]
                           silence; exits 3 unless WATCHDOG_USEC == USEC,
                           4 unless WATCHDOG_PID is its pid
   on-usr1                 READY=1 when it gets SIGUSR1
+  reload                  READY=1; on SIGHUP, RELOADING=1, then READY=1
+                          100 ms later
   garbage N               N malformed or oversized datagrams, then
                           STATUS=done and READY=1
   send TEXT               one datagram (from whatever process runs it)
@@ -55,6 +57,18 @@ def main():
     elif mode == "on-usr1":
         s = connect()
         signal.signal(signal.SIGUSR1, lambda *_: s.send(b"READY=1"))
+        idle()
+    elif mode == "reload":
+        s = connect()
+
+        def reload(*_):
+            usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+            s.send(b"RELOADING=1\nMONOTONIC_USEC=%d" % usec)
+            time.sleep(0.1)
+            s.send(b"READY=1")
+
+        signal.signal(signal.SIGHUP, reload)
+        s.send(b"READY=1")
         idle()
     elif mode == "garbage":
         s = connect()
