@@ -230,3 +230,22 @@ fn a_reload_lasts_until_ready_again() {
     assert!(*after >= ms(100), "the reload took {after:?}");
     assert_eq!(h.count("reloading"), 1, "RELOADING=1 during a reload the host began is not a second one");
 }
+
+#[test]
+fn a_watched_program_not_on_path_is_enoent_even_if_the_cwd_has_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("local-only");
+    std::fs::write(&script, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut h = Host::new(UnixSys::new());
+    h.add(
+        ProcessSpec::new("x", "local-only")
+            .current_dir(dir.path())
+            .ready(Readiness::Notify)
+            .watchdog(Duration::from_secs(5))
+            .restart(procsup::RestartPolicy::Never),
+    );
+    h.start_all();
+    let failed = h.events("spawn_failed");
+    assert!(matches!(failed[..], [Event::SpawnFailed { errno: nix::errno::Errno::ENOENT, .. }]), "{:#?}", h.kinds());
+}

@@ -106,7 +106,8 @@ fn cstring(s: &OsStr) -> io::Result<CString> {
 }
 
 /// The file `execvp` would run: a name with a slash as it is, else the
-/// first executable file of that name along the child's `PATH`.
+/// first executable file of that name along the child's `PATH` (none: an
+/// empty path, which fails with `ENOENT`).
 fn resolve(program: &OsStr, path_var: Option<&OsStr>, cwd: Option<&Path>) -> PathBuf {
     if program.as_bytes().contains(&b'/') {
         return PathBuf::from(program);
@@ -124,5 +125,7 @@ fn resolve(program: &OsStr, path_var: Option<&OsStr>, cwd: Option<&Path>) -> Pat
             return candidate;
         }
     }
-    PathBuf::from(program)
+    // Not found: execve("") fails with ENOENT, as execvp would, instead of
+    // running a file of that name in the working directory.
+    PathBuf::new()
 }
