@@ -129,3 +129,17 @@ fn resolve(program: &OsStr, path_var: Option<&OsStr>, cwd: Option<&Path>) -> Pat
     // running a file of that name in the working directory.
     PathBuf::new()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_as_execvp_does() {
+        assert_eq!(resolve(OsStr::new("./x"), None, None), PathBuf::from("./x"));
+        assert_eq!(resolve(OsStr::new("sh"), Some(OsStr::new("/nonexistent:/bin")), None), PathBuf::from("/bin/sh"));
+        assert_eq!(resolve(OsStr::new("no-such-program-here"), Some(OsStr::new("/bin")), None), PathBuf::new());
+        // /etc/passwd exists but is not executable: skipped.
+        assert_eq!(resolve(OsStr::new("passwd"), Some(OsStr::new("/etc")), None), PathBuf::new());
+    }
+}
