@@ -64,7 +64,11 @@ pub enum SysEvent {
 /// - `spawn` starts a child or returns the OS error; it never blocks for
 ///   longer than a fork+exec.
 /// - `poll` never blocks. It reports only children this `Sys` spawned, each
-///   exit exactly once, and a child's remaining output before its exit.
+///   exit exactly once, and a child's remaining output (and readiness
+///   messages) before its exit. A [`SysEvent::Notify`] is only ever a
+///   message the child (or a member of its process group) sent, never one
+///   from another process; `spawn` sets up the channel the spec's
+///   [`Readiness`](crate::Readiness) asks for (`NOTIFY_SOCKET`, fd `n`).
 /// - `signal` never signals a pid whose exit was already reported; for such
 ///   a pid it returns `ESRCH`.
 pub trait Sys {
