@@ -474,5 +474,27 @@ mod tests {
         let s = s.start_grace(Duration::from_secs(4));
         assert_eq!(s.get_ready(), &Readiness::Grace(Duration::from_secs(4)));
         assert_eq!(s.get_reload_signal(), Signal::SIGHUP);
+        assert_eq!((s.get_start_timeout(), s.get_watchdog(), s.get_probe()), (None, None, None));
+        let probe = Probe::every(Duration::from_secs(2))
+            .initial_delay(Duration::from_secs(1))
+            .timeout(Duration::from_millis(300))
+            .failure_threshold(5);
+        let s = s
+            .ready(Readiness::Notify)
+            .start_timeout(Duration::from_secs(9))
+            .watchdog(Duration::from_secs(3))
+            .probe(probe)
+            .reload_signal(Signal::SIGUSR2);
+        assert_eq!(s.get_ready(), &Readiness::Notify);
+        assert_eq!(s.get_ready().as_str(), "notify");
+        assert_eq!(
+            (s.get_start_timeout(), s.get_watchdog()),
+            (Some(Duration::from_secs(9)), Some(Duration::from_secs(3)))
+        );
+        let p = s.get_probe().unwrap();
+        assert_eq!((p.get_initial_delay(), p.get_period()), (Duration::from_secs(1), Duration::from_secs(2)));
+        assert_eq!((p.get_timeout(), p.get_failure_threshold()), (Duration::from_millis(300), 5));
+        assert_eq!(s.get_reload_signal(), Signal::SIGUSR2);
+        assert!(s.validate().is_ok());
     }
 }
