@@ -35,6 +35,11 @@ fn spawn(c: &mut Criterion) {
     g.bench_function("unixsys", |b| b.iter(|| spawn_and_reap(&mut sys, &plain, &mut events)));
     let default = ProcessSpec::new("t", "/bin/true");
     g.bench_function("unixsys_die_with_parent", |b| b.iter(|| spawn_and_reap(&mut sys, &default, &mut events)));
+    // Where a cgroup2 is writable, UnixSys::new() gives each child a cgroup
+    // (mkdir, a write before exec, rmdir): the same spawn with process
+    // groups only, for the ratio.
+    let mut groups = UnixSys::new().without_cgroups();
+    g.bench_function("unixsys_without_cgroups", |b| b.iter(|| spawn_and_reap(&mut groups, &plain, &mut events)));
     g.finish();
 }
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use procsup::{Backoff, Exit, ProcessSpec, RestartPolicy, Signal, State, Supervisor, UnixSys};
+use procsup::{Backoff, Exit, Output, ProcessSpec, RestartPolicy, Signal, State, Supervisor, UnixSys};
 
 const USAGE: &str = "\
 usage: supervise [OPTIONS] -- PROGRAM [ARGS...]
@@ -55,12 +55,19 @@ options:
                                what a crashed earlier run left behind
   --no-die-with-parent         let children outlive this host (by default
                                they get SIGKILL when it dies)
+  --no-cgroups                 hold each child's tree by its process group
+                               only, even where a cgroup v2 is writable
+  --capture                    capture the children's stdout and stderr and
+                               print each line as an event=output line
   -h, --help                   this text
 
 signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.
          SIGHUP restarts everything, one process at a time, each replacement
          up before its predecessor is stopped.
-         SIGUSR1 prints a status table on stderr.";
+         SIGUSR1 prints a status table on stderr.
+output:  a failed write (a closed stdout or stderr) is reported once on
+         stderr where it can be and never stops a child; events that
+         cannot be written are dropped.";
 
 #[derive(Debug)]
 struct Args {
@@ -74,7 +81,9 @@ struct Args {
     exit_when_idle: bool,
     state_dir: Option<std::path::PathBuf>,
     die_with_parent: bool,
+    cgroups: bool,
     instances: Option<u32>,
+    capture: bool,
     ready: Option<procsup::Readiness>,
     start_timeout: Option<Duration>,
     watchdog: Option<Duration>,
@@ -145,7 +154,9 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         exit_when_idle: false,
         state_dir: None,
         die_with_parent: true,
+        cgroups: true,
         instances: None,
+        capture: false,
         ready: None,
         start_timeout: None,
         watchdog: None,
@@ -181,6 +192,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--exit-when-idle" => a.exit_when_idle = true,
             "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
             "--no-die-with-parent" => a.die_with_parent = false,
+            "--no-cgroups" => a.cgroups = false,
+            "--capture" => a.capture = true,
             "--instances" => a.instances = Some(positive(&arg, &value(&arg)?)?),
             "--ready" => a.ready = parse_ready(&value(&arg)?)?,
             "--start-timeout" => a.start_timeout = Some(secs(&value(&arg)?)?),
@@ -218,6 +231,9 @@ fn spec(a: &Args, name: &str, argv: &[String]) -> ProcessSpec {
     }
     if let Some(n) = a.instances {
         s = s.instances(n);
+    }
+    if a.capture {
+        s = s.stdout(Output::Capture).stderr(Output::Capture);
     }
     if let Some(r) = &a.ready {
         // Output readiness reads the lines, so they are captured.
@@ -271,15 +287,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let base = if args.cgroups { UnixSys::new() } else { UnixSys::new().without_cgroups() };
     let sys = match &args.state_dir {
-        Some(dir) => match UnixSys::new().state_dir(dir) {
+        Some(dir) => match base.state_dir(dir) {
             Ok(sys) => sys,
             Err(e) => {
                 eprintln!("supervise: --state-dir: {e}");
                 return ExitCode::from(2);
             }
         },
-        None => UnixSys::new(),
+        None => base,
     };
     let mut sup = Supervisor::with_sys(sys);
     for (name, argv) in &args.processes {
@@ -299,14 +316,12 @@ fn main() -> ExitCode {
 
 fn run(sup: &mut Supervisor, args: &Args) -> io::Result<ExitCode> {
     let signals = install_signals()?;
-    let mut out = io::stdout().lock();
+    // Buffered: a flood of output lines must not cost a write(2) each.
+    let mut out = EventOut { out: io::BufWriter::with_capacity(64 * 1024, io::stdout().lock()), broken: false };
     sup.start_all(Instant::now()).map_err(io::Error::other)?;
     let mut stopping = false;
     loop {
-        for event in sup.drain_events() {
-            writeln!(out, "{event}")?;
-        }
-        out.flush()?;
+        out.write(sup);
         if stopping && sup.is_idle() {
             return Ok(ExitCode::SUCCESS);
         }
@@ -324,9 +339,35 @@ fn run(sup: &mut Supervisor, args: &Args) -> io::Result<ExitCode> {
             let _ = sup.rolling_restart(None, now);
         }
         if signals.status.swap(false, Ordering::Relaxed) {
-            eprint!("{}", status_table(sup, now));
+            // A closed stderr must not end the host (eprint! would panic).
+            let _ = io::stderr().write_all(status_table(sup, now).as_bytes());
         }
         sup.tick(now);
+    }
+}
+
+/// Where events go: stdout, until a write fails (the reader went away).
+/// Then the host goes on supervising and drops its events: an output error
+/// never takes the children down.
+struct EventOut<W: Write> {
+    out: W,
+    broken: bool,
+}
+
+impl<W: Write> EventOut<W> {
+    fn write(&mut self, sup: &mut Supervisor) {
+        let mut result = Ok(());
+        for event in sup.drain_events() {
+            if !self.broken && result.is_ok() {
+                result = writeln!(self.out, "{event}");
+            }
+        }
+        if !self.broken {
+            if let Err(e) = result.and_then(|()| self.out.flush()) {
+                self.broken = true;
+                let _ = writeln!(io::stderr(), "supervise: writing events: {e}; supervising on without them");
+            }
+        }
     }
 }
 

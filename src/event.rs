@@ -162,6 +162,27 @@ pub enum Event {
         /// When SIGKILL follows if it has not exited.
         kill_at: Instant,
     },
+    /// The leader was reaped (its `Exited` came first) but the rest of its
+    /// tree lives on: the process stays `Stopping` until the tree is empty
+    /// ([`Event::Drained`]), with SIGKILL to the tree at `kill_at`.
+    Draining {
+        /// Process name.
+        name: Arc<str>,
+        /// The reaped leader.
+        pid: Pid,
+        /// The stop signal sent to the rest now; `None` when the leader
+        /// exited on a stop, whose signal already went to the whole tree.
+        signal: Option<Signal>,
+        /// When SIGKILL goes to the tree; `None` when it already went.
+        kill_at: Option<Instant>,
+    },
+    /// The tree of a draining process is empty: now it is gone.
+    Drained {
+        /// Process name.
+        name: Arc<str>,
+        /// The reaped leader.
+        pid: Pid,
+    },
     /// The stop timeout passed: SIGKILL was sent.
     Killed {
         /// Process name.
@@ -356,6 +377,8 @@ impl Event {
             | Event::Fatal { name, .. }
             | Event::Stopping { name, .. }
             | Event::Killed { name, .. }
+            | Event::Draining { name, .. }
+            | Event::Drained { name, .. }
             | Event::Stopped { name }
             | Event::Removed { name }
             | Event::Retiring { name, .. }
@@ -395,6 +418,8 @@ impl Event {
             Event::Fatal { .. } => "fatal",
             Event::Stopping { .. } => "stopping",
             Event::Killed { .. } => "killed",
+            Event::Draining { .. } => "draining",
+            Event::Drained { .. } => "drained",
             Event::Stopped { .. } => "stopped",
             Event::Removed { .. } => "removed",
             Event::Retiring { .. } => "retiring",
@@ -448,6 +473,7 @@ impl fmt::Display for Event {
             }
             Event::Running { pid, .. }
             | Event::Killed { pid, .. }
+            | Event::Drained { pid, .. }
             | Event::OrphanKilled { pid, .. }
             | Event::OrphanGone { pid, .. } => write!(f, " pid={pid}"),
             Event::OrphanStopping { pid, signal, .. } => write!(f, " pid={pid} signal={}", signal.as_str()),
@@ -464,6 +490,9 @@ impl fmt::Display for Event {
             }
             Event::Fatal { reason, .. } => write!(f, " reason={reason}"),
             Event::Stopping { pid, signal, .. } => write!(f, " pid={pid} signal={}", signal.as_str()),
+            Event::Draining { pid, signal, .. } => {
+                write!(f, " pid={pid} signal={}", signal.map_or("none", Signal::as_str))
+            }
             Event::Stopped { .. } | Event::Removed { .. } | Event::RollDone { .. } => Ok(()),
             Event::Retiring { pid, signal, .. } => write!(f, " pid={pid} signal={}", signal.as_str()),
             Event::Retired { pid, exit, .. } => write!(f, " pid={pid} {exit}"),

@@ -63,6 +63,7 @@
 //! | Starting / Running | stop | Stopping: stop signal, kill deadline |
 //! | Stopping | kill deadline passed (`escalate_stops`) | SIGKILL (to the group) |
 //! | Stopping | exit | Stopped (a manual stop never restarts) |
+//! | Starting / Running / Stopping | the leader exits, the rest of its tree lives | Stopping, *draining*: stop signal to the rest (unless a stop already sent it), SIGKILL to the tree at the stop timeout; the exit is settled by the rows above only once the tree is empty |
 //! | any | spawn fails | as an exit that never ran: Backoff or Fatal |
 //!
 //! An exit before readiness is a *failed start*: it lengthens the
@@ -101,7 +102,7 @@
 //! | systemd `Restart=always/on-failure/no` | [`RestartPolicy`] |
 //! | systemd `RestartSec=`, `RestartSteps=`, `RestartMaxDelaySec=` | `Backoff::fixed`, `Backoff::exponential(..).max(..)` |
 //! | systemd `StartLimitBurst=`, `StartLimitIntervalSec=` | [`ProcessSpec::max_restarts_within`] |
-//! | systemd `KillSignal=`, `TimeoutStopSec=`, `KillMode=control-group` | `stop_signal`, `stop_timeout`, `process_group` |
+//! | systemd `KillSignal=`, `TimeoutStopSec=`, `KillMode=control-group` / `process` | `stop_signal`, `stop_timeout`, [`kill_mode`](ProcessSpec::kill_mode) ([`KillMode::Tree`] is the default: a cgroup, else the process group) |
 //! | systemd `Type=notify`, `TimeoutStartSec=`, `WatchdogSec=` | `.ready(Readiness::Notify)`, [`start_timeout`](ProcessSpec::start_timeout), [`watchdog`](ProcessSpec::watchdog) |
 //! | systemd `Type=notify-reload`, `ExecReload=kill -HUP $MAINPID` | [`Supervisor::reload_process`], [`reload_signal`](ProcessSpec::reload_signal) |
 //! | s6 `notification-fd` | `.ready(Readiness::Fd(n))` |
@@ -137,9 +138,9 @@ pub use event::{Event, FatalReason, Stream};
 pub use orphans::{Discard, Orphan, OrphanScan};
 pub use output::{escape, MAX_LINE};
 pub use readiness::{LineFn, LineMatcher, NotifyMessage, Probe, Readiness, MAX_NOTIFY_LEN};
-pub use spec::{Output, ProcessSpec, RestartPolicy, MAX_DURATION, MAX_INSTANCES, MAX_NAME_LEN};
-pub use state::{Exit, ProcessStatus, State};
-pub use supervisor::{Reaped, Supervisor};
+pub use spec::{KillMode, Output, ProcessSpec, RestartPolicy, MAX_DURATION, MAX_INSTANCES, MAX_NAME_LEN};
+pub use state::{Containment, Exit, ProcessStatus, State};
+pub use supervisor::{Reaped, Supervisor, OUTPUT_LINES_PER_TICK};
 pub use sys::{Sys, SysEvent, UnixSys};
 
 pub use nix::sys::signal::Signal;

@@ -3,6 +3,7 @@
 //! left. The directory they live in is [`crate::state_dir`].
 
 use std::fs;
+use std::path::{Path, PathBuf};
 
 use nix::unistd::Pid;
 
@@ -19,6 +20,14 @@ pub struct Orphan {
     pub pgid: Pid,
     /// Its start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
     pub start_time: u64,
+    /// Its session (0 when the record predates sessions in records).
+    pub sid: Pid,
+    /// The cgroup that holds its tree, when it had one.
+    pub cgroup: Option<PathBuf>,
+    /// Whether the recorded process itself still lives; when not, only the
+    /// rest of its tree (its cgroup, or the members of its process group
+    /// and session that started after it) is left.
+    pub leader_alive: bool,
 }
 
 impl Orphan {
@@ -36,7 +45,7 @@ impl Orphan {
     /// let _found = OrphanScan::Alive(o);
     /// ```
     pub fn new(name: impl Into<String>, pid: Pid, pgid: Pid, start_time: u64) -> Self {
-        Orphan { name: name.into(), pid, pgid, start_time }
+        Orphan { name: name.into(), pid, pgid, start_time, sid: Pid::from_raw(0), cgroup: None, leader_alive: true }
     }
 }
 
@@ -50,15 +59,19 @@ pub enum Discard {
     Recycled,
     /// The record could not be parsed (empty, truncated, garbage).
     Junk,
+    /// The record was written before the last boot: nothing it names can
+    /// still be running.
+    OtherBoot,
 }
 
 impl Discard {
-    /// `"gone"`, `"recycled"` or `"junk"`.
+    /// `"gone"`, `"recycled"`, `"junk"` or `"other_boot"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Discard::Gone => "gone",
             Discard::Recycled => "recycled",
             Discard::Junk => "junk",
+            Discard::OtherBoot => "other_boot",
         }
     }
 }
@@ -88,36 +101,55 @@ pub enum OrphanScan {
     },
 }
 
-/// A parsed record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A parsed record: what finds a child's tree after a crash.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Record {
     pub(crate) pid: i32,
     pub(crate) pgid: i32,
+    /// The session; 0 in records written before it was recorded.
+    pub(crate) sid: i32,
     pub(crate) start_time: u64,
+    /// `/proc/sys/kernel/random/boot_id` when written.
+    pub(crate) boot_id: Option<String>,
+    /// The child's own cgroup directory.
+    pub(crate) cgroup: Option<PathBuf>,
 }
 
 impl Record {
-    pub(crate) fn to_text(self) -> String {
-        format!("pid {}\npgid {}\nstart_time {}\n", self.pid, self.pgid, self.start_time)
+    pub(crate) fn to_text(&self) -> String {
+        let mut t = format!("pid {}\npgid {}\nsid {}\nstart_time {}\n", self.pid, self.pgid, self.sid, self.start_time);
+        if let Some(b) = &self.boot_id {
+            t.push_str(&format!("boot_id {b}\n"));
+        }
+        if let Some(c) = &self.cgroup {
+            t.push_str(&format!("cgroup {}\n", c.display()));
+        }
+        t
     }
 
     pub(crate) fn parse(text: &str) -> Option<Record> {
         let mut pid = None;
         let mut pgid = None;
+        let mut sid = 0;
         let mut start_time = None;
+        let mut boot_id = None;
+        let mut cgroup = None;
         for line in text.lines() {
             let (key, value) = line.split_once(' ')?;
             match key {
                 "pid" => pid = Some(value.parse::<i32>().ok().filter(|&p| p > 1)?),
                 "pgid" => pgid = Some(value.parse::<i32>().ok().filter(|&p| p > 1)?),
+                "sid" => sid = value.parse::<i32>().ok().filter(|&p| p >= 0)?,
                 "start_time" => start_time = Some(value.parse::<u64>().ok()?),
+                "boot_id" if !value.is_empty() => boot_id = Some(value.to_owned()),
+                "cgroup" if value.starts_with('/') => cgroup = Some(PathBuf::from(value)),
                 _ => return None,
             }
         }
         if !text.ends_with('\n') {
             return None; // truncated
         }
-        Some(Record { pid: pid?, pgid: pgid?, start_time: start_time? })
+        Some(Record { pid: pid?, pgid: pgid?, sid, start_time: start_time?, boot_id, cgroup })
     }
 }
 
@@ -147,14 +179,141 @@ pub(crate) fn live_start_time(pid: i32) -> Option<u64> {
     stat(pid).filter(|&(state, _)| !matches!(state, 'Z' | 'X')).map(|(_, t)| t)
 }
 
+/// This boot's id, which records carry so that a record from an earlier
+/// boot is never taken for a live process.
+pub(crate) fn boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// `/proc/<pid>/stat`: state, process group, session and start time.
+fn stat_tree(pid: i32) -> Option<(char, i32, i32, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields
+    // after it start after the last ')'. Field 3 is the first there.
+    let mut f = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let pgrp = f.nth(1)?.parse().ok()?;
+    let session = f.next()?.parse().ok()?;
+    let start = f.nth(22 - 7)?.parse().ok()?;
+    Some((state, pgrp, session, start))
+}
+
+/// The live members of a crashed run's process group `pgid` whose leader
+/// is gone: processes (not zombies) of that group AND of session `sid`
+/// that started no earlier than the leader (`after`). While any member of
+/// the old group lives, its id cannot be given to another group; a process
+/// that matches all three is provably of that tree. Records without a
+/// session find none.
+pub(crate) fn orphan_members(pgid: i32, sid: i32, after: u64) -> Vec<i32> {
+    if sid <= 0 || pgid <= 1 {
+        return Vec::new();
+    }
+    let me = std::process::id() as i32;
+    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|&pid| pid != me && is_member(pid, pgid, sid, after))
+        .collect()
+}
+
+/// Whether `pid` is the process that started at `start_time` and is not a
+/// zombie (a zombie is gone: PID 1 may never reap it).
+pub(crate) fn is_live(pid: i32, start_time: u64) -> bool {
+    live_start_time(pid) == Some(start_time)
+}
+
+/// Whether `pid` is a live member of the crashed run's tree (see
+/// [`orphan_members`]); checked again right before each signal.
+pub(crate) fn is_member(pid: i32, pgid: i32, sid: i32, after: u64) -> bool {
+    matches!(stat_tree(pid), Some((state, g, s, t)) if state != 'Z' && state != 'X' && g == pgid && s == sid && t >= after)
+}
+
+/// Whether a recorded cgroup is one this crate made: `<base>/procsup-<pid>-
+/// <start>-<n>/c<k>-<name>`, a cgroup2 directory, for the record `name`.
+/// The host's pid and start time in the name make it unique to that host
+/// process within a boot.
+pub(crate) fn owned_cgroup(dir: &Path, name: &str) -> bool {
+    let leaf = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let parent = dir.parent().and_then(Path::file_name).and_then(|n| n.to_str()).unwrap_or("");
+    let leaf_ok = leaf
+        .strip_prefix('c')
+        .and_then(|r| r.split_once('-'))
+        .is_some_and(|(k, n)| k.parse::<u64>().is_ok() && n == name);
+    leaf_ok && parent.starts_with("procsup-") && dir.join("cgroup.procs").is_file()
+}
+
+/// What is left of the tree a record names: an orphan to stop, or why
+/// the record is to be removed. Nothing is signalled here.
+pub(crate) fn judge(name: String, r: Record) -> Result<Orphan, Discard> {
+    if let (Some(then), Some(now)) = (&r.boot_id, boot_id()) {
+        if *then != now {
+            return Err(Discard::OtherBoot);
+        }
+    }
+    let cgroup = match r.cgroup {
+        Some(dir) if owned_cgroup(&dir, &name) => Some(dir),
+        Some(_) => return Err(Discard::Junk),
+        None => None,
+    };
+    // The leader as a zombie (PID 1 may never reap it) is gone, yet it
+    // is still the recorded process, and holds its pid.
+    let leader = stat(r.pid).map(|(state, t)| (state, t == r.start_time));
+    let leader_alive = matches!(leader, Some((state, true)) if state != 'Z' && state != 'X');
+    let recycled = matches!(leader, Some((_, false)));
+    let rest_lives = match &cgroup {
+        Some(dir) => cgroup_populated(dir),
+        // Another process has the leader's pid: the pid (and so the
+        // group id) was free once, so nothing of that group is left.
+        None if recycled => false,
+        None => r.pgid == r.pid && !orphan_members(r.pgid, r.sid, r.start_time).is_empty(),
+    };
+    if !leader_alive && !rest_lives {
+        if let Some(dir) = &cgroup {
+            remove_cgroup(dir);
+        }
+        let reason = if recycled && cgroup.is_none() { Discard::Recycled } else { Discard::Gone };
+        return Err(reason);
+    }
+    Ok(Orphan {
+        name,
+        pid: Pid::from_raw(r.pid),
+        pgid: Pid::from_raw(r.pgid),
+        start_time: r.start_time,
+        sid: Pid::from_raw(r.sid),
+        cgroup,
+        leader_alive,
+    })
+}
+
+/// Whether a live process is in the cgroup `dir` (`populated 1`); false
+/// when it is gone.
+pub(crate) fn cgroup_populated(dir: &Path) -> bool {
+    fs::read_to_string(dir.join("cgroup.events")).is_ok_and(|t| t.lines().any(|l| l == "populated 1"))
+}
+
+/// Removes a cgroup left by a crashed run once it is empty, and its
+/// per-host parent when that is empty too (`rmdir` fails otherwise).
+pub(crate) fn remove_cgroup(dir: &Path) {
+    if fs::remove_dir(dir).is_ok() {
+        if let Some(parent) = dir.parent() {
+            let _ = fs::remove_dir(parent);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn records_round_trip_and_junk_is_rejected() {
-        let r = Record { pid: 1234, pgid: 1234, start_time: 987654 };
-        assert_eq!(Record::parse(&r.to_text()), Some(r));
+        let r = Record { pid: 1234, pgid: 1234, sid: 77, start_time: 987654, boot_id: None, cgroup: None };
+        assert_eq!(Record::parse(&r.to_text()), Some(r.clone()));
+        let full =
+            Record { boot_id: Some("0b7c-9f".into()), cgroup: Some("/sys/fs/cgroup/procsup-1-2-0/c1-web".into()), ..r };
+        assert_eq!(Record::parse(&full.to_text()), Some(full));
+        // Records written before sessions and boot ids still parse.
+        assert!(Record::parse("pid 12\npgid 12\nstart_time 5\n").is_some());
         for junk in [
             "",
             "pid 12",
@@ -163,10 +322,58 @@ mod tests {
             "pid x\npgid 1\nstart_time 1\n",
             "pid 0\npgid 0\nstart_time 1\n",
             "pid 12\npgid 12\nstart_time 1\nextra 1\n",
+            "pid 12\npgid 12\nstart_time 1\ncgroup relative/path\n",
+            "pid 12\npgid 12\nsid -3\nstart_time 1\n",
             "\u{0}\u{1}",
         ] {
             assert_eq!(Record::parse(junk), None, "{junk:?}");
         }
+    }
+
+    #[test]
+    fn records_from_another_boot_and_foreign_cgroups_are_removed_unsignalled() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = crate::state_dir::StateDir::open(&tmp.path().join("state")).unwrap();
+        let me = std::process::id() as i32;
+        let this_boot = boot_id().expect("/proc/sys/kernel/random/boot_id");
+        // This very process, so that only the boot id or the cgroup can
+        // make the difference.
+        let same = Record {
+            pid: me,
+            pgid: nix::unistd::getpgrp().as_raw(),
+            sid: 0,
+            start_time: start_time(me).unwrap(),
+            boot_id: Some(this_boot),
+            cgroup: None,
+        };
+        dir.write("same", same.clone()).unwrap();
+        dir.write("other", Record { boot_id: Some("another-boot".into()), ..same.clone() }).unwrap();
+        dir.write("foreign", Record { cgroup: Some("/sys/fs/cgroup".into()), ..same.clone() }).unwrap();
+        let scans = dir.scan(|_| false).unwrap();
+        assert_eq!(scans[0], OrphanScan::Discarded { name: "foreign".into(), reason: Discard::Junk });
+        assert_eq!(scans[1], OrphanScan::Discarded { name: "other".into(), reason: Discard::OtherBoot });
+        assert!(matches!(&scans[2], OrphanScan::Alive(o) if o.leader_alive && o.pid.as_raw() == me), "{scans:?}");
+        let mut left: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.retain(|n| !n.starts_with('.'));
+        assert_eq!(left, [format!("same.{me}")]);
+    }
+
+    #[test]
+    fn only_cgroups_named_as_procsup_makes_them_are_owned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let leaf = tmp.path().join("procsup-12-345-0").join("c3-web");
+        fs::create_dir_all(&leaf).unwrap();
+        fs::write(leaf.join("cgroup.procs"), "").unwrap();
+        assert!(owned_cgroup(&leaf, "web"));
+        assert!(!owned_cgroup(&leaf, "api"), "another record's name");
+        let other = tmp.path().join("system.slice").join("c3-web");
+        fs::create_dir_all(&other).unwrap();
+        fs::write(other.join("cgroup.procs"), "").unwrap();
+        assert!(!owned_cgroup(&other, "web"), "not under a per-host directory");
+        let bare = tmp.path().join("procsup-1-2-0").join("c1-web");
+        fs::create_dir_all(&bare).unwrap();
+        assert!(!owned_cgroup(&bare, "web"), "not a cgroup directory");
     }
 
     #[test]

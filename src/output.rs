@@ -15,33 +15,55 @@ pub(crate) struct LineBuffer {
 impl LineBuffer {
     /// Feeds `data`; calls `emit` with each complete line (without `\n`),
     /// and with each `MAX_LINE` piece of an overlong one.
-    pub(crate) fn push(&mut self, mut data: &[u8], emit: &mut impl FnMut(&[u8])) {
-        while let Some(i) = data.iter().position(|&b| b == b'\n') {
-            let (line, rest) = (&data[..i], &data[i + 1..]);
+    #[cfg(test)]
+    pub(crate) fn push(&mut self, data: &[u8], emit: &mut impl FnMut(&[u8])) {
+        let used = self.push_some(data, usize::MAX, &mut |l| emit(l));
+        debug_assert_eq!(used, data.len());
+    }
+
+    /// Feeds the start of `data` until `max` lines have been emitted (one
+    /// overlong line may add its pieces past `max`: at most
+    /// `data.len() / MAX_LINE` more). Returns how many bytes it took; the
+    /// rest is the caller's to feed again later.
+    pub(crate) fn push_some(&mut self, data: &[u8], max: usize, emit: &mut impl FnMut(&[u8])) -> usize {
+        let mut emitted = 0;
+        let mut used = 0;
+        while emitted < max {
+            let rest = &data[used..];
+            let Some(i) = rest.iter().position(|&b| b == b'\n') else {
+                self.partial.extend_from_slice(rest);
+                used = data.len();
+                while self.partial.len() >= MAX_LINE {
+                    emit(&self.partial[..MAX_LINE]);
+                    self.partial.drain(..MAX_LINE);
+                }
+                break;
+            };
+            let line = &rest[..i];
+            used += i + 1;
             if self.partial.is_empty() {
-                self.emit_cut(line, emit);
+                emitted += self.emit_cut(line, emit);
             } else {
                 self.partial.extend_from_slice(line);
                 let whole = std::mem::take(&mut self.partial);
-                self.emit_cut(&whole, emit);
+                emitted += self.emit_cut(&whole, emit);
                 self.partial = whole;
                 self.partial.clear();
             }
-            data = rest;
         }
-        self.partial.extend_from_slice(data);
-        while self.partial.len() >= MAX_LINE {
-            emit(&self.partial[..MAX_LINE]);
-            self.partial.drain(..MAX_LINE);
-        }
+        used
     }
 
-    fn emit_cut(&self, mut line: &[u8], emit: &mut impl FnMut(&[u8])) {
+    /// Emits `line`, cut into `MAX_LINE` pieces; how many it emitted.
+    fn emit_cut(&self, mut line: &[u8], emit: &mut impl FnMut(&[u8])) -> usize {
+        let mut n = 1;
         while line.len() > MAX_LINE {
             emit(&line[..MAX_LINE]);
             line = &line[MAX_LINE..];
+            n += 1;
         }
         emit(line);
+        n
     }
 
     /// Hands out the partial last line, if any (at exit). No empty line.
@@ -107,6 +129,21 @@ mod tests {
         assert_eq!(lines.concat(), long);
         let lines = run(&[&data]);
         assert_eq!(lines.concat(), long);
+    }
+
+    #[test]
+    fn push_some_stops_after_max_lines_and_loses_nothing() {
+        let mut buf = LineBuffer::default();
+        let mut lines = Vec::new();
+        let data = b"a\nb\nc\nd";
+        let used = buf.push_some(data, 2, &mut |l| lines.push(l.to_vec()));
+        assert_eq!(used, 4);
+        assert_eq!(lines, [b"a".to_vec(), b"b".to_vec()]);
+        let used2 = buf.push_some(&data[used..], 2, &mut |l| lines.push(l.to_vec()));
+        assert_eq!(used + used2, data.len());
+        buf.flush(&mut |l| lines.push(l.to_vec()));
+        assert_eq!(lines, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+        assert_eq!(buf.push_some(b"x\n", 0, &mut |_| panic!("no line within a budget of 0")), 0);
     }
 
     #[test]

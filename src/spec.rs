@@ -107,6 +107,7 @@ pub struct ProcessSpec {
     pub(crate) stop_signal: Signal,
     pub(crate) stop_timeout: Duration,
     pub(crate) process_group: bool,
+    pub(crate) kill_mode: KillMode,
     pub(crate) die_with_parent: Option<Signal>,
     pub(crate) uid: Option<u32>,
     pub(crate) gid: Option<u32>,
@@ -119,6 +120,21 @@ pub struct ProcessSpec {
     pub(crate) watchdog: Option<Duration>,
     pub(crate) probe: Option<Probe>,
     pub(crate) reload_signal: Signal,
+}
+
+/// What a stop reaches, like systemd's `KillMode=`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KillMode {
+    /// The whole tree (systemd's `control-group`): the child runs in a
+    /// cgroup of its own where one can be had, else in its own process
+    /// group; stop and SIGKILL reach every member, and the process counts
+    /// as gone only when its tree is empty. See [`Containment`](crate::Containment).
+    #[default]
+    Tree,
+    /// The child only (systemd's `process`): the stop signal and SIGKILL
+    /// go to the child itself, and whatever it started may live on.
+    Process,
 }
 
 /// A hook run in the child between fork and exec; see
@@ -157,6 +173,7 @@ impl ProcessSpec {
             stop_signal: Signal::SIGTERM,
             stop_timeout: Duration::from_secs(10),
             process_group: true,
+            kill_mode: KillMode::Tree,
             die_with_parent: Some(Signal::SIGKILL),
             uid: None,
             gid: None,
@@ -299,6 +316,20 @@ impl ProcessSpec {
     /// stop and kill signals reach its own children too.
     pub fn process_group(mut self, yes: bool) -> Self {
         self.process_group = yes;
+        self
+    }
+
+    /// Whether a stop reaches the child's whole tree (default
+    /// [`KillMode::Tree`]) or only the child itself ([`KillMode::Process`],
+    /// for programs that deliberately leave daemons behind).
+    ///
+    /// ```
+    /// use procsup::{KillMode, ProcessSpec};
+    /// let spec = ProcessSpec::new("launcher", "start-daemons").kill_mode(KillMode::Process);
+    /// assert_eq!(spec.get_kill_mode(), KillMode::Process);
+    /// ```
+    pub fn kill_mode(mut self, mode: KillMode) -> Self {
+        self.kill_mode = mode;
         self
     }
 
@@ -448,6 +479,10 @@ impl ProcessSpec {
     /// Whether the child gets its own process group.
     pub fn get_process_group(&self) -> bool {
         self.process_group
+    }
+    /// The kill mode.
+    pub fn get_kill_mode(&self) -> KillMode {
+        self.kill_mode
     }
     /// The parent-death signal.
     pub fn get_die_with_parent(&self) -> Option<Signal> {

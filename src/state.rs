@@ -66,6 +66,46 @@ impl fmt::Display for State {
     }
 }
 
+/// What holds a child's whole process tree, so that a stop reaches, and
+/// the supervisor waits for, everything the child started.
+///
+/// ```
+/// assert_eq!(procsup::Containment::Cgroup.as_str(), "cgroup");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Containment {
+    /// A cgroup v2 of its own, entered before exec: nothing it starts can
+    /// leave it (a `setsid` daemon included); stop signals every member,
+    /// escalation writes `cgroup.kill`, and it is gone when the cgroup is
+    /// empty.
+    Cgroup,
+    /// Its own process group: stop and escalation signal the group, and
+    /// after the leader exits the rest of the group is stopped and waited
+    /// for. A member that calls `setsid` or `setpgid` leaves it.
+    ProcessGroup,
+    /// Only the child itself is signalled and waited for (no own group and
+    /// no cgroup, or [`KillMode::Process`](crate::KillMode::Process)).
+    None,
+}
+
+impl Containment {
+    /// `"cgroup"`, `"process_group"` or `"none"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Containment::Cgroup => "cgroup",
+            Containment::ProcessGroup => "process_group",
+            Containment::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for Containment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How a child ended, named after the `wait(2)` macros.
 ///
 /// ```
@@ -153,8 +193,17 @@ pub struct ProcessStatus {
     pub replacement_pid: Option<Pid>,
     /// The current state.
     pub state: State,
-    /// The serving child's pid while one exists.
+    /// The serving child's pid while one exists. While
+    /// [`draining`](Self::draining) it is the pid of the reaped leader, kept
+    /// as the name of its tree.
     pub pid: Option<Pid>,
+    /// What holds the current (or last) child's tree; `None` before the
+    /// first spawn.
+    pub containment: Option<Containment>,
+    /// The leader was reaped (its exit is `last_exit`) but the rest of its
+    /// tree still lives: it is being stopped (`Stopping`), and the process
+    /// is neither `Stopped` nor restarted until the tree is empty.
+    pub draining: bool,
     /// When the current (or last) child was spawned.
     pub started_at: Option<Instant>,
     /// How many times the supervisor restarted it (retries after backoff,

@@ -28,10 +28,10 @@ use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, AtFlags, Flock, FlockArg, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
-use nix::unistd::{unlinkat, Pid, UnlinkatFlags};
+use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::error::Error;
-use crate::orphans::{live_start_time, Discard, Orphan, OrphanScan, Record};
+use crate::orphans::{judge, Discard, OrphanScan, Record};
 
 /// The lock file inside the state directory. Its name starts with `.`,
 /// which no process name may, so it is never taken for a record.
@@ -283,15 +283,11 @@ impl StateDir {
                 continue;
             }
             let name = process_name(&file, record.pid).to_owned();
-            out.push(match live_start_time(record.pid) {
-                None => self.discard(name, &file, &st, Discard::Gone),
-                Some(t) if t != record.start_time => self.discard(name, &file, &st, Discard::Recycled),
-                Some(_) => OrphanScan::Alive(Orphan {
-                    name,
-                    pid: Pid::from_raw(record.pid),
-                    pgid: Pid::from_raw(record.pgid),
-                    start_time: record.start_time,
-                }),
+            // What is left of the recorded tree is the orphans module's
+            // judgement (boot id, leader, cgroup, group members).
+            out.push(match judge(name.clone(), record) {
+                Err(reason) => self.discard(name, &file, &st, reason),
+                Ok(orphan) => OrphanScan::Alive(orphan),
             });
         }
         Ok(out)

@@ -33,8 +33,8 @@ use nix::unistd::Pid;
 use crate::event::Stream;
 use crate::orphans::{Orphan, OrphanScan};
 use crate::readiness::NotifyMessage;
-use crate::spec::ProcessSpec;
-use crate::state::Exit;
+use crate::spec::{KillMode, ProcessSpec};
+use crate::state::{Containment, Exit};
 use crate::sys::{Sys, SysEvent};
 use crate::timers::later;
 
@@ -128,6 +128,10 @@ struct FakeChild {
     group: bool,
     /// Exited, but `poll` has not reported it yet (a zombie).
     exited: bool,
+    /// The leader exited but the rest of its tree lives, until SIGKILL or
+    /// [`FakeSys::tree_empty`].
+    draining: bool,
+    containment: Containment,
 }
 
 /// A scripted [`Sys`]: no process is ever created.
@@ -138,6 +142,10 @@ struct FakeChild {
 /// - A child runs until the test calls [`exit`](FakeSys::exit), or until it
 ///   is sent SIGKILL, which ends it at once with `Exit::Signaled(9)`, as in
 ///   life. Other signals are only recorded.
+/// - A child's tree can outlive it: [`exit_leaving_tree`](FakeSys::exit_leaving_tree)
+///   reports the leader's exit with the tree not yet empty, and the tree
+///   ends when the test calls [`tree_empty`](FakeSys::tree_empty) or when
+///   it is sent SIGKILL.
 /// - Every spawn and signal is recorded for the test to read back.
 #[derive(Debug)]
 pub struct FakeSys {
@@ -153,6 +161,7 @@ pub struct FakeSys {
     orphan_records: Vec<Orphan>,
     orphans: HashMap<Pid, Orphan>,
     interrupted_polls: u32,
+    containment: Option<Containment>,
 }
 
 impl Default for FakeSys {
@@ -176,6 +185,7 @@ impl FakeSys {
             orphan_records: Vec::new(),
             orphans: HashMap::new(),
             interrupted_polls: 0,
+            containment: None,
         }
     }
 
@@ -197,7 +207,15 @@ impl FakeSys {
     /// next [`Sys::scan_orphans`]. SIGKILL ends it; so does
     /// [`orphan_exit`](FakeSys::orphan_exit).
     pub fn add_orphan(&mut self, name: &str, pid: Pid) {
-        self.orphan_records.push(Orphan { name: name.to_owned(), pid, pgid: pid, start_time: 0 });
+        self.orphan_records.push(Orphan {
+            name: name.to_owned(),
+            pid,
+            pgid: pid,
+            start_time: 0,
+            sid: pid,
+            cgroup: None,
+            leader_alive: true,
+        });
     }
 
     /// A watched orphan ends; reported by the next `poll`. False when `pid`
@@ -226,6 +244,52 @@ impl FakeSys {
     /// child is treated as having died just before: nothing else changes.
     pub fn fail_next_signal(&mut self, errno: Errno) {
         self.signal_errors.push_back(errno);
+    }
+
+    /// The containment the next spawns report. By default, as
+    /// [`UnixSys`](crate::UnixSys) without cgroups: the process group when
+    /// the spec asks for one (and its kill mode is the tree), else none.
+    pub fn set_containment(&mut self, containment: Containment) {
+        self.containment = Some(containment);
+    }
+
+    /// The leader of a live child's tree ends while the rest of its tree
+    /// lives on: the next `poll` reports [`SysEvent::LeaderExited`], and
+    /// [`SysEvent::TreeEmpty`] follows after [`tree_empty`](FakeSys::tree_empty)
+    /// or a SIGKILL. Returns false (and does nothing) when `pid` is not a
+    /// live child.
+    #[must_use = "false means the pid was not a live child"]
+    pub fn exit_leaving_tree(&mut self, pid: Pid, exit: Exit) -> bool {
+        match self.children.get_mut(&pid) {
+            Some(c) if !c.exited => {
+                c.exited = true;
+                c.draining = true;
+                self.pending.push_back(SysEvent::LeaderExited { pid, exit });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The rest of the tree of a child whose leader ended
+    /// ([`exit_leaving_tree`](FakeSys::exit_leaving_tree)) is gone now;
+    /// reported by the next `poll`. False when no such tree is draining.
+    #[must_use = "false means no tree of that pid was draining"]
+    pub fn tree_empty(&mut self, pid: Pid) -> bool {
+        match self.children.get_mut(&pid) {
+            Some(c) if c.draining => {
+                c.draining = false;
+                self.pending.push_back(SysEvent::TreeEmpty { pid });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the tree of `pid` is draining: its leader exited, the rest
+    /// lives.
+    pub fn is_draining(&self, pid: Pid) -> bool {
+        self.children.get(&pid).is_some_and(|c| c.draining)
     }
 
     /// Ends a live child; the exit is reported by the next `poll`. Returns
@@ -288,6 +352,13 @@ impl FakeSys {
         self.children.get(&pid).is_some_and(|c| !c.exited)
     }
 
+    /// The children whose leader exited while the rest of their tree
+    /// lives ([`exit_leaving_tree`](FakeSys::exit_leaving_tree)), in no
+    /// particular order.
+    pub fn draining_pids(&self) -> Vec<Pid> {
+        self.children.iter().filter(|(_, c)| c.draining).map(|(p, _)| *p).collect()
+    }
+
     /// The children that have not exited, in no particular order.
     pub fn live_pids(&self) -> Vec<Pid> {
         self.children.iter().filter(|(_, c)| !c.exited).map(|(p, _)| *p).collect()
@@ -325,7 +396,14 @@ impl Sys for FakeSys {
             Ok(pid)
         });
         if let Ok(pid) = result {
-            self.children.insert(pid, FakeChild { group: spec.process_group, exited: false });
+            let tree = spec.kill_mode == KillMode::Tree;
+            let containment = match self.containment {
+                Some(c) if tree => c,
+                _ if tree && spec.process_group => Containment::ProcessGroup,
+                _ => Containment::None,
+            };
+            let group = spec.process_group && tree;
+            self.children.insert(pid, FakeChild { group, exited: false, draining: false, containment });
         }
         if self.record {
             self.spawns.push(SpawnRecord { spec: spec.clone(), result });
@@ -340,7 +418,9 @@ impl Sys for FakeSys {
             (None, _) => Err(Errno::ESRCH),
             (Some(_), Some(e)) => Err(e),
             (Some(c), None) => {
-                if signal == Signal::SIGKILL && !c.exited {
+                if signal == Signal::SIGKILL && c.draining {
+                    let _ = self.tree_empty(pid);
+                } else if signal == Signal::SIGKILL && !c.exited {
                     let _ = self.exit(pid, Exit::Signaled(Signal::SIGKILL as i32));
                 }
                 Ok(())
@@ -353,12 +433,20 @@ impl Sys for FakeSys {
     }
 
     fn signal_leader(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
+        if self.children.get(&pid).is_some_and(|c| c.draining) {
+            // The leader was reaped; only the rest of its tree is left.
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
         let group = self.children.get_mut(&pid).map(|c| std::mem::replace(&mut c.group, false));
         let result = self.signal(pid, signal);
         if let (Some(group), Some(c)) = (group, self.children.get_mut(&pid)) {
             c.group = group;
         }
         result
+    }
+
+    fn containment(&self, pid: Pid) -> Containment {
+        self.children.get(&pid).map_or(Containment::None, |c| c.containment)
     }
 
     fn scan_orphans(&mut self) -> io::Result<Vec<OrphanScan>> {
@@ -389,7 +477,7 @@ impl Sys for FakeSys {
             return;
         }
         for ev in self.pending.drain(..) {
-            if let SysEvent::Exited { pid, .. } = ev {
+            if let SysEvent::Exited { pid, .. } | SysEvent::TreeEmpty { pid } = ev {
                 self.children.remove(&pid);
             }
             events.push(ev);

@@ -38,6 +38,10 @@ enum Op {
     Backwards(u32),
     Roll(Option<usize>),
     AddGroup(u8),
+    /// The leader exits, the rest of its tree lives on.
+    LeaveTree(usize, i32),
+    /// A draining tree (current or retiring child) empties.
+    TreeEmpty(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -54,13 +58,15 @@ fn op() -> impl Strategy<Value = Op> {
         (n.clone(), 0..3i32).prop_map(|(i, c)| Op::Exit(i, c)),
         n.clone().prop_map(Op::Kill),
         any::<u8>().prop_map(Op::FailSpawn),
-        n.prop_map(Op::Output),
+        n.clone().prop_map(Op::Output),
         (0..20_000u32).prop_map(Op::Advance),
         Just(Op::ToDeadline),
         Just(Op::Tick),
         (0..5_000u32).prop_map(Op::Backwards),
         prop::option::of(0..ROLL_TARGETS.len()).prop_map(Op::Roll),
         any::<u8>().prop_map(Op::AddGroup),
+        (n.clone(), 0..3i32).prop_map(|(i, c)| Op::LeaveTree(i, c)),
+        n.prop_map(Op::TreeEmpty),
     ]
 }
 
@@ -182,6 +188,18 @@ impl World {
             Op::AddGroup(k) => {
                 let _ = self.sup.add_process(spec("g", *k).instances(2));
             }
+            Op::LeaveTree(i, code) => {
+                let st = self.sup.status(name(i)).ok();
+                if let Some(pid) = st.and_then(|s| s.replacement_pid.or(s.pid)) {
+                    let _ = self.sup.sys_mut().exit_leaving_tree(pid, Exit::Exited(*code));
+                }
+            }
+            Op::TreeEmpty(i) => {
+                let st = self.sup.status(name(i)).ok();
+                for pid in st.into_iter().flat_map(|s| [s.pid, s.retiring_pid, s.replacement_pid]).flatten() {
+                    let _ = self.sup.sys_mut().tree_empty(pid);
+                }
+            }
             Op::Backwards(ms) => {
                 let past = now.checked_sub(Duration::from_millis(u64::from(*ms))).unwrap_or(now);
                 self.sup.tick(past);
@@ -199,9 +217,16 @@ impl World {
             }
             prop_assert_eq!(st.next_retry_at.is_some(), st.state == State::Backoff, "{:?}", st);
         }
-        // No orphan: every live fake child belongs to a supervised process.
-        for pid in self.sup.sys().live_pids() {
-            prop_assert!(pids.contains_key(&pid), "live child {} belongs to nobody", pid);
+        // No orphan: every live fake child, and every tree still draining,
+        // belongs to a supervised process.
+        for pid in self.sup.sys().live_pids().into_iter().chain(self.sup.sys().draining_pids()) {
+            prop_assert!(pids.contains_key(&pid), "live child or tree {} belongs to nobody", pid);
+        }
+        for st in &statuses {
+            // Draining means: Stopping, with the leader's tree still there.
+            if st.draining {
+                prop_assert_eq!(st.state, State::Stopping, "{:?}", st);
+            }
         }
         for e in events {
             if let Event::Spawned { name, .. } = e {
@@ -280,6 +305,7 @@ proptest! {
         }
         prop_assert!(w.sup.is_idle());
         prop_assert!(w.sup.sys().live_pids().is_empty());
+        prop_assert!(w.sup.sys().draining_pids().is_empty(), "a tree outlived the shutdown");
     }
 }
 

@@ -56,6 +56,7 @@ fn children_die_with_their_host() {
     let mut host = Cli::start(&["-p", "a=sleep 60", "-p", "b=sleep 60"]);
     let pids = host.pids_of("event=spawned", 2);
     let _reaper = Reaper(pids.clone());
+    let _cgroups = real::CgroupGuard::of(&pids);
     assert!(pids.iter().all(|&p| alive(p)));
     let t0 = Instant::now();
     host.sigkill();
@@ -101,6 +102,7 @@ fn a_restarted_host_stops_what_a_crashed_one_left() {
     let killed = second.pids_of("event=orphan_killed", 1);
     let new = second.pids_of("event=spawned", 2);
     let _reaper2 = Reaper(new.clone());
+    let _cgroups = real::CgroupGuard::of(&new);
     assert!(old.iter().all(|&p| !alive(p)), "orphans survived");
     assert_eq!(killed.len(), 1);
     assert!(new.iter().all(|p| !old.contains(p)));

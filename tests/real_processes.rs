@@ -136,13 +136,15 @@ fn missing_program_is_a_spawn_failure() {
 }
 
 #[test]
-fn without_a_group_only_the_child_is_signalled() {
+fn kill_mode_process_signals_the_child_only() {
+    // Its own group and (where one can be had) a cgroup: still only the
+    // child is signalled, as systemd's KillMode=process.
     let mut h = Host::new(procsup::UnixSys::new());
     h.add(
         ProcessSpec::new("tree", "sh")
             .args(["-c", "sleep 1000 & echo $!; wait"])
             .stdout(Output::Capture)
-            .process_group(false)
+            .kill_mode(procsup::KillMode::Process)
             .die_with_parent(None)
             .stop_timeout(ms(500)),
     );
@@ -154,7 +156,8 @@ fn without_a_group_only_the_child_is_signalled() {
     let survived = alive(grandchild);
     // Clean up what the test started before asserting.
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(grandchild), nix::sys::signal::Signal::SIGKILL);
-    assert!(survived, "the grandchild was signalled although the child has no group");
+    assert!(survived, "the grandchild was signalled although the kill mode is Process");
+    assert_eq!(h.sup.status("tree").unwrap().containment, Some(procsup::Containment::None));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The supervisor: the steps and the state machine.
 
+mod drain;
 mod orphan;
 mod proc;
 mod ready;
@@ -9,7 +10,7 @@ mod transitions;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -42,6 +43,14 @@ pub struct Reaped {
 
 /// The event queue capacity kept across ticks once drained.
 const EVENT_CAPACITY_KEPT: usize = 256;
+
+/// Captured lines one [`Supervisor::reap_processes`] turns into
+/// [`Event::Output`] at most (plus the pieces of one overlong line). What
+/// the OS layer reported beyond it waits, in order, for the next tick, and
+/// [`Supervisor::next_deadline`] says "now" until it is done: a flood of
+/// output grows the event queue by a bounded amount per tick and never
+/// delays a deadline.
+pub const OUTPUT_LINES_PER_TICK: usize = 4096;
 
 /// Supervises a set of named processes. Synchronous, sans-IO: the host
 /// owns the loop and the clock, and passes `now` into every step.
@@ -78,6 +87,9 @@ pub struct Supervisor<S: Sys = UnixSys> {
     seq: u64,
     shutting_down: bool,
     scratch: Vec<SysEvent>,
+    /// What the OS layer reported and the output budget left for a later
+    /// tick, in order; the OS layer is polled again once it is empty.
+    backlog: VecDeque<SysEvent>,
 }
 
 impl Supervisor<UnixSys> {
@@ -122,6 +134,7 @@ impl<S: Sys> Supervisor<S> {
             seq: 0,
             shutting_down: false,
             scratch: Vec::new(),
+            backlog: VecDeque::new(),
         }
     }
 
@@ -205,6 +218,9 @@ impl<S: Sys> Supervisor<S> {
             after_exit: AfterExit::Policy,
             removing: false,
             unsettled: false,
+            containment: None,
+            draining: false,
+            exited_at: None,
             awaits_orphan: false,
             window: VecDeque::new(),
             added_seq: self.seq,
@@ -376,16 +392,32 @@ impl<S: Sys> Supervisor<S> {
     /// every process it reaped is already in its next state (`Backoff`,
     /// `Stopped`, `Exited`, `Fatal`, removed, or spawned again). Returns
     /// what was reaped, for hosts that log or count exits.
+    ///
+    /// At most [`OUTPUT_LINES_PER_TICK`] captured lines become events per
+    /// call; the rest (and every exit reported after it, so that a child's
+    /// exit always follows its last line) waits for the next call, and
+    /// [`next_deadline`](Supervisor::next_deadline) is "now" meanwhile.
     pub fn reap_processes(&mut self, now: Instant) -> Vec<Reaped> {
         let now = self.observe(now);
-        let mut sys_events = std::mem::take(&mut self.scratch);
-        self.sys.poll(&mut sys_events);
+        if self.backlog.is_empty() {
+            let mut fresh = std::mem::take(&mut self.scratch);
+            self.sys.poll(&mut fresh);
+            self.backlog.extend(fresh.drain(..));
+            self.scratch = fresh;
+        }
         let mut reaped = Vec::new();
-        for ev in sys_events.drain(..) {
+        let mut lines_left = OUTPUT_LINES_PER_TICK;
+        while let Some(ev) = self.backlog.pop_front() {
             match ev {
-                SysEvent::Output { pid, stream, data } => {
-                    self.on_output(pid, stream, &data);
+                SysEvent::Output { pid, stream, mut data } => {
+                    let (used, emitted) = self.on_output(pid, stream, &data, lines_left);
+                    lines_left = lines_left.saturating_sub(emitted);
                     self.after_output(pid, now);
+                    if used < data.len() {
+                        data.drain(..used);
+                        self.backlog.push_front(SysEvent::Output { pid, stream, data });
+                        break;
+                    }
                 }
                 SysEvent::Notify { pid, msg } => self.on_notify(pid, msg, now),
                 SysEvent::OrphanGone { pid } => self.on_orphan_gone(pid, now),
@@ -395,9 +427,10 @@ impl<S: Sys> Supervisor<S> {
                         self.settle_exit(id, now);
                     }
                 }
+                SysEvent::LeaderExited { pid, exit } => reaped.extend(self.on_leader_exit(pid, exit, now)),
+                SysEvent::TreeEmpty { pid } => self.on_tree_empty(pid, now),
             }
         }
-        self.scratch = sys_events;
         reaped
     }
 
@@ -536,6 +569,9 @@ impl<S: Sys> Supervisor<S> {
             self.events.shrink_to(EVENT_CAPACITY_KEPT);
         }
         self.scratch.shrink_to(EVENT_CAPACITY_KEPT);
+        if self.backlog.is_empty() {
+            self.backlog.shrink_to(EVENT_CAPACITY_KEPT);
+        }
         self.reap_processes(now);
         self.escalate_stops(now);
         self.check_liveness(now);
@@ -545,8 +581,21 @@ impl<S: Sys> Supervisor<S> {
 
     /// The earliest instant at which a step has work, or `None`. It changes
     /// only through calls on this supervisor: recompute it after each.
+    ///
+    /// Besides the deadlines of the processes, it is "now" (the latest
+    /// `now` seen, so already past) while captured output is left over from
+    /// the per-tick budget, and it includes the OS layer's own wake-up
+    /// ([`Sys::wake_after`]): with [`UnixSys`], "now" while output is left
+    /// in a pipe past its read budget, and a short re-check while a child
+    /// has to be looked at because its exit wakes no readiness fd.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next()
+        let timers = self.timers.next();
+        let wake = if self.backlog.is_empty() { self.sys.wake_after() } else { Some(Duration::ZERO) };
+        let wake = wake.and_then(|d| self.last_now.map(|t| t.checked_add(d).unwrap_or(t)));
+        match (timers, wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The file descriptors a host polls for readability to learn that a
@@ -564,7 +613,10 @@ impl<S: Sys> Supervisor<S> {
     /// Without pidfds (old kernels, other Unixes,
     /// [`UnixSys::without_pidfd`]) it only reports captured output, not
     /// exits: such a host must also wake on SIGCHLD (its own handler, e.g.
-    /// `signal-hook`'s pipe) or tick on a timer.
+    /// `signal-hook`'s pipe) or tick on a timer. A single child that got no
+    /// pidfd while its siblings did (fd exhaustion) needs nothing more:
+    /// [`next_deadline`](Supervisor::next_deadline) asks for a short
+    /// re-check while it lives.
     pub fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
         self.sys.readiness_fds()
     }

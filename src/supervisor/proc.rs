@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 
 use crate::output::LineBuffer;
 use crate::spec::{Output, ProcessSpec};
-use crate::state::{Exit, ProcessStatus, State};
+use crate::state::{Containment, Exit, ProcessStatus, State};
 
 /// What to do when the current child has been reaped, besides the policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +32,8 @@ pub(super) struct Retiring {
     /// When SIGKILL follows, once the stop signal went out.
     pub(super) kill_at: Option<Instant>,
     pub(super) signalled: bool,
+    /// Its leader was reaped with this exit; the rest of its tree drains.
+    pub(super) exit: Option<Exit>,
     /// Its own partial output lines and crash context: two children write
     /// at once during a replacement, and their lines must not mix.
     pub(super) lines: Option<Box<[LineBuffer; 2]>>,
@@ -77,6 +79,12 @@ pub(super) struct Proc {
     pub(super) removing: bool,
     /// Reaped, but `handle_exit` has not decided what follows yet.
     pub(super) unsettled: bool,
+    /// What holds the current (or last) child's tree.
+    pub(super) containment: Option<Containment>,
+    /// The leader was reaped at `exited_at`; the rest of its tree drains
+    /// (`pid` stays, as the name of the tree, until it is empty).
+    pub(super) draining: bool,
+    pub(super) exited_at: Option<Instant>,
     /// In `Backoff` only until an orphan of the same name is gone.
     pub(super) awaits_orphan: bool,
     /// Restart instants inside the `max_restarts_within` window.
@@ -110,6 +118,10 @@ impl Proc {
             replacement_pid,
             state,
             pid,
+            containment: self.containment,
+            // A replacement draining behind a serving old child is the
+            // replacement's business, as its state is.
+            draining: self.draining && serving.is_none(),
             started_at,
             restart_count: self.restart_count,
             exit_count: self.exit_count,

@@ -110,6 +110,7 @@ impl<S: Sys> Supervisor<S> {
             started_at: old_started,
             kill_at: None,
             signalled: false,
+            exit: None,
             lines,
             tail,
             last_exit: p.last_exit,

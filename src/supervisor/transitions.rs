@@ -122,11 +122,15 @@ impl<S: Sys> Supervisor<S> {
                 p.awaits_orphan = false;
                 p.last_spawn_error = None;
                 p.unsettled = false;
+                p.draining = false;
+                p.exited_at = None;
                 p.tail.clear();
                 if p.captures() && p.lines.is_none() {
                     p.lines = Some(Box::default());
                 }
                 let (name, restart_count) = (p.name.clone(), p.restart_count);
+                let containment = self.sys.containment(pid);
+                self.p_mut(id).containment = Some(containment);
                 self.pids.insert(pid, id);
                 self.emit(Event::Spawned { name, pid, restart_count });
                 self.begin_start(id, pid, now);
@@ -142,8 +146,11 @@ impl<S: Sys> Supervisor<S> {
         }
     }
 
-    pub(super) fn on_output(&mut self, pid: Pid, stream: Stream, data: &[u8]) {
-        let Some(&id) = self.pids.get(&pid) else { return };
+    /// Splits captured bytes into line events, at most `max_lines` of them
+    /// (see [`LineBuffer::push_some`](crate::output::LineBuffer::push_some)).
+    /// Returns how many bytes it took and how many lines it emitted.
+    pub(super) fn on_output(&mut self, pid: Pid, stream: Stream, data: &[u8], max_lines: usize) -> (usize, usize) {
+        let Some(&id) = self.pids.get(&pid) else { return (data.len(), 0) };
         let p = self.p_mut(id);
         let retiring = p.retiring.as_mut().filter(|r| r.pid == pid);
         let from_retiring = retiring.is_some();
@@ -151,9 +158,10 @@ impl<S: Sys> Supervisor<S> {
             Some(r) => r.lines.as_mut(),
             None => p.lines.as_mut(),
         };
-        let Some(lines) = lines else { return };
+        let Some(lines) = lines else { return (data.len(), 0) };
         let mut out = Vec::new();
-        lines[stream as usize].push(data, &mut |l| out.push(l.to_vec()));
+        let used = lines[stream as usize].push_some(data, max_lines, &mut |l| out.push(l.to_vec()));
+        let emitted = out.len();
         for line in out {
             if from_retiring {
                 let name = self.p(id).name.clone();
@@ -162,6 +170,7 @@ impl<S: Sys> Supervisor<S> {
                 self.emit_line(id, pid, stream, line);
             }
         }
+        (used, emitted)
     }
 
     /// One captured line: an event, and the crash context of the process.
@@ -187,9 +196,17 @@ impl<S: Sys> Supervisor<S> {
         }
         let p = self.p_mut(id);
         p.pid = None;
+        p.unsettled = true;
+        Some((id, self.record_exit(id, pid, exit, now)))
+    }
+
+    /// The leader `pid` of slot `id` ended: its exit is counted, its
+    /// captured lines flushed and `Exited` emitted. What follows is the
+    /// caller's.
+    pub(super) fn record_exit(&mut self, id: usize, pid: Pid, exit: Exit, now: Instant) -> Reaped {
+        let p = self.p_mut(id);
         p.last_exit = Some(exit);
         p.exit_count = p.exit_count.saturating_add(1);
-        p.unsettled = true;
         let name = p.name.clone();
         let uptime = p.started_at.map_or_else(Default::default, |t| now.saturating_duration_since(t));
         let restart_count = p.restart_count;
@@ -204,7 +221,7 @@ impl<S: Sys> Supervisor<S> {
         }
         let last_output = std::mem::take(&mut self.p_mut(id).tail).into();
         self.emit(Event::Exited { name: name.clone(), pid, exit, uptime, restart_count, last_output });
-        Some((id, Reaped { name, pid, exit }))
+        Reaped { name, pid, exit }
     }
 
     /// The transition after a reaped exit.
@@ -212,7 +229,9 @@ impl<S: Sys> Supervisor<S> {
         self.set_deadline(id, None);
         let shutting_down = self.shutting_down;
         self.disarm(id);
-        let was_running = self.counted_as_started(id, now);
+        // A drained tree's uptime ends with its leader.
+        let end = self.p_mut(id).exited_at.take().unwrap_or(now);
+        let was_running = self.counted_as_started(id, end);
         if self.replacement_failed(id, was_running) {
             return;
         }

@@ -14,7 +14,7 @@ use crate::event::Stream;
 use crate::orphans::OrphanScan;
 use crate::readiness::NotifyMessage;
 use crate::spec::ProcessSpec;
-use crate::state::Exit;
+use crate::state::{Containment, Exit};
 
 mod unix;
 
@@ -33,7 +33,8 @@ pub enum SysEvent {
         /// The bytes, as read.
         data: Vec<u8>,
     },
-    /// The child ended and was reaped; its pid is no longer ours.
+    /// The child is gone: it was reaped and nothing of its tree is left
+    /// (or its tree is not contained). Its pid is no longer ours.
     Exited {
         /// The child.
         pid: Pid,
@@ -48,6 +49,22 @@ pub enum SysEvent {
         pid: Pid,
         /// The message.
         msg: NotifyMessage,
+    },
+    /// The child (the leader of its tree) was reaped, but the rest of its
+    /// tree still lives. Until [`SysEvent::TreeEmpty`] for this pid,
+    /// [`Sys::signal`] with this pid reaches the rest of the tree (never
+    /// the reaped pid itself).
+    LeaderExited {
+        /// The reaped leader.
+        pid: Pid,
+        /// How it ended.
+        exit: Exit,
+    },
+    /// After [`SysEvent::LeaderExited`]: nothing of the tree is left; the
+    /// pid is no longer ours.
+    TreeEmpty {
+        /// The reaped leader.
+        pid: Pid,
     },
     /// An orphan returned by [`Sys::scan_orphans`] is gone (its record was
     /// removed).
@@ -69,13 +86,22 @@ pub enum SysEvent {
 ///   message the child (or a member of its process group) sent, never one
 ///   from another process; `spawn` sets up the channel the spec's
 ///   [`Readiness`](crate::Readiness) asks for (`NOTIFY_SOCKET`, fd `n`).
-/// - `signal` never signals a pid whose exit was already reported; for such
-///   a pid it returns `ESRCH`.
+/// - A child is gone when [`SysEvent::Exited`] reports it, or, when its
+///   leader was reaped while the rest of its tree lived
+///   ([`SysEvent::LeaderExited`]), when [`SysEvent::TreeEmpty`] follows.
+///   Each is reported once, in that order. This is the one place where the
+///   containment mechanism (see [`Sys::containment`]) shows: the state
+///   machine only learns that the tree is not empty yet.
+/// - `signal` reaches the child's tree as its containment says. It never
+///   signals a pid after it was reaped: between `LeaderExited` and
+///   `TreeEmpty` it reaches only the rest of the tree; after the child is
+///   gone it returns `ESRCH`.
 pub trait Sys {
     /// Starts a child as `spec` says.
     fn spawn(&mut self, spec: &ProcessSpec) -> io::Result<Pid>;
 
-    /// Sends `signal` to a child (to its process group if it leads one).
+    /// Sends `signal` to a child's tree: every member of its cgroup, or its
+    /// process group, or the child alone, as [`Sys::containment`] says.
     fn signal(&mut self, pid: Pid, signal: Signal) -> io::Result<()>;
 
     /// Sends `signal` to the child itself, never to its group (through its
@@ -84,8 +110,23 @@ pub trait Sys {
         self.signal(pid, signal)
     }
 
+    /// What holds the tree of a child this `Sys` spawned and has not yet
+    /// reported gone. Default: [`Containment::None`].
+    fn containment(&self, pid: Pid) -> Containment {
+        let _ = pid;
+        Containment::None
+    }
+
     /// Appends what happened since the last call, without blocking.
     fn poll(&mut self, events: &mut Vec<SysEvent>);
+
+    /// How soon after the last `poll` it must be polled again even if no
+    /// readiness fd fires: `Some(Duration::ZERO)` when it left work for
+    /// later (a read budget ran out), a short re-check when a child's exit
+    /// can only be seen by looking. Default: `None`, never.
+    fn wake_after(&self) -> Option<std::time::Duration> {
+        None
+    }
 
     /// File descriptors that become readable when `poll` has something to
     /// report. Empty when this `Sys` has no such readiness source.

@@ -170,3 +170,55 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The cgroups (one per child, and their per-host parent) that hosts this
+/// test killed with SIGKILL could not remove: on drop, whatever is left in
+/// them is killed (`cgroup.kill`), then they are removed once empty
+/// (bounded wait) and checked gone. Children outside a cgroup add none.
+pub struct CgroupGuard(Vec<std::path::PathBuf>);
+
+impl CgroupGuard {
+    /// Notes the cgroups of live `pids` made by procsup.
+    pub fn of(pids: &[i32]) -> CgroupGuard {
+        let mut dirs = Vec::new();
+        for &pid in pids {
+            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else { continue };
+            let Some(place) = text.lines().find_map(|l| l.strip_prefix("0::")) else { continue };
+            if !place.contains("/procsup-") {
+                continue;
+            }
+            if let Some(mount) = cgroup2_mount() {
+                dirs.push(mount.join(place.trim_start_matches('/')));
+            }
+        }
+        CgroupGuard(dirs)
+    }
+}
+
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (fields, tail) = l.split_once(" - ")?;
+        (tail.split(' ').next()? == "cgroup2").then(|| fields.split(' ').nth(4).map(std::path::PathBuf::from))?
+    })
+}
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            // Whatever is still in a cgroup this test's hosts made is the
+            // test's own to end.
+            let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+            let gone = wait_for(Duration::from_secs(5), || {
+                let _ = std::fs::remove_dir(dir);
+                !dir.exists()
+            });
+            if let Some(parent) = dir.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+            if !std::thread::panicking() {
+                assert!(gone, "cgroup {} left behind", dir.display());
+            }
+        }
+    }
+}

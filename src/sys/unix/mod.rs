@@ -14,66 +14,104 @@
 //!   the host must also wake on SIGCHLD or on a timer.
 //! - It never calls `waitpid(-1)`: a host's other children keep their exit
 //!   status.
+//! - Each child's whole tree is contained (see [`Containment`]): a cgroup v2
+//!   per child where one is writable (`cgroup.rs`), else its process group
+//!   (`tree.rs`). A leader reaped while the rest of its tree lives is
+//!   reported as [`SysEvent::LeaderExited`], and the tree's end as
+//!   [`SysEvent::TreeEmpty`].
 
 #![allow(unsafe_code)]
 
+mod cgroup;
 mod exec;
+mod faults;
 mod notify;
+mod orphan;
+mod output;
 mod readiness;
 mod spawn;
+mod tree;
 mod wait;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use cgroup::CgroupRoot;
+use faults::Faults;
+use orphan::{OrphanEntry, ORPHAN_CGROUP_SLOT, ORPHAN_SLOT};
+use output::{pending_bytes, pipe_token};
 use readiness::Readiness;
 use spawn::set_nonblocking;
-use wait::{pidfd_open, pidfd_send_signal, waitid_pidfd, waitpid_nohang};
+use tree::{Contain, CGROUP_SLOT, MEMBER_SLOT};
+use wait::{pidfd_open, pidfd_waitid_works, waitid_pidfd, waitpid_nohang, warn_if_spawner_thread_died};
 
 use super::{Sys, SysEvent};
-use crate::event::Stream;
-use crate::orphans::{self, Discard, OrphanScan, Record};
-use crate::spec::ProcessSpec;
-use crate::state::Exit;
+use crate::orphans::{self, OrphanScan, Record};
+use crate::spec::{KillMode, ProcessSpec};
+use crate::state::{Containment, Exit};
 use crate::state_dir::StateDir;
 
-/// Bytes read from one pipe per `poll`, so one chatty child cannot starve
-/// the others (level-triggered epoll reports it again).
-const READ_BUDGET: usize = 256 * 1024;
+/// How soon a child whose exit wakes no fd is looked at again.
+const RECHECK: Duration = Duration::from_millis(50);
 
 #[derive(Debug)]
 struct Child {
     name: Box<str>,
-    group: bool,
+    contain: Contain,
+    /// The leader's exit was reported: the rest of its tree drains.
+    reaped: bool,
     pidfd: Option<OwnedFd>,
     pipes: [Option<OwnedFd>; 2],
     /// The thread that spawned it and the parent-death signal it got.
     spawner: (i32, Option<i32>),
-    /// Its sd_notify socket or notification-fd pipe.
+    /// The leader was reaped with this exit; it is reported once
+    /// `last_word` is read. Its pid is never signalled again.
+    exited: Option<Exit>,
+    /// Bytes its pipes still held when it was reaped, not yet read.
+    last_word: [usize; 2],
+    /// Its sd_notify socket or notification-fd pipe (`notify.rs`).
     notify: Option<notify::Notify>,
 }
 
-/// A process an earlier run left behind, being stopped.
-#[derive(Debug)]
-struct OrphanEntry {
-    name: String,
-    pgid: Pid,
-    start_time: u64,
-    pidfd: Option<OwnedFd>,
-}
-
-/// The token slot of an orphan's pidfd in the epoll set.
-const ORPHAN_SLOT: u64 = 3;
-
-/// Marks the token of a child's readiness channel (`token(pid, 0) | NOTIFY_TAG`).
-const NOTIFY_TAG: u64 = 1 << 40;
-
 /// The real [`Sys`]. See the module docs.
+///
+/// # Bounds under output floods
+///
+/// Captured output is read under one budget per [`poll`](Sys::poll):
+///
+/// - at most 64 KiB across all pipes, each ready pipe offered an equal
+///   share (at least 4 KiB) in round-robin order that resumes where the
+///   previous poll stopped, so a flooding child cannot starve the others;
+/// - each capture pipe holds one page (4 KiB) in the kernel (Linux), so a
+///   child that writes faster than its share blocks on its full pipe and
+///   the host's memory does not grow;
+/// - what is left waits in the pipe: the epoll fd stays readable
+///   (level-triggered) and [`Sys::wake_after`] is zero, so
+///   [`Supervisor::next_deadline`](crate::Supervisor::next_deadline) says
+///   "now";
+/// - a child's exit is reported after the output its pipes held when it was
+///   reaped (at most a pipe's worth per stream), read under the same budget,
+///   so no line is lost and its exit never comes before its last line.
+///
+/// Together with the supervisor's own budget of
+/// [`OUTPUT_LINES_PER_TICK`](crate::OUTPUT_LINES_PER_TICK) captured lines
+/// per tick, a tick does a bounded amount of work whatever children write,
+/// and every deadline due in it (a kill, a restart) is honoured.
+///
+/// # Waiting for exits
+///
+/// Each child gets a pidfd in the epoll set where the kernel has them (see
+/// [`uses_pidfd`](UnixSys::uses_pidfd)). A child whose pidfd could not be
+/// opened or added (`EMFILE`, `ENOMEM`) is looked at with `waitpid` on
+/// every poll instead, and [`Sys::wake_after`] asks for a re-check within
+/// 50 ms while it lives, so a host that sleeps on the epoll fd and
+/// `next_deadline()` still sees its exit.
 ///
 /// Dropping it with children still running kills and reaps them (see its
 /// `Drop`): call [`Supervisor::shutdown`](crate::Supervisor::shutdown) and
@@ -94,6 +132,36 @@ pub struct UnixSys {
     buf: Vec<u8>,
     state_dir: Option<StateDir>,
     orphans: HashMap<Pid, OrphanEntry>,
+    /// This boot's id, for the records.
+    boot_id: Option<String>,
+    /// Members of draining process groups: member -> (leader, pidfd).
+    members: HashMap<Pid, (Pid, OwnedFd)>,
+    /// Reaped group leaders whose group is not empty yet.
+    group_drains: std::collections::HashSet<Pid>,
+    cgroups: Cgroups,
+    /// Children whose exit or output wakes no fd (no pidfd for this one,
+    /// or an epoll add failed): looked at on every poll.
+    unwatched: BTreeSet<Pid>,
+    /// Reaped children whose remaining output is still being read.
+    finishing: BTreeSet<Pid>,
+    /// The pipe token served last: the next round starts after it.
+    cursor: u64,
+    /// The last poll left output unread for want of budget.
+    more: bool,
+    faults: Faults,
+}
+
+/// Whether children get cgroups, and where.
+#[derive(Debug)]
+enum Cgroups {
+    /// Find the host's own cgroup at the first spawn.
+    Auto,
+    /// Under a directory the host named.
+    Under(std::path::PathBuf),
+    /// Made: this `UnixSys`'s directory.
+    Ready(CgroupRoot),
+    /// None to be had, or not wanted: process groups.
+    Off,
 }
 
 impl Default for UnixSys {
@@ -113,6 +181,76 @@ impl UnixSys {
             buf: vec![0; 64 * 1024],
             state_dir: None,
             orphans: HashMap::new(),
+            boot_id: None,
+            members: HashMap::new(),
+            group_drains: std::collections::HashSet::new(),
+            cgroups: Cgroups::Auto,
+            unwatched: BTreeSet::new(),
+            finishing: BTreeSet::new(),
+            cursor: 0,
+            more: false,
+            faults: Faults::default(),
+        }
+    }
+
+    /// No cgroups: each child's tree is held by its process group only
+    /// (for tests of that path, and for hosts that manage cgroups
+    /// themselves). See [`Containment`].
+    ///
+    /// ```
+    /// let sys = procsup::UnixSys::without_pidfd().without_cgroups();
+    /// assert_eq!(sys.cgroup_dir(), None);
+    /// ```
+    pub fn without_cgroups(mut self) -> Self {
+        self.cgroups = Cgroups::Off;
+        self
+    }
+
+    /// Makes the children's cgroups under `dir`, a cgroup v2 directory the
+    /// host may write to (a delegated subtree), instead of under the
+    /// host's own cgroup found in `/proc/self/cgroup`.
+    ///
+    /// # Errors
+    /// `dir` is not a cgroup v2 directory.
+    pub fn cgroup_parent(mut self, dir: impl AsRef<std::path::Path>) -> io::Result<Self> {
+        cgroup::check_cgroup_dir(dir.as_ref())?;
+        self.cgroups = Cgroups::Under(dir.as_ref().to_owned());
+        Ok(self)
+    }
+
+    /// The directory holding this `UnixSys`'s cgroups (one per child),
+    /// once the first spawn has made it; `None` when children are held by
+    /// process groups.
+    pub fn cgroup_dir(&self) -> Option<&std::path::Path> {
+        match &self.cgroups {
+            Cgroups::Ready(root) => Some(root.dir()),
+            _ => None,
+        }
+    }
+
+    /// Makes this `UnixSys`'s cgroup directory on first use, and says once
+    /// in the log which containment its children get.
+    fn cgroup_root(&mut self) -> Option<&mut CgroupRoot> {
+        let base = match &self.cgroups {
+            Cgroups::Auto => cgroup::discover(),
+            Cgroups::Under(dir) => Ok(dir.clone()),
+            Cgroups::Ready(_) | Cgroups::Off => Err(io::Error::from(Errno::ENOENT)),
+        };
+        if matches!(self.cgroups, Cgroups::Auto | Cgroups::Under(_)) {
+            self.cgroups = match base.and_then(|b| CgroupRoot::create(&b)) {
+                Ok(root) => {
+                    log::info!("procsup: containment: a cgroup v2 per child, under {}", root.dir().display());
+                    Cgroups::Ready(root)
+                }
+                Err(e) => {
+                    log::info!("procsup: containment: process groups (no writable cgroup v2: {e})");
+                    Cgroups::Off
+                }
+            };
+        }
+        match &mut self.cgroups {
+            Cgroups::Ready(root) => Some(root),
+            _ => None,
         }
     }
 
@@ -146,6 +284,7 @@ impl UnixSys {
     /// ```
     pub fn state_dir(mut self, dir: impl AsRef<std::path::Path>) -> crate::Result<Self> {
         self.state_dir = Some(StateDir::open(dir.as_ref())?);
+        self.boot_id = orphans::boot_id();
         Ok(self)
     }
 
@@ -158,18 +297,30 @@ impl UnixSys {
         sys
     }
 
-    /// Whether children get pidfds (known after the first spawn).
+    /// Whether children get pidfds (known after the first spawn that got
+    /// one). Only "not supported" turns them off: `pidfd_open` failing with
+    /// `ENOSYS`, or `waitid(P_PIDFD)` failing (Linux 5.3). Any other failure
+    /// (`EMFILE`, `ENOMEM`, an epoll add) affects that one child: it is
+    /// waited for with `waitpid` and re-checked on every poll, and
+    /// [`Sys::wake_after`] asks the host to come back within 50 ms while
+    /// such a child lives.
     pub fn uses_pidfd(&self) -> Option<bool> {
         self.pidfd
     }
 
     /// How many children are spawned and not yet reaped.
     pub fn child_count(&self) -> usize {
-        self.children.len()
+        self.children.values().filter(|c| c.exited.is_none()).count()
     }
 
+    /// An epoll token: a pid and a slot (0: pidfd, 1-2: pipes, then the
+    /// slots of tree.rs and orphan.rs).
     fn token(pid: Pid, slot: u64) -> u64 {
-        (pid.as_raw() as u32 as u64) << 2 | slot
+        (pid.as_raw() as u32 as u64) << 3 | slot
+    }
+
+    fn untoken(token: u64) -> (Pid, u64) {
+        (Pid::from_raw((token >> 3) as u32 as i32), token & 7)
     }
 
     fn watch(&self, fd: &OwnedFd, token: u64) -> io::Result<()> {
@@ -185,121 +336,133 @@ impl UnixSys {
         }
     }
 
-    /// Reads what a pipe holds now, up to `budget` bytes. Returns false at
-    /// end of file.
-    fn drain_pipe(&mut self, pid: Pid, slot: usize, budget: usize, events: &mut Vec<SysEvent>) -> bool {
-        let Some(child) = self.children.get(&pid) else { return false };
-        let Some(fd) = child.pipes[slot].as_ref() else { return false };
-        let stream = if slot == 0 { Stream::Stdout } else { Stream::Stderr };
-        let mut total = 0;
-        loop {
-            match nix::unistd::read(fd, &mut self.buf) {
-                Ok(0) => return false,
-                Ok(n) => {
-                    events.push(SysEvent::Output { pid, stream, data: self.buf[..n].to_vec() });
-                    total += n;
-                    if total >= budget {
-                        return true;
-                    }
-                }
-                Err(Errno::EINTR) => {}
-                Err(Errno::EAGAIN) => return true,
-                Err(e) => {
-                    log::warn!("procsup: reading output of pid {pid}: {e}");
-                    return false;
-                }
-            }
-        }
-    }
-
     fn close_pipe(&mut self, pid: Pid, slot: usize) {
         if let Some(fd) = self.children.get_mut(&pid).and_then(|c| c.pipes[slot].take()) {
             self.unwatch(&fd);
         }
     }
 
-    /// Reports the exit of `pid` after its remaining output, and forgets it.
-    fn finish(&mut self, pid: Pid, exit: Exit, events: &mut Vec<SysEvent>) {
-        // What it said before it died is said before its exit.
-        self.read_notify(pid, events);
-        if let Some(n) = self.children.get_mut(&pid).and_then(|c| c.notify.take()) {
-            if let Some(r) = &self.readiness {
-                r.unwatch(n.fd());
-            }
-        }
+    /// `pid` was reaped: its exit is reported once the bytes its pipes hold
+    /// now are read (see `output`). Its record stays until its whole tree
+    /// is gone (`forget_child`).
+    fn reaped(&mut self, pid: Pid, exit: Exit) {
+        let Some(child) = self.children.get_mut(&pid) else { return };
+        child.exited = Some(exit);
+        let pidfd = child.pidfd.take();
         for slot in 0..2 {
-            // Whatever is buffered now is the child's last word; a
-            // grandchild holding the pipe open is not waited for.
-            self.drain_pipe(pid, slot, usize::MAX, events);
+            // A grandchild holding the pipe open is not waited for: only
+            // what is buffered now is the child's last word.
+            child.last_word[slot] = child.pipes[slot].as_ref().map_or(0, |fd| pending_bytes(fd).unwrap_or(usize::MAX));
+        }
+        if let Some(fd) = &pidfd {
+            self.unwatch(fd);
+        }
+        self.unwatched.remove(&pid);
+        self.finishing.insert(pid);
+    }
+
+    /// Reports the exit of a reaped child whose last word was read: gone,
+    /// or a leader whose tree drains (`leader_reaped`).
+    fn finish(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
+        for slot in 0..2 {
             self.close_pipe(pid, slot);
         }
-        if let Some(child) = self.children.remove(&pid) {
-            if let Some(fd) = &child.pidfd {
-                self.unwatch(fd);
-            }
-            if let Some(dir) = &self.state_dir {
-                dir.remove(&child.name, pid.as_raw());
-            }
-            warn_if_spawner_thread_died(pid, &child, exit);
+        self.finishing.remove(&pid);
+        // What it said before it died is said before its exit.
+        self.close_notify(pid, events);
+        let Some(child) = self.children.get(&pid) else { return };
+        let exit = child.exited.unwrap_or(Exit::Unknown);
+        warn_if_spawner_thread_died(pid, child, exit);
+        self.leader_reaped(pid, exit, events);
+    }
+
+    /// Looks for the exit of one own child not yet reaped.
+    fn check_exit(&mut self, pid: Pid) {
+        if let Some(exit) = self.try_wait(pid) {
+            self.reaped(pid, exit);
         }
-        events.push(SysEvent::Exited { pid, exit });
     }
 
     fn poll_ready(&mut self, events: &mut Vec<SysEvent>) {
+        let mut pipes = Vec::new();
         let cap = (self.children.len() * 3).clamp(16, 1024);
-        let Some(tokens) = self.readiness.as_mut().map(|r| r.ready(cap)) else {
+        match self.readiness.as_mut().map(|r| r.ready(cap)) {
+            Some(tokens) => {
+                for token in tokens {
+                    let (pid, slot) = Self::untoken(token);
+                    if token & notify::NOTIFY_TAG != 0 {
+                        self.read_notify(pid, events);
+                        continue;
+                    }
+                    match slot {
+                        ORPHAN_SLOT => self.orphan_leader_exited(pid, events),
+                        ORPHAN_CGROUP_SLOT => self.orphan_cgroup_changed(pid, events),
+                        CGROUP_SLOT => self.cgroup_changed(pid, events),
+                        MEMBER_SLOT => self.member_exited(pid, events),
+                        0 => self.check_exit(pid),
+                        _ => pipes.push(token),
+                    }
+                }
+            }
             // No readiness source: every child's pipes are looked at.
-            let pids: Vec<Pid> = self.children.keys().copied().collect();
-            for pid in pids {
-                self.read_notify(pid, events);
-                for slot in 0..2 {
-                    if !self.drain_pipe(pid, slot, READ_BUDGET, events) {
-                        self.close_pipe(pid, slot);
-                    }
+            None => {
+                pipes.extend(self.children.keys().flat_map(|&pid| [pipe_token(pid, 0), pipe_token(pid, 1)]));
+                let pids: Vec<Pid> = self.children.keys().copied().collect();
+                for pid in pids {
+                    self.read_notify(pid, events);
                 }
             }
-            return;
+        }
+        // Exits that wake nothing: every child without pidfds, else those
+        // that have to be looked at.
+        let look: Vec<Pid> = if self.pidfd == Some(true) {
+            self.unwatched.iter().copied().collect()
+        } else {
+            self.children.keys().copied().collect()
         };
-        for token in tokens {
-            let pid = Pid::from_raw((token >> 2) as u32 as i32);
-            if token & NOTIFY_TAG != 0 {
-                self.read_notify(pid, events);
-                continue;
-            }
-            match token & 3 {
-                ORPHAN_SLOT => self.orphan_gone(pid, events),
-                0 => {
-                    if let Some(exit) = self.try_wait(pid) {
-                        self.finish(pid, exit, events);
-                    }
-                }
-                slot => {
-                    let slot = slot as usize - 1;
-                    if !self.drain_pipe(pid, slot, READ_BUDGET, events) {
-                        self.close_pipe(pid, slot);
-                    }
-                }
-            }
+        for &pid in &look {
+            self.check_exit(pid);
+        }
+        for &pid in self.unwatched.iter().chain(&self.finishing) {
+            pipes.extend([pipe_token(pid, 0), pipe_token(pid, 1)]);
+        }
+        self.read_round(pipes, events);
+        let done: Vec<Pid> = self
+            .finishing
+            .iter()
+            .copied()
+            .filter(|pid| self.children.get(pid).is_none_or(|c| c.pipes.iter().all(Option::is_none)))
+            .collect();
+        for pid in done {
+            self.finish(pid, events);
         }
     }
 
-    /// Reads a child's readiness channel (within its budget); closes it
-    /// once it is finished.
-    fn read_notify(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
-        let Some(child) = self.children.get_mut(&pid) else { return };
-        let leads_group = child.group;
-        let Some(n) = child.notify.as_mut() else { return };
-        if !n.read(pid, leads_group, &mut self.buf, events) {
-            let n = child.notify.take().expect("checked above");
-            if let Some(r) = &self.readiness {
-                r.unwatch(n.fd());
-            }
+    /// Records a new child in the state directory, with what finds its
+    /// tree after a crash.
+    fn record(&self, spec: &ProcessSpec, pid: Pid, contain: &Contain) {
+        let Some(dir) = &self.state_dir else { return };
+        let pgid = if spec.process_group { pid } else { nix::unistd::getpgrp() };
+        let sid = nix::unistd::getsid(Some(pid)).map_or(0, Pid::as_raw);
+        let record = orphans::start_time(pid.as_raw()).map(|start_time| Record {
+            pid: pid.as_raw(),
+            pgid: pgid.as_raw(),
+            sid,
+            start_time,
+            boot_id: self.boot_id.clone(),
+            cgroup: match contain {
+                Contain::Cgroup(cg) => Some(cg.dir.clone()),
+                _ => None,
+            },
+        });
+        if let Err(e) = record.ok_or_else(|| io::Error::from(Errno::ESRCH)).and_then(|r| dir.write(&spec.name, r)) {
+            log::warn!("procsup: recording {} (pid {pid}) in the state directory: {e}", spec.name);
         }
     }
 
-    /// Non-blocking wait for one own child.
+    /// Non-blocking wait for one own child not yet reaped.
     fn try_wait(&mut self, pid: Pid) -> Option<Exit> {
-        let child = self.children.get(&pid)?;
+        let child = self.children.get(&pid).filter(|c| c.exited.is_none())?;
         match &child.pidfd {
             Some(fd) => waitid_pidfd(fd.as_raw_fd()),
             None => waitpid_nohang(pid),
@@ -309,20 +472,41 @@ impl UnixSys {
 
 impl Sys for UnixSys {
     fn spawn(&mut self, spec: &ProcessSpec) -> io::Result<Pid> {
-        let (mut cmd, read_ends) = spawn::command(spec)?;
         let mut notify = notify::Notify::prepare(spec)?;
-        if let Some(n) = &notify {
-            n.configure(&mut cmd, spec);
-        }
-        if spec.watchdog.is_some() {
-            // Last: it replaces std's own exec.
-            exec::exec_with_own_pid(&mut cmd, spec.env_clear)?;
-        }
-        let child = cmd.spawn()?;
+        let tree = spec.kill_mode == KillMode::Tree;
+        let (cgroup, procs) = match self.cgroup_root().filter(|_| tree).map(|root| root.child(&spec.name)) {
+            Some(Ok((cg, procs))) => (Some(cg), Some(procs)),
+            Some(Err(e)) => {
+                log::warn!("procsup: no cgroup for {}: {e}; it is held by its process group", spec.name);
+                (None, None)
+            }
+            None => (None, None),
+        };
+        let spawned = spawn::command(spec, procs.as_ref().map(AsRawFd::as_raw_fd)).and_then(|(mut cmd, read_ends)| {
+            if let Some(n) = &notify {
+                n.configure(&mut cmd, spec);
+            }
+            if spec.watchdog.is_some() {
+                // Last: it replaces std's own exec.
+                exec::exec_with_own_pid(&mut cmd, spec.env_clear)?;
+            }
+            let child = cmd.spawn()?;
+            drop(cmd); // closes our copies of the pipes' write ends
+            Ok((child, read_ends))
+        });
+        drop(procs);
         if let Some(n) = &mut notify {
             n.spawned();
         }
-        drop(cmd); // closes our copies of the pipes' write ends
+        let (child, read_ends) = match spawned {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                if let Some(cg) = &cgroup {
+                    cg.remove();
+                }
+                return Err(e);
+            }
+        };
         let pid = Pid::from_raw(child.id() as i32);
         drop(child); // std's Child neither waits nor kills on drop
         let pidfd = self.open_pidfd(pid);
@@ -330,135 +514,87 @@ impl Sys for UnixSys {
         let spawner = (nix::unistd::gettid().as_raw(), spec.die_with_parent.map(|s| s as i32));
         #[cfg(not(target_os = "linux"))]
         let spawner = (0, None);
+        let contain = match cgroup {
+            Some(cg) => {
+                if let Err(e) = self
+                    .readiness
+                    .as_ref()
+                    .map_or(Ok(()), |r| r.watch_pri(cg.events.as_fd(), Self::token(pid, CGROUP_SLOT)))
+                {
+                    log::warn!("procsup: epoll add cgroup.events: {e}");
+                }
+                Contain::Cgroup(cg)
+            }
+            None if tree && spec.process_group => Contain::Group,
+            None => Contain::None,
+        };
         let mut entry = Child {
             name: spec.name.as_str().into(),
-            group: spec.process_group,
+            contain,
+            reaped: false,
             pidfd: None,
             pipes: read_ends,
             spawner,
+            exited: None,
+            last_word: [0; 2],
             notify: None,
         };
-        if let Some(dir) = &self.state_dir {
-            let pgid = if spec.process_group { pid } else { nix::unistd::getpgrp() };
-            let record = orphans::start_time(pid.as_raw()).map(|start_time| Record {
-                pid: pid.as_raw(),
-                pgid: pgid.as_raw(),
-                start_time,
-            });
-            if let Err(e) = record.ok_or_else(|| io::Error::from(Errno::ESRCH)).and_then(|r| dir.write(&spec.name, r)) {
-                log::warn!("procsup: recording {} (pid {pid}) in the state directory: {e}", spec.name);
-            }
-        }
+        self.record(spec, pid, &entry.contain);
+        // The child exists now: from here on nothing may fail the spawn, or
+        // the caller would lose track of a live child. What cannot be
+        // watched is looked at on every poll instead.
+        let mut unwatched = pidfd.is_none() && self.pidfd != Some(false);
         if let Some(fd) = pidfd {
-            if let Err(e) = self.watch(&fd, Self::token(pid, 0)) {
-                log::warn!("procsup: epoll add pidfd: {e}");
+            if let Err(e) = self.faults.pidfd_watch().map_or_else(|| self.watch(&fd, Self::token(pid, 0)), Err) {
+                log::warn!("procsup: epoll add pidfd of {} (pid {pid}): {e}; checking it on every poll", spec.name);
+                unwatched = true;
             }
             entry.pidfd = Some(fd);
         }
-        // The child exists now: from here on nothing may fail the spawn, or
-        // the caller would lose track of a live child.
-        for (slot, fd) in entry.pipes.iter().enumerate() {
-            if let Some(fd) = fd {
-                let watched = set_nonblocking(fd).and_then(|()| self.watch(fd, Self::token(pid, slot as u64 + 1)));
-                if let Err(e) = watched {
-                    log::warn!("procsup: watching output of pid {pid}: {e}");
+        for slot in 0..2 {
+            if let Some(Err(e)) = entry.pipes[slot].as_ref().map(set_nonblocking) {
+                // A blocking read end could block poll: give it up.
+                log::warn!("procsup: output of pid {pid}: {e}; not captured");
+                entry.pipes[slot] = None;
+            }
+            if let Some(fd) = &entry.pipes[slot] {
+                if let Err(e) = self.watch(fd, pipe_token(pid, slot)) {
+                    log::warn!("procsup: watching output of pid {pid}: {e}; reading it on every poll");
+                    unwatched = true;
                 }
             }
         }
-        if let Some(n) = notify {
-            if let Some(r) = &self.readiness {
-                if let Err(e) = r.watch(n.fd(), Self::token(pid, 0) | NOTIFY_TAG) {
-                    log::warn!("procsup: watching the readiness channel of pid {pid}: {e}");
-                }
-            }
-            entry.notify = Some(n);
+        if unwatched {
+            self.unwatched.insert(pid);
         }
+        entry.notify = notify.map(|n| self.watch_notify(pid, n));
         self.children.insert(pid, entry);
         Ok(pid)
     }
 
     fn signal(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
-        // Only children not yet reaped are in the map, so neither a pid nor
-        // a process group we signal can have been recycled.
-        let Some(child) = self.children.get(&pid) else {
-            return Err(Errno::ESRCH.into());
-        };
-        if child.group {
-            return Ok(nix::sys::signal::killpg(pid, signal)?);
-        }
-        match &child.pidfd {
-            Some(fd) => pidfd_send_signal(fd.as_raw_fd(), signal),
-            None => Ok(nix::sys::signal::kill(pid, signal)?),
-        }
+        // Only children not yet gone are in the map; a reaped leader's own
+        // pid is never signalled (see tree.rs).
+        self.signal_tree(pid, signal)
     }
 
     fn signal_leader(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
-        let Some(child) = self.children.get(&pid) else {
-            return Err(Errno::ESRCH.into());
-        };
-        // Not reaped (it is in the map), so the pid cannot have been reused.
-        match &child.pidfd {
-            Some(fd) => pidfd_send_signal(fd.as_raw_fd(), signal),
-            None => Ok(nix::sys::signal::kill(pid, signal)?),
-        }
+        self.signal_child_only(pid, signal)
+    }
+
+    fn containment(&self, pid: Pid) -> Containment {
+        self.children.get(&pid).map_or(Containment::None, |c| c.contain.kind())
     }
 
     fn poll(&mut self, events: &mut Vec<SysEvent>) {
+        self.more = false;
         self.poll_ready(events);
-        if self.pidfd != Some(true) {
-            let pids: Vec<Pid> = self.children.keys().copied().collect();
-            for pid in pids {
-                if let Some(exit) = self.try_wait(pid) {
-                    self.finish(pid, exit, events);
-                }
-            }
-        }
-        // Orphans without a pidfd: gone when /proc no longer shows the
-        // same process running. A zombie is gone too: it is not our child,
-        // so it stays a zombie until its own parent reaps it.
-        let gone: Vec<Pid> = self
-            .orphans
-            .iter()
-            .filter(|(pid, o)| o.pidfd.is_none() && orphans::live_start_time(pid.as_raw()) != Some(o.start_time))
-            .map(|(pid, _)| *pid)
-            .collect();
-        for pid in gone {
-            self.orphan_gone(pid, events);
-        }
+        self.recheck_draining_groups(events);
+        self.poll_orphans(events);
     }
 
     fn scan_orphans(&mut self) -> io::Result<Vec<OrphanScan>> {
-        let Some(dir) = &self.state_dir else { return Ok(Vec::new()) };
-        let (children, known) = (&self.children, &self.orphans);
-        let scans =
-            dir.scan(|pid| children.contains_key(&Pid::from_raw(pid)) || known.contains_key(&Pid::from_raw(pid)))?;
-        let mut out = Vec::with_capacity(scans.len());
-        for scan in scans {
-            let OrphanScan::Alive(orphan) = scan else {
-                out.push(scan);
-                continue;
-            };
-            // A pidfd pins the process: once its start time checks out after
-            // the open, the fd can never refer to another process.
-            let pidfd = if self.pidfd == Some(false) { None } else { pidfd_open(orphan.pid).ok() };
-            if orphans::live_start_time(orphan.pid.as_raw()) != Some(orphan.start_time) {
-                if let Some(dir) = &self.state_dir {
-                    dir.remove(&orphan.name, orphan.pid.as_raw());
-                }
-                out.push(OrphanScan::Discarded { name: orphan.name, reason: Discard::Gone });
-                continue;
-            }
-            if let Some(fd) = &pidfd {
-                if let Err(e) = self.watch(fd, Self::token(orphan.pid, ORPHAN_SLOT)) {
-                    log::warn!("procsup: epoll add orphan pidfd: {e}");
-                }
-            }
-            let entry =
-                OrphanEntry { name: orphan.name.clone(), pgid: orphan.pgid, start_time: orphan.start_time, pidfd };
-            self.orphans.insert(orphan.pid, entry);
-            out.push(OrphanScan::Alive(orphan));
-        }
-        Ok(out)
+        self.scan_orphan_trees()
     }
 
     fn state_dir(&self) -> Option<&std::path::Path> {
@@ -466,38 +602,38 @@ impl Sys for UnixSys {
     }
 
     fn signal_orphan(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
-        let Some(o) = self.orphans.get(&pid) else { return Err(Errno::ESRCH.into()) };
-        // The leader first, through its pidfd where there is one: that can
-        // only reach the recorded process.
-        match &o.pidfd {
-            Some(fd) => pidfd_send_signal(fd.as_raw_fd(), signal)?,
-            None => {
-                if orphans::live_start_time(pid.as_raw()) != Some(o.start_time) {
-                    return Err(Errno::ESRCH.into());
-                }
-                nix::sys::signal::kill(pid, signal)?;
-            }
-        }
-        // Then the rest of its group, while its leader is still the
-        // recorded process (a live leader's pgid cannot be reused).
-        if o.pgid == pid && orphans::live_start_time(pid.as_raw()) == Some(o.start_time) {
-            let _ = nix::sys::signal::killpg(pid, signal);
-        }
-        Ok(())
+        self.signal_orphan_tree(pid, signal)
     }
 
     fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
         self.readiness.iter().map(Readiness::fd).collect()
     }
+
+    /// "Now" while captured output is left unread (the per-poll budget ran
+    /// out) or a reaped child's last output is still being read; 50 ms
+    /// while a child's exit or output wakes no fd (see
+    /// [`UnixSys::uses_pidfd`]), or a draining process group has no member
+    /// pidfd to wake it; otherwise never.
+    fn wake_after(&self) -> Option<Duration> {
+        if self.more || !self.finishing.is_empty() {
+            Some(Duration::ZERO)
+        } else if !self.unwatched.is_empty() || self.has_unwatched_drains() {
+            Some(RECHECK)
+        } else {
+            None
+        }
+    }
 }
 
 impl Drop for UnixSys {
     /// Children still running when the OS layer goes away would be nobody's:
-    /// unsupervised, and zombies once they exit. So each gets SIGKILL (its
-    /// group where it leads one) and is reaped. This wait is the one place
-    /// that blocks; SIGKILL cannot be ignored, so it only lasts while a
-    /// child is stuck inside the kernel. Shut down gracefully before
-    /// dropping to give children their stop signal and timeout instead.
+    /// unsupervised, and zombies once they exit. So each tree gets SIGKILL
+    /// (`cgroup.kill`, or its process group) and each leader is reaped; a
+    /// cgroup is waited for (up to 2 s) until it is empty, then removed.
+    /// This is the one place that blocks; SIGKILL cannot be ignored, so it
+    /// only lasts while a process is stuck inside the kernel. Shut down
+    /// gracefully before dropping to give children their stop signal and
+    /// timeout instead.
     fn drop(&mut self) {
         let pids: Vec<Pid> = self.children.keys().copied().collect();
         for &pid in &pids {
@@ -505,65 +641,52 @@ impl Drop for UnixSys {
         }
         for pid in pids {
             if let Some(child) = self.children.remove(&pid) {
-                log::warn!("procsup: dropped with {} (pid {pid}) running: killed", child.name);
+                if child.exited.is_none() {
+                    log::warn!("procsup: dropped with {} (pid {pid}) running: killed", child.name);
+                    // Blocking reap of our own child: waitpid on one pid only.
+                    while let Err(Errno::EINTR) = nix::sys::wait::waitpid(pid, None) {}
+                }
                 if let Some(dir) = &self.state_dir {
                     dir.remove(&child.name, pid.as_raw());
                 }
-                // Blocking reap of our own child: waitpid on one pid only.
-                while let Err(Errno::EINTR) = nix::sys::wait::waitpid(pid, None) {}
+                if let Contain::Cgroup(cg) = &child.contain {
+                    cg.wait_empty(200);
+                    cg.remove();
+                }
             }
         }
     }
 }
 
 impl UnixSys {
-    fn orphan_gone(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
-        if let Some(o) = self.orphans.remove(&pid) {
-            if let Some(fd) = &o.pidfd {
-                self.unwatch(fd);
-            }
-            if let Some(dir) = &self.state_dir {
-                dir.remove(&o.name, pid.as_raw());
-            }
-            events.push(SysEvent::OrphanGone { pid });
-        }
-    }
-
+    /// A pidfd for a new child, or `None`: pidfds are off, or this one
+    /// failed (see [`UnixSys::uses_pidfd`] for which failure is which).
     fn open_pidfd(&mut self, pid: Pid) -> Option<OwnedFd> {
         if self.pidfd == Some(false) {
             return None;
         }
-        match pidfd_open(pid) {
+        match self.faults.pidfd_open().map_or_else(|| pidfd_open(pid), Err) {
             Ok(fd) => {
-                self.pidfd = Some(true);
+                if self.pidfd.is_none() {
+                    // Linux 5.3 has pidfd_open but not waitid(P_PIDFD).
+                    if let Err(e) = self.faults.pidfd_waitid().map_or_else(|| pidfd_waitid_works(fd.as_raw_fd()), Err) {
+                        log::debug!("procsup: no waitid(P_PIDFD) ({e}); using waitpid");
+                        self.pidfd = Some(false);
+                        return None;
+                    }
+                    self.pidfd = Some(true);
+                }
                 Some(fd)
             }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                log::debug!("procsup: no pidfds ({e}); using waitpid");
+                self.pidfd = Some(false);
+                None
+            }
             Err(e) => {
-                if self.pidfd.is_none() {
-                    log::debug!("procsup: no pidfds ({e}); using waitpid");
-                    self.pidfd = Some(false);
-                } else {
-                    log::warn!("procsup: pidfd_open({pid}) failed: {e}");
-                }
+                log::warn!("procsup: pidfd_open({pid}) failed: {e}; checking it on every poll");
                 None
             }
         }
-    }
-}
-
-/// `PR_SET_PDEATHSIG` follows the *thread* that spawned a child: when that
-/// thread exits, the child gets its parent-death signal although the host
-/// lives on. Such a death is easy to misread, so it is named in the log.
-fn warn_if_spawner_thread_died(pid: Pid, child: &Child, exit: Exit) {
-    let (tid, death) = child.spawner;
-    if death.is_some()
-        && exit.signal_number() == death
-        && !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
-    {
-        log::warn!(
-            "procsup: {} (pid {pid}) got its parent-death signal because thread {tid}, which spawned it, exited; \
-             drive the supervisor from a thread that lives as long as its children",
-            child.name
-        );
     }
 }

@@ -29,16 +29,24 @@ use crate::readiness::{NotifyMessage, Readiness, MAX_NOTIFY_LEN};
 use crate::spec::ProcessSpec;
 use crate::sys::SysEvent;
 
+use super::UnixSys;
+
 /// Datagrams read from one child's socket per poll: a flood waits in the
 /// kernel's (bounded) socket buffer, and level-triggered epoll reports the
 /// rest at the next poll.
 pub(super) const NOTIFY_BUDGET: usize = 64;
+
+/// Marks the epoll token of a child's readiness channel
+/// (`UnixSys::token(pid, 0) | NOTIFY_TAG`): clear of every pid and slot bit.
+pub(super) const NOTIFY_TAG: u64 = 1 << 40;
 
 /// The readiness channel of one child.
 #[derive(Debug)]
 pub(super) struct Notify {
     fd: OwnedFd,
     kind: Kind,
+    /// The child leads a process group whose members may speak for it.
+    leads_group: bool,
 }
 
 #[derive(Debug)]
@@ -55,7 +63,7 @@ impl Notify {
         match spec.ready {
             Readiness::Notify => {
                 let (fd, name) = bind_socket()?;
-                Ok(Some(Notify { fd, kind: Kind::Socket { name } }))
+                Ok(Some(Notify { fd, kind: Kind::Socket { name }, leads_group: spec.process_group }))
             }
             Readiness::Fd(target) => {
                 let (read, write) = cloexec_pipe()?;
@@ -63,7 +71,8 @@ impl Notify {
                 // Hold fd `target` ourselves when it is free, so nothing
                 // std opens for the spawn can land on it.
                 let write = dup_cloexec_at_least(&write, target)?;
-                Ok(Some(Notify { fd: read, kind: Kind::Pipe { write: Some(write), target } }))
+                let kind = Kind::Pipe { write: Some(write), target };
+                Ok(Some(Notify { fd: read, kind, leads_group: spec.process_group }))
             }
             _ => Ok(None),
         }
@@ -115,10 +124,10 @@ impl Notify {
         self.fd.as_fd()
     }
 
-    /// Reads what the child sent, within the budget. `leads_group`: the
-    /// child leads a process group whose members may speak for it. Returns
-    /// false when the channel is finished (close and unwatch it).
-    pub(super) fn read(&mut self, pid: Pid, leads_group: bool, buf: &mut [u8], events: &mut Vec<SysEvent>) -> bool {
+    /// Reads what the child sent, within the budget. Returns false when
+    /// the channel is finished (close and unwatch it).
+    pub(super) fn read(&mut self, pid: Pid, buf: &mut [u8], events: &mut Vec<SysEvent>) -> bool {
+        let leads_group = self.leads_group;
         match self.kind {
             Kind::Socket { .. } => {
                 let buf = &mut buf[..MAX_NOTIFY_LEN];
@@ -154,6 +163,55 @@ impl Notify {
                     Err(_) => return false,
                 }
             },
+        }
+    }
+}
+
+impl UnixSys {
+    /// Puts a new child's channel in the epoll set.
+    pub(super) fn watch_notify(&self, pid: Pid, n: Notify) -> Notify {
+        if let Some(r) = &self.readiness {
+            if let Err(e) = r.watch(n.fd(), Self::token(pid, 0) | NOTIFY_TAG) {
+                log::warn!("procsup: watching the readiness channel of pid {pid}: {e}");
+            }
+        }
+        n
+    }
+
+    /// Reads a child's readiness channel (within its budget); closes it
+    /// once it is finished.
+    pub(super) fn read_notify(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
+        let Some(child) = self.children.get_mut(&pid) else { return };
+        let Some(n) = child.notify.as_mut() else { return };
+        if !n.read(pid, &mut self.buf, events) {
+            let n = child.notify.take().expect("checked above");
+            if let Some(r) = &self.readiness {
+                r.unwatch(n.fd());
+            }
+        }
+    }
+
+    /// The child was reaped: what its channel holds is read, then it is
+    /// closed (its exit follows).
+    pub(super) fn close_notify(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
+        self.read_notify(pid, events);
+        if let Some(n) = self.children.get_mut(&pid).and_then(|c| c.notify.take()) {
+            if let Some(r) = &self.readiness {
+                r.unwatch(n.fd());
+            }
+        }
+    }
+
+    /// A signal to the child itself, never its tree: through its pidfd
+    /// where there is one. `ESRCH` once it was reaped.
+    pub(super) fn signal_child_only(&mut self, pid: Pid, signal: nix::sys::signal::Signal) -> io::Result<()> {
+        let Some(child) = self.children.get(&pid).filter(|c| c.exited.is_none() && !c.reaped) else {
+            return Err(Errno::ESRCH.into());
+        };
+        // Not reaped, so the pid cannot have been reused.
+        match &child.pidfd {
+            Some(fd) => super::wait::pidfd_send_signal(fd.as_raw_fd(), signal),
+            None => Ok(nix::sys::signal::kill(pid, signal)?),
         }
     }
 }

@@ -27,6 +27,13 @@ impl Readiness {
         Ok(self.epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))?)
     }
 
+    /// Watches for `EPOLLPRI` only: how kernfs files such as
+    /// `cgroup.events` say that they changed (they always poll readable).
+    pub(super) fn watch_pri(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        use nix::sys::epoll::{EpollEvent, EpollFlags};
+        Ok(self.epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLPRI, token))?)
+    }
+
     pub(super) fn unwatch(&self, fd: BorrowedFd<'_>) {
         let _ = self.epoll.delete(fd);
     }
@@ -62,6 +69,9 @@ impl Readiness {
         None
     }
     pub(super) fn watch(&self, _: BorrowedFd<'_>, _: u64) -> io::Result<()> {
+        match *self {}
+    }
+    pub(super) fn watch_pri(&self, _: BorrowedFd<'_>, _: u64) -> io::Result<()> {
         match *self {}
     }
     pub(super) fn unwatch(&self, _: BorrowedFd<'_>) {

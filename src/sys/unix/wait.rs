@@ -9,6 +9,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::Child;
 use crate::state::Exit;
 
 #[cfg(target_os = "linux")]
@@ -80,6 +81,33 @@ pub(super) fn waitid_pidfd(fd: RawFd) -> Option<Exit> {
     }
 }
 
+/// Whether `waitid(P_PIDFD)` works (Linux 5.4+; 5.3 has pidfds without it):
+/// asked with `WNOWAIT`, so a child that already exited stays unreaped.
+#[cfg(target_os = "linux")]
+pub(super) fn pidfd_waitid_works(fd: RawFd) -> io::Result<()> {
+    loop {
+        // SAFETY: siginfo_t is plain data; all zeroes is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable siginfo_t; `fd` is our pidfd;
+        // WNOWAIT leaves the child's state as it is.
+        let rc = unsafe {
+            libc::waitid(libc::P_PIDFD, fd as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            e => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn pidfd_waitid_works(_: RawFd) -> io::Result<()> {
+    Err(Errno::ENOSYS.into())
+}
+
 #[cfg(not(target_os = "linux"))]
 pub(super) fn waitid_pidfd(_: RawFd) -> Option<Exit> {
     None
@@ -113,5 +141,22 @@ pub(super) fn waitpid_nohang(pid: Pid) -> Option<Exit> {
                 }
             },
         }
+    }
+}
+
+/// `PR_SET_PDEATHSIG` follows the *thread* that spawned a child: when that
+/// thread exits, the child gets its parent-death signal although the host
+/// lives on. Such a death is easy to misread, so it is named in the log.
+pub(super) fn warn_if_spawner_thread_died(pid: Pid, child: &Child, exit: Exit) {
+    let (tid, death) = child.spawner;
+    if death.is_some()
+        && exit.signal_number() == death
+        && !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+    {
+        log::warn!(
+            "procsup: {} (pid {pid}) got its parent-death signal because thread {tid}, which spawned it, exited; \
+             drive the supervisor from a thread that lives as long as its children",
+            child.name
+        );
     }
 }

@@ -1,0 +1,330 @@
+//! A cgroup v2 per child: the containment that nothing escapes.
+//!
+//! - Where: the host names a directory ([`UnixSys::cgroup_parent`]), or it
+//!   is found from `/proc/self/mountinfo` (the `cgroup2` mount, e.g.
+//!   `/sys/fs/cgroup/unified` on hybrid systems) and `/proc/self/cgroup`
+//!   (the host's own place, `0::/...`). Under it each `UnixSys` makes one
+//!   directory named after the host process (`procsup-<pid>-<start>-<n>`:
+//!   unique to that process within a boot, so a crashed run's cgroups are
+//!   told from any other's), removed
+//!   when the `UnixSys` is dropped, and in that one a cgroup per child.
+//! - Entry: the parent opens the child cgroup's `cgroup.procs`
+//!   (`O_CLOEXEC`) before the fork; the child writes `0` to it before exec
+//!   ([`enter`]), so nothing it forks can race out. A failed write fails the
+//!   spawn.
+//! - Stop: every member gets the signal; SIGKILL is one write to
+//!   `cgroup.kill` (a loop over `cgroup.procs` where that file is missing).
+//! - Gone: `cgroup.events` says `populated 0`; the kernel raises `EPOLLPRI`
+//!   on that file when it changes, so it sits behind the one readiness fd.
+//!   Then the directory is removed.
+//!
+//! [`UnixSys::cgroup_parent`]: super::UnixSys::cgroup_parent
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::sys::signal::Signal;
+
+use super::wait::{pidfd_open, pidfd_send_signal};
+
+/// Numbers the per-supervisor directories of this host process.
+static NEXT_ROOT: AtomicU64 = AtomicU64::new(0);
+
+/// The prefix of every per-supervisor directory.
+pub(crate) const ROOT_PREFIX: &str = "procsup-";
+
+/// The child step: moves the calling process into the cgroup whose
+/// `cgroup.procs` is open as `procs`. Runs between fork and exec.
+pub(super) fn enter(procs: RawFd) -> io::Result<()> {
+    // SAFETY: write(2) is async-signal-safe (signal-safety(7)); the buffer
+    // is a static byte, nothing is allocated. io::Error::last_os_error
+    // only reads errno.
+    let n = unsafe { libc::write(procs, b"0".as_ptr().cast(), 1) };
+    if n != 1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The directory of the host's own cgroup in the cgroup2 hierarchy, from
+/// `/proc/self/mountinfo` and `/proc/self/cgroup`.
+pub(super) fn discover() -> io::Result<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    let (root, mount) = mountinfo
+        .lines()
+        .find_map(|line| {
+            let (fields, tail) = line.split_once(" - ")?;
+            if tail.split(' ').next()? != "cgroup2" {
+                return None;
+            }
+            let mut f = fields.split(' ');
+            let root = f.nth(3)?;
+            let mount = f.next()?;
+            Some((unescape(root), unescape(mount)))
+        })
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup2 mount"))?;
+    let own = fs::read_to_string("/proc/self/cgroup")?;
+    let place = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup2 entry in /proc/self/cgroup"))?;
+    // The mount shows the hierarchy from `root` down; our place is named
+    // from the hierarchy's (or namespace's) top.
+    let rel = place.strip_prefix(root.as_str()).unwrap_or(place).trim_start_matches('/');
+    let dir = PathBuf::from(mount).join(rel);
+    check_cgroup_dir(&dir)?;
+    Ok(dir)
+}
+
+/// Undoes the octal escapes of mountinfo (`\040` for a space).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A cgroup2 directory has `cgroup.procs`.
+pub(super) fn check_cgroup_dir(dir: &Path) -> io::Result<()> {
+    if dir.join("cgroup.procs").is_file() {
+        Ok(())
+    } else {
+        Err(io::Error::new(io::ErrorKind::NotFound, format!("{} is not a cgroup2 directory", dir.display())))
+    }
+}
+
+/// Removes the empty cgroups that hosts which died without dropping their
+/// `UnixSys` (`kill -9`) left under `base`. Only directories named after a
+/// pid that no longer runs are looked at, and only `rmdir` is used: it
+/// fails on a cgroup that still holds a live process, so nothing is ever
+/// signalled here (a state directory's cleanup stops those trees).
+fn sweep_dead_hosts(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(host) = name.to_str().and_then(|n| n.strip_prefix(ROOT_PREFIX)) else { continue };
+        let mut parts = host.split('-').map(|p| p.parse::<u64>().ok());
+        let (Some(Some(pid)), Some(Some(started))) = (parts.next(), parts.next()) else { continue };
+        // The host is alive when a process has its pid and start time.
+        if crate::orphans::start_time(pid as i32) == Some(started) {
+            continue;
+        }
+        let dir = entry.path();
+        if let Ok(children) = fs::read_dir(&dir) {
+            for child in children.flatten().filter(|c| c.file_type().is_ok_and(|t| t.is_dir())) {
+                let _ = fs::remove_dir(child.path());
+            }
+        }
+        if fs::remove_dir(&dir).is_ok() {
+            log::debug!("procsup: removed {}, left empty by a host that died", dir.display());
+        }
+    }
+}
+
+/// This `UnixSys`'s directory, holding one cgroup per child. Removed on
+/// drop (it is empty by then: children's cgroups are removed first).
+#[derive(Debug)]
+pub(super) struct CgroupRoot {
+    dir: PathBuf,
+    next: u64,
+}
+
+impl CgroupRoot {
+    /// Makes the directory under `base`. Failing here (not writable, not
+    /// delegated) means: no cgroups.
+    pub(super) fn create(base: &Path) -> io::Result<CgroupRoot> {
+        sweep_dead_hosts(base);
+        let n = NEXT_ROOT.fetch_add(1, Ordering::Relaxed);
+        let me = std::process::id();
+        let started = crate::orphans::start_time(me as i32).unwrap_or(0);
+        let dir = base.join(format!("{ROOT_PREFIX}{me}-{started}-{n}"));
+        fs::create_dir(&dir)?;
+        Ok(CgroupRoot { dir, next: 0 })
+    }
+
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A new cgroup for a child called `name`, with its `cgroup.procs`
+    /// open for the child to enter.
+    pub(super) fn child(&mut self, name: &str) -> io::Result<(ChildCgroup, OwnedFd)> {
+        self.next += 1;
+        let dir = self.dir.join(format!("c{}-{name}", self.next));
+        fs::create_dir(&dir)?;
+        let opened = (|| {
+            let procs = OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(dir.join("cgroup.procs"))?;
+            let events = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(dir.join("cgroup.events"))?;
+            Ok::<_, io::Error>((OwnedFd::from(procs), OwnedFd::from(events)))
+        })();
+        match opened {
+            Ok((procs, events)) => Ok((ChildCgroup { dir, events }, procs)),
+            Err(e) => {
+                let _ = fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for CgroupRoot {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_dir(&self.dir) {
+            log::warn!("procsup: removing cgroup {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// The cgroup of one child.
+#[derive(Debug)]
+pub(super) struct ChildCgroup {
+    pub(super) dir: PathBuf,
+    /// `cgroup.events`, watched for `EPOLLPRI`.
+    pub(super) events: OwnedFd,
+}
+
+impl ChildCgroup {
+    /// Opens the cgroup at `dir` (one a crashed run left).
+    pub(super) fn open(dir: &Path) -> io::Result<ChildCgroup> {
+        let events = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(dir.join("cgroup.events"))?;
+        Ok(ChildCgroup { dir: dir.to_owned(), events: events.into() })
+    }
+
+    /// Whether a live process is in it (`populated 1`). Reading also
+    /// re-arms the file's `EPOLLPRI`.
+    pub(super) fn populated(&self) -> bool {
+        let mut buf = [0u8; 256];
+        // SAFETY: pread(2) writes at most buf.len() bytes into buf, a
+        // valid writable buffer; `events` is an fd we own.
+        let n = unsafe { libc::pread(self.events.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            // Unreadable (removed under us): treat as empty, never wait
+            // forever on it.
+            log::warn!("procsup: reading {}/cgroup.events: {}", self.dir.display(), io::Error::last_os_error());
+            return false;
+        }
+        let text = String::from_utf8_lossy(&buf[..n as usize]);
+        !text.lines().any(|l| l == "populated 0")
+    }
+
+    /// The pids in it now (live and zombie members).
+    fn pids(&self) -> io::Result<Vec<i32>> {
+        let mut text = String::new();
+        fs::File::open(self.dir.join("cgroup.procs"))?.read_to_string(&mut text)?;
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// Sends `signal` to every process in it: SIGKILL through `cgroup.kill`,
+    /// any other signal member by member.
+    pub(super) fn signal(&self, signal: Signal) -> io::Result<()> {
+        if signal == Signal::SIGKILL {
+            match fs::write(self.dir.join("cgroup.kill"), b"1") {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return self.kill_each(),
+                Err(e) => return Err(e),
+            }
+        }
+        self.signal_members(signal)
+    }
+
+    /// Without `cgroup.kill` (before Linux 5.14): SIGKILL every member
+    /// until none is left (a killed process forks no more; a bounded number
+    /// of rounds catches what forked in between).
+    fn kill_each(&self) -> io::Result<()> {
+        for _ in 0..16 {
+            if self.pids()?.is_empty() {
+                return Ok(());
+            }
+            self.signal_members(Signal::SIGKILL)?;
+        }
+        Ok(())
+    }
+
+    /// Each member in turn. A pid read from `cgroup.procs` may exit and be
+    /// recycled before the signal; so the signal goes through a pidfd opened
+    /// first, and only after `/proc/<pid>/cgroup` shows that the pid is
+    /// still ours: if the process behind the pidfd had died before that
+    /// check, the pidfd signal fails harmlessly.
+    fn signal_members(&self, signal: Signal) -> io::Result<()> {
+        let mut first_err = None;
+        let mut delivered = false;
+        for pid in self.pids()? {
+            match self.signal_member(pid, signal) {
+                Ok(()) => delivered = true,
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) => first_err = first_err.or(Some(e)),
+            }
+        }
+        match first_err {
+            Some(e) if !delivered => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn signal_member(&self, pid: i32, signal: Signal) -> io::Result<()> {
+        let fd = pidfd_open(nix::unistd::Pid::from_raw(pid))?;
+        if !self.holds(pid) {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        pidfd_send_signal(fd.as_raw_fd(), signal)
+    }
+
+    /// Whether `/proc/<pid>/cgroup` names this cgroup.
+    fn holds(&self, pid: i32) -> bool {
+        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/cgroup")) else { return false };
+        let Some(place) = text.lines().find_map(|l| l.strip_prefix("0::")) else { return false };
+        let mine = self.dir.to_string_lossy();
+        !place.is_empty() && mine.ends_with(place) && mine.len() > place.len()
+    }
+
+    /// Waits (blocking, at most `rounds` × 10 ms) until no live process is
+    /// in it. Only `UnixSys::drop` waits, after `cgroup.kill`.
+    pub(super) fn wait_empty(&self, rounds: u32) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        for _ in 0..rounds {
+            if !self.populated() {
+                return;
+            }
+            let mut fds = [PollFd::new(self.events.as_fd(), PollFlags::POLLPRI)];
+            let _ = poll(&mut fds, PollTimeout::from(10u8));
+        }
+        log::warn!("procsup: cgroup {} still has live processes", self.dir.display());
+    }
+
+    /// Removes the directory (it must be empty of live processes).
+    pub(super) fn remove(&self) {
+        if let Err(e) = fs::remove_dir(&self.dir) {
+            log::warn!("procsup: removing cgroup {}: {e}", self.dir.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape(r"/sys/fs/cgroup/my\040dir"), "/sys/fs/cgroup/my dir");
+        assert_eq!(unescape(r"/a\\b"), r"/a\\b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+}

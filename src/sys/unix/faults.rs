@@ -1,0 +1,65 @@
+//! A test seam: make the nth pidfd call fail, to test the per-child
+//! fallback without exhausting the host's fds. Off unless a test sets it.
+
+use std::io;
+
+use super::UnixSys;
+
+#[derive(Debug, Default)]
+pub(super) struct Faults {
+    /// The nth `pidfd_open` (from 1) fails with this errno.
+    pub(super) open: Option<(u32, i32)>,
+    /// The nth epoll add of a pidfd fails with this errno.
+    pub(super) watch: Option<(u32, i32)>,
+    /// The `waitid(P_PIDFD)` check fails with this errno.
+    pub(super) waitid: Option<i32>,
+    opens: u32,
+    watches: u32,
+}
+
+fn nth(count: &mut u32, fault: Option<(u32, i32)>) -> Option<io::Error> {
+    *count = count.saturating_add(1);
+    fault.filter(|&(n, _)| n == *count).map(|(_, errno)| io::Error::from_raw_os_error(errno))
+}
+
+impl Faults {
+    /// The injected error of this `pidfd_open`, if any.
+    pub(super) fn pidfd_open(&mut self) -> Option<io::Error> {
+        nth(&mut self.opens, self.open)
+    }
+
+    /// The injected error of this epoll add of a pidfd, if any.
+    pub(super) fn pidfd_watch(&mut self) -> Option<io::Error> {
+        nth(&mut self.watches, self.watch)
+    }
+
+    /// The injected error of the `waitid(P_PIDFD)` check, if any.
+    pub(super) fn pidfd_waitid(&self) -> Option<io::Error> {
+        self.waitid.map(io::Error::from_raw_os_error)
+    }
+}
+
+impl UnixSys {
+    /// Test seam: the `nth` `pidfd_open` of a child (1 = the first) fails
+    /// with `errno`.
+    #[doc(hidden)]
+    pub fn fail_pidfd_open(mut self, nth: u32, errno: i32) -> Self {
+        self.faults.open = Some((nth, errno));
+        self
+    }
+
+    /// Test seam: the `nth` epoll add of a child's pidfd fails with `errno`.
+    #[doc(hidden)]
+    pub fn fail_pidfd_watch(mut self, nth: u32, errno: i32) -> Self {
+        self.faults.watch = Some((nth, errno));
+        self
+    }
+
+    /// Test seam: the check that `waitid(P_PIDFD)` works fails with
+    /// `errno`, as on Linux 5.3.
+    #[doc(hidden)]
+    pub fn fail_pidfd_waitid(mut self, errno: i32) -> Self {
+        self.faults.waitid = Some(errno);
+        self
+    }
+}

@@ -1,0 +1,222 @@
+//! Trees a crashed earlier run left behind: finding, stopping and
+//! watching them, never touching a process not provably of that run.
+//!
+//! A record names its tree by what survives the leader (see
+//! [`crate::orphans`]): its cgroup (one this crate made, named after the
+//! crashed host process), or its process group and session together with
+//! the leader's start time. What is signalled:
+//!
+//! - a cgroup: every member, SIGKILL through `cgroup.kill`; gone is
+//!   `populated 0` (`EPOLLPRI`), then the directory is removed;
+//! - a live leader (same start time, pinned by a pidfd): the leader, then
+//!   its group while the leader still checks out;
+//! - a gone leader: each process of the recorded group AND session that
+//!   started no earlier than the leader, checked again through a pidfd
+//!   right before its signal; gone when none is left (looked at on every
+//!   poll).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::cgroup::ChildCgroup;
+use super::wait::{pidfd_open, pidfd_send_signal};
+use super::UnixSys;
+use crate::orphans::{self, Discard, OrphanScan};
+use crate::sys::SysEvent;
+
+/// The token slot of an orphan leader's pidfd in the epoll set.
+pub(super) const ORPHAN_SLOT: u64 = 3;
+/// The token slot of an orphan cgroup's `cgroup.events`.
+pub(super) const ORPHAN_CGROUP_SLOT: u64 = 6;
+
+/// A tree an earlier run left behind, being stopped.
+#[derive(Debug)]
+pub(super) struct OrphanEntry {
+    name: String,
+    pgid: Pid,
+    sid: Pid,
+    start_time: u64,
+    /// The leader, while it lives.
+    pidfd: Option<OwnedFd>,
+    leader_alive: bool,
+    cgroup: Option<ChildCgroup>,
+}
+
+impl OrphanEntry {
+    fn members(&self, pid: Pid) -> Vec<i32> {
+        if self.pgid != pid {
+            return Vec::new(); // it led no group: nothing to attribute
+        }
+        orphans::orphan_members(self.pgid.as_raw(), self.sid.as_raw(), self.start_time)
+    }
+}
+
+impl UnixSys {
+    pub(super) fn scan_orphan_trees(&mut self) -> io::Result<Vec<OrphanScan>> {
+        let Some(dir) = &self.state_dir else { return Ok(Vec::new()) };
+        let (children, known) = (&self.children, &self.orphans);
+        let scans =
+            dir.scan(|pid| children.contains_key(&Pid::from_raw(pid)) || known.contains_key(&Pid::from_raw(pid)))?;
+        let mut out = Vec::with_capacity(scans.len());
+        for scan in scans {
+            let OrphanScan::Alive(orphan) = scan else {
+                out.push(scan);
+                continue;
+            };
+            let cgroup = match orphan.cgroup.as_deref().map(ChildCgroup::open) {
+                Some(Ok(cg)) => Some(cg),
+                Some(Err(e)) => {
+                    log::warn!("procsup: opening the cgroup of orphan {}: {e}", orphan.name);
+                    None
+                }
+                None => None,
+            };
+            // A pidfd pins the leader: once its start time checks out after
+            // the open, the fd can never refer to another process.
+            let mut leader_alive = orphan.leader_alive;
+            let pidfd = if leader_alive && self.pidfd != Some(false) { pidfd_open(orphan.pid).ok() } else { None };
+            if leader_alive && !orphans::is_live(orphan.pid.as_raw(), orphan.start_time) {
+                leader_alive = false;
+            }
+            let mut entry = OrphanEntry {
+                name: orphan.name.clone(),
+                pgid: orphan.pgid,
+                sid: orphan.sid,
+                start_time: orphan.start_time,
+                pidfd: pidfd.filter(|_| leader_alive),
+                leader_alive,
+                cgroup,
+            };
+            let rest = match &entry.cgroup {
+                Some(cg) => cg.populated(),
+                None => !entry.members(orphan.pid).is_empty(),
+            };
+            if !leader_alive && !rest {
+                if let Some(d) = &self.state_dir {
+                    d.remove(&orphan.name, orphan.pid.as_raw());
+                }
+                if let Some(cg) = &entry.cgroup {
+                    orphans::remove_cgroup(&cg.dir);
+                }
+                out.push(OrphanScan::Discarded { name: orphan.name, reason: Discard::Gone });
+                continue;
+            }
+            if let Some(cg) = &entry.cgroup {
+                // The cgroup says when the whole tree is gone: no pidfd.
+                entry.pidfd = None;
+                let token = Self::token(orphan.pid, ORPHAN_CGROUP_SLOT);
+                if let Some(Err(e)) = self.readiness.as_ref().map(|r| r.watch_pri(cg.events.as_fd(), token)) {
+                    log::warn!("procsup: epoll add orphan cgroup.events: {e}");
+                }
+            } else if let Some(fd) = &entry.pidfd {
+                if let Err(e) = self.watch(fd, Self::token(orphan.pid, ORPHAN_SLOT)) {
+                    log::warn!("procsup: epoll add orphan pidfd: {e}");
+                }
+            }
+            self.orphans.insert(orphan.pid, entry);
+            out.push(OrphanScan::Alive(orphan));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn signal_orphan_tree(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
+        let Some(o) = self.orphans.get(&pid) else { return Err(Errno::ESRCH.into()) };
+        if let Some(cg) = &o.cgroup {
+            return cg.signal(signal);
+        }
+        let mut delivered = false;
+        if o.leader_alive {
+            // The leader first, through its pidfd where there is one: that
+            // can only reach the recorded process.
+            let sent = match &o.pidfd {
+                Some(fd) => pidfd_send_signal(fd.as_raw_fd(), signal),
+                None if orphans::is_live(pid.as_raw(), o.start_time) => {
+                    nix::sys::signal::kill(pid, signal).map_err(io::Error::from)
+                }
+                None => Err(Errno::ESRCH.into()),
+            };
+            delivered = sent.is_ok();
+            // Then the rest of its group, while its leader is still the
+            // recorded process (a live leader's pgid cannot be reused).
+            if o.pgid == pid && orphans::is_live(pid.as_raw(), o.start_time) {
+                let _ = nix::sys::signal::killpg(pid, signal);
+                return Ok(());
+            }
+        }
+        for m in o.members(pid) {
+            // Pinned first, then checked: if the member died and its pid was
+            // taken since, the check fails or the pidfd signal does.
+            let Ok(fd) = pidfd_open(Pid::from_raw(m)) else { continue };
+            if orphans::is_member(m, o.pgid.as_raw(), o.sid.as_raw(), o.start_time)
+                && pidfd_send_signal(fd.as_raw_fd(), signal).is_ok()
+            {
+                delivered = true;
+            }
+        }
+        if delivered {
+            Ok(())
+        } else {
+            Err(Errno::ESRCH.into())
+        }
+    }
+
+    /// The leader of an orphan tree exited: the tree is gone unless members
+    /// of its group are left, which are then looked at on every poll.
+    pub(super) fn orphan_leader_exited(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
+        let Some(o) = self.orphans.get_mut(&pid) else { return };
+        o.leader_alive = false;
+        if let Some(fd) = o.pidfd.take() {
+            if let Some(r) = &self.readiness {
+                r.unwatch(fd.as_fd());
+            }
+        }
+        if self.orphans.get(&pid).is_some_and(|o| o.members(pid).is_empty()) {
+            self.orphan_gone(pid, events);
+        }
+    }
+
+    pub(super) fn orphan_cgroup_changed(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
+        if self.orphans.get(&pid).and_then(|o| o.cgroup.as_ref()).is_some_and(|cg| !cg.populated()) {
+            self.orphan_gone(pid, events);
+        }
+    }
+
+    /// Orphans no fd wakes for: looked at on every poll.
+    pub(super) fn poll_orphans(&mut self, events: &mut Vec<SysEvent>) {
+        let gone: Vec<Pid> = self
+            .orphans
+            .iter()
+            .filter(|(&pid, o)| match &o.cgroup {
+                Some(cg) => self.readiness.is_none() && !cg.populated(),
+                None if o.pidfd.is_some() => false,
+                None => {
+                    let leader = o.leader_alive && orphans::is_live(pid.as_raw(), o.start_time);
+                    !leader && o.members(pid).is_empty()
+                }
+            })
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in gone {
+            self.orphan_gone(pid, events);
+        }
+    }
+
+    pub(super) fn orphan_gone(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
+        let Some(o) = self.orphans.remove(&pid) else { return };
+        if let Some(fd) = &o.pidfd {
+            self.unwatch(fd);
+        }
+        if let Some(cg) = &o.cgroup {
+            self.unwatch(&cg.events);
+            orphans::remove_cgroup(&cg.dir);
+        }
+        if let Some(dir) = &self.state_dir {
+            dir.remove(&o.name, pid.as_raw());
+        }
+        events.push(SysEvent::OrphanGone { pid });
+    }
+}
