@@ -55,6 +55,8 @@ options:
                                what a crashed earlier run left behind
   --no-die-with-parent         let children outlive this host (by default
                                they get SIGKILL when it dies)
+  --subreaper                  adopt orphans (PR_SET_CHILD_SUBREAPER) and reap
+                               them, for PID 1 or a container's entrypoint
   --no-cgroups                 hold each child's tree by its process group
                                only, even where a cgroup v2 is writable
   --capture                    capture the children's stdout and stderr and
@@ -83,6 +85,7 @@ struct Args {
     die_with_parent: bool,
     cgroups: bool,
     instances: Option<u32>,
+    subreaper: bool,
     capture: bool,
     ready: Option<procsup::Readiness>,
     start_timeout: Option<Duration>,
@@ -156,6 +159,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         die_with_parent: true,
         cgroups: true,
         instances: None,
+        subreaper: false,
         capture: false,
         ready: None,
         start_timeout: None,
@@ -192,6 +196,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--exit-when-idle" => a.exit_when_idle = true,
             "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
             "--no-die-with-parent" => a.die_with_parent = false,
+            "--subreaper" => a.subreaper = true,
             "--no-cgroups" => a.cgroups = false,
             "--capture" => a.capture = true,
             "--instances" => a.instances = Some(positive(&arg, &value(&arg)?)?),
@@ -297,6 +302,18 @@ fn main() -> ExitCode {
             }
         },
         None => base,
+    };
+    // This host has no children of its own: every orphan it adopts is
+    // one to reap.
+    let sys = match args.subreaper {
+        true => match sys.subreaper(procsup::SubreaperMode::AllOrphans) {
+            Ok(sys) => sys,
+            Err(e) => {
+                eprintln!("supervise: --subreaper: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        false => sys,
     };
     let mut sup = Supervisor::with_sys(sys);
     for (name, argv) in &args.processes {

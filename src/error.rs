@@ -73,6 +73,11 @@ pub enum Error {
         /// The state directory.
         path: PathBuf,
     },
+    /// The host could not become a child subreaper
+    /// ([`UnixSys::subreaper`](crate::UnixSys::subreaper)): `Unsupported`
+    /// on systems without `PR_SET_CHILD_SUBREAPER`, else the `prctl` error.
+    #[error("cannot become a child subreaper: {0}")]
+    Subreaper(#[source] io::Error),
     /// The supervisor is shutting down and starts nothing new.
     #[error("the supervisor is shutting down")]
     ShuttingDown,

@@ -351,6 +351,26 @@ pub enum Event {
         /// True when no answer came within the probe timeout.
         timed_out: bool,
     },
+    /// An orphan the host adopted as a subreaper
+    /// ([`UnixSys::subreaper`](crate::UnixSys::subreaper)) ended and was
+    /// reaped.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use procsup::{Event, Exit, Pid};
+    /// let e = Event::AdoptedExited { name: Arc::from("web"), pid: Pid::from_raw(77), exit: Exit::Exited(0) };
+    /// assert_eq!(e.to_string(), "event=adopted_exited name=web pid=77 code=0");
+    /// ```
+    AdoptedExited {
+        /// The supervised process whose tree it came from; empty (an
+        /// invalid process name) for one that came from no supervised tree,
+        /// reaped under [`SubreaperMode::AllOrphans`](crate::SubreaperMode::AllOrphans).
+        name: Arc<str>,
+        /// The adopted process.
+        pid: Pid,
+        /// How it ended.
+        exit: Exit,
+    },
     /// One line of captured output (without its `\n`; raw bytes, maybe
     /// not UTF-8; `Display` escapes invalid bytes as `\xNN`).
     Output {
@@ -390,6 +410,7 @@ impl Event {
             | Event::OrphanGone { name, .. }
             | Event::OrphanDiscarded { name, .. }
             | Event::OrphanRefused { name, .. }
+            | Event::AdoptedExited { name, .. }
             | Event::Output { name, .. }
             | Event::Ready { name, .. }
             | Event::StartTimeout { name, .. }
@@ -405,9 +426,9 @@ impl Event {
     /// `exited`, `backoff`, `fatal`, `stopping`, `killed`, `stopped`,
     /// `removed`, `retiring`, `retired`, `roll_aborted`, `roll_done`,
     /// `orphan_stopping`, `orphan_killed`, `orphan_gone`,
-    /// `orphan_discarded`, `orphan_refused`, `output`, `ready`,
-    /// `start_timeout`, `watchdog`, `status`, `reloading`, `probe_due`,
-    /// `probe_failed`.
+    /// `orphan_discarded`, `orphan_refused`, `adopted_exited`, `output`,
+    /// `ready`, `start_timeout`, `watchdog`, `status`, `reloading`,
+    /// `probe_due`, `probe_failed`.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Spawned { .. } => "spawned",
@@ -431,6 +452,7 @@ impl Event {
             Event::OrphanGone { .. } => "orphan_gone",
             Event::OrphanDiscarded { .. } => "orphan_discarded",
             Event::OrphanRefused { .. } => "orphan_refused",
+            Event::AdoptedExited { .. } => "adopted_exited",
             Event::Output { .. } => "output",
             Event::Ready { .. } => "ready",
             Event::StartTimeout { .. } => "start_timeout",
@@ -495,7 +517,7 @@ impl fmt::Display for Event {
             }
             Event::Stopped { .. } | Event::Removed { .. } | Event::RollDone { .. } => Ok(()),
             Event::Retiring { pid, signal, .. } => write!(f, " pid={pid} signal={}", signal.as_str()),
-            Event::Retired { pid, exit, .. } => write!(f, " pid={pid} {exit}"),
+            Event::Retired { pid, exit, .. } | Event::AdoptedExited { pid, exit, .. } => write!(f, " pid={pid} {exit}"),
             Event::RollAborted { reason, .. } => {
                 f.write_str(" reason=")?;
                 logfmt_value(f, reason)

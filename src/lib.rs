@@ -107,6 +107,7 @@
 //! | systemd `Type=notify-reload`, `ExecReload=kill -HUP $MAINPID` | [`Supervisor::reload_process`], [`reload_signal`](ProcessSpec::reload_signal) |
 //! | s6 `notification-fd` | `.ready(Readiness::Fd(n))` |
 //! | Kubernetes `livenessProbe` | [`ProcessSpec::probe`] with [`Probe`] |
+//! | tini, dumb-init (PID 1 reaping orphans) | [`UnixSys::subreaper`] with [`SubreaperMode`] |
 //! | Erlang/OTP one-for-one `intensity`, `period` | `Backoff::none()` and `max_restarts_within(intensity, period)` |
 //!
 //! # Deterministic tests
@@ -141,7 +142,7 @@ pub use readiness::{LineFn, LineMatcher, NotifyMessage, Probe, Readiness, MAX_NO
 pub use spec::{KillMode, Output, ProcessSpec, RestartPolicy, MAX_DURATION, MAX_INSTANCES, MAX_NAME_LEN};
 pub use state::{Containment, Exit, ProcessStatus, State};
 pub use supervisor::{Reaped, Supervisor, OUTPUT_LINES_PER_TICK};
-pub use sys::{Sys, SysEvent, UnixSys};
+pub use sys::{SubreaperMode, Sys, SysEvent, UnixSys};
 
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;

@@ -114,7 +114,7 @@ pub struct ProcessSpec {
     pub(crate) umask: Option<u32>,
     pub(crate) fatal_exec_errors: bool,
     pub(crate) instances: Option<u32>,
-    pub(crate) pre_exec: Option<PreExec>,
+    pub(crate) pre_exec: Vec<PreExec>,
     pub(crate) ready: Readiness,
     pub(crate) start_timeout: Option<Duration>,
     pub(crate) watchdog: Option<Duration>,
@@ -137,7 +137,7 @@ pub enum KillMode {
     Process,
 }
 
-/// A hook run in the child between fork and exec; see
+/// One hook run in the child between fork and exec; see
 /// [`ProcessSpec::pre_exec`].
 #[derive(Clone)]
 pub(crate) struct PreExec(pub(crate) std::sync::Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>);
@@ -180,7 +180,7 @@ impl ProcessSpec {
             umask: None,
             fatal_exec_errors: false,
             instances: None,
-            pre_exec: None,
+            pre_exec: Vec::new(),
             ready: Readiness::default(),
             start_timeout: None,
             watchdog: None,
@@ -343,7 +343,10 @@ impl ProcessSpec {
     ///
     /// The child also checks, right after setting it, that the host is
     /// still its parent, and signals itself if not: a host that dies during
-    /// the spawn leaves nothing behind either.
+    /// the spawn leaves nothing behind either. By then the child's signal
+    /// dispositions are the defaults and nothing is blocked, so the signal
+    /// acts as the kernel's would and never runs a handler of the host; a
+    /// signal whose default is to be ignored fails the spawn instead.
     ///
     /// # Threads
     ///
@@ -506,7 +509,7 @@ impl ProcessSpec {
     }
     /// Whether a pre-exec hook is set.
     pub fn has_pre_exec(&self) -> bool {
-        self.pre_exec.is_some()
+        !self.pre_exec.is_empty()
     }
     /// The number of instances asked for, if any.
     pub fn get_instances(&self) -> Option<u32> {

@@ -229,6 +229,13 @@ impl FakeSys {
         true
     }
 
+    /// An orphan the host adopted as a subreaper ends; reported by the next
+    /// `poll` as [`SysEvent::AdoptedExited`]. `name` is the supervised
+    /// process whose tree it came from, `None` for none.
+    pub fn adopted_exit(&mut self, pid: Pid, name: Option<&str>, exit: Exit) {
+        self.pending.push_back(SysEvent::AdoptedExited { pid, name: name.map(str::to_owned), exit });
+    }
+
     /// The next spawn fails with `errno` (queued: call several times to fail
     /// several spawns).
     pub fn fail_next_spawn(&mut self, errno: Errno) {

@@ -185,3 +185,22 @@ fn fake_liveness_and_recording() {
     h.start("a");
     assert_eq!(h.sup.sys().spawns().len(), 1);
 }
+
+#[test]
+fn an_adopted_orphans_exit_is_reported_and_changes_no_process() {
+    // Subreaper mode: the OS layer reaps an orphan adopted from a's tree,
+    // and one from no supervised tree; neither is a's own exit.
+    let mut h = Harness::with([spec("a")]);
+    h.start("a");
+    let pid = h.pid("a");
+    h.sup.sys_mut().adopted_exit(procsup::Pid::from_raw(9001), Some("a"), Exit::Exited(7));
+    h.sup.sys_mut().adopted_exit(procsup::Pid::from_raw(9002), None, Exit::Signaled(9));
+    h.tick();
+    let adopted: Vec<String> = h.log.iter().filter(|e| e.kind() == "adopted_exited").map(|e| e.to_string()).collect();
+    assert_eq!(
+        adopted,
+        ["event=adopted_exited name=a pid=9001 code=7", "event=adopted_exited name=\"\" pid=9002 signal=9"]
+    );
+    assert_eq!((h.state("a"), h.pid("a")), (State::Starting, pid));
+    assert_eq!(h.sup.status("a").unwrap().exit_count, 0);
+}

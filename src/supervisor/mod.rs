@@ -421,6 +421,10 @@ impl<S: Sys> Supervisor<S> {
                 }
                 SysEvent::Notify { pid, msg } => self.on_notify(pid, msg, now),
                 SysEvent::OrphanGone { pid } => self.on_orphan_gone(pid, now),
+                SysEvent::AdoptedExited { pid, name, exit } => {
+                    let name: Arc<str> = Arc::from(name.as_deref().unwrap_or(""));
+                    self.emit(Event::AdoptedExited { name, pid, exit });
+                }
                 SysEvent::Exited { pid, exit } => {
                     if let Some((id, r)) = self.on_exit(pid, exit, now) {
                         reaped.push(r);

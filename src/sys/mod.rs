@@ -18,7 +18,7 @@ use crate::state::{Containment, Exit};
 
 mod unix;
 
-pub use unix::UnixSys;
+pub use unix::{SubreaperMode, UnixSys};
 
 /// Something a [`Sys`] observed about one of its own children.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +49,18 @@ pub enum SysEvent {
         pid: Pid,
         /// The message.
         msg: NotifyMessage,
+    },
+    /// An orphan the host adopted as a subreaper
+    /// ([`UnixSys::subreaper`]) ended and was reaped.
+    AdoptedExited {
+        /// The adopted process.
+        pid: Pid,
+        /// The supervised process whose tree it provably came from; `None`
+        /// for one reaped because the host declared it has no children of
+        /// its own ([`SubreaperMode::AllOrphans`]).
+        name: Option<String>,
+        /// How it ended.
+        exit: Exit,
     },
     /// The child (the leader of its tree) was reaped, but the rest of its
     /// tree still lives. Until [`SysEvent::TreeEmpty`] for this pid,

@@ -19,10 +19,16 @@
 //!   (`tree.rs`). A leader reaped while the rest of its tree lives is
 //!   reported as [`SysEvent::LeaderExited`], and the tree's end as
 //!   [`SysEvent::TreeEmpty`].
+//! - Every child starts clean (`child.rs`): an empty signal mask and the
+//!   default disposition for each signal the host ignored or caught, before
+//!   any user hook.
+//! - In subreaper mode ([`UnixSys::subreaper`], `subreaper.rs`) orphans
+//!   adopted from supervised trees are reaped, each by its pid.
 
 #![allow(unsafe_code)]
 
 mod cgroup;
+mod child;
 mod exec;
 mod faults;
 mod notify;
@@ -30,8 +36,11 @@ mod orphan;
 mod output;
 mod readiness;
 mod spawn;
+mod subreaper;
 mod tree;
 mod wait;
+
+pub use subreaper::SubreaperMode;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
@@ -48,6 +57,7 @@ use orphan::{OrphanEntry, ORPHAN_CGROUP_SLOT, ORPHAN_SLOT};
 use output::{pending_bytes, pipe_token};
 use readiness::Readiness;
 use spawn::set_nonblocking;
+use subreaper::{Subreaper, ADOPTED_SLOT};
 use tree::{Contain, CGROUP_SLOT, MEMBER_SLOT};
 use wait::{pidfd_open, pidfd_waitid_works, waitid_pidfd, waitpid_nohang, warn_if_spawner_thread_died};
 
@@ -132,6 +142,7 @@ pub struct UnixSys {
     buf: Vec<u8>,
     state_dir: Option<StateDir>,
     orphans: HashMap<Pid, OrphanEntry>,
+    subreaper: Option<Subreaper>,
     /// This boot's id, for the records.
     boot_id: Option<String>,
     /// Members of draining process groups: member -> (leader, pidfd).
@@ -181,6 +192,7 @@ impl UnixSys {
             buf: vec![0; 64 * 1024],
             state_dir: None,
             orphans: HashMap::new(),
+            subreaper: None,
             boot_id: None,
             members: HashMap::new(),
             group_drains: std::collections::HashSet::new(),
@@ -288,6 +300,51 @@ impl UnixSys {
         Ok(self)
     }
 
+    /// Makes the host a child subreaper (Linux `PR_SET_CHILD_SUBREAPER`),
+    /// for a host that runs as PID 1 or as a container's entrypoint (the
+    /// job of tini and dumb-init): a process whose parent dies becomes the
+    /// host's child instead of init's. Such adopted orphans, as `mode`
+    /// allows, are watched (a pidfd in the one readiness fd) and reaped by
+    /// their pid when they exit, each reported as
+    /// [`Event::AdoptedExited`](crate::Event::AdoptedExited). Off by default.
+    ///
+    /// Adoptions are looked for (one read of `/proc/self/task/*/children`)
+    /// in a [`Sys::poll`] that saw an exit of ours, or when a non-reaping
+    /// peek shows a zombie child that is not ours. Nothing signals an
+    /// adoption, and an orphan adopted while the supervised child it came
+    /// from lives (its own parent in the tree died) wakes nothing when it
+    /// exits: a host in this mode should also wake on SIGCHLD and tick, so
+    /// that such a zombie is reaped at once.
+    ///
+    /// [`SubreaperMode::AllOrphans`] takes every child that is not this
+    /// `UnixSys`'s own, including another `UnixSys`'s: use it with one.
+    ///
+    /// The flag is the whole host process's. Dropping this `UnixSys` kills
+    /// and reaps the orphans adopted from supervised trees; dropping the
+    /// last one in subreaper mode clears the flag again (unless the host was
+    /// a subreaper before the first).
+    ///
+    /// ```no_run
+    /// use procsup::{SubreaperMode, Supervisor, UnixSys};
+    /// let sys = UnixSys::new().subreaper(SubreaperMode::SupervisedTrees)?;
+    /// let mut sup = Supervisor::with_sys(sys);
+    /// # Ok::<(), procsup::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Subreaper`](crate::Error::Subreaper): `Unsupported` where
+    /// there is no `PR_SET_CHILD_SUBREAPER` (systems other than Linux); the
+    /// `prctl` error otherwise.
+    pub fn subreaper(mut self, mode: SubreaperMode) -> crate::Result<Self> {
+        self.subreaper = Some(Subreaper::new(mode).map_err(crate::Error::Subreaper)?);
+        Ok(self)
+    }
+
+    /// How many adopted orphans are watched (subreaper mode).
+    pub fn adopted_count(&self) -> usize {
+        self.subreaper.as_ref().map_or(0, Subreaper::adopted_count)
+    }
+
     /// The `waitpid`/`kill` fallback even where pidfds exist (for tests of
     /// that path, and for hosts that must run on old kernels the same way).
     /// Captured output still wakes the epoll fd; exits do not.
@@ -359,6 +416,9 @@ impl UnixSys {
         }
         self.unwatched.remove(&pid);
         self.finishing.insert(pid);
+        if let (Some(sr), Some(child)) = (self.subreaper.as_mut(), self.children.get(&pid)) {
+            sr.note_reaped(pid, &child.name);
+        }
     }
 
     /// Reports the exit of a reaped child whose last word was read: gone,
@@ -399,6 +459,11 @@ impl UnixSys {
                         ORPHAN_CGROUP_SLOT => self.orphan_cgroup_changed(pid, events),
                         CGROUP_SLOT => self.cgroup_changed(pid, events),
                         MEMBER_SLOT => self.member_exited(pid, events),
+                        ADOPTED_SLOT => {
+                            if let Some(exit) = self.wait_adopted(pid) {
+                                self.finish_adopted(pid, exit, events);
+                            }
+                        }
                         0 => self.check_exit(pid),
                         _ => pipes.push(token),
                     }
@@ -591,6 +656,7 @@ impl Sys for UnixSys {
         self.poll_ready(events);
         self.recheck_draining_groups(events);
         self.poll_orphans(events);
+        self.poll_adopted(events);
     }
 
     fn scan_orphans(&mut self) -> io::Result<Vec<OrphanScan>> {
@@ -655,6 +721,7 @@ impl Drop for UnixSys {
                 }
             }
         }
+        self.release_adopted();
     }
 }
 

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
+use super::child::{ChildSteps, Death, HostSignals};
 use crate::spec::{Output, PreExec, ProcessSpec};
 
 /// A `Command` for `spec`, and our read ends of its capture pipes. The
@@ -130,16 +131,22 @@ pub(super) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 }
 
 impl ProcessSpec {
-    /// Runs `hook` in the child after `fork` and before `exec`, after the
-    /// umask and the parent-death signal are set. An `Err` it returns fails
-    /// the spawn ([`Event::SpawnFailed`](crate::Event)): the child never
-    /// runs the program and is reaped by the spawn itself. Only the error's
-    /// errno crosses to the parent (through std's close-on-exec pipe): the
-    /// spawn fails with `io::Error::from_raw_os_error(errno)`, so a custom
-    /// kind or message is lost, and an error without an errno
-    /// (`io::Error::other`) arrives as `EINVAL`.
+    /// Adds a hook run in the child after `fork` and before `exec`. Each
+    /// call adds one; they run in the order given, like
+    /// [`CommandExt::pre_exec`]'s. They run after procsup's own steps: the
+    /// child has an empty signal mask and the default disposition for every
+    /// signal the host ignored or caught (no host handler can run in it),
+    /// then its umask and its parent-death signal.
     ///
-    /// A hook forces the `fork` path (no `posix_spawn`).
+    /// An `Err` a hook returns fails the spawn ([`Event::SpawnFailed`](crate::Event)),
+    /// and the hooks after it do not run: the child never runs the program
+    /// and is reaped by the spawn itself. Only the error's errno crosses to
+    /// the parent (through std's close-on-exec pipe): the spawn fails with
+    /// `io::Error::from_raw_os_error(errno)`, so a custom kind or message is
+    /// lost, and an error without an errno (`io::Error::other`) arrives as
+    /// `EINVAL`.
+    ///
+    /// Hooks force the `fork` path (no `posix_spawn`).
     ///
     /// # Safety
     ///
@@ -150,12 +157,19 @@ impl ProcessSpec {
     ///
     /// ```
     /// use procsup::ProcessSpec;
-    /// // SAFETY: setsid(2) is async-signal-safe.
+    /// // SAFETY: setsid(2) and nice(2) are async-signal-safe.
     /// let spec = unsafe {
-    ///     ProcessSpec::new("daemon", "sleep").arg("60").process_group(false).pre_exec(|| {
-    ///         nix::unistd::setsid()?;
-    ///         Ok(())
-    ///     })
+    ///     ProcessSpec::new("daemon", "sleep")
+    ///         .arg("60")
+    ///         .process_group(false)
+    ///         .pre_exec(|| {
+    ///             nix::unistd::setsid()?;
+    ///             Ok(())
+    ///         })
+    ///         .pre_exec(|| {
+    ///             libc::nice(5);
+    ///             Ok(())
+    ///         })
     /// };
     /// assert!(spec.has_pre_exec());
     /// ```
@@ -163,63 +177,39 @@ impl ProcessSpec {
     where
         F: Fn() -> io::Result<()> + Send + Sync + 'static,
     {
-        self.pre_exec = Some(PreExec(std::sync::Arc::new(hook)));
+        self.pre_exec.push(PreExec(std::sync::Arc::new(hook)));
         self
     }
 }
 
-/// Work done in the child between fork and exec: entering its cgroup, the
-/// umask, the parent-death signal and the spec's own hook. Nothing is installed when none is asked
-/// for, so `Command` keeps its `posix_spawn` fast path.
+/// Work done in the child between fork and exec: procsup's own steps
+/// ([`ChildSteps`]: entering its cgroup, a clean signal state, the umask,
+/// the parent-death signal), then the spec's hooks in order. Nothing is installed when
+/// nothing is needed, so `Command` keeps its `posix_spawn` fast path.
 fn install_pre_exec(cmd: &mut Command, spec: &ProcessSpec, cgroup_procs: Option<RawFd>) {
-    let umask = spec.umask;
-    let user_hook = spec.pre_exec.clone();
-    #[cfg(target_os = "linux")]
-    let death = spec.die_with_parent.map(|s| s as libc::c_int);
-    #[cfg(not(target_os = "linux"))]
-    let death: Option<libc::c_int> = None;
-    if umask.is_none() && death.is_none() && user_hook.is_none() && cgroup_procs.is_none() {
-        return;
-    }
+    let umask = spec.umask.map(|m| m as libc::mode_t);
     // Read before the fork: after it, getppid() names the parent we must
     // outlive no longer than.
     #[cfg(target_os = "linux")]
-    let parent = std::process::id() as libc::pid_t;
-    let hook = move || -> io::Result<()> {
-        // First, before anything of the child can fork: its cgroup.
-        if let Some(fd) = cgroup_procs {
-            super::cgroup::enter(fd)?;
-        }
-        if let Some(mask) = umask {
-            // SAFETY: umask(2) is async-signal-safe and cannot fail.
-            unsafe { libc::umask(mask as libc::mode_t) };
-        }
-        #[cfg(target_os = "linux")]
-        if let Some(sig) = death {
-            // SAFETY: prctl(2) and getppid(2) are plain system calls,
-            // async-signal-safe; PR_SET_PDEATHSIG takes a signal number.
-            let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: as above. If the parent died before prctl, the
-            // signal will never come: deliver it ourselves (kill(2) is
-            // async-signal-safe).
-            unsafe {
-                if libc::getppid() != parent {
-                    libc::kill(libc::getpid(), sig);
-                }
-            }
-        }
-        match &user_hook {
-            Some(PreExec(hook)) => hook(),
-            None => Ok(()),
-        }
-    };
-    // SAFETY: the hook only makes async-signal-safe system calls (write to
-    // cgroup.procs, umask, prctl, getppid, getpid, kill), allocates nothing and takes no lock,
-    // as CommandExt::pre_exec requires after fork in a threaded parent; the
-    // user's hook carries the same obligation through ProcessSpec::pre_exec,
-    // an unsafe fn.
-    unsafe { cmd.pre_exec(hook) };
+    let death =
+        spec.die_with_parent.map(|s| Death { signal: s as libc::c_int, parent: std::process::id() as libc::pid_t });
+    #[cfg(not(target_os = "linux"))]
+    let death: Option<Death> = None;
+    let hooks = !spec.pre_exec.is_empty();
+    if let Some(steps) = ChildSteps::plan(HostSignals::query(), cgroup_procs, umask, death, hooks) {
+        // SAFETY: ChildSteps::run only makes async-signal-safe system calls
+        // (write to cgroup.procs, sigaction, sigprocmask, umask, prctl,
+        // getppid, getpid, kill) on
+        // plain data copied before the fork; it allocates nothing and takes
+        // no lock, as CommandExt::pre_exec requires after fork in a threaded
+        // parent. std runs the hooks in the order they were added: this one
+        // first.
+        unsafe { cmd.pre_exec(move || steps.run()) };
+    }
+    for PreExec(hook) in &spec.pre_exec {
+        let hook = hook.clone();
+        // SAFETY: the user's hook carries the same obligation through
+        // ProcessSpec::pre_exec, an unsafe fn.
+        unsafe { cmd.pre_exec(move || hook()) };
+    }
 }

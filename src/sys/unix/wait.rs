@@ -144,6 +144,35 @@ pub(super) fn waitpid_nohang(pid: Pid) -> Option<Exit> {
     }
 }
 
+/// Whether any child of the host is a zombie, and one such pid, WITHOUT
+/// reaping it: `waitid(P_ALL, WEXITED | WNOHANG | WNOWAIT)` leaves the
+/// status for whoever owns the child. Only a hint of when to look closer
+/// (subreaper mode): one zombie at a time, maybe one that is not ours.
+#[cfg(target_os = "linux")]
+pub(super) fn peek_zombie() -> Option<Pid> {
+    loop {
+        // SAFETY: siginfo_t is plain data; all zeroes is how WNOHANG tells
+        // "no zombie" (si_pid stays 0).
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable siginfo_t; WNOWAIT leaves the
+        // child waitable, so no exit status is taken from anyone.
+        let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+        if rc < 0 {
+            return match Errno::last() {
+                Errno::EINTR => continue,
+                _ => None,
+            };
+        }
+        // SAFETY: after a successful waitid the kernel filled si_pid.
+        let pid = unsafe { info.si_pid() };
+        return (pid != 0).then(|| Pid::from_raw(pid));
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn peek_zombie() -> Option<Pid> {
+    None
+}
 /// `PR_SET_PDEATHSIG` follows the *thread* that spawned a child: when that
 /// thread exits, the child gets its parent-death signal although the host
 /// lives on. Such a death is easy to misread, so it is named in the log.
