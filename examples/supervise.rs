@@ -54,6 +54,12 @@ options:
   --name NAME                  name of the PROGRAM form's process (default: its file name)
 * --instances N                run N copies of each process, named NAME:0 .. NAME:N-1
 * --start-grace SECS           alive this long counts as started (default 1)
+* --ready grace|notify|fd:N|output:TEXT
+                               what makes a child ready: the start grace, sd_notify
+                               READY=1, a newline on fd N (s6), or an output line
+                               containing TEXT (default grace)
+* --start-timeout SECS         not ready this long after the spawn: a failed start
+* --watchdog SECS              with --ready notify: WATCHDOG=1 at least this often
 * --backoff fixed:SECS|exp:INITIAL:MAX[:JITTER]
                                delay before a restart (default exp:0.1:60:0.25)
 * --restart always|on-failure|never   (default always)
@@ -106,14 +112,27 @@ struct Args {
     capture: bool,
     after: Vec<(String, String, Condition)>,
     strategy: Strategy,
+    ready: Option<procsup::Readiness>,
+    start_timeout: Option<Duration>,
+    watchdog: Option<Duration>,
     config: Option<std::path::PathBuf>,
 }
 
 /// The options that take a value and that a program may set for itself:
 /// on the command line for every program, as keys in a `--config` section
 /// for one.
-const PROGRAM_OPTIONS: &[&str] =
-    &["start-grace", "backoff", "restart", "give-up", "stop-timeout", "stop-signal", "instances"];
+const PROGRAM_OPTIONS: &[&str] = &[
+    "start-grace",
+    "backoff",
+    "restart",
+    "give-up",
+    "stop-timeout",
+    "stop-signal",
+    "instances",
+    "ready",
+    "start-timeout",
+    "watchdog",
+];
 /// The same for options without a value (`key = true` in a section).
 const PROGRAM_SWITCHES: &[&str] = &["no-die-with-parent", "no-cgroups", "capture"];
 
@@ -135,6 +154,9 @@ fn set_program_option(a: &mut Args, key: &str, value: &str) -> Result<(), String
         "stop-timeout" => a.stop_timeout = secs(value)?,
         "stop-signal" => a.stop_signal = parse_signal(value)?,
         "instances" => a.instances = Some(positive(&flag, value)?),
+        "ready" => a.ready = parse_ready(value)?,
+        "start-timeout" => a.start_timeout = Some(secs(value)?),
+        "watchdog" => a.watchdog = Some(secs(value)?),
         _ => return Err(format!("unknown option {flag:?}")),
     }
     Ok(())
@@ -147,6 +169,19 @@ fn set_program_switch(a: &mut Args, key: &str) {
         "no-cgroups" => a.cgroups = false,
         "capture" => a.capture = true,
         _ => {}
+    }
+}
+
+fn parse_ready(s: &str) -> Result<Option<procsup::Readiness>, String> {
+    use procsup::Readiness;
+    match s.split_once(':') {
+        None if s == "grace" => Ok(None),
+        None if s == "notify" => Ok(Some(Readiness::Notify)),
+        Some(("fd", n)) => {
+            n.parse().map(|n| Some(Readiness::Fd(n))).map_err(|_| format!("--ready fd:{n}: not a number"))
+        }
+        Some(("output", text)) if !text.is_empty() => Ok(Some(Readiness::output_contains(text))),
+        _ => Err(format!("--ready {s:?}: expected grace, notify, fd:N or output:TEXT")),
     }
 }
 
@@ -221,6 +256,9 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         capture: false,
         after: Vec::new(),
         strategy: Strategy::OneForOne,
+        ready: None,
+        start_timeout: None,
+        watchdog: None,
         config: None,
     };
     let mut name = None;
@@ -294,6 +332,19 @@ fn spec(a: &Args, name: &str, argv: &[String]) -> ProcessSpec {
     }
     for (_, dep, condition) in a.after.iter().filter(|(n, _, _)| n == name) {
         s = s.depends_on(dep, *condition);
+    }
+    if let Some(r) = &a.ready {
+        // Output readiness reads the lines, so they are captured.
+        if matches!(r, procsup::Readiness::OutputLine(_)) {
+            s = s.stdout(procsup::Output::Capture);
+        }
+        s = s.ready(r.clone());
+    }
+    if let Some(t) = a.start_timeout {
+        s = s.start_timeout(t);
+    }
+    if let Some(w) = a.watchdog {
+        s = s.watchdog(w);
     }
     s
 }

@@ -53,6 +53,19 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The process has no child to act on (it is not `Starting`,
+    /// `Running` or `Stopping`).
+    #[error("process {0:?} has no running child")]
+    NotRunning(String),
+    /// Signalling the child failed.
+    #[error("signalling {name:?} failed: {source}")]
+    Signal {
+        /// The process name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// Another live host holds the state directory's lock: two hosts
     /// sharing one directory would stop each other's children as orphans.
     #[error("state directory {path} is in use by another live host")]

@@ -143,7 +143,9 @@ pub enum Event {
         /// The OS error as text.
         message: String,
     },
-    /// The child lived through its start grace period.
+    /// The child is ready and now `Running` (it lived through its start
+    /// grace, or its readiness source fired: then [`Event::Ready`] comes
+    /// just before).
     Running {
         /// Process name.
         name: Arc<str>,
@@ -315,6 +317,75 @@ pub enum Event {
         /// What it is.
         reason: String,
     },
+    /// A readiness source fired: the child is ready (it then becomes
+    /// `Running`, or ends a reload). Not emitted for `Readiness::Grace`,
+    /// which is a guess, not a signal.
+    Ready {
+        /// Process name.
+        name: Arc<str>,
+        /// The child.
+        pid: Pid,
+        /// From the spawn (or the reload) to readiness, by the `now` values
+        /// passed in.
+        after: Duration,
+    },
+    /// The child was not ready within its start (or reload) timeout; it is
+    /// being stopped, and the exit counts as a failed start.
+    StartTimeout {
+        /// Process name.
+        name: Arc<str>,
+        /// The child.
+        pid: Pid,
+    },
+    /// The child missed its watchdog ping (or sent `WATCHDOG=trigger`); it
+    /// is being stopped and its restart policy applies.
+    Watchdog {
+        /// Process name.
+        name: Arc<str>,
+        /// The child.
+        pid: Pid,
+        /// True for `WATCHDOG=trigger`, false for a missed ping.
+        triggered: bool,
+    },
+    /// The child sent `STATUS=`.
+    Status {
+        /// Process name.
+        name: Arc<str>,
+        /// The child.
+        pid: Pid,
+        /// The text.
+        text: String,
+    },
+    /// The child is reloading (`RELOADING=1`, or a `reload_process` of a
+    /// `Notify` child); `Ready` ends it.
+    Reloading {
+        /// Process name.
+        name: Arc<str>,
+        /// The child.
+        pid: Pid,
+    },
+    /// A liveness probe is due: run it and answer with
+    /// [`Supervisor::probe_result`](crate::Supervisor::probe_result) and
+    /// this generation.
+    ProbeDue {
+        /// Process name.
+        name: Arc<str>,
+        /// The probe's generation.
+        generation: u64,
+    },
+    /// A liveness probe failed (or timed out).
+    ProbeFailed {
+        /// Process name.
+        name: Arc<str>,
+        /// The child.
+        pid: Pid,
+        /// The probe's generation.
+        generation: u64,
+        /// Failures in a row; at the spec's threshold the child is stopped.
+        failures: u32,
+        /// True when no answer came within the probe timeout.
+        timed_out: bool,
+    },
     /// An orphan the host adopted as a subreaper
     /// ([`UnixSys::subreaper`](crate::UnixSys::subreaper)) ended and was
     /// reaped.
@@ -376,7 +447,14 @@ impl Event {
             | Event::OrphanDiscarded { name, .. }
             | Event::OrphanRefused { name, .. }
             | Event::AdoptedExited { name, .. }
-            | Event::Output { name, .. } => name,
+            | Event::Output { name, .. }
+            | Event::Ready { name, .. }
+            | Event::StartTimeout { name, .. }
+            | Event::Watchdog { name, .. }
+            | Event::Status { name, .. }
+            | Event::Reloading { name, .. }
+            | Event::ProbeDue { name, .. }
+            | Event::ProbeFailed { name, .. } => name,
         }
     }
 
@@ -384,7 +462,9 @@ impl Event {
     /// `exited`, `backoff`, `fatal`, `stopping`, `killed`, `stopped`,
     /// `removed`, `retiring`, `retired`, `roll_aborted`, `roll_done`,
     /// `orphan_stopping`, `orphan_killed`, `orphan_gone`,
-    /// `orphan_discarded`, `orphan_refused`, `adopted_exited`, `output`.
+    /// `orphan_discarded`, `orphan_refused`, `adopted_exited`, `output`,
+    /// `ready`, `start_timeout`, `watchdog`, `status`, `reloading`,
+    /// `probe_due`, `probe_failed`.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Spawned { .. } => "spawned",
@@ -411,6 +491,13 @@ impl Event {
             Event::OrphanRefused { .. } => "orphan_refused",
             Event::AdoptedExited { .. } => "adopted_exited",
             Event::Output { .. } => "output",
+            Event::Ready { .. } => "ready",
+            Event::StartTimeout { .. } => "start_timeout",
+            Event::Watchdog { .. } => "watchdog",
+            Event::Status { .. } => "status",
+            Event::Reloading { .. } => "reloading",
+            Event::ProbeDue { .. } => "probe_due",
+            Event::ProbeFailed { .. } => "probe_failed",
         }
     }
 }
@@ -476,6 +563,27 @@ impl fmt::Display for Event {
             Event::RollAborted { reason, .. } => {
                 f.write_str(" reason=")?;
                 logfmt_value(f, reason)
+            }
+            Event::Ready { pid, after, .. } => write!(f, " pid={pid} after_ms={}", after.as_millis()),
+            Event::StartTimeout { pid, .. } | Event::Reloading { pid, .. } => write!(f, " pid={pid}"),
+            Event::Watchdog { pid, triggered, .. } => {
+                write!(f, " pid={pid}")?;
+                if *triggered {
+                    f.write_str(" triggered=true")?;
+                }
+                Ok(())
+            }
+            Event::Status { pid, text, .. } => {
+                write!(f, " pid={pid} text=")?;
+                logfmt_value(f, text)
+            }
+            Event::ProbeDue { generation, .. } => write!(f, " generation={generation}"),
+            Event::ProbeFailed { pid, generation, failures, timed_out, .. } => {
+                write!(f, " pid={pid} generation={generation} failures={failures}")?;
+                if *timed_out {
+                    f.write_str(" timed_out=true")?;
+                }
+                Ok(())
             }
             Event::Output { pid, stream, line, .. } => {
                 write!(f, " pid={pid} stream={} line=", stream.as_str())?;

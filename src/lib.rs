@@ -59,7 +59,9 @@
 //! | from | on | to |
 //! |---|---|---|
 //! | Stopped / Exited / Fatal | start | Starting (failure streak reset) |
-//! | Starting | alive for the start grace (`promote_running`) | Running |
+//! | Starting | alive for the start grace (`promote_running`), or its readiness source fires | Running |
+//! | Starting | start timeout passed | Stopping (a failed start: the policy applies to the exit) |
+//! | Running | watchdog missed, probe failure threshold reached | Stopping (a failure: the policy applies to the exit) |
 //! | Starting / Running | exit, policy restarts, no limit reached | Backoff |
 //! | Starting / Running | exit, policy does not restart | Exited |
 //! | Starting / Running | exit, give-up limit reached | Fatal |
@@ -76,10 +78,22 @@
 //! | Waiting | stop | Stopped |
 //! | Starting / Running | a `Ready` dependency crashed | Stopping, then Waiting |
 //!
-//! An exit before the start grace is a *failed start*: it lengthens the
+//! An exit before readiness is a *failed start*: it lengthens the
 //! failure streak, which drives the [`Backoff`] delay and the
 //! [`give_up_after`](ProcessSpec::give_up_after) limit. Reaching `Running`
 //! resets the streak.
+//!
+//! # Readiness
+//!
+//! `Running` means *ready*, and what makes a child ready is its spec's
+//! [`Readiness`]: the start grace (a timer guess, the default), the host's
+//! own [`Supervisor::mark_ready`], a captured output line, s6's
+//! notification fd, or systemd's sd_notify `READY=1`. Messages from
+//! children arrive through the [`Sys`] like exits ([`SysEvent::Notify`]);
+//! start timeouts, watchdogs and probes are deadlines in the same table as
+//! everything else, so [`Supervisor::next_deadline`] covers them. Liveness
+//! probes are the host's I/O: the supervisor says when one is due
+//! ([`Event::ProbeDue`]) and takes the answer ([`Supervisor::probe_result`]).
 //!
 //! # Coming from another supervisor
 //!
@@ -101,6 +115,10 @@
 //! | systemd `RestartSec=`, `RestartSteps=`, `RestartMaxDelaySec=` | `Backoff::fixed`, `Backoff::exponential(..).max(..)` |
 //! | systemd `StartLimitBurst=`, `StartLimitIntervalSec=` | [`ProcessSpec::max_restarts_within`] |
 //! | systemd `KillSignal=`, `TimeoutStopSec=`, `KillMode=control-group` / `process` | `stop_signal`, `stop_timeout`, [`kill_mode`](ProcessSpec::kill_mode) ([`KillMode::Tree`] is the default: a cgroup, else the process group) |
+//! | systemd `Type=notify`, `TimeoutStartSec=`, `WatchdogSec=` | `.ready(Readiness::Notify)`, [`start_timeout`](ProcessSpec::start_timeout), [`watchdog`](ProcessSpec::watchdog) |
+//! | systemd `Type=notify-reload`, `ExecReload=kill -HUP $MAINPID` | [`Supervisor::reload_process`], [`reload_signal`](ProcessSpec::reload_signal) |
+//! | s6 `notification-fd` | `.ready(Readiness::Fd(n))` |
+//! | Kubernetes `livenessProbe` | [`ProcessSpec::probe`] with [`Probe`] |
 //! | tini, dumb-init (PID 1 reaping orphans) | [`UnixSys::subreaper`] with [`SubreaperMode`] |
 //! | Erlang/OTP one-for-one `intensity`, `period` | `Backoff::none()` and `max_restarts_within(intensity, period)` |
 //!
@@ -120,6 +138,7 @@ mod event;
 pub mod guide;
 mod orphans;
 mod output;
+mod readiness;
 mod spec;
 mod state;
 mod state_dir;
@@ -134,6 +153,7 @@ pub use error::{Error, Result};
 pub use event::{Event, FatalReason, Stream};
 pub use orphans::{Discard, Orphan, OrphanScan};
 pub use output::{escape, MAX_LINE};
+pub use readiness::{LineFn, LineMatcher, NotifyMessage, Probe, Readiness, MAX_NOTIFY_LEN};
 pub use spec::{KillMode, Output, ProcessSpec, RestartPolicy, MAX_DURATION, MAX_INSTANCES, MAX_NAME_LEN};
 pub use state::{Containment, Exit, ProcessStatus, State};
 pub use supervisor::{Reaped, ShutdownOrder, Strategy, Supervisor, OUTPUT_LINES_PER_TICK};

@@ -10,6 +10,7 @@ use nix::sys::signal::Signal;
 use crate::backoff::Backoff;
 use crate::error::Error;
 use crate::event::Stream;
+use crate::readiness::{Probe, Readiness};
 
 /// The longest duration a spec accepts (100 years): anything longer is
 /// surely a unit mistake, and `Instant + Duration` must never overflow.
@@ -120,6 +121,11 @@ pub struct ProcessSpec {
     pub(crate) deps: Vec<(String, crate::deps::Condition)>,
     pub(crate) autostart: bool,
     pub(crate) group_intensity: Option<(u32, Duration)>,
+    pub(crate) ready: Readiness,
+    pub(crate) start_timeout: Option<Duration>,
+    pub(crate) watchdog: Option<Duration>,
+    pub(crate) probe: Option<Probe>,
+    pub(crate) reload_signal: Signal,
 }
 
 /// What a stop reaches, like systemd's `KillMode=`.
@@ -185,6 +191,11 @@ impl ProcessSpec {
             deps: Vec::new(),
             autostart: true,
             group_intensity: None,
+            ready: Readiness::default(),
+            start_timeout: None,
+            watchdog: None,
+            probe: None,
+            reload_signal: Signal::SIGHUP,
         }
     }
 
@@ -283,6 +294,9 @@ impl ProcessSpec {
     /// Twisted's `threshold`). Zero: `Running` at once.
     pub fn start_grace(mut self, grace: Duration) -> Self {
         self.start_grace = grace;
+        if let Readiness::Grace(_) = self.ready {
+            self.ready = Readiness::Grace(grace);
+        }
         self
     }
 
@@ -662,6 +676,7 @@ impl ProcessSpec {
         }
         check_duration("start grace", self.start_grace)?;
         check_duration("stop timeout", self.stop_timeout)?;
+        self.check_readiness()?;
         self.backoff.check()?;
         if self.give_up_after == Some(0) {
             return Err("give_up_after must be at least 1".into());

@@ -6,6 +6,7 @@ mod host;
 mod logging;
 mod orphan;
 mod proc;
+mod ready;
 mod roll;
 mod strategy;
 mod transitions;
@@ -260,6 +261,7 @@ impl<S: Sys> Supervisor<S> {
             start_seq: 0,
             waiting_on: None,
             held: false,
+            live: Default::default(),
         };
         let proc = Box::new(proc);
         let id = match self.free.pop() {
@@ -479,12 +481,14 @@ impl<S: Sys> Supervisor<S> {
                 SysEvent::Output { pid, stream, mut data } => {
                     let (used, emitted) = self.on_output(pid, stream, &data, lines_left);
                     lines_left = lines_left.saturating_sub(emitted);
+                    self.after_output(pid, now);
                     if used < data.len() {
                         data.drain(..used);
                         self.backlog.push_front(SysEvent::Output { pid, stream, data });
                         break;
                     }
                 }
+                SysEvent::Notify { pid, msg } => self.on_notify(pid, msg, now),
                 SysEvent::OrphanGone { pid } => self.on_orphan_gone(pid, now),
                 SysEvent::AdoptedExited { pid, name, exit } => {
                     let name: Arc<str> = Arc::from(name.as_deref().unwrap_or(""));
@@ -558,16 +562,8 @@ impl<S: Sys> Supervisor<S> {
         let now = self.observe(now);
         let mut done = Vec::new();
         for id in self.due(now, State::Starting) {
-            self.set_deadline(id, None);
-            let p = self.p_mut(id);
-            p.state = State::Running;
-            p.streak = 0;
-            let (name, pid) = (p.name.clone(), p.pid);
-            if let Some(pid) = pid {
-                self.emit(Event::Running { name: name.clone(), pid });
-            }
-            self.retire_old(id, now);
-            done.push(name);
+            self.become_ready(id, now, false);
+            done.push(self.p(id).name.clone());
         }
         if !done.is_empty() {
             self.advance_roll(now);
@@ -610,7 +606,7 @@ impl<S: Sys> Supervisor<S> {
                 }
                 Deadline::Retire(id) => self.kill_retiring(id),
                 Deadline::Orphan(pid) => self.kill_orphan(pid),
-                Deadline::Proc(_) => None,
+                _ => None,
             };
             if let Some((name, pid, delivered)) = killed {
                 if delivered {
@@ -642,7 +638,8 @@ impl<S: Sys> Supervisor<S> {
         }
     }
 
-    /// Every step in order: reap, escalate, promote, retry. Call it when a
+    /// Every step in order: reap, escalate, readiness deadlines (start
+    /// timeouts, watchdogs, probes), promote, retry. Call it when a
     /// readiness fd fires or [`next_deadline`](Supervisor::next_deadline)
     /// arrives. Calling it early or twice is harmless.
     pub fn tick(&mut self, now: Instant) {
@@ -657,6 +654,7 @@ impl<S: Sys> Supervisor<S> {
         }
         self.reap_processes(now);
         self.escalate_stops(now);
+        self.check_liveness(now);
         self.promote_running(now);
         self.retry_backoff(now);
     }
@@ -827,6 +825,7 @@ impl<S: Sys> Supervisor<S> {
     fn forget(&mut self, id: usize) {
         debug_assert!(self.p(id).pid.is_none() && self.p(id).retiring.is_none(), "forgetting a process with a child");
         self.set_deadline(id, None);
+        self.disarm(id);
         let p = self.procs[id].take().expect("forget is called on live slots");
         self.names.remove(&p.name);
         self.free.push(id);

@@ -107,6 +107,8 @@ pub(super) struct Proc {
     /// `Waiting` for a group restart to start it again, not for its
     /// dependencies.
     pub(super) held: bool,
+    /// Readiness, start timeout, watchdog and probes of the current child.
+    pub(super) live: super::ready::Liveness,
 }
 
 impl Proc {
@@ -117,6 +119,10 @@ impl Proc {
         let (state, pid, started_at, retiring_pid, replacement_pid) = match serving {
             Some(old) => (State::Running, Some(old.pid), old.started_at, None, self.pid),
             None => (self.state, self.pid, self.started_at, self.retiring.as_ref().map(|r| r.pid), None),
+        };
+        let live = match serving {
+            Some(_) => self.live.old.as_deref().unwrap_or(&self.live),
+            None => &self.live,
         };
         ProcessStatus {
             name: self.name.to_string(),
@@ -139,6 +145,14 @@ impl Proc {
             give_up_remaining: self.spec.give_up_after.map(|n| n.saturating_sub(self.streak)),
             manual_stop: self.manual_stop,
             waiting_on: self.waiting_on.as_ref().map(|(d, c)| (d.to_string(), *c)),
+            ready_at: live.ready_at.filter(|_| state.has_child()),
+            reloading: live.reloading_since.is_some(),
+            status_text: live.status_text.clone(),
+            notified_errno: live.errno,
+            start_timeout_at: live.start_timeout_at,
+            watchdog_at: live.watchdog_at,
+            next_probe_at: live.probe_at,
+            probe_failures: live.probe_failures,
         }
     }
 

@@ -141,6 +141,7 @@ impl<S: Sys> Supervisor<S> {
         p.last_exit = old.last_exit;
         p.exit_count = old.exit_count;
         p.state = State::Running;
+        self.restore_liveness(id);
     }
 
     /// The replacement of `id` will never serve: it was no restart.

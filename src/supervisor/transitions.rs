@@ -68,6 +68,8 @@ impl<S: Sys> Supervisor<S> {
             State::Starting | State::Running => {
                 p.after_exit = AfterExit::Policy;
                 p.state = State::Stopping;
+                self.disarm(id);
+                let p = self.p_mut(id);
                 let (name, signal, timeout) = (p.name.clone(), p.spec.stop_signal, p.spec.stop_timeout);
                 let pid = p.pid.expect("Starting and Running always have a pid");
                 let kill_at = later(now, timeout);
@@ -135,20 +137,12 @@ impl<S: Sys> Supervisor<S> {
                 if p.captures() && p.lines.is_none() {
                     p.lines = Some(Box::default());
                 }
-                let (name, grace, restart_count) = (p.name.clone(), p.spec.start_grace, p.restart_count);
+                let (name, restart_count) = (p.name.clone(), p.restart_count);
                 let containment = self.sys.containment(pid);
                 self.p_mut(id).containment = Some(containment);
                 self.pids.insert(pid, id);
-                self.emit(Event::Spawned { name: name.clone(), pid, restart_count });
-                if grace.is_zero() {
-                    let p = self.p_mut(id);
-                    p.state = State::Running;
-                    p.streak = 0;
-                    self.emit(Event::Running { name, pid });
-                } else {
-                    self.p_mut(id).state = State::Starting;
-                    self.set_deadline(id, Some(later(now, grace)));
-                }
+                self.emit(Event::Spawned { name, pid, restart_count });
+                self.begin_start(id, pid, now);
                 Ok(pid)
             }
             Err(e) => {
@@ -191,6 +185,7 @@ impl<S: Sys> Supervisor<S> {
     /// One captured line: an event, and the crash context of the process.
     fn emit_line(&mut self, id: usize, pid: Pid, stream: Stream, line: Vec<u8>) {
         let p = self.p_mut(id);
+        p.note_ready_line(&line);
         if p.tail.len() == CRASH_CONTEXT_LINES {
             p.tail.pop_front();
         }
@@ -242,13 +237,10 @@ impl<S: Sys> Supervisor<S> {
     pub(super) fn settle(&mut self, id: usize, now: Instant) {
         self.set_deadline(id, None);
         let shutting_down = self.shutting_down;
-        let p = self.p_mut(id);
-        // A child reaped in the same tick its grace ran out did live
-        // through it: uptime decides, not whether promote_running ran first.
+        self.disarm(id);
         // A drained tree's uptime ends with its leader.
-        let end = p.exited_at.take().unwrap_or(now);
-        let lived = p.started_at.map(|t| end.saturating_duration_since(t));
-        let was_running = p.state == State::Running || lived.is_some_and(|u| u >= p.spec.start_grace);
+        let end = self.p_mut(id).exited_at.take().unwrap_or(now);
+        let was_running = self.counted_as_started(id, end);
         if self.replacement_failed(id, was_running) {
             return;
         }
@@ -300,7 +292,7 @@ impl<S: Sys> Supervisor<S> {
                 self.emit(Event::Stopped { name });
             }
             _ => {
-                let success = matches!(p.last_exit, Some(Exit::Exited(c)) if p.spec.is_success(c));
+                let success = !p.live.failed && matches!(p.last_exit, Some(Exit::Exited(c)) if p.spec.is_success(c));
                 let restart = match p.spec.restart {
                     RestartPolicy::Always => true,
                     RestartPolicy::OnFailure => !success,
