@@ -5,7 +5,7 @@
 //! Baseline in the same run, the floor: a minimal C loop that blocks in
 //! `waitpid` and then fork+execs the same child. procsup runs as a normal
 //! host would: poll on the readiness fd with the timeout from
-//! `next_deadline()`, then `tick`, with zero backoff.
+//! `poll_timeout()`, then `tick`, with zero backoff.
 //!
 //! Run: `cargo bench --bench restart_latency` (needs a C compiler, `cc`).
 //! `PROCSUP_LATENCY_SAMPLES` sets the sample count (default 300).
@@ -124,12 +124,9 @@ fn procsup(child: &Path, fifo: &Path, samples: usize, die_with_parent: bool) -> 
         // The host loop, until the supervisor has spawned the successor.
         let mut spawned = false;
         while !spawned {
-            let timeout = match sup.next_deadline() {
-                Some(t) => {
-                    PollTimeout::try_from(t.saturating_duration_since(Instant::now())).unwrap_or(PollTimeout::MAX)
-                }
-                None => PollTimeout::NONE,
-            };
+            let timeout = sup
+                .poll_timeout(Instant::now())
+                .map_or(PollTimeout::NONE, |d| PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX));
             {
                 let fds = sup.readiness_fds();
                 let mut pfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();

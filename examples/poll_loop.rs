@@ -1,5 +1,5 @@
 //! The smallest correct host: `poll(2)` on the supervisor's readiness fd,
-//! with the timeout from `next_deadline()`.
+//! with the timeout from `poll_timeout()`.
 //!
 //! ```text
 //! cargo run --example poll_loop -- sleep 30
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use procsup::nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use procsup::{Backoff, ProcessSpec, Supervisor};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -47,21 +47,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     sup.start_all(Instant::now())?;
     let mut stopping = false;
     loop {
-        for event in sup.drain_events() {
+        for event in sup.take_events() {
             println!("{event}");
         }
         if stopping && sup.is_idle() {
             return Ok(());
         }
-        // Sleep until a child exits or the next deadline: nothing else.
-        let timeout = match sup.next_deadline() {
-            Some(t) => PollTimeout::try_from(t.saturating_duration_since(Instant::now())).unwrap_or(PollTimeout::MAX),
-            None => PollTimeout::NONE,
-        };
+        // Sleep until a child exits or the next deadline, rounded up to the
+        // millisecond: nothing else, and never a spin.
+        let timeout = sup
+            .poll_timeout(Instant::now())
+            .map_or(PollTimeout::NONE, |d| PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX));
         {
-            let fds = sup.readiness_fds();
-            let mut pollfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
-            pollfds.push(PollFd::new(wake.as_fd(), PollFlags::POLLIN));
+            let mut pollfds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+            pollfds.extend(sup.readiness_fd().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
             let _ = poll(&mut pollfds, timeout); // EINTR just means: look again
         }
         while (&wake).read(&mut [0u8; 16]).is_ok_and(|n| n > 0) {}

@@ -7,8 +7,9 @@
 //! ```
 //!
 //! SIGTERM or SIGINT: graceful shutdown, exit 0 once everything stopped.
-//! It sleeps until `next_deadline()` or a readiness fd, never on a fixed
-//! polling interval.
+//! `--config FILE` reads programs from TOML (see `supervise/config.rs`).
+//! It sleeps until `poll_timeout()` runs out or a readiness fd fires, never
+//! on a fixed polling interval.
 
 // A host, not the library: it owns real time and may read clocks and sleep.
 #![allow(clippy::disallowed_methods)]
@@ -22,38 +23,52 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use procsup::nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use procsup::{Backoff, Exit, Output, ProcessSpec, RestartPolicy, Signal, State, Supervisor, UnixSys};
 
-const USAGE: &str = "\
-usage: supervise [OPTIONS] -- PROGRAM [ARGS...]
+#[path = "supervise/config.rs"]
+mod config;
+#[path = "supervise/shell.rs"]
+mod shell;
+
+const USAGE: &str = r#"usage: supervise [OPTIONS] -- PROGRAM [ARGS...]
        supervise [OPTIONS] -p NAME=COMMAND [-p NAME=COMMAND ...]
+       supervise [OPTIONS] --config FILE
 
 Supervises programs and prints one logfmt line per event on stdout.
-COMMAND is split on whitespace (no shell). SECS are decimal seconds.
+COMMAND is split into words as sh would ('...', "...", \), but no shell
+runs it: nothing is expanded, no pipes (use sh -c '...' for those).
+SECS are decimal seconds. Children get /dev/null on stdin.
 
 options:
   -p, --process NAME=COMMAND   a process to supervise (repeatable)
+  --config FILE                programs from a TOML file, one section each:
+                                 [program.NAME]
+                                 command = "COMMAND"
+                                 backoff = "fixed:5"    # any option below
+                                 give-up = 3             # marked *, by its
+                                                         # long name
+                               the command line's options are the defaults
   --name NAME                  name of the PROGRAM form's process (default: its file name)
-  --instances N                run N copies of each process, named NAME:0 .. NAME:N-1
-  --start-grace SECS           alive this long counts as started (default 1)
-  --backoff fixed:SECS|exp:INITIAL:MAX[:JITTER]
+* --instances N                run N copies of each process, named NAME:0 .. NAME:N-1
+* --start-grace SECS           alive this long counts as started (default 1)
+* --backoff fixed:SECS|exp:INITIAL:MAX[:JITTER]
                                delay before a restart (default exp:0.1:60:0.25)
-  --restart always|on-failure|never   (default always)
-  --give-up N                  fatal after N consecutive failed starts
-  --stop-timeout SECS          SIGKILL this long after the stop signal (default 10)
-  --stop-signal NAME           TERM, SIGTERM, INT, HUP, ... (default TERM)
+* --restart always|on-failure|never   (default always)
+* --give-up N                  fatal after N consecutive failed starts
+* --stop-timeout SECS          SIGKILL this long after the stop signal (default 10)
+* --stop-signal NAME           TERM, SIGTERM, INT, HUP, ... (default TERM)
   --exit-when-idle             exit when nothing runs or waits to restart:
                                0 if every process ended with success, else 1
   --state-dir DIR              record live children in DIR; on start, stop
                                what a crashed earlier run left behind
-  --no-die-with-parent         let children outlive this host (by default
+* --no-die-with-parent         let children outlive this host (by default
                                they get SIGKILL when it dies)
   --subreaper                  adopt orphans (PR_SET_CHILD_SUBREAPER) and reap
                                them, for PID 1 or a container's entrypoint
-  --no-cgroups                 hold each child's tree by its process group
+* --no-cgroups                 hold each child's tree by its process group
                                only, even where a cgroup v2 is writable
-  --capture                    capture the children's stdout and stderr and
+* --capture                    capture the children's stdout and stderr and
                                print each line as an event=output line
   -h, --help                   this text
 
@@ -63,9 +78,9 @@ signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.
          SIGUSR1 prints a status table on stderr.
 output:  a failed write (a closed stdout or stderr) is reported once on
          stderr where it can be and never stops a child; events that
-         cannot be written are dropped.";
+         cannot be written are dropped."#;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Args {
     processes: Vec<(String, Vec<String>)>,
     start_grace: Duration,
@@ -81,6 +96,48 @@ struct Args {
     instances: Option<u32>,
     subreaper: bool,
     capture: bool,
+    config: Option<std::path::PathBuf>,
+}
+
+/// The options that take a value and that a program may set for itself:
+/// on the command line for every program, as keys in a `--config` section
+/// for one.
+const PROGRAM_OPTIONS: &[&str] =
+    &["start-grace", "backoff", "restart", "give-up", "stop-timeout", "stop-signal", "instances"];
+/// The same for options without a value (`key = true` in a section).
+const PROGRAM_SWITCHES: &[&str] = &["no-die-with-parent", "no-cgroups", "capture"];
+
+/// Sets one of [`PROGRAM_OPTIONS`].
+fn set_program_option(a: &mut Args, key: &str, value: &str) -> Result<(), String> {
+    let flag = format!("--{key}");
+    match key {
+        "start-grace" => a.start_grace = secs(value)?,
+        "backoff" => a.backoff = parse_backoff(value)?,
+        "restart" => {
+            a.restart = match value {
+                "always" => RestartPolicy::Always,
+                "on-failure" => RestartPolicy::OnFailure,
+                "never" => RestartPolicy::Never,
+                other => return Err(format!("{flag} {other:?}: expected always, on-failure or never")),
+            }
+        }
+        "give-up" => a.give_up = Some(positive(&flag, value)?),
+        "stop-timeout" => a.stop_timeout = secs(value)?,
+        "stop-signal" => a.stop_signal = parse_signal(value)?,
+        "instances" => a.instances = Some(positive(&flag, value)?),
+        _ => return Err(format!("unknown option {flag:?}")),
+    }
+    Ok(())
+}
+
+/// Sets one of [`PROGRAM_SWITCHES`].
+fn set_program_switch(a: &mut Args, key: &str) {
+    match key {
+        "no-die-with-parent" => a.die_with_parent = false,
+        "no-cgroups" => a.cgroups = false,
+        "capture" => a.capture = true,
+        _ => {}
+    }
 }
 
 fn secs(s: &str) -> Result<Duration, String> {
@@ -116,7 +173,7 @@ fn parse_signal(s: &str) -> Result<Signal, String> {
 
 fn parse_process(s: &str) -> Result<(String, Vec<String>), String> {
     let (name, cmd) = s.split_once('=').ok_or_else(|| format!("-p {s:?}: expected NAME=COMMAND"))?;
-    let argv: Vec<String> = cmd.split_whitespace().map(str::to_owned).collect();
+    let argv = shell::split(cmd).map_err(|e| format!("-p {s:?}: {e}"))?;
     if name.is_empty() || argv.is_empty() {
         return Err(format!("-p {s:?}: NAME and COMMAND must not be empty"));
     }
@@ -139,6 +196,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         instances: None,
         subreaper: false,
         capture: false,
+        config: None,
     };
     let mut name = None;
     let mut program = None;
@@ -155,26 +213,17 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             }
             "-p" | "--process" => a.processes.push(parse_process(&value(&arg)?)?),
             "--name" => name = Some(value(&arg)?),
-            "--start-grace" => a.start_grace = secs(&value(&arg)?)?,
-            "--backoff" => a.backoff = parse_backoff(&value(&arg)?)?,
-            "--restart" => {
-                a.restart = match value(&arg)?.as_str() {
-                    "always" => RestartPolicy::Always,
-                    "on-failure" => RestartPolicy::OnFailure,
-                    "never" => RestartPolicy::Never,
-                    other => return Err(format!("--restart {other:?}: expected always, on-failure or never")),
-                }
+            "--config" => a.config = Some(value(&arg)?.into()),
+            flag if flag.strip_prefix("--").is_some_and(|k| PROGRAM_OPTIONS.contains(&k)) => {
+                let v = value(&arg)?;
+                set_program_option(&mut a, &arg[2..], &v)?;
             }
-            "--give-up" => a.give_up = Some(positive(&arg, &value(&arg)?)?),
-            "--stop-timeout" => a.stop_timeout = secs(&value(&arg)?)?,
-            "--stop-signal" => a.stop_signal = parse_signal(&value(&arg)?)?,
             "--exit-when-idle" => a.exit_when_idle = true,
             "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
-            "--no-die-with-parent" => a.die_with_parent = false,
             "--subreaper" => a.subreaper = true,
-            "--no-cgroups" => a.cgroups = false,
-            "--capture" => a.capture = true,
-            "--instances" => a.instances = Some(positive(&arg, &value(&arg)?)?),
+            flag if flag.strip_prefix("--").is_some_and(|k| PROGRAM_SWITCHES.contains(&k)) => {
+                set_program_switch(&mut a, &arg[2..]);
+            }
             other => return Err(format!("unknown option {other:?} (try --help)")),
         }
     }
@@ -185,9 +234,9 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             a.processes.push((name, argv));
         }
         (Some(_), false) => return Err("use either -- PROGRAM or -p, not both".into()),
-        (None, true) => return Err("nothing to supervise (try --help)".into()),
-        (None, false) if name.is_some() => return Err("--name goes with the -- PROGRAM form".into()),
-        (None, false) => {}
+        (None, true) if a.config.is_none() => return Err("nothing to supervise (try --help)".into()),
+        (None, _) if name.is_some() => return Err("--name goes with the -- PROGRAM form".into()),
+        (None, _) => {}
     }
     Ok(Some(a))
 }
@@ -274,9 +323,20 @@ fn main() -> ExitCode {
         },
         false => sys,
     };
+    let mut programs: Vec<config::Program> =
+        args.processes.iter().map(|(name, argv)| (name.clone(), argv.clone(), args.clone())).collect();
+    if let Some(path) = &args.config {
+        match config::load(path, &args) {
+            Ok(more) => programs.extend(more),
+            Err(e) => {
+                eprintln!("supervise: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let mut sup = Supervisor::with_sys(sys);
-    for (name, argv) in &args.processes {
-        if let Err(e) = sup.add_process(spec(&args, name, argv)) {
+    for (name, argv, settings) in &programs {
+        if let Err(e) = sup.add_process(spec(settings, name, argv)) {
             eprintln!("supervise: {e}");
             return ExitCode::from(2);
         }
@@ -333,7 +393,7 @@ struct EventOut<W: Write> {
 impl<W: Write> EventOut<W> {
     fn write(&mut self, sup: &mut Supervisor) {
         let mut result = Ok(());
-        for event in sup.drain_events() {
+        for event in sup.take_events() {
             if !self.broken && result.is_ok() {
                 result = writeln!(self.out, "{event}");
             }
@@ -350,15 +410,14 @@ impl<W: Write> EventOut<W> {
 /// Sleeps until a readiness fd or the wake socket is readable, or the next
 /// deadline.
 fn wait(sup: &Supervisor, signals: &Signals) -> io::Result<()> {
-    let timeout = match sup.next_deadline() {
-        Some(t) => PollTimeout::try_from(t.saturating_duration_since(Instant::now())).unwrap_or(PollTimeout::MAX),
-        None => PollTimeout::NONE,
-    };
+    let timeout = sup
+        .poll_timeout(Instant::now())
+        .map_or(PollTimeout::NONE, |d| PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX));
     let ready = sup.readiness_fds();
     let mut fds: Vec<PollFd> = ready.iter().map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
     fds.push(PollFd::new(signals.wake.as_fd(), PollFlags::POLLIN));
     match poll(&mut fds, timeout) {
-        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        Ok(_) | Err(procsup::Errno::EINTR) => {}
         Err(e) => return Err(e.into()),
     }
     let mut buf = [0u8; 64];

@@ -9,43 +9,50 @@
 //!
 //! # The host loop
 //!
-//! ```no_run
-//! use std::os::fd::AsRawFd;
+//! ```
 //! use std::time::{Duration, Instant};
-//! use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-//! use procsup::{Backoff, ProcessSpec, Supervisor};
+//! use procsup::nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+//! use procsup::{Backoff, Event, ProcessSpec, Supervisor};
 //!
 //! let mut sup = Supervisor::new();
-//! sup.add_process(
-//!     ProcessSpec::new("web", "python3")
-//!         .args(["-m", "http.server", "8000"])
-//!         .backoff(Backoff::exponential(Duration::from_millis(100))),
-//! )?;
+//! sup.add_process(ProcessSpec::new("db", "false").backoff(Backoff::fixed(Duration::from_millis(10))).give_up_after(2))?;
+//! sup.add_process(ProcessSpec::new("web", "sleep").arg("60"))?;
 //! sup.start_all(Instant::now())?;
-//! loop {
-//!     // 1. Sleep until a child exits or the next deadline, whichever is first.
-//!     let timeout = match sup.next_deadline() {
-//!         Some(t) => PollTimeout::try_from(t.saturating_duration_since(Instant::now()))
-//!             .unwrap_or(PollTimeout::MAX),
-//!         None => PollTimeout::NONE,
-//!     };
-//!     let fds: Vec<_> = sup.readiness_fds();
-//!     let mut pollfds: Vec<_> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
-//!     let _ = poll(&mut pollfds, timeout);
+//! let mut stopping = false;
+//! while !(stopping && sup.is_idle()) {
+//!     // 1. Sleep until a child exits or the next deadline, whichever is
+//!     //    first. The timeout is rounded up: poll never wakes a fraction of
+//!     //    a millisecond early to spin through zero-timeout polls.
+//!     let timeout = sup.poll_timeout(Instant::now());
+//!     let timeout = timeout.map_or(PollTimeout::NONE, |d| PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX));
+//!     let mut fds: Vec<PollFd> = sup.readiness_fd().into_iter().map(|fd| PollFd::new(fd, PollFlags::POLLIN)).collect();
+//!     let _ = poll(&mut fds, timeout); // EINTR: just look again
+//!     drop(fds);
 //!     // 2. One tick does all that is due: reap, kill, promote, restart.
 //!     sup.tick(Instant::now());
-//!     // 3. Drain the events.
-//!     for event in sup.drain_events() {
+//!     // 3. The events are the host's own: it may call the supervisor while
+//!     //    handling them. Here the web server cannot live without its db.
+//!     for event in sup.take_events() {
 //!         println!("{event}");
+//!         if let Event::Fatal { .. } = event {
+//!             sup.shutdown(Instant::now());
+//!             stopping = true;
+//!         }
 //!     }
 //! }
+//! assert_eq!(sup.status("web")?.state, procsup::State::Stopped);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! **The call-order rule:** after any call on the supervisor (a tick, a
-//! start, a stop), ask [`Supervisor::next_deadline`] again before sleeping.
+//! start, a stop), ask [`Supervisor::poll_timeout`] again before sleeping.
 //! A deadline is only ever moved by a call on the supervisor, so a value
 //! read after the last call is always current.
+//!
+//! The [`guide`] has this loop for epoll, mio and tokio, how to test a host
+//! with [`testing::FakeSys`], and worked migrations from supervisord,
+//! systemd, gunicorn and Twisted. Everything the loop names is exported
+//! here, [`nix`] included, so a host needs no `nix` of its own.
 //!
 //! # The state machine
 //!
@@ -104,6 +111,7 @@
 mod backoff;
 mod error;
 mod event;
+pub mod guide;
 mod orphans;
 mod output;
 mod spec;
@@ -124,8 +132,14 @@ pub use state::{Containment, Exit, ProcessStatus, State};
 pub use supervisor::{Reaped, Supervisor, OUTPUT_LINES_PER_TICK};
 pub use sys::{SubreaperMode, Sys, SysEvent, UnixSys};
 
+pub use nix::errno::Errno;
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
+
+/// The `nix` this crate is built on, so a host can name the same types
+/// (`procsup::nix::poll::poll` for the loop above) without pinning a
+/// version of its own.
+pub use nix;
 
 /// Proof that the enums a host matches on are `#[non_exhaustive]`: a
 /// match that names every variant without a wildcard arm does not compile

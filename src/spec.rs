@@ -9,6 +9,7 @@ use nix::sys::signal::Signal;
 
 use crate::backoff::Backoff;
 use crate::error::Error;
+use crate::event::Stream;
 
 /// The longest duration a spec accepts (100 years): anything longer is
 /// surely a unit mistake, and `Instant + Duration` must never overflow.
@@ -114,6 +115,8 @@ pub struct ProcessSpec {
     pub(crate) fatal_exec_errors: bool,
     pub(crate) instances: Option<u32>,
     pub(crate) pre_exec: Vec<PreExec>,
+    /// The level of captured lines in the `log` crate, by [`Stream`].
+    pub(crate) log_lines: [log::LevelFilter; 2],
 }
 
 /// What a stop reaches, like systemd's `KillMode=`.
@@ -175,6 +178,7 @@ impl ProcessSpec {
             fatal_exec_errors: false,
             instances: None,
             pre_exec: Vec::new(),
+            log_lines: [log::LevelFilter::Info; 2],
         }
     }
 
@@ -241,6 +245,30 @@ impl ProcessSpec {
     /// Where stderr goes ([`Output::ToStdout`] is allowed here only).
     pub fn stderr(mut self, out: Output) -> Self {
         self.stderr = out;
+        self
+    }
+
+    /// The level at which captured lines of `stream` go to the `log` crate
+    /// (default `Info` for both: most programs log on stderr, so stderr is
+    /// not a warning by itself). `LevelFilter::Off` logs none of them;
+    /// [`Event::Output`](crate::Event::Output) is emitted all the same.
+    ///
+    /// Each process logs under its own target, `procsup::output::NAME`
+    /// (`procsup::output::web:0` for an instance), so a logger can filter
+    /// by process; events go out under `procsup::event`.
+    ///
+    /// ```
+    /// use log::LevelFilter;
+    /// use procsup::{Output, ProcessSpec, Stream};
+    /// let spec = ProcessSpec::new("web", "server")
+    ///     .stdout(Output::Capture)
+    ///     .stderr(Output::Capture)
+    ///     .log_lines(Stream::Stdout, LevelFilter::Off)
+    ///     .log_lines(Stream::Stderr, LevelFilter::Warn);
+    /// assert_eq!(spec.get_log_lines(Stream::Stderr), LevelFilter::Warn);
+    /// ```
+    pub fn log_lines(mut self, stream: Stream, level: log::LevelFilter) -> Self {
+        self.log_lines[stream as usize] = level;
         self
     }
 
@@ -497,6 +525,11 @@ impl ProcessSpec {
     pub fn has_pre_exec(&self) -> bool {
         !self.pre_exec.is_empty()
     }
+    /// The level of captured lines of `stream` in the `log` crate.
+    pub fn get_log_lines(&self, stream: Stream) -> log::LevelFilter {
+        self.log_lines[stream as usize]
+    }
+
     /// The number of instances asked for, if any.
     pub fn get_instances(&self) -> Option<u32> {
         self.instances

@@ -34,6 +34,7 @@ use crate::event::Stream;
 use crate::orphans::{Orphan, OrphanScan};
 use crate::spec::{KillMode, ProcessSpec};
 use crate::state::{Containment, Exit};
+use crate::supervisor::Supervisor;
 use crate::sys::{Sys, SysEvent};
 use crate::timers::later;
 
@@ -124,6 +125,10 @@ pub struct SignalRecord {
 
 #[derive(Debug)]
 struct FakeChild {
+    /// The spec's name (an instance's own name, `web:0`).
+    name: String,
+    /// Spawn order, so the newest of two children of one name is known.
+    born: u64,
     group: bool,
     /// Exited, but `poll` has not reported it yet (a zombie).
     exited: bool,
@@ -160,6 +165,7 @@ pub struct FakeSys {
     orphan_records: Vec<Orphan>,
     orphans: HashMap<Pid, Orphan>,
     interrupted_polls: u32,
+    spawned: u64,
     containment: Option<Containment>,
 }
 
@@ -184,6 +190,7 @@ impl FakeSys {
             orphan_records: Vec::new(),
             orphans: HashMap::new(),
             interrupted_polls: 0,
+            spawned: 0,
             containment: None,
         }
     }
@@ -312,6 +319,38 @@ impl FakeSys {
         }
     }
 
+    /// Ends the live child of the process named `name` (an instance by its
+    /// own name, `web:0`), as [`exit`](FakeSys::exit) does by pid. False
+    /// when that process has no live child.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use procsup::{Exit, ProcessSpec, State, Supervisor, testing::FakeSys};
+    /// let now = Instant::now();
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// sup.add_process(ProcessSpec::new("web", "server"))?;
+    /// sup.start_all(now)?;
+    /// assert!(sup.sys_mut().exit_by_name("web", Exit::Exited(3)));
+    /// sup.tick(now);
+    /// assert_eq!(sup.status("web")?.last_exit, Some(Exit::Exited(3)));
+    /// assert!(!sup.sys_mut().exit_by_name("nobody", Exit::Exited(3)));
+    /// # Ok::<(), procsup::Error>(())
+    /// ```
+    #[must_use = "false means the process had no live child"]
+    pub fn exit_by_name(&mut self, name: &str, exit: Exit) -> bool {
+        match self.pid_of(name) {
+            Some(pid) => self.exit(pid, exit),
+            None => false,
+        }
+    }
+
+    /// The live child of the process named `name`, if it has one. During a
+    /// rolling restart two children share a name; this is the newest.
+    pub fn pid_of(&self, name: &str) -> Option<Pid> {
+        let mine = self.children.iter().filter(|(_, c)| !c.exited && c.name == name);
+        mine.max_by_key(|(_, c)| c.born).map(|(p, _)| *p)
+    }
+
     /// The child writes `data` to a captured stream; reported by the next
     /// `poll`. Returns false when `pid` is not a live child.
     #[must_use = "false means the pid was not a live child"]
@@ -373,6 +412,7 @@ impl Sys for FakeSys {
             self.next_pid = self.next_pid.wrapping_add(1).max(2);
             Ok(pid)
         });
+        self.spawned += 1;
         if let Ok(pid) = result {
             let tree = spec.kill_mode == KillMode::Tree;
             let containment = match self.containment {
@@ -381,7 +421,8 @@ impl Sys for FakeSys {
                 _ => Containment::None,
             };
             let group = spec.process_group && tree;
-            self.children.insert(pid, FakeChild { group, exited: false, draining: false, containment });
+            let (name, born) = (spec.name.clone(), self.spawned);
+            self.children.insert(pid, FakeChild { name, born, group, exited: false, draining: false, containment });
         }
         if self.record {
             self.spawns.push(SpawnRecord { spec: spec.clone(), result });
@@ -447,5 +488,86 @@ impl Sys for FakeSys {
             }
             events.push(ev);
         }
+    }
+}
+
+/// [`Supervisor::run_until_idle`] gave up: the supervisor still had work
+/// after the step limit, which in a test usually means a livelock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("still busy after {steps} steps")]
+#[non_exhaustive]
+pub struct StepLimit {
+    /// The limit that was reached.
+    pub steps: usize,
+}
+
+/// Driving a supervisor through virtual time, as quinn-proto's tests drive
+/// a connection: jump to the next wake-up, tick, repeat, and stop after a
+/// bounded number of steps so that a livelock fails instead of hanging.
+impl<S: Sys> Supervisor<S> {
+    /// Moves `clock` to [`next_deadline`](Supervisor::next_deadline) and
+    /// ticks there; returns that instant, or `None` (no tick) when nothing
+    /// is scheduled.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procsup::{Backoff, Exit, ProcessSpec, State, Supervisor};
+    /// use procsup::testing::{FakeSys, VirtualClock};
+    ///
+    /// let mut clock = VirtualClock::new();
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// sup.add_process(ProcessSpec::new("w", "worker").backoff(Backoff::fixed(Duration::from_secs(5))))?;
+    /// sup.start_all(clock.now())?;
+    /// assert!(sup.sys_mut().exit_by_name("w", Exit::Exited(1)));
+    /// sup.tick(clock.now());
+    /// assert_eq!(sup.advance_to_next_deadline(&mut clock), Some(clock.at(5.0)));
+    /// assert_eq!(sup.status("w")?.state, State::Starting);
+    /// # Ok::<(), procsup::Error>(())
+    /// ```
+    pub fn advance_to_next_deadline(&mut self, clock: &mut VirtualClock) -> Option<Instant> {
+        let at = self.next_deadline()?;
+        clock.set(at);
+        self.tick(clock.now());
+        Some(at)
+    }
+
+    /// Ticks now, then again while a tick has news (events), then at each
+    /// next deadline, until a tick has no news and nothing is scheduled:
+    /// every running child is left waiting for the test to end it. Returns
+    /// the number of ticks, or [`StepLimit`] after `max_steps` of them.
+    /// Events stay queued for the test to take.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procsup::{Backoff, Exit, ProcessSpec, State, Supervisor};
+    /// use procsup::testing::{FakeSys, VirtualClock};
+    ///
+    /// let mut clock = VirtualClock::new();
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// sup.add_process(ProcessSpec::new("w", "worker").start_grace(Duration::from_secs(1)))?;
+    /// sup.start_all(clock.now())?;
+    /// sup.run_until_idle(&mut clock, 10).unwrap();
+    /// assert_eq!(sup.status("w")?.state, State::Running);
+    /// assert_eq!(clock.now(), clock.at(1.0));
+    /// # Ok::<(), procsup::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`StepLimit`] when work remains after `max_steps` ticks.
+    pub fn run_until_idle(&mut self, clock: &mut VirtualClock, max_steps: usize) -> Result<usize, StepLimit> {
+        for step in 1..=max_steps {
+            let before = self.queued_events();
+            self.tick(clock.now());
+            if self.queued_events() > before {
+                // Something happened, and may have more to follow at once
+                // (a SIGKILL's exit, reported by the next poll).
+                continue;
+            }
+            match self.next_deadline() {
+                None => return Ok(step),
+                Some(at) => clock.set(at),
+            }
+        }
+        Err(StepLimit { steps: max_steps })
     }
 }

@@ -1,4 +1,4 @@
-//! The poll and tokio host examples: start, kill a child, see it restarted,
+//! The poll, mio and tokio host examples: start, kill a child, see it restarted,
 //! SIGTERM, see a clean exit 0 within the stop timeout.
 
 // A host, not the library: it owns real time and may read clocks and sleep.
@@ -37,4 +37,9 @@ fn poll_loop_example() {
 #[test]
 fn tokio_example() {
     host_restarts_and_stops("tokio");
+}
+
+#[test]
+fn mio_example() {
+    host_restarts_and_stops("mio_loop");
 }

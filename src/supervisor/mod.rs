@@ -1,6 +1,8 @@
 //! The supervisor: the steps and the state machine.
 
 mod drain;
+mod host;
+mod logging;
 mod orphan;
 mod proc;
 mod roll;
@@ -18,7 +20,6 @@ use rand::SeedableRng;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::output::escape;
 use crate::spec::ProcessSpec;
 use crate::state::{Exit, ProcessStatus, State};
 use crate::sys::{Sys, SysEvent, UnixSys};
@@ -741,11 +742,7 @@ impl<S: Sys> Supervisor<S> {
     }
 
     fn emit(&mut self, ev: Event) {
-        match &ev {
-            Event::Fatal { .. } | Event::SpawnFailed { .. } => log::warn!("procsup: {ev}"),
-            Event::Output { name, line, .. } => log::info!("[{name}] {}", escape(line)),
-            _ => log::debug!("procsup: {ev}"),
-        }
+        self.log_event(&ev);
         self.events.push_back(ev);
     }
 

@@ -80,7 +80,7 @@ impl Host {
     /// tick.
     pub fn turn(&mut self, cap: Duration) {
         let now = Instant::now();
-        let wait = self.sup.next_deadline().map_or(cap, |t| t.saturating_duration_since(now).min(cap));
+        let wait = self.sup.poll_timeout(now).map_or(cap, |t| t.min(cap));
         {
             let fds = self.sup.readiness_fds();
             let mut pfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();

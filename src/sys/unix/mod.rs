@@ -442,6 +442,9 @@ impl UnixSys {
         let cap = (self.children.len() * 3).clamp(16, 1024);
         match self.readiness.as_mut().map(|r| r.ready(cap)) {
             Some(tokens) => {
+                // A full batch may have left more ready: an edge-triggered
+                // host sees no new edge for those, so ask to be polled again.
+                self.more |= tokens.len() == cap;
                 for token in tokens {
                     let (pid, slot) = Self::untoken(token);
                     match slot {

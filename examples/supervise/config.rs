@@ -1,0 +1,201 @@
+//! `--config FILE`: programs in TOML, one `[program.NAME]` section each.
+//!
+//! ```toml
+//! [program.web]
+//! command = "python3 -m http.server 8000"
+//! restart = "always"
+//! backoff = "exp:0.1:30"
+//!
+//! [program.job]
+//! command = "sh -c 'run-job --once'"
+//! restart = "on-failure"
+//! give-up = 3
+//! ```
+//!
+//! `command` is split like the `-p` COMMAND; every other key is a long flag
+//! name without its dashes, with the value the flag takes (a string, or a
+//! number where the flag takes one; `true` for a flag that takes none).
+//! Flags on the command line are the defaults that a section overrides.
+
+use std::path::Path;
+
+use toml_edit::{Document, Item, Key, Table, Value};
+
+use super::{set_program_option, set_program_switch, shell, Args, PROGRAM_OPTIONS, PROGRAM_SWITCHES};
+
+/// One program of the file: its name, its argv, and its settings.
+pub type Program = (String, Vec<String>, Args);
+
+/// Reads the programs of `path`, each starting from `defaults`. An error
+/// names the file, the line and the key.
+pub fn load(path: &Path, defaults: &Args) -> Result<Vec<Program>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&text, defaults).map_err(|e| format!("{}:{e}", path.display()))
+}
+
+/// Where a key is: `LINE: KEY`.
+fn at(text: &str, key: &Key, dotted: &str) -> String {
+    let line = key.span().map_or(0, |s| text[..s.start].matches('\n').count() + 1);
+    format!("{line}: {dotted}")
+}
+
+pub fn parse(text: &str, defaults: &Args) -> Result<Vec<Program>, String> {
+    let doc = Document::parse(text).map_err(|e| {
+        let line = e.span().map_or(0, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        format!("{line}: {}", e.message().trim_end())
+    })?;
+    let mut programs = Vec::new();
+    for (name, item) in doc.iter() {
+        let (key, _) = doc.get_key_value(name).expect("iterated keys exist");
+        if name != "program" {
+            return Err(format!("{}: unknown key: expected [program.NAME] sections", at(text, key, name)));
+        }
+        let Some(table) = item.as_table() else {
+            return Err(format!("{}: expected [program.NAME] sections", at(text, key, name)));
+        };
+        for (pname, section) in table.iter() {
+            let (pkey, _) = table.get_key_value(pname).expect("iterated keys exist");
+            let dotted = format!("program.{pname}");
+            let Some(section) = section.as_table() else {
+                return Err(format!("{}: expected a [{dotted}] section", at(text, pkey, &dotted)));
+            };
+            programs.push(program(text, pname, pkey, section, defaults)?);
+        }
+    }
+    if programs.is_empty() {
+        return Err(" no [program.NAME] section".into());
+    }
+    Ok(programs)
+}
+
+fn program(text: &str, name: &str, name_key: &Key, section: &Table, defaults: &Args) -> Result<Program, String> {
+    let mut args = defaults.clone();
+    let mut argv = None;
+    for (k, item) in section.iter() {
+        let (key, _) = section.get_key_value(k).expect("iterated keys exist");
+        let where_ = at(text, key, &format!("program.{name}.{k}"));
+        let fail = |msg: String| format!("{where_}: {msg}");
+        let value = match item {
+            Item::Value(v) => v,
+            _ => return Err(fail("expected a value, not a table".into())),
+        };
+        if k == "command" {
+            let Value::String(s) = value else { return Err(fail("expected a string".into())) };
+            let words = shell::split(s.value()).map_err(fail)?;
+            if words.is_empty() {
+                return Err(fail("the command is empty".into()));
+            }
+            argv = Some(words);
+        } else if PROGRAM_SWITCHES.contains(&k) {
+            match value {
+                Value::Boolean(b) if *b.value() => set_program_switch(&mut args, k),
+                Value::Boolean(_) => {}
+                _ => return Err(fail("expected true or false".into())),
+            }
+        } else if PROGRAM_OPTIONS.contains(&k) {
+            let v = match value {
+                Value::String(s) => s.value().clone(),
+                Value::Integer(i) => i.value().to_string(),
+                Value::Float(f) => f.value().to_string(),
+                _ => return Err(fail("expected a string or a number".into())),
+            };
+            set_program_option(&mut args, k, &v).map_err(fail)?;
+        } else {
+            let known = ["command"].iter().chain(PROGRAM_OPTIONS).chain(PROGRAM_SWITCHES);
+            let known: Vec<&str> = known.copied().collect();
+            return Err(fail(format!("unknown key (expected one of: {})", known.join(", "))));
+        }
+    }
+    let argv = argv.ok_or_else(|| format!("{}: no command", at(text, name_key, &format!("program.{name}"))))?;
+    Ok((name.to_owned(), argv, args))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use procsup::{Backoff, RestartPolicy, Signal};
+
+    use super::{parse, Args};
+
+    fn defaults() -> Args {
+        let argv = ["--give-up", "7", "--config", "unused.toml"].map(String::from);
+        super::super::parse_args(argv.into_iter()).unwrap().unwrap()
+    }
+
+    #[test]
+    fn each_section_is_one_program_over_the_command_line_defaults() {
+        let text = r#"
+[program.web]
+command = "python3 -m http.server 8000"
+backoff = "fixed:2.5"
+restart = "always"
+capture = true
+
+[program.job]
+command = "sh -c 'run-job --once'"
+restart = "on-failure"
+give-up = 3
+stop-timeout = 0.5
+stop-signal = "INT"
+no-die-with-parent = true
+"#;
+        let programs = parse(text, &defaults()).unwrap();
+        let [(web, web_argv, w), (job, job_argv, j)] = &programs[..] else { panic!("{programs:?}") };
+        assert_eq!(
+            (web.as_str(), &web_argv[..]),
+            ("web", &["python3", "-m", "http.server", "8000"].map(String::from)[..])
+        );
+        assert_eq!((job.as_str(), &job_argv[..]), ("job", &["sh", "-c", "run-job --once"].map(String::from)[..]));
+        assert_eq!(w.backoff, Backoff::fixed(Duration::from_millis(2500)));
+        assert_eq!(w.restart, RestartPolicy::Always);
+        assert_eq!(w.give_up, Some(7), "the command line's default");
+        assert!(w.die_with_parent);
+        assert!(w.capture && !j.capture, "a switch set for one program only");
+        assert_eq!(j.backoff, Backoff::default());
+        assert_eq!(j.restart, RestartPolicy::OnFailure);
+        assert_eq!(j.give_up, Some(3));
+        assert_eq!(j.stop_timeout, Duration::from_millis(500));
+        assert_eq!(j.stop_signal, Signal::SIGINT);
+        assert!(!j.die_with_parent);
+    }
+
+    fn error(text: &str) -> String {
+        parse(text, &defaults()).unwrap_err()
+    }
+
+    #[test]
+    fn every_bad_value_names_its_line_and_key() {
+        let head = "[program.a]\ncommand = \"true\"\n";
+        assert_eq!(
+            error(&format!("{head}restart = \"sometimes\"\n")),
+            "3: program.a.restart: --restart \"sometimes\": expected always, on-failure or never"
+        );
+        assert!(error(&format!("{head}give-up = 0\n")).starts_with("3: program.a.give-up: "));
+        assert!(error(&format!("{head}give-up = -1\n")).starts_with("3: program.a.give-up: "));
+        assert!(error(&format!("{head}backoff = \"exp:1\"\n")).starts_with("3: program.a.backoff: "));
+        assert!(error(&format!("{head}start-grace = \"soon\"\n")).starts_with("3: program.a.start-grace: "));
+        assert!(error(&format!("{head}stop-timeout = true\n"))
+            .starts_with("3: program.a.stop-timeout: expected a string or a number"));
+        assert!(error(&format!("{head}stop-signal = \"SIGNOPE\"\n")).starts_with("3: program.a.stop-signal: "));
+        assert!(error(&format!("{head}no-die-with-parent = \"yes\"\n"))
+            .starts_with("3: program.a.no-die-with-parent: expected true or false"));
+        assert!(error(&format!("{head}\n\nrestrat = \"always\"\n")).starts_with("5: program.a.restrat: unknown key"));
+        assert!(
+            error(&format!("{head}exit-when-idle = true\n")).starts_with("3: program.a.exit-when-idle: unknown key")
+        );
+        assert_eq!(
+            error("[program.a]\ncommand = \"sh -c 'echo\"\n"),
+            "2: program.a.command: \"sh -c 'echo\": a single quote is not closed"
+        );
+        assert_eq!(error("[program.a]\ncommand = 3\n"), "2: program.a.command: expected a string");
+        assert_eq!(error("[program.a]\nrestart = \"never\"\n"), "1: program.a: no command");
+        assert!(error("[programs.a]\ncommand = \"x\"\n").starts_with("1: programs: unknown key"));
+        assert!(
+            error("[program.a]\ncommand = \"x\"\nrestart = \n").starts_with("3: "),
+            "{}",
+            error("[program.a]\ncommand = \"x\"\nrestart = \n")
+        );
+        assert_eq!(error("# nothing\n"), " no [program.NAME] section");
+    }
+}
