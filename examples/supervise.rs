@@ -514,8 +514,8 @@ fn wait(sup: &Supervisor, signals: &Signals) -> io::Result<()> {
 /// One row per process: what `statuses()` knows, for people.
 fn status_table(sup: &Supervisor, now: Instant) -> String {
     let mut out = format!(
-        "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:>8}\n",
-        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "RESTART IN", "GIVE-UP"
+        "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:<13} {:>8}\n",
+        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "RESTART IN", "TREE", "GIVE-UP"
     );
     let dash = || "-".to_string();
     for st in sup.statuses() {
@@ -525,9 +525,11 @@ fn status_table(sup: &Supervisor, now: Instant) -> String {
         let retry =
             st.next_retry_at.map_or_else(dash, |t| format!("{:.1}s", t.saturating_duration_since(now).as_secs_f64()));
         let budget = st.give_up_remaining.map_or_else(dash, |n| n.to_string());
+        // What holds the child's tree (cgroup, process_group, none).
+        let tree = st.containment.map_or_else(dash, |c| c.to_string());
         out += &format!(
-            "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:>8}\n",
-            st.name, st.state, pid, uptime, st.restart_count, exit, retry, budget
+            "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:<13} {:>8}\n",
+            st.name, st.state, pid, uptime, st.restart_count, exit, retry, tree, budget
         );
     }
     out
