@@ -214,6 +214,7 @@ impl UnixSys {
     /// assert_eq!(sys.cgroup_dir(), None);
     /// ```
     pub fn without_cgroups(mut self) -> Self {
+        log::info!("procsup: containment: process groups (cgroups turned off)");
         self.cgroups = Cgroups::Off;
         self
     }
