@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use procsup::nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use procsup::{Backoff, Exit, Output, ProcessSpec, RestartPolicy, Signal, State, Supervisor, UnixSys};
+use procsup::{
+    Backoff, Condition, Exit, Output, ProcessSpec, RestartPolicy, Signal, State, Strategy, Supervisor, UnixSys,
+};
 
 #[path = "supervise/config.rs"]
 mod config;
@@ -59,6 +61,12 @@ options:
                                LISTEN_FDNAMES (listen0, ...) and LISTEN_PID
                                (repeatable)
 * --start-grace SECS           alive this long counts as started (default 1)
+* --ready grace|notify|fd:N|output:TEXT
+                               what makes a child ready: the start grace, sd_notify
+                               READY=1, a newline on fd N (s6), or an output line
+                               containing TEXT (default grace)
+* --start-timeout SECS         not ready this long after the spawn: a failed start
+* --watchdog SECS              with --ready notify: WATCHDOG=1 at least this often
 * --backoff fixed:SECS|exp:INITIAL:MAX[:JITTER]
                                delay before a restart (default exp:0.1:60:0.25)
 * --restart always|on-failure|never   (default always)
@@ -77,6 +85,12 @@ options:
                                only, even where a cgroup v2 is writable
 * --capture                    capture the children's stdout and stderr and
                                print each line as an event=output line
+  --after NAME=DEP[:started|ready|completed]
+                               start NAME once DEP is started, running
+                               (ready, the default) or exited with success;
+                               on shutdown NAME stops first (repeatable)
+  --strategy one_for_one|one_for_all|rest_for_one
+                               what a crash restarts (default one_for_one)
   -h, --help                   this text
 
 signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.
@@ -106,14 +120,29 @@ struct Args {
     subreaper: bool,
     capture: bool,
     listen: Vec<String>,
+    after: Vec<(String, String, Condition)>,
+    strategy: Strategy,
+    ready: Option<procsup::Readiness>,
+    start_timeout: Option<Duration>,
+    watchdog: Option<Duration>,
     config: Option<std::path::PathBuf>,
 }
 
 /// The options that take a value and that a program may set for itself:
 /// on the command line for every program, as keys in a `--config` section
 /// for one.
-const PROGRAM_OPTIONS: &[&str] =
-    &["start-grace", "backoff", "restart", "give-up", "stop-timeout", "stop-signal", "instances"];
+const PROGRAM_OPTIONS: &[&str] = &[
+    "start-grace",
+    "backoff",
+    "restart",
+    "give-up",
+    "stop-timeout",
+    "stop-signal",
+    "instances",
+    "ready",
+    "start-timeout",
+    "watchdog",
+];
 /// The same for options without a value (`key = true` in a section).
 const PROGRAM_SWITCHES: &[&str] = &["no-die-with-parent", "no-cgroups", "capture"];
 
@@ -135,6 +164,9 @@ fn set_program_option(a: &mut Args, key: &str, value: &str) -> Result<(), String
         "stop-timeout" => a.stop_timeout = secs(value)?,
         "stop-signal" => a.stop_signal = parse_signal(value)?,
         "instances" => a.instances = Some(positive(&flag, value)?),
+        "ready" => a.ready = parse_ready(value)?,
+        "start-timeout" => a.start_timeout = Some(secs(value)?),
+        "watchdog" => a.watchdog = Some(secs(value)?),
         _ => return Err(format!("unknown option {flag:?}")),
     }
     Ok(())
@@ -147,6 +179,19 @@ fn set_program_switch(a: &mut Args, key: &str) {
         "no-cgroups" => a.cgroups = false,
         "capture" => a.capture = true,
         _ => {}
+    }
+}
+
+fn parse_ready(s: &str) -> Result<Option<procsup::Readiness>, String> {
+    use procsup::Readiness;
+    match s.split_once(':') {
+        None if s == "grace" => Ok(None),
+        None if s == "notify" => Ok(Some(Readiness::Notify)),
+        Some(("fd", n)) => {
+            n.parse().map(|n| Some(Readiness::Fd(n))).map_err(|_| format!("--ready fd:{n}: not a number"))
+        }
+        Some(("output", text)) if !text.is_empty() => Ok(Some(Readiness::output_contains(text))),
+        _ => Err(format!("--ready {s:?}: expected grace, notify, fd:N or output:TEXT")),
     }
 }
 
@@ -190,6 +235,19 @@ fn parse_process(s: &str) -> Result<(String, Vec<String>), String> {
     Ok((name.to_owned(), argv))
 }
 
+fn parse_after(s: &str) -> Result<(String, String, Condition), String> {
+    let bad = || format!("--after {s:?}: expected NAME=DEP[:started|ready|completed]");
+    let (name, dep) = s.split_once('=').ok_or_else(bad)?;
+    let (dep, condition) = match dep.split_once(':') {
+        Some((dep, c)) => (dep, Condition::parse(c).ok_or_else(bad)?),
+        None => (dep, Condition::Ready),
+    };
+    if name.is_empty() || dep.is_empty() {
+        return Err(bad());
+    }
+    Ok((name.to_owned(), dep.to_owned(), condition))
+}
+
 fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut a = Args {
         processes: Vec::new(),
@@ -207,6 +265,11 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         subreaper: false,
         capture: false,
         listen: Vec::new(),
+        after: Vec::new(),
+        strategy: Strategy::OneForOne,
+        ready: None,
+        start_timeout: None,
+        watchdog: None,
         config: None,
     };
     let mut name = None;
@@ -233,6 +296,12 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
             "--subreaper" => a.subreaper = true,
             "--listen" => a.listen.push(value(&arg)?),
+            "--after" => a.after.push(parse_after(&value(&arg)?)?),
+            "--strategy" => {
+                let v = value(&arg)?;
+                a.strategy = Strategy::parse(&v)
+                    .ok_or_else(|| format!("--strategy {v:?}: expected one_for_one, one_for_all or rest_for_one"))?;
+            }
             flag if flag.strip_prefix("--").is_some_and(|k| PROGRAM_SWITCHES.contains(&k)) => {
                 set_program_switch(&mut a, &arg[2..]);
             }
@@ -276,6 +345,22 @@ fn spec(a: &Args, name: &str, argv: &[String], listen: &[Arc<std::os::fd::OwnedF
     }
     if a.capture {
         s = s.stdout(Output::Capture).stderr(Output::Capture);
+    }
+    for (_, dep, condition) in a.after.iter().filter(|(n, _, _)| n == name) {
+        s = s.depends_on(dep, *condition);
+    }
+    if let Some(r) = &a.ready {
+        // Output readiness reads the lines, so they are captured.
+        if matches!(r, procsup::Readiness::OutputLine(_)) {
+            s = s.stdout(procsup::Output::Capture);
+        }
+        s = s.ready(r.clone());
+    }
+    if let Some(t) = a.start_timeout {
+        s = s.start_timeout(t);
+    }
+    if let Some(w) = a.watchdog {
+        s = s.watchdog(w);
     }
     s
 }
@@ -368,11 +453,12 @@ fn main() -> ExitCode {
             }
         }
     }
-    for (name, argv, settings) in &programs {
-        if let Err(e) = sup.add_process(spec(settings, name, argv, &listen)) {
-            eprintln!("supervise: {e}");
-            return ExitCode::from(2);
-        }
+    sup.set_strategy(args.strategy);
+    // One batch: --after may name a process given later.
+    let specs = programs.iter().map(|(name, argv, settings)| spec(settings, name, argv, &listen));
+    if let Err(e) = sup.add_processes(specs) {
+        eprintln!("supervise: {e}");
+        return ExitCode::from(2);
     }
     match run(&mut sup, &args) {
         Ok(code) => code,
@@ -482,8 +568,8 @@ fn wait(sup: &Supervisor, signals: &Signals) -> io::Result<()> {
 /// One row per process: what `statuses()` knows, for people.
 fn status_table(sup: &Supervisor, now: Instant) -> String {
     let mut out = format!(
-        "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:>8}\n",
-        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "RESTART IN", "GIVE-UP"
+        "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:<13} {:>8}\n",
+        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "RESTART IN", "TREE", "GIVE-UP"
     );
     let dash = || "-".to_string();
     for st in sup.statuses() {
@@ -493,9 +579,11 @@ fn status_table(sup: &Supervisor, now: Instant) -> String {
         let retry =
             st.next_retry_at.map_or_else(dash, |t| format!("{:.1}s", t.saturating_duration_since(now).as_secs_f64()));
         let budget = st.give_up_remaining.map_or_else(dash, |n| n.to_string());
+        // What holds the child's tree (cgroup, process_group, none).
+        let tree = st.containment.map_or_else(dash, |c| c.to_string());
         out += &format!(
-            "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:>8}\n",
-            st.name, st.state, pid, uptime, st.restart_count, exit, retry, budget
+            "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:<13} {:>8}\n",
+            st.name, st.state, pid, uptime, st.restart_count, exit, retry, tree, budget
         );
     }
     out

@@ -53,6 +53,19 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The process has no child to act on (it is not `Starting`,
+    /// `Running` or `Stopping`).
+    #[error("process {0:?} has no running child")]
+    NotRunning(String),
+    /// Signalling the child failed.
+    #[error("signalling {name:?} failed: {source}")]
+    Signal {
+        /// The process name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// Another live host holds the state directory's lock: two hosts
     /// sharing one directory would stop each other's children as orphans.
     #[error("state directory {path} is in use by another live host")]
@@ -72,6 +85,27 @@ pub enum Error {
     /// to be reaped): it is not started again.
     #[error("the process {0:?} is being removed")]
     Removing(String),
+    /// A spec depends on a process that is not supervised (dependencies
+    /// are added first, or in the same `add_processes` batch).
+    #[error("{name:?} depends on {dependency:?}, which is not supervised")]
+    UnknownDependency {
+        /// The process being added.
+        name: String,
+        /// The name it depends on.
+        dependency: String,
+    },
+    /// The dependencies form a cycle: each process depends on the next,
+    /// the last on the first. Nothing was added.
+    #[error("dependency cycle: {}", .0.join(" -> "))]
+    DependencyCycle(Vec<String>),
+    /// `remove_process` of a process others depend on: remove them first.
+    #[error("{name:?} cannot be removed: {dependents:?} depend on it")]
+    HasDependents {
+        /// The process.
+        name: String,
+        /// The processes that depend on it.
+        dependents: Vec<String>,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

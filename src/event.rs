@@ -8,6 +8,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::deps::Condition;
 use crate::orphans::Discard;
 use crate::output::escape;
 use crate::state::Exit;
@@ -53,6 +54,22 @@ pub enum FatalReason {
     ExecError(Errno),
     /// The spawn failed and the restart policy is `Never`.
     SpawnFailedNoRestart(Errno),
+    /// It was waiting on a dependency that can no longer reach the
+    /// condition: the dependency is `Fatal`, or a `Completed` dependency
+    /// exited with a failure and is not restarted.
+    DependencyFailed {
+        /// The dependency.
+        dependency: String,
+    },
+    /// The supervisor's restarts reached its intensity
+    /// ([`Supervisor::set_intensity`](crate::Supervisor::set_intensity)):
+    /// more than `max_restarts` within `period`, so the whole group gave up.
+    GroupIntensity {
+        /// The limit.
+        max_restarts: u32,
+        /// The window.
+        period: Duration,
+    },
 }
 
 impl fmt::Display for FatalReason {
@@ -64,6 +81,13 @@ impl fmt::Display for FatalReason {
             }
             FatalReason::ExecError(e) => write!(f, "exec_error errno={e:?}"),
             FatalReason::SpawnFailedNoRestart(e) => write!(f, "spawn_failed errno={e:?}"),
+            FatalReason::GroupIntensity { max_restarts, period } => {
+                write!(f, "group_intensity max_restarts={max_restarts} period_ms={}", period.as_millis())
+            }
+            FatalReason::DependencyFailed { dependency } => {
+                f.write_str("dependency_failed dependency=")?;
+                logfmt_value(f, dependency)
+            }
         }
     }
 }
@@ -90,6 +114,17 @@ impl fmt::Display for FatalReason {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
+    /// The process was asked to start but waits: `dependency` has not
+    /// reached `condition` yet. Emitted when it starts waiting and when the
+    /// dependency it waits on changes.
+    Waiting {
+        /// Process name.
+        name: Arc<str>,
+        /// The first dependency not at its condition.
+        dependency: Arc<str>,
+        /// The condition.
+        condition: Condition,
+    },
     /// A child was spawned.
     Spawned {
         /// Process name.
@@ -108,7 +143,9 @@ pub enum Event {
         /// The OS error as text.
         message: String,
     },
-    /// The child lived through its start grace period.
+    /// The child is ready and now `Running` (it lived through its start
+    /// grace, or its readiness source fired: then [`Event::Ready`] comes
+    /// just before).
     Running {
         /// Process name.
         name: Arc<str>,
@@ -280,6 +317,75 @@ pub enum Event {
         /// What it is.
         reason: String,
     },
+    /// A readiness source fired: the child is ready (it then becomes
+    /// `Running`, or ends a reload). Not emitted for `Readiness::Grace`,
+    /// which is a guess, not a signal.
+    Ready {
+        /// Process name.
+        name: Arc<str>,
+        /// The child.
+        pid: Pid,
+        /// From the spawn (or the reload) to readiness, by the `now` values
+        /// passed in.
+        after: Duration,
+    },
+    /// The child was not ready within its start (or reload) timeout; it is
+    /// being stopped, and the exit counts as a failed start.
+    StartTimeout {
+        /// Process name.
+        name: Arc<str>,
+        /// The child.
+        pid: Pid,
+    },
+    /// The child missed its watchdog ping (or sent `WATCHDOG=trigger`); it
+    /// is being stopped and its restart policy applies.
+    Watchdog {
+        /// Process name.
+        name: Arc<str>,
+        /// The child.
+        pid: Pid,
+        /// True for `WATCHDOG=trigger`, false for a missed ping.
+        triggered: bool,
+    },
+    /// The child sent `STATUS=`.
+    Status {
+        /// Process name.
+        name: Arc<str>,
+        /// The child.
+        pid: Pid,
+        /// The text.
+        text: String,
+    },
+    /// The child is reloading (`RELOADING=1`, or a `reload_process` of a
+    /// `Notify` child); `Ready` ends it.
+    Reloading {
+        /// Process name.
+        name: Arc<str>,
+        /// The child.
+        pid: Pid,
+    },
+    /// A liveness probe is due: run it and answer with
+    /// [`Supervisor::probe_result`](crate::Supervisor::probe_result) and
+    /// this generation.
+    ProbeDue {
+        /// Process name.
+        name: Arc<str>,
+        /// The probe's generation.
+        generation: u64,
+    },
+    /// A liveness probe failed (or timed out).
+    ProbeFailed {
+        /// Process name.
+        name: Arc<str>,
+        /// The child.
+        pid: Pid,
+        /// The probe's generation.
+        generation: u64,
+        /// Failures in a row; at the spec's threshold the child is stopped.
+        failures: u32,
+        /// True when no answer came within the probe timeout.
+        timed_out: bool,
+    },
     /// An orphan the host adopted as a subreaper
     /// ([`UnixSys::subreaper`](crate::UnixSys::subreaper)) ended and was
     /// reaped.
@@ -340,6 +446,7 @@ impl Event {
     pub fn name(&self) -> &str {
         match self {
             Event::Spawned { name, .. }
+            | Event::Waiting { name, .. }
             | Event::SpawnFailed { name, .. }
             | Event::Running { name, .. }
             | Event::Exited { name, .. }
@@ -362,20 +469,29 @@ impl Event {
             | Event::OrphanRefused { name, .. }
             | Event::AdoptedExited { name, .. }
             | Event::Output { name, .. }
+            | Event::Ready { name, .. }
+            | Event::StartTimeout { name, .. }
+            | Event::Watchdog { name, .. }
+            | Event::Status { name, .. }
+            | Event::Reloading { name, .. }
+            | Event::ProbeDue { name, .. }
+            | Event::ProbeFailed { name, .. }
             | Event::SpecUpdated { name, .. }
             | Event::SpecReverted { name, .. } => name,
         }
     }
 
-    /// The short lowercase kind: `spawned`, `spawn_failed`, `running`,
+    /// The short lowercase kind: `waiting`, `spawned`, `spawn_failed`, `running`,
     /// `exited`, `backoff`, `fatal`, `stopping`, `killed`, `stopped`,
     /// `removed`, `retiring`, `retired`, `roll_aborted`, `roll_done`,
     /// `orphan_stopping`, `orphan_killed`, `orphan_gone`,
     /// `orphan_discarded`, `orphan_refused`, `adopted_exited`, `output`,
-    /// `spec_updated`, `spec_reverted`.
+    /// `ready`, `start_timeout`, `watchdog`, `status`, `reloading`,
+    /// `probe_due`, `probe_failed`, `spec_updated`, `spec_reverted`.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Spawned { .. } => "spawned",
+            Event::Waiting { .. } => "waiting",
             Event::SpawnFailed { .. } => "spawn_failed",
             Event::Running { .. } => "running",
             Event::Exited { .. } => "exited",
@@ -398,6 +514,13 @@ impl Event {
             Event::OrphanRefused { .. } => "orphan_refused",
             Event::AdoptedExited { .. } => "adopted_exited",
             Event::Output { .. } => "output",
+            Event::Ready { .. } => "ready",
+            Event::StartTimeout { .. } => "start_timeout",
+            Event::Watchdog { .. } => "watchdog",
+            Event::Status { .. } => "status",
+            Event::Reloading { .. } => "reloading",
+            Event::ProbeDue { .. } => "probe_due",
+            Event::ProbeFailed { .. } => "probe_failed",
             Event::SpecUpdated { .. } => "spec_updated",
             Event::SpecReverted { .. } => "spec_reverted",
         }
@@ -428,6 +551,11 @@ impl fmt::Display for Event {
         logfmt_value(f, self.name())?;
         match self {
             Event::Spawned { pid, restart_count, .. } => write!(f, " pid={pid} restarts={restart_count}"),
+            Event::Waiting { dependency, condition, .. } => {
+                f.write_str(" dependency=")?;
+                logfmt_value(f, dependency)?;
+                write!(f, " condition={condition}")
+            }
             Event::SpawnFailed { errno, message, .. } => {
                 write!(f, " errno={errno:?} error=")?;
                 logfmt_value(f, message)
@@ -460,6 +588,27 @@ impl fmt::Display for Event {
             Event::RollAborted { reason, .. } => {
                 f.write_str(" reason=")?;
                 logfmt_value(f, reason)
+            }
+            Event::Ready { pid, after, .. } => write!(f, " pid={pid} after_ms={}", after.as_millis()),
+            Event::StartTimeout { pid, .. } | Event::Reloading { pid, .. } => write!(f, " pid={pid}"),
+            Event::Watchdog { pid, triggered, .. } => {
+                write!(f, " pid={pid}")?;
+                if *triggered {
+                    f.write_str(" triggered=true")?;
+                }
+                Ok(())
+            }
+            Event::Status { pid, text, .. } => {
+                write!(f, " pid={pid} text=")?;
+                logfmt_value(f, text)
+            }
+            Event::ProbeDue { generation, .. } => write!(f, " generation={generation}"),
+            Event::ProbeFailed { pid, generation, failures, timed_out, .. } => {
+                write!(f, " pid={pid} generation={generation} failures={failures}")?;
+                if *timed_out {
+                    f.write_str(" timed_out=true")?;
+                }
+                Ok(())
             }
             Event::Output { pid, stream, line, .. } => {
                 write!(f, " pid={pid} stream={} line=", stream.as_str())?;

@@ -59,7 +59,9 @@
 //! | from | on | to |
 //! |---|---|---|
 //! | Stopped / Exited / Fatal | start | Starting (failure streak reset) |
-//! | Starting | alive for the start grace (`promote_running`) | Running |
+//! | Starting | alive for the start grace (`promote_running`), or its readiness source fires | Running |
+//! | Starting | start timeout passed | Stopping (a failed start: the policy applies to the exit) |
+//! | Running | watchdog missed, probe failure threshold reached | Stopping (a failure: the policy applies to the exit) |
 //! | Starting / Running | exit, policy restarts, no limit reached | Backoff |
 //! | Starting / Running | exit, policy does not restart | Exited |
 //! | Starting / Running | exit, give-up limit reached | Fatal |
@@ -70,11 +72,28 @@
 //! | Stopping | exit | Stopped (a manual stop never restarts) |
 //! | Starting / Running / Stopping | the leader exits, the rest of its tree lives | Stopping, *draining*: stop signal to the rest (unless a stop already sent it), SIGKILL to the tree at the stop timeout; the exit is settled by the rows above only once the tree is empty |
 //! | any | spawn fails | as an exit that never ran: Backoff or Fatal |
+//! | Stopped / Backoff / ... | start, a dependency not at its [`Condition`] | Waiting (no timer; `waiting` event) |
+//! | Waiting | every dependency at its condition | Starting |
+//! | Waiting | a dependency `Fatal`, or exited for good when it had to run | Fatal (`DependencyFailed`) |
+//! | Waiting | stop | Stopped |
+//! | Starting / Running | a `Ready` dependency crashed | Stopping, then Waiting |
 //!
-//! An exit before the start grace is a *failed start*: it lengthens the
+//! An exit before readiness is a *failed start*: it lengthens the
 //! failure streak, which drives the [`Backoff`] delay and the
 //! [`give_up_after`](ProcessSpec::give_up_after) limit. Reaching `Running`
 //! resets the streak.
+//!
+//! # Readiness
+//!
+//! `Running` means *ready*, and what makes a child ready is its spec's
+//! [`Readiness`]: the start grace (a timer guess, the default), the host's
+//! own [`Supervisor::mark_ready`], a captured output line, s6's
+//! notification fd, or systemd's sd_notify `READY=1`. Messages from
+//! children arrive through the [`Sys`] like exits ([`SysEvent::Notify`]);
+//! start timeouts, watchdogs and probes are deadlines in the same table as
+//! everything else, so [`Supervisor::next_deadline`] covers them. Liveness
+//! probes are the host's I/O: the supervisor says when one is due
+//! ([`Event::ProbeDue`]) and takes the answer ([`Supervisor::probe_result`]).
 //!
 //! # Coming from another supervisor
 //!
@@ -96,6 +115,10 @@
 //! | systemd `RestartSec=`, `RestartSteps=`, `RestartMaxDelaySec=` | `Backoff::fixed`, `Backoff::exponential(..).max(..)` |
 //! | systemd `StartLimitBurst=`, `StartLimitIntervalSec=` | [`ProcessSpec::max_restarts_within`] |
 //! | systemd `KillSignal=`, `TimeoutStopSec=`, `KillMode=control-group` / `process` | `stop_signal`, `stop_timeout`, [`kill_mode`](ProcessSpec::kill_mode) ([`KillMode::Tree`] is the default: a cgroup, else the process group) |
+//! | systemd `Type=notify`, `TimeoutStartSec=`, `WatchdogSec=` | `.ready(Readiness::Notify)`, [`start_timeout`](ProcessSpec::start_timeout), [`watchdog`](ProcessSpec::watchdog) |
+//! | systemd `Type=notify-reload`, `ExecReload=kill -HUP $MAINPID` | [`Supervisor::reload_process`], [`reload_signal`](ProcessSpec::reload_signal) |
+//! | s6 `notification-fd` | `.ready(Readiness::Fd(n))` |
+//! | Kubernetes `livenessProbe` | [`ProcessSpec::probe`] with [`Probe`] |
 //! | tini, dumb-init (PID 1 reaping orphans) | [`UnixSys::subreaper`] with [`SubreaperMode`] |
 //! | Erlang/OTP one-for-one `intensity`, `period` | `Backoff::none()` and `max_restarts_within(intensity, period)` |
 //!
@@ -109,12 +132,14 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod backoff;
+mod deps;
 mod error;
 mod event;
 pub mod guide;
 mod orphans;
 mod output;
 mod pool;
+mod readiness;
 mod spec;
 mod state;
 mod state_dir;
@@ -124,14 +149,16 @@ pub mod testing;
 mod timers;
 
 pub use backoff::Backoff;
+pub use deps::Condition;
 pub use error::{Error, Result};
 pub use event::{Event, FatalReason, Stream};
 pub use orphans::{Discard, Orphan, OrphanScan};
 pub use output::{escape, MAX_LINE};
 pub use pool::{INSTANCE_ENV, MAX_FD_TARGET, MAX_PASSED_FDS};
+pub use readiness::{LineFn, LineMatcher, NotifyMessage, Probe, Readiness, MAX_NOTIFY_LEN};
 pub use spec::{KillMode, Output, ProcessSpec, RestartPolicy, MAX_DURATION, MAX_INSTANCES, MAX_NAME_LEN};
 pub use state::{Containment, Exit, ProcessStatus, State};
-pub use supervisor::{Reaped, Supervisor, OUTPUT_LINES_PER_TICK};
+pub use supervisor::{Reaped, ShutdownOrder, Strategy, Supervisor, OUTPUT_LINES_PER_TICK};
 pub use sys::{SubreaperMode, Sys, SysEvent, UnixSys};
 
 pub use nix::errno::Errno;

@@ -10,6 +10,7 @@ use nix::sys::signal::Signal;
 use crate::backoff::Backoff;
 use crate::error::Error;
 use crate::event::Stream;
+use crate::readiness::{Probe, Readiness};
 
 /// The longest duration a spec accepts (100 years): anything longer is
 /// surely a unit mistake, and `Instant + Duration` must never overflow.
@@ -121,6 +122,14 @@ pub struct ProcessSpec {
     pub(crate) per_instance: Option<crate::pool::PerInstance>,
     /// The level of captured lines in the `log` crate, by [`Stream`].
     pub(crate) log_lines: [log::LevelFilter; 2],
+    pub(crate) deps: Vec<(String, crate::deps::Condition)>,
+    pub(crate) autostart: bool,
+    pub(crate) group_intensity: Option<(u32, Duration)>,
+    pub(crate) ready: Readiness,
+    pub(crate) start_timeout: Option<Duration>,
+    pub(crate) watchdog: Option<Duration>,
+    pub(crate) probe: Option<Probe>,
+    pub(crate) reload_signal: Signal,
 }
 
 /// What a stop reaches, like systemd's `KillMode=`.
@@ -185,6 +194,14 @@ impl ProcessSpec {
             per_instance: None,
             pre_exec: Vec::new(),
             log_lines: [log::LevelFilter::Info; 2],
+            deps: Vec::new(),
+            autostart: true,
+            group_intensity: None,
+            ready: Readiness::default(),
+            start_timeout: None,
+            watchdog: None,
+            probe: None,
+            reload_signal: Signal::SIGHUP,
         }
     }
 
@@ -283,6 +300,9 @@ impl ProcessSpec {
     /// Twisted's `threshold`). Zero: `Running` at once.
     pub fn start_grace(mut self, grace: Duration) -> Self {
         self.start_grace = grace;
+        if let Readiness::Grace(_) = self.ready {
+            self.ready = Readiness::Grace(grace);
+        }
         self
     }
 
@@ -432,6 +452,74 @@ impl ProcessSpec {
     pub fn instances(mut self, n: u32) -> Self {
         self.instances = Some(n);
         self
+    }
+
+    /// Starts this process only once `dependency` has reached `condition`
+    /// (see [`Condition`](crate::Condition)); until then it is
+    /// [`State::Waiting`](crate::State::Waiting). Repeat for several
+    /// dependencies. The dependency must already be known to the
+    /// supervisor when this spec is added (or come in the same
+    /// [`Supervisor::add_processes`](crate::Supervisor::add_processes)
+    /// batch), so a cycle cannot form later; it names one process, not an
+    /// instance group.
+    ///
+    /// ```
+    /// use procsup::{Condition, ProcessSpec, State, Supervisor, testing::FakeSys};
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// sup.add_process(ProcessSpec::new("db", "postgres")).unwrap();
+    /// sup.add_process(ProcessSpec::new("app", "server").depends_on("db", Condition::Ready)).unwrap();
+    /// sup.start_all(std::time::Instant::now()).unwrap();
+    /// assert_eq!(sup.status("app").unwrap().state, State::Waiting);
+    /// ```
+    pub fn depends_on(mut self, dependency: impl Into<String>, condition: crate::deps::Condition) -> Self {
+        self.deps.push((dependency.into(), condition));
+        self
+    }
+
+    /// Whether [`Supervisor::start_all`](crate::Supervisor::start_all)
+    /// starts it, and whether a supervisor already started starts it when
+    /// it is added (default yes; supervisord's `autostart`). With `false`
+    /// only an explicit start does.
+    pub fn autostart(mut self, yes: bool) -> Self {
+        self.autostart = yes;
+        self
+    }
+
+    /// Makes the [`instances`](ProcessSpec::instances) of this spec a
+    /// group nested in the supervisor, with OTP's intensity: when more than
+    /// `max_restarts` restarts of its instances fall within `period`, the
+    /// group gives up (every instance is stopped and becomes `Fatal` with
+    /// [`FatalReason::GroupIntensity`](crate::FatalReason::GroupIntensity)),
+    /// and that counts as one restart against the supervisor's own
+    /// intensity ([`Supervisor::set_intensity`](crate::Supervisor::set_intensity)).
+    /// The instances' restarts count here, not in the supervisor's window.
+    /// Needs `instances`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procsup::ProcessSpec;
+    /// let spec = ProcessSpec::new("web", "server").instances(4).group_intensity(3, Duration::from_secs(60));
+    /// # drop(spec);
+    /// ```
+    pub fn group_intensity(mut self, max_restarts: u32, period: Duration) -> Self {
+        self.group_intensity = Some((max_restarts, period));
+        self
+    }
+
+    /// The instance group's intensity, if set.
+    pub fn get_group_intensity(&self) -> Option<(u32, Duration)> {
+        self.group_intensity
+    }
+
+    /// The dependencies, in the order they were given.
+    pub fn get_dependencies(&self) -> &[(String, crate::deps::Condition)] {
+        &self.deps
+    }
+
+    /// Whether it starts with `start_all` and when added to a started
+    /// supervisor.
+    pub fn get_autostart(&self) -> bool {
+        self.autostart
     }
 
     /// The name.
@@ -595,9 +683,16 @@ impl ProcessSpec {
         }
         check_duration("start grace", self.start_grace)?;
         check_duration("stop timeout", self.stop_timeout)?;
+        self.check_readiness()?;
         self.backoff.check()?;
         if self.give_up_after == Some(0) {
             return Err("give_up_after must be at least 1".into());
+        }
+        if let Some((_, period)) = self.group_intensity {
+            check_duration("group intensity period", period)?;
+            if self.instances.is_none() {
+                return Err("group_intensity needs instances".into());
+            }
         }
         if let Some((_, period)) = self.restart_window {
             check_duration("restart window", period)?;

@@ -15,9 +15,11 @@ use nix::unistd::Pid;
 pub enum State {
     /// Not running and not going to run until started.
     Stopped,
-    /// Spawned, but not yet alive for its start grace period.
+    /// Spawned, but not yet ready (see [`Readiness`](crate::Readiness):
+    /// by default, not yet alive for its start grace period).
     Starting,
-    /// Alive for at least its start grace period.
+    /// Ready: its readiness source fired (by default, it has been alive
+    /// for its start grace period).
     Running,
     /// Exited (or failed to spawn); a restart is scheduled.
     Backoff,
@@ -27,6 +29,10 @@ pub enum State {
     Exited,
     /// Gave up: too many failed starts, or an error that retrying cannot fix.
     Fatal,
+    /// Asked to start, but a dependency has not reached its condition yet
+    /// (`ProcessStatus::waiting_on` says which), or added to a started
+    /// supervisor and due at the next tick. Nothing runs.
+    Waiting,
 }
 
 impl State {
@@ -54,6 +60,7 @@ impl State {
             State::Stopping => "stopping",
             State::Exited => "exited",
             State::Fatal => "fatal",
+            State::Waiting => "waiting",
         }
     }
 }
@@ -234,6 +241,25 @@ pub struct ProcessStatus {
     /// the next one will): 0 as added, one more with each
     /// [`update_spec`](crate::Supervisor::update_spec).
     pub spec_version: u64,
+    /// In `Waiting`: the first dependency not at its condition yet.
+    pub waiting_on: Option<(String, crate::deps::Condition)>,
+    /// When the current child became ready (reached `Running`), if it has.
+    pub ready_at: Option<Instant>,
+    /// Whether the child is reloading (`RELOADING=1` or a reload of a
+    /// `Notify` child) and has not sent `READY=1` since.
+    pub reloading: bool,
+    /// The last `STATUS=` text of the current (or last) child.
+    pub status_text: Option<String>,
+    /// The last `ERRNO=` of the current (or last) child.
+    pub notified_errno: Option<Errno>,
+    /// When the start (or reload) timeout expires, while one runs.
+    pub start_timeout_at: Option<Instant>,
+    /// When the watchdog fires unless the child pings first.
+    pub watchdog_at: Option<Instant>,
+    /// When the next liveness probe is due, or the running one times out.
+    pub next_probe_at: Option<Instant>,
+    /// Liveness probe failures in a row.
+    pub probe_failures: u32,
 }
 
 impl ProcessStatus {

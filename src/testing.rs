@@ -32,6 +32,7 @@ use nix::unistd::Pid;
 
 use crate::event::Stream;
 use crate::orphans::{Orphan, OrphanScan};
+use crate::readiness::NotifyMessage;
 use crate::spec::{KillMode, ProcessSpec};
 use crate::state::{Containment, Exit};
 use crate::supervisor::Supervisor;
@@ -364,6 +365,34 @@ impl FakeSys {
         }
     }
 
+    /// The child sends an sd_notify datagram (`READY=1\nSTATUS=...`),
+    /// parsed as [`UnixSys`](crate::UnixSys) parses it and reported by the
+    /// next `poll`. Returns false when `pid` is not a live child or the
+    /// datagram is malformed (then, as on a real socket, it is dropped).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use procsup::{ProcessSpec, Readiness, State, Supervisor, testing::FakeSys};
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// sup.add_process(ProcessSpec::new("db", "postgres").ready(Readiness::Notify)).unwrap();
+    /// let now = Instant::now();
+    /// sup.start_process("db", now).unwrap();
+    /// let pid = sup.status("db").unwrap().pid.unwrap();
+    /// assert!(sup.sys_mut().notify(pid, b"READY=1\nSTATUS=accepting connections"));
+    /// sup.tick(now);
+    /// assert_eq!(sup.status("db").unwrap().state, State::Running);
+    /// ```
+    #[must_use = "false means nothing was sent"]
+    pub fn notify(&mut self, pid: Pid, datagram: &[u8]) -> bool {
+        match (self.children.get(&pid), NotifyMessage::parse(datagram)) {
+            (Some(c), Some(msg)) if !c.exited => {
+                self.pending.push_back(SysEvent::Notify { pid, msg });
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Whether `pid` is a child that has not exited.
     pub fn is_alive(&self, pid: Pid) -> bool {
         self.children.get(&pid).is_some_and(|c| !c.exited)
@@ -449,6 +478,19 @@ impl Sys for FakeSys {
             self.signals.push(SignalRecord { pid, signal, group, delivered: result.is_ok() });
         }
         result.map_err(|e| io::Error::from_raw_os_error(e as i32))
+    }
+
+    fn signal_leader(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
+        if self.children.get(&pid).is_some_and(|c| c.draining) {
+            // The leader was reaped; only the rest of its tree is left.
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        let group = self.children.get_mut(&pid).map(|c| std::mem::replace(&mut c.group, false));
+        let result = self.signal(pid, signal);
+        if let (Some(group), Some(c)) = (group, self.children.get_mut(&pid)) {
+            c.group = group;
+        }
+        result
     }
 
     fn containment(&self, pid: Pid) -> Containment {

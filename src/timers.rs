@@ -16,6 +16,12 @@ pub(crate) enum Deadline {
     Retire(usize),
     /// The kill of an orphan of an earlier run.
     Orphan(Pid),
+    /// A process slot's start (or reload) timeout.
+    StartTimeout(usize),
+    /// A process slot's watchdog deadline.
+    Watchdog(usize),
+    /// A process slot's next probe, or the timeout of the one running.
+    Probe(usize),
 }
 
 /// Deadlines keyed by `K`. Each key has at most one. The earliest is

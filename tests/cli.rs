@@ -195,12 +195,27 @@ fn sigusr1_prints_a_status_table() {
     cli.expect("event=spawned");
     cli.signal(Signal::SIGUSR1);
     let header = cli.expect_err("NAME");
-    for col in ["STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "RESTART IN", "GIVE-UP"] {
+    for col in ["STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "RESTART IN", "TREE", "GIVE-UP"] {
         assert!(header.contains(col), "{col} missing: {header}");
     }
     let row = cli.expect_err("w:1");
     assert!(row.contains("starting") || row.contains("running"), "{row}");
+    assert!(row.contains(" cgroup ") || row.contains(" process_group "), "containment: {row}");
     assert!(row.trim_end().ends_with('3'), "give-up budget: {row}");
+    cli.signal(Signal::SIGTERM);
+    assert_eq!(cli.wait(), 0);
+}
+
+/// Issue 10: which mechanism holds a child's tree shows in the status. The
+/// forced process-group path must say so (the cgroup path depends on the
+/// machine, the flag does not).
+#[test]
+fn the_status_table_names_what_holds_each_tree() {
+    let mut cli = Cli::start(&["--no-cgroups", "-p", "g=sleep 60"]);
+    cli.expect("event=spawned");
+    cli.signal(Signal::SIGUSR1);
+    let row = cli.expect_err("g  ");
+    assert!(row.contains(" process_group "), "{row}");
     cli.signal(Signal::SIGTERM);
     assert_eq!(cli.wait(), 0);
 }

@@ -111,6 +111,8 @@ struct Model {
     seq: u64,
     last: Option<Instant>,
     shutting_down: bool,
+    /// `start_all` ran, and no `stop_all` or `shutdown` since.
+    started: bool,
     /// `Removed` events due since the last comparison.
     removed: Vec<&'static str>,
     pending: VecDeque<(&'static str, Exit)>,
@@ -137,7 +139,8 @@ impl Model {
         now
     }
 
-    /// Promise: a new name is added `Stopped`; a taken name, or any add
+    /// Promise: a new name is added `Stopped`, or, after `start_all`,
+    /// `Waiting` and due at the last `now` seen; a taken name, or any add
     /// after `shutdown`, changes nothing.
     fn add(&mut self, name: &'static str, k: Knobs) {
         if self.shutting_down || self.get(name).is_some() {
@@ -165,6 +168,12 @@ impl Model {
             slot,
             last_exit: None,
         });
+        if self.started {
+            let last = self.last;
+            let m = self.m(name);
+            m.state = State::Waiting;
+            m.deadline = last;
+        }
     }
 
     /// Promise: a spawn gives `Starting` with a promotion deadline after the
@@ -254,7 +263,7 @@ impl Model {
                 self.signal_faults.pop_front();
             }
             State::Stopping => m.then = Then::Policy,
-            State::Backoff => {
+            State::Backoff | State::Waiting => {
                 m.state = State::Stopped;
                 m.deadline = None;
             }
@@ -298,6 +307,7 @@ impl Model {
 
     /// Promise (`start_all`): every process starts, in the order added.
     fn start_all(&mut self, now: Instant) {
+        self.started = true;
         let mut names: Vec<(u64, &'static str)> = self.procs.iter().map(|m| (m.added, m.name)).collect();
         names.sort();
         for (_, name) in names {
@@ -308,6 +318,7 @@ impl Model {
     /// Promise (`stop_all`): every process is stopped (the order matters
     /// to no state the model compares).
     fn stop_all(&mut self, now: Instant) {
+        self.started = false;
         let names: Vec<&'static str> = self.procs.iter().map(|m| m.name).collect();
         for name in names {
             self.stop(name, now);
@@ -394,6 +405,19 @@ impl Model {
         self.interrupted = self.interrupted.saturating_sub(1);
         while let Some((name, exit)) = if interrupted { None } else { self.pending.pop_front() } {
             self.reaped(name, exit, now);
+        }
+        // Added to a started supervisor: started by the first tick, in the
+        // order added.
+        let mut due: Vec<(u64, &'static str)> = self
+            .procs
+            .iter()
+            .filter(|m| m.state == State::Waiting && m.deadline.is_some_and(|d| d <= now))
+            .map(|m| (m.added, m.name))
+            .collect();
+        due.sort();
+        for (_, name) in due {
+            self.m(name).deadline = None;
+            self.fresh_start(name, now);
         }
         for name in self.due(now, State::Stopping) {
             self.m(name).deadline = None;

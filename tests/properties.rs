@@ -12,7 +12,9 @@ use nix::errno::Errno;
 use proptest::prelude::*;
 
 use procsup::testing::{FakeSys, VirtualClock};
-use procsup::{Backoff, Event, Exit, Output, ProcessSpec, ProcessStatus, RestartPolicy, State, Stream, Supervisor};
+use procsup::{
+    Backoff, Condition, Event, Exit, Output, ProcessSpec, ProcessStatus, RestartPolicy, State, Stream, Supervisor,
+};
 
 /// Plain processes and the instances of group `g` (added by `AddGroup`).
 const NAMES: [&str; 5] = ["a", "b", "c", "g:0", "g:1"];
@@ -95,6 +97,10 @@ fn spec(name: &str, k: u8) -> ProcessSpec {
     if k % 13 == 0 {
         s = s.fatal_exec_errors(true);
     }
+    if name != "a" && k % 17 < 6 {
+        // Needs "a": refused while "a" is not supervised.
+        s = s.depends_on("a", if k % 17 < 3 { Condition::Ready } else { Condition::Started });
+    }
     s
 }
 
@@ -103,6 +109,8 @@ struct World {
     clock: VirtualClock,
     /// Names stopped by the host and not started since.
     held: HashSet<String>,
+    /// `start_all` ran and no `stop_all` since: an add is a start.
+    started: bool,
 }
 
 impl World {
@@ -115,11 +123,15 @@ impl World {
         let name = |i: &usize| NAMES[*i];
         match op {
             Op::Add(i, k) => {
-                let _ = self.sup.add_process(spec(name(i), *k));
+                if self.sup.add_process(spec(name(i), *k)).is_ok() && self.started {
+                    self.held.remove(name(i));
+                }
             }
             Op::Remove(i) => {
-                let _ = self.sup.remove_process(name(i), now);
-                self.held.insert(name(i).to_owned());
+                // Refused while others depend on it: then nothing changed.
+                if self.sup.remove_process(name(i), now).is_ok() {
+                    self.held.insert(name(i).to_owned());
+                }
             }
             Op::Start(i) => {
                 if self.sup.start_process(name(i), now).is_ok() {
@@ -145,9 +157,11 @@ impl World {
             Op::StartAll => {
                 let _ = self.sup.start_all(now);
                 self.held.clear();
+                self.started = true;
             }
             Op::StopAll => {
                 self.sup.stop_all(now);
+                self.started = false;
                 self.held.extend(NAMES.iter().map(|n| n.to_string()));
             }
             Op::Exit(i, code) => {
@@ -186,7 +200,9 @@ impl World {
                 let _ = self.sup.rolling_restart(target.map(|i| ROLL_TARGETS[i]), now);
             }
             Op::AddGroup(k) => {
-                let _ = self.sup.add_process(spec("g", *k).instances(2));
+                if self.sup.add_process(spec("g", *k).instances(2)).is_ok() && self.started {
+                    self.held.retain(|n| !n.starts_with("g:"));
+                }
             }
             Op::LeaveTree(i, code) => {
                 let st = self.sup.status(name(i)).ok();
@@ -286,6 +302,7 @@ proptest! {
             sup: Supervisor::with_sys(FakeSys::new()).with_seed(seed),
             clock: VirtualClock::new(),
             held: HashSet::new(),
+            started: false,
         };
         for op in &ops {
             w.apply(op);

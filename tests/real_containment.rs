@@ -128,6 +128,9 @@ fn run_until_gone(h: &mut Host, tree: &[Seen], from: Instant, limit: Duration) -
 fn ran(h: &Host, name: &str, wanted: Containment) -> Containment {
     let got = h.sup.status(name).unwrap().containment.expect("spawned");
     if wanted == Containment::Cgroup && got != Containment::Cgroup {
+        // A fallback is only acceptable where no cgroup could be made at all:
+        // where one can (root, cgroup2 mounted), the cgroup run must use it.
+        assert!(test_cgroup_parent("probe").is_none(), "a cgroup v2 is writable here, but the run fell back to {got}");
         eprintln!("no writable cgroup v2 here: the cgroup run fell back to {got}");
         assert_eq!(got, Containment::ProcessGroup);
     } else {

@@ -55,22 +55,35 @@ fn a_failing_hook_is_a_spawn_failure_not_a_half_started_child() {
 
 #[test]
 fn an_exit_carries_the_last_captured_lines() {
+    // Two children: "long" overflows the five-line tail; "mixed" fits in it
+    // whole, so it shows stderr is context whatever order the two pipes are
+    // read in (lines of different pipes have no order the kernel keeps).
     let mut h = Host::new(UnixSys::new());
-    h.add(
-        ProcessSpec::new("c", "sh")
-            .args(["-c", "for i in 1 2 3 4 5 6; do echo line$i; done; echo oops >&2; printf partial; exit 3"])
-            .stdout(Output::Capture)
-            .stderr(Output::Capture)
-            .restart(RestartPolicy::Never),
-    );
+    for (name, script) in [
+        ("long", "for i in 1 2 3 4 5 6; do echo line$i; done; printf partial; exit 3"),
+        ("mixed", "echo out; echo oops >&2; printf partial; exit 4"),
+    ] {
+        h.add(
+            ProcessSpec::new(name, "sh")
+                .args(["-c", script])
+                .stdout(Output::Capture)
+                .stderr(Output::Capture)
+                .restart(RestartPolicy::Never),
+        );
+    }
     h.start_all();
-    h.run_until(Duration::from_secs(10), |h| h.count("exited") == 1);
-    let Event::Exited { exit, last_output, .. } = h.events("exited")[0] else { unreachable!() };
-    assert_eq!(*exit, Exit::Exited(3));
-    let tail: Vec<String> = last_output.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
-    assert_eq!(tail.len(), 5);
-    assert_eq!(tail[..3], ["line4", "line5", "line6"]);
-    let mut rest = tail[3..].to_vec();
-    rest.sort();
-    assert_eq!(rest, ["oops", "partial"], "stderr and the unfinished last line are context too");
+    h.run_until(Duration::from_secs(10), |h| h.count("exited") == 2);
+    let tail_of = |name: &str| -> (Exit, Vec<String>) {
+        let ev = h.events("exited").into_iter().find(|e| matches!(e, Event::Exited { name: n, .. } if &**n == name));
+        let Some(Event::Exited { exit, last_output, .. }) = ev else { panic!("no exit of {name}") };
+        (*exit, last_output.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect())
+    };
+    let (exit, tail) = tail_of("long");
+    assert_eq!(exit, Exit::Exited(3));
+    assert_eq!(tail, ["line3", "line4", "line5", "line6", "partial"], "the last five lines, the unfinished one last");
+    let (exit, mut tail) = tail_of("mixed");
+    assert_eq!(exit, Exit::Exited(4));
+    assert_eq!(tail.last().map(String::as_str), Some("partial"), "the unfinished line is flushed at the exit");
+    tail.sort();
+    assert_eq!(tail, ["oops", "out", "partial"], "stderr is context too");
 }

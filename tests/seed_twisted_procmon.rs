@@ -2,7 +2,10 @@
 //! to FakeSys and a virtual clock. Twisted's monitor: minRestartDelay 2,
 //! maxRestartDelay 10, threshold 10, killTime 5.
 //!
-//! Mapping: `addProcess` + `startService` = `add_process` + `start_all`;
+//! Mapping: `addProcess` + `startService` = `add_process` + `start_all`,
+//! in either order (an add after `start_all` is due at once and spawned by
+//! the next tick, as `reactor.advance(0)` does; see
+//! `add_process_env_reaches_spawn`);
 //! Twisted's `stopProcess` restarts the process afterwards, so it maps to
 //! `restart_process`; `stopService` = `stop_all`. The output tests are in
 //! `seed_twisted_output.rs` (they need a global logger).
@@ -57,8 +60,16 @@ fn add_process_duplicate_is_an_error() {
 
 #[test]
 fn add_process_env_reaches_spawn() {
-    let mut h = Harness::with([foo().env_clear().env("KEY", "value")]);
+    // test_addProcessEnv, in the seed's order: startService, then
+    // addProcess, then reactor.advance(0) spawns it.
+    let mut h = Harness::new();
     h.start_all();
+    h.sup.add_process(foo().uid(1).gid(2).env_clear().env("KEY", "value")).unwrap();
+    assert!(h.sup.sys().spawns().is_empty(), "add_process takes no now: due, not spawned");
+    assert_eq!(h.sup.next_deadline(), Some(h.now()), "due at once");
+    h.advance(0.0);
+    h.tick();
+    assert_eq!(h.sup.sys().spawns().len(), 1);
     let spec = &h.sup.sys().spawns()[0].spec;
     assert!(spec.get_env_clear());
     assert_eq!(spec.get_envs().collect::<Vec<_>>(), [("KEY".as_ref(), Some("value".as_ref()))]);

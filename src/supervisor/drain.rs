@@ -41,6 +41,7 @@ impl<S: Sys> Supervisor<S> {
             return None;
         }
         let reaped = self.record_exit(id, pid, exit, now);
+        self.disarm(id); // no readiness, watchdog or probe for a reaped leader
         let p = self.p_mut(id);
         p.draining = true;
         p.exited_at = Some(now);

@@ -1,16 +1,19 @@
 //! The supervisor: the steps and the state machine.
 
+mod deps;
 mod drain;
 mod host;
 mod logging;
 mod orphan;
 mod proc;
+mod ready;
 mod roll;
 mod scale;
+mod strategy;
 mod transitions;
 mod update;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +33,9 @@ use crate::timers::{Deadline, Timers};
 use orphan::OrphanTask;
 use proc::{AfterExit, Proc};
 use roll::Roll;
+
+pub use deps::ShutdownOrder;
+pub use strategy::Strategy;
 
 /// One child reaped by [`Supervisor::reap_processes`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,6 +99,17 @@ pub struct Supervisor<S: Sys = UnixSys> {
     seq: u64,
     shutting_down: bool,
     scratch: Vec<SysEvent>,
+    /// `start_all` ran (and no `stop_all` since): an added process starts.
+    started: bool,
+    /// Slots that may be `Waiting` (by `added_seq`); stale entries are
+    /// dropped when seen.
+    waiting: BTreeSet<(u64, usize)>,
+    shutdown_order: ShutdownOrder,
+    stop_plan: deps::StopPlan,
+    /// Some spec ever added named a dependency: crashes look for
+    /// dependents only then.
+    has_deps: bool,
+    group: strategy::Group,
     /// What the OS layer reported and the output budget left for a later
     /// tick, in order; the OS layer is polled again once it is empty.
     backlog: VecDeque<SysEvent>,
@@ -142,6 +159,12 @@ impl<S: Sys> Supervisor<S> {
             seq: 0,
             shutting_down: false,
             scratch: Vec::new(),
+            started: false,
+            waiting: BTreeSet::new(),
+            shutdown_order: ShutdownOrder::default(),
+            stop_plan: deps::StopPlan::default(),
+            has_deps: false,
+            group: strategy::Group::default(),
             backlog: VecDeque::new(),
         }
     }
@@ -172,16 +195,27 @@ impl<S: Sys> Supervisor<S> {
 
     /// Adds a process, `Stopped` (or its instances, see
     /// [`ProcessSpec::instances`]). The spec is validated first; nothing is
-    /// added when any name is taken.
+    /// added when any name is taken. Every dependency it names must be
+    /// supervised already (add dependencies first, or use
+    /// [`add_processes`](Supervisor::add_processes)).
+    ///
+    /// Added after [`start_all`](Supervisor::start_all) (and before any
+    /// `stop_all` or `shutdown`), a process with
+    /// [`autostart`](ProcessSpec::autostart) starts: it is `Waiting`, due
+    /// at the last `now` the supervisor saw, so
+    /// [`next_deadline`](Supervisor::next_deadline) reports it and the next
+    /// [`tick`](Supervisor::tick) starts it (once its dependencies allow).
     ///
     /// # Errors
     /// [`Error::InvalidSpec`], [`Error::DuplicateProcess`],
-    /// [`Error::ShuttingDown`].
+    /// [`Error::ShuttingDown`], [`Error::UnknownDependency`],
+    /// [`Error::DependencyCycle`] (a process depending on itself).
     pub fn add_process(&mut self, spec: ProcessSpec) -> Result<()> {
         if self.shutting_down {
             return Err(Error::ShuttingDown);
         }
         spec.validate()?;
+        self.check_dependencies(&spec)?;
         let Some(n) = spec.instances else {
             if self.names.contains_key(spec.name.as_str()) {
                 return Err(Error::DuplicateProcess(spec.name));
@@ -241,6 +275,9 @@ impl<S: Sys> Supervisor<S> {
             start_seq: 0,
             spec_version: 0,
             child_version: 0,
+            waiting_on: None,
+            held: false,
+            live: Default::default(),
         };
         let proc = Box::new(proc);
         let id = match self.free.pop() {
@@ -254,6 +291,8 @@ impl<S: Sys> Supervisor<S> {
             }
         };
         self.names.insert(name, id);
+        self.has_deps |= !self.p(id).spec.deps.is_empty();
+        self.autostart_added(id);
     }
 
     /// Removes a process. One without a child goes at once (a pending
@@ -264,11 +303,15 @@ impl<S: Sys> Supervisor<S> {
     /// restart or spawn of the process is refused with
     /// [`Error::Removing`].
     ///
+    /// A process others depend on cannot be removed while they are
+    /// supervised: remove the dependents first.
+    ///
     /// # Errors
-    /// [`Error::UnknownProcess`].
+    /// [`Error::UnknownProcess`], [`Error::HasDependents`].
     pub fn remove_process(&mut self, name: &str, now: Instant) -> Result<()> {
         let now = self.observe(now);
         let id = self.id(name)?;
+        self.check_no_dependents(id)?;
         let p = self.p(id);
         if p.state.has_child() || p.retiring.is_some() {
             self.stop_id(id, now);
@@ -295,6 +338,7 @@ impl<S: Sys> Supervisor<S> {
         let now = self.observe(now);
         let id = self.startable(name)?;
         self.start_id(id, now);
+        self.release_waiting(now, false);
         Ok(())
     }
 
@@ -331,8 +375,13 @@ impl<S: Sys> Supervisor<S> {
         Ok(())
     }
 
-    /// Starts every process that is not running, in the order they were
-    /// added. First it runs [`cleanup_orphans`](Supervisor::cleanup_orphans):
+    /// Starts every process that is not running (except those with
+    /// [`autostart(false)`](ProcessSpec::autostart)), in the order they
+    /// were added, which is a dependency order (dependencies are added
+    /// first). A process whose dependencies are not at their conditions
+    /// waits in `Waiting` and starts in the tick they are. From now on,
+    /// an added process starts too (see
+    /// [`add_process`](Supervisor::add_process)). First it runs [`cleanup_orphans`](Supervisor::cleanup_orphans):
     /// a process whose orphan from an earlier run is being stopped waits in
     /// `Backoff` until that orphan is gone (or killed), so that whatever the
     /// orphan held — a port, a lock file — is free.
@@ -346,19 +395,26 @@ impl<S: Sys> Supervisor<S> {
             return Err(Error::ShuttingDown);
         }
         self.cleanup_orphans(now)?;
+        self.started = true;
         for id in self.ids_by(|p| p.added_seq) {
-            self.start_id(id, now);
+            if self.p(id).spec.autostart {
+                self.start_id(id, now);
+            }
         }
+        self.release_waiting(now, false);
         Ok(())
     }
 
-    /// Stops every process, most recently started first, and cancels every
-    /// pending restart. A rolling restart in progress ends with
+    /// Stops every process at once, most recently started first (for an
+    /// order by dependencies, see [`shutdown`](Supervisor::shutdown)), and
+    /// cancels every pending restart, wait and group restart. A rolling restart in progress ends with
     /// [`Event::RollAborted`] (its target as the name), and both children
     /// of the process being replaced are stopped.
     pub fn stop_all(&mut self, now: Instant) {
         let now = self.observe(now);
+        self.started = false;
         self.abort_roll_for_stop_all();
+        self.abort_group();
         let mut ids = self.ids_by(|p| p.start_seq);
         ids.reverse();
         for id in ids {
@@ -366,12 +422,25 @@ impl<S: Sys> Supervisor<S> {
         }
     }
 
-    /// Graceful shutdown: [`stop_all`](Supervisor::stop_all), and from now
-    /// on nothing is added, started or restarted. Keep calling
+    /// Graceful shutdown: every process stops, and from now on nothing is
+    /// added, started or restarted. Keep calling
     /// [`tick`](Supervisor::tick) until [`is_idle`](Supervisor::is_idle).
+    ///
+    /// The stops are ordered (see [`ShutdownOrder`]): by default, tier by
+    /// tier, dependents before what they depend on; each tier waits until
+    /// its processes are gone (exited, or killed at their stop timeout and
+    /// reaped) before the next is signalled, so the whole takes at most
+    /// the sum of each tier's longest stop timeout, and
+    /// [`next_deadline`](Supervisor::next_deadline) reports each tier's
+    /// kill deadline in turn. Without dependencies everything is one tier,
+    /// stopped at once, most recently started first.
     pub fn shutdown(&mut self, now: Instant) {
+        let now = self.observe(now);
         self.shutting_down = true;
-        self.stop_all(now);
+        self.started = false;
+        self.abort_roll_for_stop_all();
+        self.abort_group();
+        self.plan_shutdown(now);
     }
 
     /// True when no child exists and no restart is pending: after a
@@ -385,7 +454,8 @@ impl<S: Sys> Supervisor<S> {
     /// Spawns one process now, whatever its state, unless it already has a
     /// child (then its pid is returned). Counters are kept; a pending retry
     /// is cancelled. On failure the process goes to `Backoff` or `Fatal`
-    /// as for any spawn failure, and the error is also returned.
+    /// as for any spawn failure, and the error is also returned. It is the
+    /// host's override: dependencies are not waited for.
     ///
     /// # Errors
     /// [`Error::UnknownProcess`], [`Error::ShuttingDown`],
@@ -427,12 +497,14 @@ impl<S: Sys> Supervisor<S> {
                 SysEvent::Output { pid, stream, mut data } => {
                     let (used, emitted) = self.on_output(pid, stream, &data, lines_left);
                     lines_left = lines_left.saturating_sub(emitted);
+                    self.after_output(pid, now);
                     if used < data.len() {
                         data.drain(..used);
                         self.backlog.push_front(SysEvent::Output { pid, stream, data });
                         break;
                     }
                 }
+                SysEvent::Notify { pid, msg } => self.on_notify(pid, msg, now),
                 SysEvent::OrphanGone { pid } => self.on_orphan_gone(pid, now),
                 SysEvent::AdoptedExited { pid, name, exit } => {
                     let name: Arc<str> = Arc::from(name.as_deref().unwrap_or(""));
@@ -448,6 +520,9 @@ impl<S: Sys> Supervisor<S> {
                 SysEvent::TreeEmpty { pid } => self.on_tree_empty(pid, now),
             }
         }
+        self.advance_shutdown(now);
+        self.advance_group(now);
+        self.release_waiting(now, true);
         reaped
     }
 
@@ -503,20 +578,13 @@ impl<S: Sys> Supervisor<S> {
         let now = self.observe(now);
         let mut done = Vec::new();
         for id in self.due(now, State::Starting) {
-            self.set_deadline(id, None);
-            let p = self.p_mut(id);
-            p.state = State::Running;
-            p.streak = 0;
-            let (name, pid) = (p.name.clone(), p.pid);
-            if let Some(pid) = pid {
-                self.emit(Event::Running { name: name.clone(), pid });
-            }
-            self.retire_old(id, now);
-            done.push(name);
+            self.become_ready(id, now, false);
+            done.push(self.p(id).name.clone());
         }
         if !done.is_empty() {
             self.advance_roll(now);
         }
+        self.release_waiting(now, false);
         done
     }
 
@@ -531,8 +599,11 @@ impl<S: Sys> Supervisor<S> {
                 p.restart_count = p.restart_count.saturating_add(1);
             }
             done.push(p.name.clone());
-            let _ = self.spawn_id(id, now);
+            if self.gate(id) {
+                let _ = self.spawn_id(id, now);
+            }
         }
+        self.release_waiting(now, false);
         done
     }
 
@@ -551,7 +622,7 @@ impl<S: Sys> Supervisor<S> {
                 }
                 Deadline::Retire(id) => self.kill_retiring(id),
                 Deadline::Orphan(pid) => self.kill_orphan(pid),
-                Deadline::Proc(_) => None,
+                _ => None,
             };
             if let Some((name, pid, delivered)) = killed {
                 if delivered {
@@ -583,7 +654,8 @@ impl<S: Sys> Supervisor<S> {
         }
     }
 
-    /// Every step in order: reap, escalate, promote, retry. Call it when a
+    /// Every step in order: reap, escalate, readiness deadlines (start
+    /// timeouts, watchdogs, probes), promote, retry. Call it when a
     /// readiness fd fires or [`next_deadline`](Supervisor::next_deadline)
     /// arrives. Calling it early or twice is harmless.
     pub fn tick(&mut self, now: Instant) {
@@ -598,6 +670,7 @@ impl<S: Sys> Supervisor<S> {
         }
         self.reap_processes(now);
         self.escalate_stops(now);
+        self.check_liveness(now);
         self.promote_running(now);
         self.retry_backoff(now);
     }
@@ -608,12 +681,15 @@ impl<S: Sys> Supervisor<S> {
     /// Besides the deadlines of the processes, it is "now" (the latest
     /// `now` seen, so already past) while captured output is left over from
     /// the per-tick budget, and it includes the OS layer's own wake-up
-    /// ([`Sys::wake_after`]): with [`UnixSys`], "now" while output is left
+    /// ([`Sys::wake_after`]); it is also "now" while a `Waiting` process
+    /// can start (or must fail) because its dependencies changed, whatever
+    /// call changed them. With [`UnixSys`], "now" while output is left
     /// in a pipe past its read budget, and a short re-check while a child
     /// has to be looked at because its exit wakes no readiness fd.
     pub fn next_deadline(&self) -> Option<Instant> {
         let timers = self.timers.next();
-        let wake = if self.backlog.is_empty() { self.sys.wake_after() } else { Some(Duration::ZERO) };
+        let due_now = !self.backlog.is_empty() || self.release_due();
+        let wake = if due_now { Some(Duration::ZERO) } else { self.sys.wake_after() };
         let wake = wake.and_then(|d| self.last_now.map(|t| t.checked_add(d).unwrap_or(t)));
         match (timers, wake) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -765,6 +841,7 @@ impl<S: Sys> Supervisor<S> {
     fn forget(&mut self, id: usize) {
         debug_assert!(self.p(id).pid.is_none() && self.p(id).retiring.is_none(), "forgetting a process with a child");
         self.set_deadline(id, None);
+        self.disarm(id);
         let p = self.procs[id].take().expect("forget is called on live slots");
         self.names.remove(&p.name);
         self.free.push(id);

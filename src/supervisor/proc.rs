@@ -21,6 +21,14 @@ pub(super) enum AfterExit {
     /// Start again as from `Stopped`: a fresh failure streak, no restart
     /// counted (`start_process` while `Stopping`).
     Start,
+    /// Wait for its dependencies again: it was stopped because a `Ready`
+    /// dependency left `Running`.
+    Wait,
+    /// Wait for the rest of its group: a group restart (or give-up) of
+    /// the strategy stopped it.
+    Hold,
+    /// Become `Fatal`: its instance group gave up.
+    GiveUp,
 }
 
 /// The previous child of a process being replaced by a rolling restart:
@@ -100,6 +108,13 @@ pub(super) struct Proc {
     pub(super) lines: Option<Box<[LineBuffer; 2]>>,
     /// The last captured lines of the current child, for its exit event.
     pub(super) tail: VecDeque<Vec<u8>>,
+    /// In `Waiting`: the dependency it waits on, as last reported.
+    pub(super) waiting_on: Option<(Arc<str>, crate::deps::Condition)>,
+    /// `Waiting` for a group restart to start it again, not for its
+    /// dependencies.
+    pub(super) held: bool,
+    /// Readiness, start timeout, watchdog and probes of the current child.
+    pub(super) live: super::ready::Liveness,
 }
 
 impl Proc {
@@ -117,6 +132,10 @@ impl Proc {
                 None,
                 if self.pid.is_some() { self.child_version } else { self.spec_version },
             ),
+        };
+        let live = match serving {
+            Some(_) => self.live.old.as_deref().unwrap_or(&self.live),
+            None => &self.live,
         };
         ProcessStatus {
             name: self.name.to_string(),
@@ -139,6 +158,15 @@ impl Proc {
             give_up_remaining: self.spec.give_up_after.map(|n| n.saturating_sub(self.streak)),
             manual_stop: self.manual_stop,
             spec_version,
+            waiting_on: self.waiting_on.as_ref().map(|(d, c)| (d.to_string(), *c)),
+            ready_at: live.ready_at.filter(|_| state.has_child()),
+            reloading: live.reloading_since.is_some(),
+            status_text: live.status_text.clone(),
+            notified_errno: live.errno,
+            start_timeout_at: live.start_timeout_at,
+            watchdog_at: live.watchdog_at,
+            next_probe_at: live.probe_at,
+            probe_failures: live.probe_failures,
         }
     }
 

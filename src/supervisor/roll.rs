@@ -144,6 +144,7 @@ impl<S: Sys> Supervisor<S> {
         p.exit_count = old.exit_count;
         p.child_version = old.version;
         p.state = State::Running;
+        self.restore_liveness(id);
     }
 
     /// The replacement of `id` will never serve: it was no restart.

@@ -28,7 +28,13 @@ impl<S: Sys> Supervisor<S> {
             return;
         }
         match p.state {
-            State::Starting | State::Running => {}
+            State::Waiting if p.deadline.is_some() => {
+                // Added to a started supervisor, not yet ticked: now.
+                p.state = State::Stopped;
+                self.set_deadline(id, None);
+                self.fresh_start(id, now);
+            }
+            State::Starting | State::Running | State::Waiting => {}
             State::Stopping => {
                 p.after_exit = AfterExit::Start;
                 p.manual_stop = false;
@@ -47,9 +53,10 @@ impl<S: Sys> Supervisor<S> {
         let name = p.name.clone();
         match self.orphans.values().find(|o| o.name == name).map(|o| o.kill_at) {
             Some(kill_at) => self.await_orphan(id, now, later(kill_at.unwrap_or(now), ORPHAN_KILL_GRACE)),
-            None => {
+            None if self.gate(id) => {
                 let _ = self.spawn_id(id, now);
             }
+            None => {}
         }
     }
 
@@ -61,6 +68,8 @@ impl<S: Sys> Supervisor<S> {
             State::Starting | State::Running => {
                 p.after_exit = AfterExit::Policy;
                 p.state = State::Stopping;
+                self.disarm(id);
+                let p = self.p_mut(id);
                 let (name, signal, timeout) = (p.name.clone(), p.spec.stop_signal, p.spec.stop_timeout);
                 let pid = p.pid.expect("Starting and Running always have a pid");
                 let kill_at = later(now, timeout);
@@ -70,9 +79,11 @@ impl<S: Sys> Supervisor<S> {
                 self.emit(Event::Stopping { name, pid, signal, kill_at });
             }
             State::Stopping => p.after_exit = AfterExit::Policy,
-            State::Backoff => {
+            State::Backoff | State::Waiting => {
                 p.state = State::Stopped;
                 p.awaits_orphan = false;
+                p.waiting_on = None;
+                p.held = false;
                 let name = p.name.clone();
                 self.set_deadline(id, None);
                 self.emit(Event::Stopped { name });
@@ -127,20 +138,12 @@ impl<S: Sys> Supervisor<S> {
                 if p.captures() && p.lines.is_none() {
                     p.lines = Some(Box::default());
                 }
-                let (name, grace, restart_count) = (p.name.clone(), p.spec.start_grace, p.restart_count);
+                let (name, restart_count) = (p.name.clone(), p.restart_count);
                 let containment = self.sys.containment(pid);
                 self.p_mut(id).containment = Some(containment);
                 self.pids.insert(pid, id);
-                self.emit(Event::Spawned { name: name.clone(), pid, restart_count });
-                if grace.is_zero() {
-                    let p = self.p_mut(id);
-                    p.state = State::Running;
-                    p.streak = 0;
-                    self.emit(Event::Running { name, pid });
-                } else {
-                    self.p_mut(id).state = State::Starting;
-                    self.set_deadline(id, Some(later(now, grace)));
-                }
+                self.emit(Event::Spawned { name, pid, restart_count });
+                self.begin_start(id, pid, now);
                 Ok(pid)
             }
             Err(e) => {
@@ -183,6 +186,7 @@ impl<S: Sys> Supervisor<S> {
     /// One captured line: an event, and the crash context of the process.
     fn emit_line(&mut self, id: usize, pid: Pid, stream: Stream, line: Vec<u8>) {
         let p = self.p_mut(id);
+        p.note_ready_line(&line);
         if p.tail.len() == CRASH_CONTEXT_LINES {
             p.tail.pop_front();
         }
@@ -234,13 +238,10 @@ impl<S: Sys> Supervisor<S> {
     pub(super) fn settle(&mut self, id: usize, now: Instant) {
         self.set_deadline(id, None);
         let shutting_down = self.shutting_down;
-        let p = self.p_mut(id);
-        // A child reaped in the same tick its grace ran out did live
-        // through it: uptime decides, not whether promote_running ran first.
+        self.disarm(id);
         // A drained tree's uptime ends with its leader.
-        let end = p.exited_at.take().unwrap_or(now);
-        let lived = p.started_at.map(|t| end.saturating_duration_since(t));
-        let was_running = p.state == State::Running || lived.is_some_and(|u| u >= p.spec.start_grace);
+        let end = self.p_mut(id).exited_at.take().unwrap_or(now);
+        let was_running = self.counted_as_started(id, end);
         if self.replacement_failed(id, was_running) {
             return;
         }
@@ -262,13 +263,28 @@ impl<S: Sys> Supervisor<S> {
             }
             return;
         }
+        let p = self.p_mut(id);
         match p.after_exit {
             AfterExit::Start if !shutting_down => self.fresh_start(id, now),
             AfterExit::Restart if !shutting_down => {
                 p.streak = 0;
                 p.manual_stop = false;
                 p.restart_count = p.restart_count.saturating_add(1);
-                let _ = self.spawn_id(id, now);
+                if self.gate(id) {
+                    let _ = self.spawn_id(id, now);
+                }
+            }
+            AfterExit::Hold if !shutting_down => self.hold(id),
+            AfterExit::GiveUp if !shutting_down => {
+                let (max_restarts, period) = p.spec.group_intensity.unwrap_or_default();
+                p.after_exit = AfterExit::Policy;
+                self.fatal(id, FatalReason::GroupIntensity { max_restarts, period });
+            }
+            AfterExit::Wait if !shutting_down => {
+                p.after_exit = AfterExit::Policy;
+                if self.gate(id) {
+                    let _ = self.spawn_id(id, now);
+                }
             }
             _ if p.manual_stop || shutting_down => {
                 p.state = State::Stopped;
@@ -277,16 +293,24 @@ impl<S: Sys> Supervisor<S> {
                 self.emit(Event::Stopped { name });
             }
             _ => {
-                let success = matches!(p.last_exit, Some(Exit::Exited(c)) if p.spec.is_success(c));
+                let success = !p.live.failed && matches!(p.last_exit, Some(Exit::Exited(c)) if p.spec.is_success(c));
                 let restart = match p.spec.restart {
                     RestartPolicy::Always => true,
                     RestartPolicy::OnFailure => !success,
                     RestartPolicy::Never => false,
                 };
+                if restart && self.group_crash(id, now) {
+                    // The strategy restarts it with the rest of its group.
+                    return;
+                }
+                // It ended unasked (no stop, no shutdown: those are caught
+                // above, where the tiers' order wins): whatever needs it
+                // Ready stops now and waits for it again.
+                self.stop_ready_dependents(id, now, AfterExit::Wait);
                 if restart {
                     self.schedule_restart(id, now, was_running);
                 } else {
-                    p.state = State::Exited;
+                    self.p_mut(id).state = State::Exited;
                 }
             }
         }

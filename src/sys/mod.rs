@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 
 use crate::event::Stream;
 use crate::orphans::OrphanScan;
+use crate::readiness::NotifyMessage;
 use crate::spec::ProcessSpec;
 use crate::state::{Containment, Exit};
 
@@ -39,6 +40,15 @@ pub enum SysEvent {
         pid: Pid,
         /// How it ended.
         exit: Exit,
+    },
+    /// The child sent a readiness message: an sd_notify datagram, or the
+    /// newline of an s6 notification fd (as `READY=1`). Only messages from
+    /// the child (or its process group) are reported.
+    Notify {
+        /// The child.
+        pid: Pid,
+        /// The message.
+        msg: NotifyMessage,
     },
     /// An orphan the host adopted as a subreaper
     /// ([`UnixSys::subreaper`]) ended and was reaped.
@@ -83,7 +93,11 @@ pub enum SysEvent {
 /// - `spawn` starts a child or returns the OS error; it never blocks for
 ///   longer than a fork+exec.
 /// - `poll` never blocks. It reports only children this `Sys` spawned, each
-///   exit exactly once, and a child's remaining output before its exit.
+///   exit exactly once, and a child's remaining output (and readiness
+///   messages) before its exit. A [`SysEvent::Notify`] is only ever a
+///   message the child (or a member of its process group) sent, never one
+///   from another process; `spawn` sets up the channel the spec's
+///   [`Readiness`](crate::Readiness) asks for (`NOTIFY_SOCKET`, fd `n`).
 /// - A child is gone when [`SysEvent::Exited`] reports it, or, when its
 ///   leader was reaped while the rest of its tree lived
 ///   ([`SysEvent::LeaderExited`]), when [`SysEvent::TreeEmpty`] follows.
@@ -101,6 +115,12 @@ pub trait Sys {
     /// Sends `signal` to a child's tree: every member of its cgroup, or its
     /// process group, or the child alone, as [`Sys::containment`] says.
     fn signal(&mut self, pid: Pid, signal: Signal) -> io::Result<()>;
+
+    /// Sends `signal` to the child itself, never to its group (through its
+    /// pidfd where there is one). Default: [`signal`](Sys::signal).
+    fn signal_leader(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
+        self.signal(pid, signal)
+    }
 
     /// What holds the tree of a child this `Sys` spawned and has not yet
     /// reported gone. Default: [`Containment::None`].

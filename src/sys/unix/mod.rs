@@ -29,8 +29,10 @@
 
 mod cgroup;
 mod child;
+mod exec;
 mod faults;
 mod fds;
+mod notify;
 mod orphan;
 mod output;
 mod readiness;
@@ -84,6 +86,8 @@ struct Child {
     exited: Option<Exit>,
     /// Bytes its pipes still held when it was reaped, not yet read.
     last_word: [usize; 2],
+    /// Its sd_notify socket or notification-fd pipe (`notify.rs`).
+    notify: Option<notify::Notify>,
 }
 
 /// The real [`Sys`]. See the module docs.
@@ -211,6 +215,7 @@ impl UnixSys {
     /// assert_eq!(sys.cgroup_dir(), None);
     /// ```
     pub fn without_cgroups(mut self) -> Self {
+        log::info!("procsup: containment: process groups (cgroups turned off)");
         self.cgroups = Cgroups::Off;
         self
     }
@@ -425,6 +430,8 @@ impl UnixSys {
             self.close_pipe(pid, slot);
         }
         self.finishing.remove(&pid);
+        // What it said before it died is said before its exit.
+        self.close_notify(pid, events);
         let Some(child) = self.children.get(&pid) else { return };
         let exit = child.exited.unwrap_or(Exit::Unknown);
         warn_if_spawner_thread_died(pid, child, exit);
@@ -448,6 +455,10 @@ impl UnixSys {
                 self.more |= tokens.len() == cap;
                 for token in tokens {
                     let (pid, slot) = Self::untoken(token);
+                    if token & notify::NOTIFY_TAG != 0 {
+                        self.read_notify(pid, events);
+                        continue;
+                    }
                     match slot {
                         ORPHAN_SLOT => self.orphan_leader_exited(pid, events),
                         ORPHAN_CGROUP_SLOT => self.orphan_cgroup_changed(pid, events),
@@ -464,7 +475,13 @@ impl UnixSys {
                 }
             }
             // No readiness source: every child's pipes are looked at.
-            None => pipes.extend(self.children.keys().flat_map(|&pid| [pipe_token(pid, 0), pipe_token(pid, 1)])),
+            None => {
+                pipes.extend(self.children.keys().flat_map(|&pid| [pipe_token(pid, 0), pipe_token(pid, 1)]));
+                let pids: Vec<Pid> = self.children.keys().copied().collect();
+                for pid in pids {
+                    self.read_notify(pid, events);
+                }
+            }
         }
         // Exits that wake nothing: every child without pidfds, else those
         // that have to be looked at.
@@ -525,6 +542,7 @@ impl UnixSys {
 
 impl Sys for UnixSys {
     fn spawn(&mut self, spec: &ProcessSpec) -> io::Result<Pid> {
+        let mut notify = notify::Notify::prepare(spec)?;
         let tree = spec.kill_mode == KillMode::Tree;
         let (cgroup, procs) = match self.cgroup_root().filter(|_| tree).map(|root| root.child(&spec.name)) {
             Some(Ok((cg, procs))) => (Some(cg), Some(procs)),
@@ -535,11 +553,21 @@ impl Sys for UnixSys {
             None => (None, None),
         };
         let spawned = spawn::command(spec, procs.as_ref().map(AsRawFd::as_raw_fd)).and_then(|(mut cmd, read_ends)| {
+            if let Some(n) = &notify {
+                n.configure(&mut cmd, spec);
+            }
+            if spec.watchdog.is_some() {
+                // Last: it replaces std's own exec.
+                exec::exec_with_own_pid(&mut cmd, spec.env_clear)?;
+            }
             let child = cmd.spawn()?;
             drop(cmd); // closes our copies of the pipes' write ends
             Ok((child, read_ends))
         });
         drop(procs);
+        if let Some(n) = &mut notify {
+            n.spawned();
+        }
         let (child, read_ends) = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {
@@ -579,6 +607,7 @@ impl Sys for UnixSys {
             spawner,
             exited: None,
             last_word: [0; 2],
+            notify: None,
         };
         self.record(spec, pid, &entry.contain);
         // The child exists now: from here on nothing may fail the spawn, or
@@ -608,6 +637,7 @@ impl Sys for UnixSys {
         if unwatched {
             self.unwatched.insert(pid);
         }
+        entry.notify = notify.map(|n| self.watch_notify(pid, n));
         self.children.insert(pid, entry);
         Ok(pid)
     }
@@ -616,6 +646,10 @@ impl Sys for UnixSys {
         // Only children not yet gone are in the map; a reaped leader's own
         // pid is never signalled (see tree.rs).
         self.signal_tree(pid, signal)
+    }
+
+    fn signal_leader(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
+        self.signal_child_only(pid, signal)
     }
 
     fn containment(&self, pid: Pid) -> Containment {

@@ -1,0 +1,145 @@
+//! The exec of a child that must learn its own pid from its environment
+//! (`WATCHDOG_PID`, which sd_notify clients compare with `getpid()`): the
+//! pid exists only after the fork, and `Command` fixes the environment
+//! before it. So the last `pre_exec` step writes the pid into an
+//! environment prepared in the parent and calls `execve` itself; std's own
+//! exec never runs, and an `execve` failure is reported through std's
+//! error pipe like any other.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `WATCHDOG_PID=` and room for any pid and its NUL.
+const PID_VAR: &[u8] = b"WATCHDOG_PID=";
+const PID_ROOM: usize = 11;
+
+/// argv and envp as C arrays, built in the parent; the child only writes
+/// digits into one environment entry it owns and calls `execve`.
+struct Prepared {
+    path: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    /// The environment; the last entry is `WATCHDOG_PID=`, rewritten in the child.
+    _envp: Vec<CString>,
+    pid_entry: Box<[u8]>,
+    envp_ptrs: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the raw pointers point into buffers this struct owns, which are
+// only read in the parent and only written in the forked child (a copy of
+// the address space); nothing is shared between threads.
+unsafe impl Send for Prepared {}
+// SAFETY: as above: `&Prepared` gives no access the parent uses.
+unsafe impl Sync for Prepared {}
+
+/// Makes `cmd`'s last step an `execve` with `WATCHDOG_PID` set to the
+/// child's pid. Call it after every other change to `cmd`. `env_clear`:
+/// whether the child's environment starts empty.
+pub(super) fn exec_with_own_pid(cmd: &mut Command, env_clear: bool) -> io::Result<()> {
+    let mut env: Vec<(OsString, OsString)> = if env_clear { Vec::new() } else { std::env::vars_os().collect() };
+    for (k, v) in cmd.get_envs() {
+        env.retain(|(key, _)| key != k);
+        if let Some(v) = v {
+            env.push((k.to_owned(), v.to_owned()));
+        }
+    }
+    env.retain(|(k, _)| k != "WATCHDOG_PID");
+    let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+    let path = resolve(cmd.get_program(), path_var.as_deref(), cmd.get_current_dir());
+    let mut argv = vec![cstring(cmd.get_program())?];
+    for a in cmd.get_args() {
+        argv.push(cstring(a)?);
+    }
+    let mut envp = Vec::with_capacity(env.len());
+    for (k, v) in env {
+        let mut kv = k.into_vec();
+        kv.push(b'=');
+        kv.extend(v.into_vec());
+        envp.push(CString::new(kv).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?);
+    }
+    let mut pid_entry = vec![0u8; PID_VAR.len() + PID_ROOM].into_boxed_slice();
+    pid_entry[..PID_VAR.len()].copy_from_slice(PID_VAR);
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(pid_entry.as_ptr().cast());
+    envp_ptrs.push(std::ptr::null());
+    let mut prepared =
+        Prepared { path: cstring(path.as_os_str())?, _argv: argv, argv_ptrs, _envp: envp, pid_entry, envp_ptrs };
+    let hook = move || -> io::Result<()> {
+        let p = &mut prepared;
+        // SAFETY: getpid(2) is async-signal-safe and cannot fail.
+        let mut pid = unsafe { libc::getpid() } as u32;
+        let mut digits = [0u8; 10];
+        let mut n = 0;
+        loop {
+            digits[n] = b'0' + (pid % 10) as u8;
+            n += 1;
+            pid /= 10;
+            if pid == 0 {
+                break;
+            }
+        }
+        let slot = &mut p.pid_entry[PID_VAR.len()..];
+        for i in 0..n {
+            slot[i] = digits[n - 1 - i];
+        }
+        slot[n] = 0;
+        // SAFETY: execve(2) is async-signal-safe; `path` is a C string and
+        // both arrays are NULL-terminated arrays of C strings owned by
+        // `prepared`, alive until the exec replaces this process image.
+        unsafe { libc::execve(p.path.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr()) };
+        Err(io::Error::last_os_error())
+    };
+    // SAFETY: the hook writes only into memory it owns and makes
+    // async-signal-safe calls (getpid, execve): no allocation, no lock.
+    unsafe { cmd.pre_exec(hook) };
+    Ok(())
+}
+
+fn cstring(s: &OsStr) -> io::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// The file `execvp` would run: a name with a slash as it is, else the
+/// first executable file of that name along the child's `PATH` (none: an
+/// empty path, which fails with `ENOENT`).
+fn resolve(program: &OsStr, path_var: Option<&OsStr>, cwd: Option<&Path>) -> PathBuf {
+    if program.as_bytes().contains(&b'/') {
+        return PathBuf::from(program);
+    }
+    let search = path_var.unwrap_or(OsStr::new("/bin:/usr/bin"));
+    for dir in std::env::split_paths(search) {
+        let dir = match (dir.is_relative(), cwd) {
+            (true, Some(cwd)) => cwd.join(dir),
+            _ => dir,
+        };
+        let candidate = dir.join(program);
+        let executable = std::fs::metadata(&candidate)
+            .is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0);
+        if executable {
+            return candidate;
+        }
+    }
+    // Not found: execve("") fails with ENOENT, as execvp would, instead of
+    // running a file of that name in the working directory.
+    PathBuf::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_as_execvp_does() {
+        assert_eq!(resolve(OsStr::new("./x"), None, None), PathBuf::from("./x"));
+        assert_eq!(resolve(OsStr::new("sh"), Some(OsStr::new("/nonexistent:/bin")), None), PathBuf::from("/bin/sh"));
+        assert_eq!(resolve(OsStr::new("no-such-program-here"), Some(OsStr::new("/bin")), None), PathBuf::new());
+        // /etc/passwd exists but is not executable: skipped.
+        assert_eq!(resolve(OsStr::new("passwd"), Some(OsStr::new("/etc")), None), PathBuf::new());
+    }
+}
