@@ -1,5 +1,6 @@
 //! The exec of a child that must learn its own pid from its environment
-//! (`WATCHDOG_PID`, which sd_notify clients compare with `getpid()`): the
+//! (`WATCHDOG_PID`, which sd_notify clients compare with `getpid()`, and
+//! `LISTEN_PID`, which socket-activation clients compare): the
 //! pid exists only after the fork, and `Command` fixes the environment
 //! before it. So the last `pre_exec` step writes the pid into an
 //! environment prepared in the parent and calls `execve` itself; std's own
@@ -13,8 +14,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// `WATCHDOG_PID=` and room for any pid and its NUL.
-const PID_VAR: &[u8] = b"WATCHDOG_PID=";
+/// Room for any pid and its NUL after `NAME=`.
 const PID_ROOM: usize = 11;
 
 /// argv and envp as C arrays, built in the parent; the child only writes
@@ -23,9 +23,11 @@ struct Prepared {
     path: CString,
     _argv: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
-    /// The environment; the last entry is `WATCHDOG_PID=`, rewritten in the child.
+    /// The environment; the last entries are the pid variables (`NAME=`
+    /// and room), rewritten in the child.
     _envp: Vec<CString>,
-    pid_entry: Box<[u8]>,
+    /// Each pid variable's entry, and where its digits go.
+    pid_entries: Vec<(Box<[u8]>, usize)>,
     envp_ptrs: Vec<*const libc::c_char>,
 }
 
@@ -36,10 +38,11 @@ unsafe impl Send for Prepared {}
 // SAFETY: as above: `&Prepared` gives no access the parent uses.
 unsafe impl Sync for Prepared {}
 
-/// Makes `cmd`'s last step an `execve` with `WATCHDOG_PID` set to the
-/// child's pid. Call it after every other change to `cmd`. `env_clear`:
-/// whether the child's environment starts empty.
-pub(super) fn exec_with_own_pid(cmd: &mut Command, env_clear: bool) -> io::Result<()> {
+/// Makes `cmd`'s last step an `execve` with each of `pid_vars` (e.g.
+/// `WATCHDOG_PID`, `LISTEN_PID`) set to the child's pid. Call it after
+/// every other change to `cmd`. `env_clear`: whether the child's
+/// environment starts empty.
+pub(super) fn exec_with_own_pid(cmd: &mut Command, env_clear: bool, pid_vars: &[&str]) -> io::Result<()> {
     let mut env: Vec<(OsString, OsString)> = if env_clear { Vec::new() } else { std::env::vars_os().collect() };
     for (k, v) in cmd.get_envs() {
         env.retain(|(key, _)| key != k);
@@ -47,7 +50,7 @@ pub(super) fn exec_with_own_pid(cmd: &mut Command, env_clear: bool) -> io::Resul
             env.push((k.to_owned(), v.to_owned()));
         }
     }
-    env.retain(|(k, _)| k != "WATCHDOG_PID");
+    env.retain(|(k, _)| !pid_vars.iter().any(|v| k == v));
     let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
     let path = resolve(cmd.get_program(), path_var.as_deref(), cmd.get_current_dir());
     let mut argv = vec![cstring(cmd.get_program())?];
@@ -61,15 +64,22 @@ pub(super) fn exec_with_own_pid(cmd: &mut Command, env_clear: bool) -> io::Resul
         kv.extend(v.into_vec());
         envp.push(CString::new(kv).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?);
     }
-    let mut pid_entry = vec![0u8; PID_VAR.len() + PID_ROOM].into_boxed_slice();
-    pid_entry[..PID_VAR.len()].copy_from_slice(PID_VAR);
+    let pid_entries: Vec<(Box<[u8]>, usize)> = pid_vars
+        .iter()
+        .map(|v| {
+            let mut entry = vec![0u8; v.len() + 1 + PID_ROOM].into_boxed_slice();
+            entry[..v.len()].copy_from_slice(v.as_bytes());
+            entry[v.len()] = b'=';
+            (entry, v.len() + 1)
+        })
+        .collect();
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
     let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
-    envp_ptrs.push(pid_entry.as_ptr().cast());
+    envp_ptrs.extend(pid_entries.iter().map(|(e, _)| e.as_ptr().cast::<libc::c_char>()));
     envp_ptrs.push(std::ptr::null());
     let mut prepared =
-        Prepared { path: cstring(path.as_os_str())?, _argv: argv, argv_ptrs, _envp: envp, pid_entry, envp_ptrs };
+        Prepared { path: cstring(path.as_os_str())?, _argv: argv, argv_ptrs, _envp: envp, pid_entries, envp_ptrs };
     let hook = move || -> io::Result<()> {
         let p = &mut prepared;
         // SAFETY: getpid(2) is async-signal-safe and cannot fail.
@@ -84,11 +94,13 @@ pub(super) fn exec_with_own_pid(cmd: &mut Command, env_clear: bool) -> io::Resul
                 break;
             }
         }
-        let slot = &mut p.pid_entry[PID_VAR.len()..];
-        for i in 0..n {
-            slot[i] = digits[n - 1 - i];
+        for (entry, at) in p.pid_entries.iter_mut() {
+            let slot = &mut entry[*at..];
+            for i in 0..n {
+                slot[i] = digits[n - 1 - i];
+            }
+            slot[n] = 0;
         }
-        slot[n] = 0;
         // SAFETY: execve(2) is async-signal-safe; `path` is a C string and
         // both arrays are NULL-terminated arrays of C strings owned by
         // `prepared`, alive until the exec replaces this process image.

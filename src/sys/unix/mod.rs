@@ -556,9 +556,16 @@ impl Sys for UnixSys {
             if let Some(n) = &notify {
                 n.configure(&mut cmd, spec);
             }
+            let mut pid_vars = Vec::new();
             if spec.watchdog.is_some() {
+                pid_vars.push("WATCHDOG_PID");
+            }
+            if !spec.fds.listen.is_empty() {
+                pid_vars.push("LISTEN_PID");
+            }
+            if !pid_vars.is_empty() {
                 // Last: it replaces std's own exec.
-                exec::exec_with_own_pid(&mut cmd, spec.env_clear)?;
+                exec::exec_with_own_pid(&mut cmd, spec.env_clear, &pid_vars)?;
             }
             let child = cmd.spawn()?;
             drop(cmd); // closes our copies of the pipes' write ends

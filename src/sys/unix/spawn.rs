@@ -20,19 +20,19 @@ pub(super) fn command(spec: &ProcessSpec, cgroup_procs: Option<RawFd>) -> io::Re
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args);
     let fds = super::fds::FdPlan::new(spec)?;
-    // A plan with listen fds installs the whole environment in the child:
-    // then the Command must be given no variable at all (std would install
-    // its own envp after the hooks, without LISTEN_*). Every variable of
-    // such a child goes through `FdPlan` (see fds.rs).
-    let env_by_command = !fds.as_ref().is_some_and(|f| f.owns_env());
-    if spec.env_clear && env_by_command {
+    if spec.env_clear {
         cmd.env_clear();
     }
-    for (k, v) in spec.envs.iter().filter(|_| env_by_command) {
+    for (k, v) in &spec.envs {
         match v {
             Some(v) => cmd.env(k, v),
             None => cmd.env_remove(k),
         };
+    }
+    if !spec.fds.listen.is_empty() {
+        // LISTEN_PID is written in the child (exec.rs).
+        cmd.env("LISTEN_FDS", spec.fds.listen.len().to_string());
+        cmd.env("LISTEN_FDNAMES", spec.fds.names());
     }
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
@@ -50,7 +50,6 @@ pub(super) fn command(spec: &ProcessSpec, cgroup_procs: Option<RawFd>) -> io::Re
     if let Some(gid) = spec.gid {
         cmd.gid(gid);
     }
-    debug_assert!(env_by_command || cmd.get_envs().len() == 0, "a Command variable would drop LISTEN_*");
     install_pre_exec(&mut cmd, spec, cgroup_procs, fds);
     Ok((cmd, read_ends))
 }
