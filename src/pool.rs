@@ -162,6 +162,14 @@ impl ProcessSpec {
         self
     }
 
+    /// Validates one instance's spec: what the group spec alone decides
+    /// (its `group_intensity`) was checked on the group spec.
+    pub(crate) fn validate_instance(&self) -> Result<(), crate::error::Error> {
+        let mut one = self.clone();
+        one.group_intensity = None;
+        one.validate()
+    }
+
     /// The spec of instance `i` of this group spec.
     pub(crate) fn instance(&self, i: u32) -> ProcessSpec {
         let mut one = self.clone();

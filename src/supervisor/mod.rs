@@ -233,7 +233,7 @@ impl<S: Sys> Supervisor<S> {
         }
         let ones: Vec<ProcessSpec> = (0..n).map(|i| spec.instance(i)).collect();
         for one in &ones {
-            one.validate()?;
+            one.validate_instance()?;
         }
         let group: Arc<str> = Arc::from(spec.name.as_str());
         for one in ones {

@@ -103,7 +103,7 @@ impl<S: Sys> Supervisor<S> {
         while ones.len() < want - have {
             if !self.names.contains_key(format!("{group}:{i}").as_str()) {
                 let one = pool.template.instance(i);
-                one.validate()?;
+                one.validate_instance()?;
                 ones.push(one);
             }
             i += 1;

@@ -94,7 +94,11 @@ impl<S: Sys> Supervisor<S> {
             }
         };
         for (_, one) in &news {
-            one.validate()?;
+            if template.is_some() {
+                one.validate_instance()?;
+            } else {
+                one.validate()?;
+            }
         }
         let target: Arc<str> = Arc::from(target);
         let mut update = Update { target: target.clone(), template: None, procs: Vec::with_capacity(news.len()) };
