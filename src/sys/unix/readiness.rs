@@ -1,7 +1,9 @@
 //! One fd that becomes readable when any watched fd does: epoll on Linux.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+#[cfg(target_os = "linux")]
+use std::os::fd::AsFd;
+use std::os::fd::BorrowedFd;
 
 #[cfg(target_os = "linux")]
 use nix::errno::Errno;

@@ -68,6 +68,7 @@ struct ChildStdio {
 /// empty lines leave 2.6 million lines to emit after a stop; with 4 KiB,
 /// 160 thousand. A writer blocks sooner, and the host's reads are as large
 /// as the pipe's share of the budget anyway.
+#[cfg(target_os = "linux")]
 pub(super) const CAPTURE_PIPE_SIZE: usize = 4 * 1024;
 
 fn capture_pipe(read_end: &mut Option<OwnedFd>) -> io::Result<OwnedFd> {
