@@ -15,14 +15,7 @@ fn web(n: u32) -> ProcessSpec {
 
 /// `n` running instances at t = 1 s.
 fn running(n: u32) -> Harness {
-    let mut h = Harness::with([web(n)]);
-    h.start_all();
-    h.advance(1.0);
-    h.tick();
-    for i in 0..n {
-        assert_eq!(h.state(&format!("web:{i}")), State::Running);
-    }
-    h
+    Harness::running_instances(web(n), n)
 }
 
 fn env_of(spec: &ProcessSpec, key: &str) -> Option<String> {

@@ -13,16 +13,9 @@ fn web(n: u32) -> ProcessSpec {
     ProcessSpec::new("web", "server").instances(n).start_grace(secs(1.0)).stop_timeout(secs(5.0))
 }
 
-/// Three running instances at t = 1 s.
+/// `n` running instances at t = 1 s.
 fn running(n: u32) -> Harness {
-    let mut h = Harness::with([web(n)]);
-    h.start_all();
-    h.advance(1.0);
-    h.tick();
-    for i in 0..n {
-        assert_eq!(h.state(&format!("web:{i}")), State::Running);
-    }
-    h
+    Harness::running_instances(web(n), n)
 }
 
 /// The new child a roll is starting for `name` (the old one serves).

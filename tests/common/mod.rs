@@ -39,6 +39,20 @@ impl Harness {
         h
     }
 
+    /// The group `spec` (with `n` instances) started, every instance
+    /// `Running` at t = 1 s (its start grace must be at most 1 s).
+    pub fn running_instances(spec: ProcessSpec, n: u32) -> Self {
+        let group = spec.get_name().to_owned();
+        let mut h = Harness::with([spec]);
+        h.start_all();
+        h.advance(1.0);
+        h.tick();
+        for i in 0..n {
+            assert_eq!(h.state(&format!("{group}:{i}")), State::Running);
+        }
+        h
+    }
+
     pub fn now(&self) -> Instant {
         self.clock.now()
     }
