@@ -13,6 +13,9 @@ pub(super) struct Faults {
     pub(super) watch: Option<(u32, i32)>,
     /// The `waitid(P_PIDFD)` check fails with this errno.
     pub(super) waitid: Option<i32>,
+    /// Every `clone3` of a spawn fails with this errno (as under a seccomp
+    /// filter that answers ENOSYS or EPERM).
+    pub(super) clone3: Option<i32>,
     opens: u32,
     watches: u32,
 }
@@ -52,6 +55,15 @@ impl UnixSys {
     #[doc(hidden)]
     pub fn fail_pidfd_watch(mut self, nth: u32, errno: i32) -> Self {
         self.faults.watch = Some((nth, errno));
+        self
+    }
+
+    /// Test seam: every `clone3` of a spawn fails with `errno`, as under a
+    /// container's seccomp filter (ENOSYS or EPERM): spawns take the
+    /// `clone(2)` fallback.
+    #[doc(hidden)]
+    pub fn fail_clone3(mut self, errno: i32) -> Self {
+        self.faults.clone3 = Some(errno);
         self
     }
 

@@ -161,6 +161,8 @@ pub struct UnixSys {
     /// The last poll left output unread for want of budget.
     more: bool,
     faults: Faults,
+    /// How the last spawn was made (a test seam).
+    last_spawn: Option<&'static str>,
 }
 
 /// Whether children get cgroups, and where.
@@ -203,6 +205,7 @@ impl UnixSys {
             cursor: 0,
             more: false,
             faults: Faults::default(),
+            last_spawn: None,
         }
     }
 
@@ -354,6 +357,14 @@ impl UnixSys {
         let mut sys = Self::new();
         sys.pidfd = Some(false);
         sys
+    }
+
+    /// Test seam: how the last spawn was made: `"clone3"` or `"clone"`
+    /// (procsup's own vfork-class spawn, Linux) or `"command"` (std's
+    /// `Command`); `None` before the first spawn.
+    #[doc(hidden)]
+    pub fn last_spawn_path(&self) -> Option<&'static str> {
+        self.last_spawn
     }
 
     /// Whether children get pidfds (known after the first spawn that got
@@ -568,6 +579,7 @@ impl Sys for UnixSys {
                 exec::exec_with_own_pid(&mut cmd, spec.env_clear, &pid_vars)?;
             }
             let child = cmd.spawn()?;
+            self.last_spawn = Some("command");
             drop(cmd); // closes our copies of the pipes' write ends
             Ok((child, read_ends))
         });
