@@ -164,18 +164,20 @@ impl CgroupRoot {
     }
 
     /// A new cgroup for a child called `name`, with its `cgroup.procs`
-    /// open for the child to enter.
-    pub(super) fn child(&mut self, name: &str) -> io::Result<(ChildCgroup, OwnedFd)> {
+    /// open for the child to enter, and the directory open for
+    /// `CLONE_INTO_CGROUP`.
+    pub(super) fn child(&mut self, name: &str) -> io::Result<(ChildCgroup, OwnedFd, OwnedFd)> {
         self.next += 1;
         let dir = self.dir.join(format!("c{}-{name}", self.next));
         fs::create_dir(&dir)?;
         let opened = (|| {
             let procs = OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(dir.join("cgroup.procs"))?;
             let events = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(dir.join("cgroup.events"))?;
-            Ok::<_, io::Error>((OwnedFd::from(procs), OwnedFd::from(events)))
+            let fd = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY).open(&dir)?;
+            Ok::<_, io::Error>((OwnedFd::from(procs), OwnedFd::from(events), OwnedFd::from(fd)))
         })();
         match opened {
-            Ok((procs, events)) => Ok((ChildCgroup { dir, events }, procs)),
+            Ok((procs, events, fd)) => Ok((ChildCgroup { dir, events }, procs, fd)),
             Err(e) => {
                 let _ = fs::remove_dir(&dir);
                 Err(e)

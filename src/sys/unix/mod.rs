@@ -29,6 +29,10 @@
 
 mod cgroup;
 mod child;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod clone;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod clone_child;
 mod exec;
 mod faults;
 mod fds;
@@ -45,7 +49,7 @@ pub use subreaper::SubreaperMode;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -163,7 +167,17 @@ pub struct UnixSys {
     faults: Faults,
     /// How the last spawn was made (a test seam).
     last_spawn: Option<&'static str>,
+    /// What the kernel has for procsup's own spawn, learnt on the way.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    clone_support: clone::Support,
+    /// The stack its children run on until exec.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    stack: Option<clone::Stack>,
 }
+
+/// A spawned child: its pid, its pidfd when the spawn made one, and our
+/// read ends of its capture pipes.
+type Spawned = (Pid, Option<OwnedFd>, [Option<OwnedFd>; 2]);
 
 /// Whether children get cgroups, and where.
 #[derive(Debug)]
@@ -206,6 +220,10 @@ impl UnixSys {
             more: false,
             faults: Faults::default(),
             last_spawn: None,
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+            clone_support: clone::Support::default(),
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+            stack: None,
         }
     }
 
@@ -555,39 +573,31 @@ impl Sys for UnixSys {
     fn spawn(&mut self, spec: &ProcessSpec) -> io::Result<Pid> {
         let mut notify = notify::Notify::prepare(spec)?;
         let tree = spec.kill_mode == KillMode::Tree;
-        let (cgroup, procs) = match self.cgroup_root().filter(|_| tree).map(|root| root.child(&spec.name)) {
-            Some(Ok((cg, procs))) => (Some(cg), Some(procs)),
+        let (cgroup, procs, cgroup_fd) = match self.cgroup_root().filter(|_| tree).map(|root| root.child(&spec.name)) {
+            Some(Ok((cg, procs, fd))) => (Some(cg), Some(procs), Some(fd)),
             Some(Err(e)) => {
                 log::warn!("procsup: no cgroup for {}: {e}; it is held by its process group", spec.name);
-                (None, None)
+                (None, None, None)
             }
-            None => (None, None),
+            None => (None, None, None),
         };
-        let spawned = spawn::command(spec, procs.as_ref().map(AsRawFd::as_raw_fd)).and_then(|(mut cmd, read_ends)| {
-            if let Some(n) = &notify {
-                n.configure(&mut cmd, spec);
-            }
-            let mut pid_vars = Vec::new();
-            if spec.watchdog.is_some() {
-                pid_vars.push("WATCHDOG_PID");
-            }
-            if !spec.fds.listen.is_empty() {
-                pid_vars.push("LISTEN_PID");
-            }
-            if !pid_vars.is_empty() {
-                // Last: it replaces std's own exec.
-                exec::exec_with_own_pid(&mut cmd, spec.env_clear, &pid_vars)?;
-            }
-            let child = cmd.spawn()?;
-            self.last_spawn = Some("command");
-            drop(cmd); // closes our copies of the pipes' write ends
-            Ok((child, read_ends))
-        });
-        drop(procs);
+        let mut pid_vars = Vec::new();
+        if spec.watchdog.is_some() {
+            pid_vars.push("WATCHDOG_PID");
+        }
+        if !spec.fds.listen.is_empty() {
+            pid_vars.push("LISTEN_PID");
+        }
+        let cgroup_fds = procs.as_ref().zip(cgroup_fd.as_ref()).map(|(p, d)| (d.as_raw_fd(), p.as_raw_fd()));
+        let mut spawned = self.spawn_cloned(spec, notify.as_ref(), &pid_vars, cgroup_fds);
+        if spawned.is_none() {
+            spawned = Some(self.spawn_command(spec, notify.as_ref(), &pid_vars, procs.as_ref()));
+        }
+        drop((procs, cgroup_fd));
         if let Some(n) = &mut notify {
             n.spawned();
         }
-        let (child, read_ends) = match spawned {
+        let (pid, clone_pidfd, read_ends) = match spawned.unwrap_or_else(|| Err(Errno::ENOSYS.into())) {
             Ok(spawned) => spawned,
             Err(e) => {
                 if let Some(cg) = &cgroup {
@@ -596,9 +606,7 @@ impl Sys for UnixSys {
                 return Err(e);
             }
         };
-        let pid = Pid::from_raw(child.id() as i32);
-        drop(child); // std's Child neither waits nor kills on drop
-        let pidfd = self.open_pidfd(pid);
+        let pidfd = self.open_pidfd(pid, clone_pidfd);
         #[cfg(target_os = "linux")]
         let spawner = (nix::unistd::gettid().as_raw(), spec.die_with_parent.map(|s| s as i32));
         #[cfg(not(target_os = "linux"))]
@@ -752,11 +760,105 @@ impl Drop for UnixSys {
 impl UnixSys {
     /// A pidfd for a new child, or `None`: pidfds are off, or this one
     /// failed (see [`UnixSys::uses_pidfd`] for which failure is which).
-    fn open_pidfd(&mut self, pid: Pid) -> Option<OwnedFd> {
+    /// Spawns through std's `Command`: the pid, no pidfd, the read ends.
+    fn spawn_command(
+        &mut self,
+        spec: &ProcessSpec,
+        notify: Option<&notify::Notify>,
+        pid_vars: &[&str],
+        procs: Option<&OwnedFd>,
+    ) -> io::Result<Spawned> {
+        let (mut cmd, read_ends) = spawn::command(spec, procs.map(AsRawFd::as_raw_fd))?;
+        if let Some(n) = notify {
+            n.configure(&mut cmd, spec);
+        }
+        if !pid_vars.is_empty() {
+            // Last: it replaces std's own exec.
+            exec::exec_with_own_pid(&mut cmd, spec.env_clear, pid_vars)?;
+        }
+        let child = cmd.spawn()?;
+        self.last_spawn = Some("command");
+        drop(cmd); // closes our copies of the pipes' write ends
+        let pid = Pid::from_raw(child.id() as i32);
+        drop(child); // std's Child neither waits nor kills on drop
+        Ok((pid, None, read_ends))
+    }
+
+    /// Spawns through procsup's own vfork-class clone (`clone.rs`), or
+    /// `None` where it cannot: a user `pre_exec` hook (it may not be
+    /// vfork-safe), a kernel without it, another system.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn spawn_cloned(
+        &mut self,
+        spec: &ProcessSpec,
+        notify: Option<&notify::Notify>,
+        pid_vars: &[&str],
+        cgroup: Option<(RawFd, RawFd)>,
+    ) -> Option<io::Result<Spawned>> {
+        if !spec.pre_exec.is_empty() || !self.clone_support.usable() {
+            return None;
+        }
+        if self.stack.is_none() {
+            match clone::Stack::new() {
+                Ok(stack) => self.stack = Some(stack),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        let fds = match spawn::child_fds(spec) {
+            Ok(fds) => fds,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut env = notify.map(|n| n.env(spec)).unwrap_or_default();
+        let mut moves: Vec<(RawFd, RawFd)> = notify.and_then(notify::Notify::pipe_move).into_iter().collect();
+        if !spec.fds.listen.is_empty() {
+            env.push(("LISTEN_FDS".into(), spec.fds.listen.len().to_string().into()));
+            env.push(("LISTEN_FDNAMES".into(), spec.fds.names().into()));
+        }
+        moves.extend(spec.fds.moves().map(|(fd, target)| (fd.as_raw_fd(), target)));
+        let raw = |fd: &Option<OwnedFd>| fd.as_ref().map(AsRawFd::as_raw_fd);
+        let extras = clone::Extras {
+            env,
+            pid_vars,
+            stdio: [Some(fds.stdin.as_raw_fd()), raw(&fds.stdout), raw(&fds.stderr)],
+            moves,
+            cgroup,
+            pidfd: self.pidfd != Some(false),
+        };
+        let stack = self.stack.as_ref()?;
+        match clone::spawn(spec, extras, stack, &mut self.clone_support, self.faults.clone3) {
+            clone::Outcome::Spawned(s) => {
+                self.last_spawn = Some(s.path);
+                Some(Ok((s.pid, s.pidfd, fds.read_ends)))
+            }
+            clone::Outcome::Failed(e) => Some(Err(e)),
+            clone::Outcome::Unsupported => {
+                log::debug!("procsup: no vfork-class clone with a pidfd here; spawning with std's Command");
+                None
+            }
+        }
+    }
+
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    fn spawn_cloned(
+        &mut self,
+        _: &ProcessSpec,
+        _: Option<&notify::Notify>,
+        _: &[&str],
+        _: Option<(RawFd, RawFd)>,
+    ) -> Option<io::Result<Spawned>> {
+        None
+    }
+
+    /// The child's pidfd: the clone's own (`cloned`), else `pidfd_open`.
+    fn open_pidfd(&mut self, pid: Pid, cloned: Option<OwnedFd>) -> Option<OwnedFd> {
         if self.pidfd == Some(false) {
             return None;
         }
-        match self.faults.pidfd_open().map_or_else(|| pidfd_open(pid), Err) {
+        let opened = match self.faults.pidfd_open() {
+            Some(e) => Err(e),
+            None => cloned.map_or_else(|| pidfd_open(pid), Ok),
+        };
+        match opened {
             Ok(fd) => {
                 if self.pidfd.is_none() {
                     // Linux 5.3 has pidfd_open but not waitid(P_PIDFD).

@@ -17,6 +17,7 @@
 //! child per poll, into a fixed buffer; an oversized datagram is dropped
 //! whole, and so are the fds a sender may pass along.
 
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -78,38 +79,53 @@ impl Notify {
         }
     }
 
+    /// The variables that tell the child where to write: `NOTIFY_SOCKET`
+    /// (and `WATCHDOG_USEC`); none for a pipe.
+    pub(super) fn env(&self, spec: &ProcessSpec) -> Vec<(OsString, OsString)> {
+        let mut env = Vec::new();
+        if let Kind::Socket { name } = &self.kind {
+            env.push(("NOTIFY_SOCKET".into(), format!("@{name}").into()));
+            if let Some(w) = spec.watchdog {
+                env.push(("WATCHDOG_USEC".into(), w.as_micros().to_string().into()));
+            }
+        }
+        env
+    }
+
+    /// The pipe's write end and the fd the child finds it at, for a pipe.
+    pub(super) fn pipe_move(&self) -> Option<(RawFd, RawFd)> {
+        match &self.kind {
+            Kind::Pipe { write, target } => Some((write.as_ref().map_or(-1, AsRawFd::as_raw_fd), *target)),
+            Kind::Socket { .. } => None,
+        }
+    }
+
     /// Tells the child where to write: `NOTIFY_SOCKET` (and `WATCHDOG_USEC`)
     /// or its fd `n`.
     pub(super) fn configure(&self, cmd: &mut Command, spec: &ProcessSpec) {
-        match &self.kind {
-            Kind::Socket { name } => {
-                cmd.env("NOTIFY_SOCKET", format!("@{name}"));
-                if let Some(w) = spec.watchdog {
-                    cmd.env("WATCHDOG_USEC", w.as_micros().to_string());
-                }
-            }
-            Kind::Pipe { write, target } => {
-                let (w, n) = (write.as_ref().map_or(-1, AsRawFd::as_raw_fd), *target);
-                let hook = move || -> io::Result<()> {
-                    // SAFETY: fcntl(2) and dup2(2) are async-signal-safe
-                    // system calls on fds this child holds; nothing is
-                    // allocated or locked.
-                    let rc = unsafe {
-                        if w == n {
-                            libc::fcntl(n, libc::F_SETFD, 0)
-                        } else {
-                            libc::dup2(w, n)
-                        }
-                    };
-                    if rc < 0 {
-                        return Err(io::Error::last_os_error());
+        for (k, v) in self.env(spec) {
+            cmd.env(k, v);
+        }
+        if let Some((w, n)) = self.pipe_move() {
+            let hook = move || -> io::Result<()> {
+                // SAFETY: fcntl(2) and dup2(2) are async-signal-safe
+                // system calls on fds this child holds; nothing is
+                // allocated or locked.
+                let rc = unsafe {
+                    if w == n {
+                        libc::fcntl(n, libc::F_SETFD, 0)
+                    } else {
+                        libc::dup2(w, n)
                     }
-                    Ok(())
                 };
-                // SAFETY: the hook makes async-signal-safe calls only, as
-                // CommandExt::pre_exec requires after fork.
-                unsafe { cmd.pre_exec(hook) };
-            }
+                if rc < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            };
+            // SAFETY: the hook makes async-signal-safe calls only, as
+            // CommandExt::pre_exec requires after fork.
+            unsafe { cmd.pre_exec(hook) };
         }
     }
 

@@ -37,10 +37,11 @@ pub(super) fn command(spec: &ProcessSpec, cgroup_procs: Option<RawFd>) -> io::Re
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
     }
-    cmd.stdin(Stdio::null());
-    let ChildStdio { stdout, stderr, read_ends } = stdio(spec)?;
-    cmd.stdout(stdout);
-    cmd.stderr(stderr);
+    let ChildFds { stdin, stdout, stderr, read_ends } = child_fds(spec)?;
+    let as_stdio = |fd: Option<OwnedFd>| fd.map_or_else(Stdio::inherit, Stdio::from);
+    cmd.stdin(Stdio::from(stdin));
+    cmd.stdout(as_stdio(stdout));
+    cmd.stderr(as_stdio(stderr));
     if spec.process_group {
         cmd.process_group(0);
     }
@@ -54,11 +55,13 @@ pub(super) fn command(spec: &ProcessSpec, cgroup_procs: Option<RawFd>) -> io::Re
     Ok((cmd, read_ends))
 }
 
-/// The child's stdout and stderr, and our read ends of capture pipes.
-struct ChildStdio {
-    stdout: Stdio,
-    stderr: Stdio,
-    read_ends: [Option<OwnedFd>; 2],
+/// The child's stdin (`/dev/null`), stdout and stderr (`None`: inherit the
+/// host's), and our read ends of capture pipes.
+pub(super) struct ChildFds {
+    pub(super) stdin: OwnedFd,
+    pub(super) stdout: Option<OwnedFd>,
+    pub(super) stderr: Option<OwnedFd>,
+    pub(super) read_ends: [Option<OwnedFd>; 2],
 }
 
 /// The kernel buffer of a capture pipe: one page (Linux; elsewhere the
@@ -105,7 +108,7 @@ fn dev_null() -> io::Result<OwnedFd> {
     Ok(OpenOptions::new().write(true).open("/dev/null")?.into())
 }
 
-fn stdio(spec: &ProcessSpec) -> io::Result<ChildStdio> {
+pub(super) fn child_fds(spec: &ProcessSpec) -> io::Result<ChildFds> {
     let mut read_ends = [None, None];
     let stdout_fd = match &spec.stdout {
         Output::Inherit | Output::ToStdout => None,
@@ -123,8 +126,9 @@ fn stdio(spec: &ProcessSpec) -> io::Result<ChildStdio> {
         Output::Append(path) => Some(open_append(path)?),
         Output::Capture => Some(capture_pipe(&mut read_ends[1])?),
     };
-    let as_stdio = |fd: Option<OwnedFd>| fd.map_or_else(Stdio::inherit, Stdio::from);
-    Ok(ChildStdio { stdout: as_stdio(stdout_fd), stderr: as_stdio(stderr_fd), read_ends })
+    // As std's `Stdio::null()` for stdin: read-only.
+    let stdin = OpenOptions::new().read(true).open("/dev/null")?.into();
+    Ok(ChildFds { stdin, stdout: stdout_fd, stderr: stderr_fd, read_ends })
 }
 
 fn open_append(path: &std::path::Path) -> io::Result<OwnedFd> {

@@ -1,0 +1,400 @@
+//! procsup's own spawn on Linux (x86_64): a vfork-class clone that keeps
+//! every guarantee of the `Command` path without its `fork`.
+//!
+//! `Command` leaves `posix_spawn` for `fork` as soon as anything must run
+//! in the child (the parent-death signal, a clean signal state, a cgroup),
+//! and a `fork` copies the host's page tables: its cost grows with the
+//! host's memory. Here the child shares the host's memory
+//! (`CLONE_VM|CLONE_VFORK`, as glibc's `posix_spawn` and Go's
+//! `forkAndExecInChild` do), runs on a stack of its own, and the spawning
+//! thread waits until it has exec'd or failed.
+//!
+//! - **The clone**: `clone3` with `CLONE_VM|CLONE_VFORK|CLONE_PIDFD`, and
+//!   `CLONE_INTO_CGROUP` when the child gets a cgroup: it is born in it,
+//!   and its pidfd comes from the clone itself. `clone(2)` with
+//!   `CLONE_PIDFD` where `clone3` answers `ENOSYS` or `EPERM` (seccomp
+//!   filters in containers); the child then enters its cgroup by writing
+//!   to `cgroup.procs`. Where neither works (Linux before 5.2), `Command`.
+//! - **Signals**: every signal is blocked in the spawning thread across
+//!   the clone (raw `rt_sigprocmask`, so glibc's internal signals too), so
+//!   no host handler can run in the child, which shares the host's
+//!   memory; the child resets dispositions and empties its mask first
+//!   (`clone_child.rs`), and the parent restores its own mask after.
+//! - **Everything that allocates happens here, in the parent**, before
+//!   the clone: argv, envp, the PATH search, the fd plan.
+//! - **Errors**: a failing step stores its errno where the parent reads it
+//!   once the clone returns; the parent reaps that child and fails the
+//!   spawn with the errno, as std does.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use nix::unistd::Pid;
+
+use super::clone_child::{self, ChildArgs, PidSlot, MAX_MOVES};
+use super::exec::Prepared;
+use crate::spec::ProcessSpec;
+
+const CLONE_PIDFD: u64 = 0x1000;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` of clone3(2), as of Linux 5.7 (`cgroup` last).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// What this kernel has, learnt on the way: `None` until tried.
+#[derive(Debug, Default)]
+pub(super) struct Support {
+    clone3: Option<bool>,
+    into_cgroup: Option<bool>,
+    /// `clone(2)` with `CLONE_PIDFD` (Linux 5.2).
+    clone_pidfd: Option<bool>,
+}
+
+impl Support {
+    /// Whether this path can be tried at all (else: `Command`).
+    pub(super) fn usable(&self) -> bool {
+        self.clone3 != Some(false) || self.clone_pidfd != Some(false)
+    }
+}
+
+/// The child's stack: mapped once per `UnixSys` and reused (spawns are
+/// sequential, and a child is done with it once the clone returns), with
+/// a guard page below it.
+#[derive(Debug)]
+pub(super) struct Stack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by this value and only used by the thread
+// that holds `&mut UnixSys` during a spawn.
+unsafe impl Send for Stack {}
+// SAFETY: `&Stack` gives no access to the mapping.
+unsafe impl Sync for Stack {}
+
+const STACK_LEN: usize = 256 * 1024;
+const GUARD: usize = 4096;
+
+impl Stack {
+    pub(super) fn new() -> io::Result<Stack> {
+        // SAFETY: mmap(2) of a fresh anonymous private mapping; checked.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                STACK_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // The lowest page faults: an overflow kills the child, never
+        // writes into the host's memory.
+        // SAFETY: mprotect(2) on the first page of the mapping just made.
+        if unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) } != 0 {
+            let e = io::Error::last_os_error();
+            // SAFETY: unmaps the mapping just made, used by nothing.
+            unsafe { libc::munmap(base, STACK_LEN) };
+            return Err(e);
+        }
+        Ok(Stack { base, len: STACK_LEN })
+    }
+
+    /// The usable range: (lowest address, size), 16-byte aligned.
+    fn range(&self) -> (usize, usize) {
+        (self.base as usize + GUARD, self.len - GUARD)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: munmap(2) of the mapping this value owns; no child uses
+        // it once a spawn has returned.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// What the spawn needs beyond the spec, prepared by `UnixSys::spawn`.
+pub(super) struct Extras<'a> {
+    /// Variables to add (NOTIFY_SOCKET, LISTEN_FDS, ...).
+    pub(super) env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    /// Variables that hold the child's own pid (LISTEN_PID, WATCHDOG_PID).
+    pub(super) pid_vars: &'a [&'a str],
+    /// stdin, stdout, stderr sources (`None`: inherit).
+    pub(super) stdio: [Option<RawFd>; 3],
+    /// More (source, target) fds: the notify pipe, passed fds.
+    pub(super) moves: Vec<(RawFd, RawFd)>,
+    /// The cgroup's directory (for `CLONE_INTO_CGROUP`) and `cgroup.procs`.
+    pub(super) cgroup: Option<(RawFd, RawFd)>,
+    /// Ask for a pidfd.
+    pub(super) pidfd: bool,
+}
+
+/// A spawned child: its pid, its pidfd (from the clone) and which clone.
+pub(super) struct Spawned {
+    pub(super) pid: Pid,
+    pub(super) pidfd: Option<OwnedFd>,
+    pub(super) path: &'static str,
+}
+
+/// Why the clone path could not be taken at all: use `Command`.
+pub(super) enum Outcome {
+    Spawned(Spawned),
+    Failed(io::Error),
+    Unsupported,
+}
+
+/// Spawns `spec`. `fail_clone3`: a test seam, clone3 answers this errno.
+pub(super) fn spawn(
+    spec: &ProcessSpec,
+    extras: Extras<'_>,
+    stack: &Stack,
+    support: &mut Support,
+    fail_clone3: Option<i32>,
+) -> Outcome {
+    let changes = spec
+        .envs
+        .iter()
+        .map(|(k, v)| (k.as_os_str(), v.as_deref()))
+        .chain(extras.env.iter().map(|(k, v)| (k.as_os_str(), Some(v.as_os_str()))));
+    let env = super::exec::child_env(spec.env_clear, changes);
+    let mut prepared = match Prepared::new(&spec.program, &spec.args, env, spec.cwd.as_deref(), extras.pid_vars) {
+        Ok(p) => p,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let cwd = match spec.cwd.as_deref().map(|d| CString::new(d.as_os_str().as_bytes())) {
+        Some(Ok(c)) => Some(c),
+        Some(Err(_)) => return Outcome::Failed(io::ErrorKind::InvalidInput.into()),
+        None => None,
+    };
+    let mut moves: Vec<(RawFd, RawFd)> =
+        extras.stdio.iter().enumerate().filter_map(|(t, s)| s.map(|s| (s, t as RawFd))).collect();
+    moves.extend(&extras.moves);
+    if moves.len() > MAX_MOVES {
+        return Outcome::Failed(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut args = Box::new(ChildArgs {
+        err: AtomicI32::new(0),
+        process_group: spec.process_group,
+        death_signal: spec.die_with_parent.map_or(0, |s| s as libc::c_int),
+        parent: std::process::id() as libc::pid_t,
+        cgroup_procs: -1,
+        umask: spec.umask.map_or(-1, i64::from),
+        drop_groups: spec.uid.is_some(),
+        gid: spec.gid.map_or(-1, i64::from),
+        uid: spec.uid.map_or(-1, i64::from),
+        cwd: cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+        moves: [(-1, -1); MAX_MOVES],
+        moves_len: moves.len(),
+        above: moves.iter().map(|&(_, t)| t).max().unwrap_or(2).saturating_add(1),
+        pid_slots: [PidSlot { entry: std::ptr::null_mut(), at: 0 }; 2],
+        pid_slots_len: 0,
+        path: prepared.path(),
+        argv: prepared.argv(),
+        envp: prepared.envp(),
+    });
+    for (slot, &m) in args.moves.iter_mut().zip(&moves) {
+        *slot = m;
+    }
+    let slots: Vec<(*mut u8, usize)> = prepared.pid_slots().collect();
+    for (slot, (entry, at)) in args.pid_slots.iter_mut().zip(slots) {
+        *slot = PidSlot { entry, at };
+        args.pid_slots_len += 1;
+    }
+
+    let mut pidfd: libc::c_int = -1;
+    let arg = (&*args as *const ChildArgs).cast_mut().cast::<libc::c_void>();
+    let (lowest, size) = stack.range();
+    let mut result: Result<(isize, &'static str), i32> = Err(libc::ENOSYS);
+    // Every signal blocked across the clone (see the module doc).
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    // SAFETY: rt_sigprocmask(2) with 8-byte sets that are locals here; it
+    // changes the calling thread's mask only, restored below.
+    unsafe {
+        clone_child::raw::syscall6(
+            libc::SYS_rt_sigprocmask,
+            [libc::SIG_SETMASK as usize, &all as *const u64 as usize, &mut old as *mut u64 as usize, 8, 0, 0],
+        );
+    }
+    if support.clone3 != Some(false) {
+        let mut into = extras.cgroup.filter(|_| support.into_cgroup != Some(false));
+        loop {
+            let mut cl = CloneArgs {
+                flags: libc::CLONE_VM as u64
+                    | libc::CLONE_VFORK as u64
+                    | if extras.pidfd { CLONE_PIDFD } else { 0 }
+                    | if into.is_some() { CLONE_INTO_CGROUP } else { 0 },
+                pidfd: &mut pidfd as *mut libc::c_int as u64,
+                exit_signal: libc::SIGCHLD as u64,
+                stack: lowest as u64,
+                stack_size: size as u64,
+                cgroup: into.map_or(0, |(dir, _)| dir as u64),
+                ..CloneArgs::default()
+            };
+            args.cgroup_procs = if into.is_some() { -1 } else { extras.cgroup.map_or(-1, |(_, procs)| procs) };
+            let ret = match fail_clone3 {
+                Some(errno) => -(errno as isize),
+                // SAFETY: clone3(2) with CLONE_VM|CLONE_VFORK, a stack of our
+                // own and `child_main` as the child's first function, which
+                // never returns (see clone3_vfork).
+                None => unsafe { clone3_vfork(&mut cl, arg) },
+            };
+            if ret >= 0 {
+                support.clone3 = Some(true);
+                if into.is_some() {
+                    support.into_cgroup = Some(true);
+                }
+                result = Ok((ret, "clone3"));
+                break;
+            }
+            let errno = -ret as i32;
+            if into.is_some() && support.into_cgroup.is_none() {
+                // Before Linux 5.7, or a cgroup this kernel will not clone
+                // into: the child writes cgroup.procs instead.
+                support.into_cgroup = Some(false);
+                into = None;
+                continue;
+            }
+            if matches!(errno, libc::ENOSYS | libc::EPERM) {
+                support.clone3 = Some(false);
+            }
+            result = Err(errno);
+            break;
+        }
+    }
+    if support.clone3 == Some(false) && support.clone_pidfd != Some(false) {
+        args.cgroup_procs = extras.cgroup.map_or(-1, |(_, procs)| procs);
+        let flags =
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD | if extras.pidfd { libc::CLONE_PIDFD } else { 0 };
+        // SAFETY: glibc's clone(2) wrapper with CLONE_VM|CLONE_VFORK, the
+        // top of a stack of our own (16-byte aligned), and a first
+        // function that never returns; with CLONE_PIDFD the kernel stores
+        // the pidfd where the parent_tid argument points.
+        let ret = unsafe {
+            libc::clone(
+                clone_child::child_main_c,
+                (lowest + size) as *mut libc::c_void,
+                flags,
+                arg,
+                &mut pidfd as *mut libc::c_int,
+            )
+        };
+        if ret >= 0 {
+            support.clone_pidfd = Some(true);
+            result = Ok((ret as isize, "clone"));
+        } else {
+            let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
+            if errno == libc::EINVAL && support.clone_pidfd.is_none() {
+                support.clone_pidfd = Some(false); // before Linux 5.2
+            }
+            result = Err(errno);
+        }
+    }
+    // SAFETY: as above: puts back the mask saved before the clone.
+    unsafe {
+        clone_child::raw::syscall6(
+            libc::SYS_rt_sigprocmask,
+            [libc::SIG_SETMASK as usize, &old as *const u64 as usize, 0, 8, 0, 0],
+        );
+    }
+    drop(prepared);
+    let (ret, path) = match result {
+        Ok(ok) => ok,
+        Err(_) if !support.usable() => return Outcome::Unsupported,
+        Err(errno) => return Outcome::Failed(io::Error::from_raw_os_error(errno)),
+    };
+    let pid = Pid::from_raw(ret as i32);
+    // SAFETY: with CLONE_PIDFD the kernel stored a new fd here, ours alone.
+    let pidfd = (extras.pidfd && pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+    let errno = args.err.load(Ordering::SeqCst);
+    if errno != 0 {
+        // The child failed before exec and exited: reap it, ours alone.
+        reap_failed(pid, pidfd.as_ref());
+        return Outcome::Failed(io::Error::from_raw_os_error(errno));
+    }
+    Outcome::Spawned(Spawned { pid, pidfd, path })
+}
+
+/// Reaps a child that exited before exec (it has, or is about to: the
+/// clone returned once it called `exit_group`). Blocks for that moment.
+fn reap_failed(pid: Pid, pidfd: Option<&OwnedFd>) {
+    loop {
+        let ret = match pidfd {
+            // SAFETY: waitid(2) P_PIDFD on our own child's pidfd, a
+            // zeroed siginfo to fill.
+            Some(fd) => unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                libc::waitid(libc::P_PIDFD, fd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED)
+            },
+            // SAFETY: waitpid(2) on our own child, a local status.
+            None => unsafe {
+                let mut status = 0;
+                libc::waitpid(pid.as_raw(), &mut status, 0).min(0)
+            },
+        };
+        if ret == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
+/// clone3 with `CLONE_VM|CLONE_VFORK` on a stack of our own: the child
+/// calls [`clone_child::child_main`]`(arg)` there and never comes back;
+/// the parent returns the child's pid or `-errno`.
+///
+/// # Safety
+///
+/// `cl` must name a valid stack and `arg` a [`ChildArgs`] that outlive the
+/// child's use of them (until this returns, with `CLONE_VFORK`).
+unsafe fn clone3_vfork(cl: &mut CloneArgs, arg: *mut libc::c_void) -> isize {
+    let ret: isize;
+    // SAFETY: clone3(2) on x86_64: number in rax, args in rdi and rsi; in
+    // the child the kernel returns 0 in rax on the new stack (`stack` +
+    // `stack_size`, 16-byte aligned, so the `call` leaves the ABI's
+    // alignment), with every other register as the parent had it but rcx
+    // and r11: r12 and r13 still hold `arg` and the entry point. The child
+    // clears the frame pointer and calls the entry, which never returns
+    // (`ud2` should it). The parent takes the branch with the pid or
+    // -errno in rax; its stack was not touched.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 as isize => ret,
+            in("rdi") cl as *mut CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") arg,
+            in("r13") clone_child::child_main as *const () as usize,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    ret
+}
