@@ -1,6 +1,8 @@
-//! What procsup does in the child between fork and exec, before any user
-//! hook: entering its cgroup, a clean signal state, the umask, the
-//! parent-death signal.
+//! What procsup does in the child between fork and exec on the `Command`
+//! path (a spec with user hooks, systems other than Linux x86_64), before
+//! any user hook: entering its cgroup, a clean signal state, the umask,
+//! the parent-death signal. procsup's own spawn (`clone_child.rs`) does the
+//! same steps without `fork`.
 //!
 //! The parent decides what is needed ([`ChildSteps::plan`]): a few
 //! `sigaction` queries tell which signals the host ignores or catches, one

@@ -398,3 +398,66 @@ unsafe fn clone3_vfork(cl: &mut CloneArgs, arg: *mut libc::c_void) -> isize {
     }
     ret
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::sys::{Sys, SysEvent};
+    use crate::{ProcessSpec, UnixSys};
+
+    /// Polls until `pid` has exited (bounded), and returns whether it did.
+    fn reap(sys: &mut UnixSys, pid: nix::unistd::Pid) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut events = Vec::new();
+        while Instant::now() < deadline {
+            sys.poll(&mut events);
+            if events.iter().any(
+                |e| matches!(e, SysEvent::Exited { pid: p, .. } | SysEvent::LeaderExited { pid: p, .. } if *p == pid),
+            ) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    /// Where a cgroup is writable, the child is born in its own: the
+    /// kernel took `CLONE_INTO_CGROUP`, no write to `cgroup.procs` was
+    /// needed, and the pidfd came from the clone.
+    #[test]
+    fn a_child_is_born_in_its_cgroup_with_the_clones_pidfd() {
+        let mut sys = UnixSys::new();
+        let pid = sys.spawn(&ProcessSpec::new("t", "sh").args(["-c", "exec sleep 5"])).unwrap();
+        assert_eq!(sys.last_spawn_path(), Some("clone3"));
+        assert_eq!(sys.uses_pidfd(), Some(true));
+        if let Some(dir) = sys.cgroup_dir().map(ToOwned::to_owned) {
+            assert_eq!(sys.clone_support.into_cgroup, Some(true));
+            let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+            let place = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap().to_owned();
+            assert!(place.contains(dir.file_name().unwrap().to_str().unwrap()), "{place} not under {}", dir.display());
+        } else {
+            eprintln!("no writable cgroup here: CLONE_INTO_CGROUP not exercised");
+        }
+        sys.signal(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        assert!(reap(&mut sys, pid));
+    }
+
+    /// A step that fails in the child (`chdir`, `execve`) fails the spawn
+    /// with its errno, and the child is not left to the host (the spawn
+    /// reaps it; the storm test counts zombies).
+    #[test]
+    fn a_failing_step_is_the_spawns_errno_and_leaves_no_zombie() {
+        let mut sys = UnixSys::new().without_cgroups();
+        for (spec, errno) in [
+            (ProcessSpec::new("cwd", "true").current_dir("/no/such/dir"), libc::ENOENT),
+            (ProcessSpec::new("exec", "/no/such/program"), libc::ENOENT),
+            (ProcessSpec::new("dir", "/etc/passwd/x"), libc::ENOTDIR),
+            (ProcessSpec::new("acces", "/etc/passwd"), libc::EACCES),
+        ] {
+            let err = sys.spawn(&spec).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(errno), "{}: {err}", spec.name);
+            assert_eq!(sys.child_count(), 0);
+        }
+    }
+}

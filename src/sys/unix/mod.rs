@@ -1,8 +1,14 @@
 //! The real OS layer: the only module with `unsafe`.
 //!
-//! - Spawning goes through [`std::process::Command`], which reports an exec
-//!   failure's errno to the parent through a close-on-exec pipe and takes
-//!   the `posix_spawn` fast path when no `pre_exec` work is needed.
+//! - On Linux x86_64, spawning goes through procsup's own vfork-class
+//!   clone (`clone.rs`, `clone_child.rs`): `clone3` with
+//!   `CLONE_VM|CLONE_VFORK|CLONE_PIDFD|CLONE_INTO_CGROUP` (`clone(2)` where
+//!   seccomp refuses `clone3`), so no page table is copied however large
+//!   the host, the pidfd comes from the clone itself and the child is born
+//!   in its cgroup. A spec with a user `pre_exec` hook (which may not be
+//!   vfork-safe), other systems and kernels before 5.2 use
+//!   [`std::process::Command`] instead (`spawn.rs`, `child.rs`). Both
+//!   report an exec failure's errno as the spawn's error.
 //! - On Linux each child gets a pidfd (`pidfd_open`): signals go through
 //!   `pidfd_send_signal`, reaping through `waitid(P_PIDFD)`, so a recycled
 //!   pid can never be hit. Every pidfd and every capture pipe sits in one

@@ -157,7 +157,13 @@ impl ProcessSpec {
     /// lost, and an error without an errno (`io::Error::other`) arrives as
     /// `EINVAL`.
     ///
-    /// Hooks force the `fork` path (no `posix_spawn`).
+    /// A spec with hooks is spawned by std's `Command` through `fork`, not
+    /// by procsup's own vfork-class clone (Linux x86_64), where the child
+    /// shares the host's memory and a hook could corrupt it: hooks cost a
+    /// copy of the host's page tables per spawn, which grows with the
+    /// host's memory. Without hooks, procsup's own spawn sets the process
+    /// group, parent-death signal, cgroup, credentials, umask, working
+    /// directory and passed fds itself.
     ///
     /// # Safety
     ///
