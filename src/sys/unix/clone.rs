@@ -400,6 +400,8 @@ unsafe fn clone3_vfork(cl: &mut CloneArgs, arg: *mut libc::c_void) -> isize {
 }
 
 #[cfg(test)]
+// A test, not the library: it owns real time and may read clocks and sleep.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use std::time::{Duration, Instant};
 
