@@ -1,0 +1,254 @@
+//! Spawning a child: its containment and notify channel, then procsup's
+//! own clone (`clone.rs`) or std's `Command` (`spawn.rs`), then the
+//! bookkeeping that watches it: its pidfd, pipes and record.
+
+use super::*;
+
+impl UnixSys {
+    /// [`Sys::spawn`] for [`UnixSys`].
+    pub(super) fn spawn_child(&mut self, spec: &ProcessSpec) -> io::Result<Pid> {
+        let mut notify = notify::Notify::prepare(spec)?;
+        let tree = spec.kill_mode == KillMode::Tree;
+        let (cgroup, procs, cgroup_fd) = match self.cgroup_root().filter(|_| tree).map(|root| root.child(&spec.name)) {
+            Some(Ok((cg, procs, fd))) => (Some(cg), Some(procs), Some(fd)),
+            Some(Err(e)) => {
+                log::warn!("procsup: no cgroup for {}: {e}; it is held by its process group", spec.name);
+                (None, None, None)
+            }
+            None => (None, None, None),
+        };
+        let mut pid_vars = Vec::new();
+        if spec.watchdog.is_some() {
+            pid_vars.push("WATCHDOG_PID");
+        }
+        if !spec.fds.listen.is_empty() {
+            pid_vars.push("LISTEN_PID");
+        }
+        let cgroup_fds = procs.as_ref().zip(cgroup_fd.as_ref()).map(|(p, d)| (d.as_raw_fd(), p.as_raw_fd()));
+        let mut spawned = self.spawn_cloned(spec, notify.as_ref(), &pid_vars, cgroup_fds);
+        if spawned.is_none() {
+            spawned = Some(self.spawn_command(spec, notify.as_ref(), &pid_vars, procs.as_ref()));
+        }
+        drop((procs, cgroup_fd));
+        if let Some(n) = &mut notify {
+            n.spawned();
+        }
+        let (pid, clone_pidfd, read_ends) = match spawned.unwrap_or_else(|| Err(Errno::ENOSYS.into())) {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                if let Some(cg) = &cgroup {
+                    cg.remove();
+                }
+                return Err(e);
+            }
+        };
+        let pidfd = self.open_pidfd(pid, clone_pidfd);
+        #[cfg(target_os = "linux")]
+        let spawner = (nix::unistd::gettid().as_raw(), spec.die_with_parent.map(|s| s as i32));
+        #[cfg(not(target_os = "linux"))]
+        let spawner = (0, None);
+        let contain = match cgroup {
+            Some(cg) => {
+                if let Err(e) = self
+                    .readiness
+                    .as_ref()
+                    .map_or(Ok(()), |r| r.watch_pri(cg.events.as_fd(), Self::token(pid, CGROUP_SLOT)))
+                {
+                    log::warn!("procsup: epoll add cgroup.events: {e}");
+                }
+                Contain::Cgroup(cg)
+            }
+            None if tree && spec.process_group => Contain::Group,
+            None => Contain::None,
+        };
+        let mut entry = Child {
+            name: spec.name.as_str().into(),
+            contain,
+            reaped: false,
+            pidfd: None,
+            pipes: read_ends,
+            spawner,
+            exited: None,
+            last_word: [0; 2],
+            notify: None,
+        };
+        self.record(spec, pid, &entry.contain);
+        // The child exists now: from here on nothing may fail the spawn, or
+        // the caller would lose track of a live child. What cannot be
+        // watched is looked at on every poll instead.
+        let mut unwatched = pidfd.is_none() && self.pidfd != Some(false);
+        if let Some(fd) = pidfd {
+            if let Err(e) = self.faults.pidfd_watch().map_or_else(|| self.watch(&fd, Self::token(pid, 0)), Err) {
+                log::warn!("procsup: epoll add pidfd of {} (pid {pid}): {e}; checking it on every poll", spec.name);
+                unwatched = true;
+            }
+            entry.pidfd = Some(fd);
+        }
+        for slot in 0..2 {
+            if let Some(Err(e)) = entry.pipes[slot].as_ref().map(set_nonblocking) {
+                // A blocking read end could block poll: give it up.
+                log::warn!("procsup: output of pid {pid}: {e}; not captured");
+                entry.pipes[slot] = None;
+            }
+            if let Some(fd) = &entry.pipes[slot] {
+                if let Err(e) = self.watch(fd, pipe_token(pid, slot)) {
+                    log::warn!("procsup: watching output of pid {pid}: {e}; reading it on every poll");
+                    unwatched = true;
+                }
+            }
+        }
+        if unwatched {
+            self.unwatched.insert(pid);
+        }
+        entry.notify = notify.map(|n| self.watch_notify(pid, n));
+        self.children.insert(pid, entry);
+        Ok(pid)
+    }
+
+    /// Records a new child in the state directory, with what finds its
+    /// tree after a crash.
+    fn record(&self, spec: &ProcessSpec, pid: Pid, contain: &Contain) {
+        let Some(dir) = &self.state_dir else { return };
+        let pgid = if spec.process_group { pid } else { nix::unistd::getpgrp() };
+        let sid = nix::unistd::getsid(Some(pid)).map_or(0, Pid::as_raw);
+        let record = orphans::start_time(pid.as_raw()).map(|start_time| Record {
+            pid: pid.as_raw(),
+            pgid: pgid.as_raw(),
+            sid,
+            start_time,
+            boot_id: self.boot_id.clone(),
+            cgroup: match contain {
+                Contain::Cgroup(cg) => Some(cg.dir.clone()),
+                _ => None,
+            },
+        });
+        if let Err(e) = record.ok_or_else(|| io::Error::from(Errno::ESRCH)).and_then(|r| dir.write(&spec.name, r)) {
+            log::warn!("procsup: recording {} (pid {pid}) in the state directory: {e}", spec.name);
+        }
+    }
+
+    /// A pidfd for a new child, or `None`: pidfds are off, or this one
+    /// failed (see [`UnixSys::uses_pidfd`] for which failure is which).
+    /// Spawns through std's `Command`: the pid, no pidfd, the read ends.
+    fn spawn_command(
+        &mut self,
+        spec: &ProcessSpec,
+        notify: Option<&notify::Notify>,
+        pid_vars: &[&str],
+        procs: Option<&OwnedFd>,
+    ) -> io::Result<Spawned> {
+        let (mut cmd, read_ends) = spawn::command(spec, procs.map(AsRawFd::as_raw_fd))?;
+        if let Some(n) = notify {
+            n.configure(&mut cmd, spec);
+        }
+        if !pid_vars.is_empty() {
+            // Last: it replaces std's own exec.
+            exec::exec_with_own_pid(&mut cmd, spec.env_clear, pid_vars)?;
+        }
+        let child = cmd.spawn()?;
+        self.last_spawn = Some("command");
+        drop(cmd); // closes our copies of the pipes' write ends
+        let pid = Pid::from_raw(child.id() as i32);
+        drop(child); // std's Child neither waits nor kills on drop
+        Ok((pid, None, read_ends))
+    }
+
+    /// Spawns through procsup's own vfork-class clone (`clone.rs`), or
+    /// `None` where it cannot: a user `pre_exec` hook (it may not be
+    /// vfork-safe), a kernel without it, another system.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn spawn_cloned(
+        &mut self,
+        spec: &ProcessSpec,
+        notify: Option<&notify::Notify>,
+        pid_vars: &[&str],
+        cgroup: Option<(RawFd, RawFd)>,
+    ) -> Option<io::Result<Spawned>> {
+        if !spec.pre_exec.is_empty() || !self.clone_support.usable() {
+            return None;
+        }
+        if self.stack.is_none() {
+            match clone::Stack::new() {
+                Ok(stack) => self.stack = Some(stack),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        let fds = match spawn::child_fds(spec) {
+            Ok(fds) => fds,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut env = notify.map(|n| n.env(spec)).unwrap_or_default();
+        let mut moves: Vec<(RawFd, RawFd)> = notify.and_then(notify::Notify::pipe_move).into_iter().collect();
+        if !spec.fds.listen.is_empty() {
+            env.push(("LISTEN_FDS".into(), spec.fds.listen.len().to_string().into()));
+            env.push(("LISTEN_FDNAMES".into(), spec.fds.names().into()));
+        }
+        moves.extend(spec.fds.moves().map(|(fd, target)| (fd.as_raw_fd(), target)));
+        let raw = |fd: &Option<OwnedFd>| fd.as_ref().map(AsRawFd::as_raw_fd);
+        let extras = clone::Extras {
+            env,
+            pid_vars,
+            stdio: [Some(fds.stdin.as_raw_fd()), raw(&fds.stdout), raw(&fds.stderr)],
+            moves,
+            cgroup,
+            pidfd: self.pidfd != Some(false),
+        };
+        let stack = self.stack.as_ref()?;
+        match clone::spawn(spec, extras, stack, &mut self.clone_support, self.faults.clone3) {
+            clone::Outcome::Spawned(s) => {
+                self.last_spawn = Some(s.path);
+                Some(Ok((s.pid, s.pidfd, fds.read_ends)))
+            }
+            clone::Outcome::Failed(e) => Some(Err(e)),
+            clone::Outcome::Unsupported => {
+                log::debug!("procsup: no vfork-class clone with a pidfd here; spawning with std's Command");
+                None
+            }
+        }
+    }
+
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    fn spawn_cloned(
+        &mut self,
+        _: &ProcessSpec,
+        _: Option<&notify::Notify>,
+        _: &[&str],
+        _: Option<(RawFd, RawFd)>,
+    ) -> Option<io::Result<Spawned>> {
+        None
+    }
+
+    /// The child's pidfd: the clone's own (`cloned`), else `pidfd_open`.
+    fn open_pidfd(&mut self, pid: Pid, cloned: Option<OwnedFd>) -> Option<OwnedFd> {
+        if self.pidfd == Some(false) {
+            return None;
+        }
+        let opened = match self.faults.pidfd_open() {
+            Some(e) => Err(e),
+            None => cloned.map_or_else(|| pidfd_open(pid), Ok),
+        };
+        match opened {
+            Ok(fd) => {
+                if self.pidfd.is_none() {
+                    // Linux 5.3 has pidfd_open but not waitid(P_PIDFD).
+                    if let Err(e) = self.faults.pidfd_waitid().map_or_else(|| pidfd_waitid_works(fd.as_raw_fd()), Err) {
+                        log::debug!("procsup: no waitid(P_PIDFD) ({e}); using waitpid");
+                        self.pidfd = Some(false);
+                        return None;
+                    }
+                    self.pidfd = Some(true);
+                }
+                Some(fd)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                log::debug!("procsup: no pidfds ({e}); using waitpid");
+                self.pidfd = Some(false);
+                None
+            }
+            Err(e) => {
+                log::warn!("procsup: pidfd_open({pid}) failed: {e}; checking it on every poll");
+                None
+            }
+        }
+    }
+}
