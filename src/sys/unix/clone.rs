@@ -72,6 +72,15 @@ impl Support {
     pub(super) fn usable(&self) -> bool {
         self.clone3 != Some(false) || self.clone_pidfd != Some(false)
     }
+
+    /// The clone the next spawn tries first.
+    fn path(&self) -> &'static str {
+        if self.clone3 == Some(false) {
+            "clone"
+        } else {
+            "clone3"
+        }
+    }
 }
 
 /// The child's stack: mapped once per `UnixSys` and reused (spawns are
@@ -157,10 +166,11 @@ pub(super) struct Spawned {
     pub(super) path: &'static str,
 }
 
-/// Why the clone path could not be taken at all: use `Command`.
+/// What came of a spawn: a child, a failure (and which clone failed), or
+/// no clone to be had here (use `Command`).
 pub(super) enum Outcome {
     Spawned(Spawned),
-    Failed(io::Error),
+    Failed(io::Error, &'static str),
     Unsupported,
 }
 
@@ -180,18 +190,18 @@ pub(super) fn spawn(
     let env = super::exec::child_env(spec.env_clear, changes);
     let mut prepared = match Prepared::new(&spec.program, &spec.args, env, spec.cwd.as_deref(), extras.pid_vars) {
         Ok(p) => p,
-        Err(e) => return Outcome::Failed(e),
+        Err(e) => return Outcome::Failed(e, support.path()),
     };
     let cwd = match spec.cwd.as_deref().map(|d| CString::new(d.as_os_str().as_bytes())) {
         Some(Ok(c)) => Some(c),
-        Some(Err(_)) => return Outcome::Failed(io::ErrorKind::InvalidInput.into()),
+        Some(Err(_)) => return Outcome::Failed(io::ErrorKind::InvalidInput.into(), support.path()),
         None => None,
     };
     let mut moves: Vec<(RawFd, RawFd)> =
         extras.stdio.iter().enumerate().filter_map(|(t, s)| s.map(|s| (s, t as RawFd))).collect();
     moves.extend(&extras.moves);
     if moves.len() > MAX_MOVES {
-        return Outcome::Failed(io::Error::from_raw_os_error(libc::EINVAL));
+        return Outcome::Failed(io::Error::from_raw_os_error(libc::EINVAL), support.path());
     }
     let mut args = Box::new(ChildArgs {
         err: AtomicI32::new(0),
@@ -322,7 +332,7 @@ pub(super) fn spawn(
     let (ret, path) = match result {
         Ok(ok) => ok,
         Err(_) if !support.usable() => return Outcome::Unsupported,
-        Err(errno) => return Outcome::Failed(io::Error::from_raw_os_error(errno)),
+        Err(errno) => return Outcome::Failed(io::Error::from_raw_os_error(errno), support.path()),
     };
     let pid = Pid::from_raw(ret as i32);
     // SAFETY: with CLONE_PIDFD the kernel stored a new fd here, ours alone.
@@ -331,7 +341,7 @@ pub(super) fn spawn(
     if errno != 0 {
         // The child failed before exec and exited: reap it, ours alone.
         reap_failed(pid, pidfd.as_ref());
-        return Outcome::Failed(io::Error::from_raw_os_error(errno));
+        return Outcome::Failed(io::Error::from_raw_os_error(errno), path);
     }
     Outcome::Spawned(Spawned { pid, pidfd, path })
 }

@@ -10,19 +10,21 @@
 //! result in a register), on plain data the parent prepared
 //! ([`ChildArgs`]), and reports a failing step's errno by storing it into
 //! that data before it exits; the parent reads it once the clone returns.
-//! The steps run in the order the spawn issue fixes:
+//! The steps run in this order:
 //!
 //! 1. every signal the host ignores or catches back to `SIG_DFL`, then an
 //!    empty signal mask (the parent blocked every signal before the clone,
 //!    so no host handler can run here before this);
 //! 2. `setpgid(0, 0)`;
-//! 3. `PR_SET_PDEATHSIG`, then the parent re-check;
-//! 4. entering the cgroup (when `CLONE_INTO_CGROUP` did not already);
-//! 5. `umask`, `setgroups`/`setgid`/`setuid`, `chdir`;
-//! 6. the fd plan: stdio, capture pipes, the notify pipe, passed fds, and
+//! 3. entering the cgroup (when `CLONE_INTO_CGROUP` did not already);
+//! 4. `umask`, `setgroups`/`setgid`/`setuid`, then `PR_SET_PDEATHSIG` and
+//!    the parent re-check (the kernel clears the parent-death signal when
+//!    the effective uid or gid changes, so it cannot come before them, as
+//!    the spawn issue's order had it), then `chdir`;
+//! 5. the fd plan: stdio, capture pipes, the notify pipe, passed fds, and
 //!    every other fd above 2 close-on-exec; then `LISTEN_PID` and
 //!    `WATCHDOG_PID`;
-//! 7. `execve`.
+//! 6. `execve`.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -154,7 +156,7 @@ fn failed(ret: isize) -> Option<i32> {
     (ret < 0).then_some(ret.wrapping_neg() as i32)
 }
 
-/// Steps 1 to 7; returns only on failure, with the errno.
+/// Steps 1 to 6; returns only on failure, with the errno.
 ///
 /// # Safety
 ///
@@ -188,24 +190,7 @@ unsafe fn run_steps(a: &ChildArgs) -> i32 {
                 return e;
             }
         }
-        // 3. prctl(2) PR_SET_PDEATHSIG, then the re-check: a parent gone
-        //    before the prctl never sends the signal, so the child sends it
-        //    to itself. Dispositions are default and nothing is blocked by
-        //    now: it acts as the kernel's would. Should it not end the
-        //    child (a signal ignored by default), the spawn fails.
-        if a.death_signal != 0 {
-            let ret = syscall6(libc::SYS_prctl, [libc::PR_SET_PDEATHSIG as usize, a.death_signal as usize, 0, 0, 0, 0]);
-            if let Some(e) = failed(ret) {
-                return e;
-            }
-            if syscall6(libc::SYS_getppid, [0; 6]) != a.parent as isize {
-                a.err.store(libc::ESRCH, Ordering::SeqCst);
-                let me = syscall6(libc::SYS_getpid, [0; 6]);
-                syscall6(libc::SYS_kill, [me as usize, a.death_signal as usize, 0, 0, 0, 0]);
-                return libc::ESRCH;
-            }
-        }
-        // 4. The cgroup (cgroups(7): writing "0" to cgroup.procs moves the
+        // 3. The cgroup (cgroups(7): writing "0" to cgroup.procs moves the
         //    writer).
         if a.cgroup_procs >= 0 {
             let ret = syscall6(libc::SYS_write, [a.cgroup_procs as usize, b"0".as_ptr() as usize, 1, 0, 0, 0]);
@@ -213,7 +198,7 @@ unsafe fn run_steps(a: &ChildArgs) -> i32 {
                 return e;
             }
         }
-        // 5. umask(2), setgroups(2), setgid(2), setuid(2), chdir(2): the
+        // 4. umask(2), setgroups(2), setgid(2), setuid(2), chdir(2): the
         //    raw calls change this task only, which is all there is.
         if a.umask >= 0 {
             syscall6(libc::SYS_umask, [a.umask as usize, 0, 0, 0, 0, 0]);
@@ -235,12 +220,30 @@ unsafe fn run_steps(a: &ChildArgs) -> i32 {
                 return e;
             }
         }
+        //    prctl(2) PR_SET_PDEATHSIG after the credentials: the kernel
+        //    clears the parent-death signal when the effective uid or gid
+        //    changes. Then the re-check: a parent gone before the prctl
+        //    never sends the signal, so the child sends it to itself. Dispositions are default and nothing is blocked by
+        //    now: it acts as the kernel's would. Should it not end the
+        //    child (a signal ignored by default), the spawn fails.
+        if a.death_signal != 0 {
+            let ret = syscall6(libc::SYS_prctl, [libc::PR_SET_PDEATHSIG as usize, a.death_signal as usize, 0, 0, 0, 0]);
+            if let Some(e) = failed(ret) {
+                return e;
+            }
+            if syscall6(libc::SYS_getppid, [0; 6]) != a.parent as isize {
+                a.err.store(libc::ESRCH, Ordering::SeqCst);
+                let me = syscall6(libc::SYS_getpid, [0; 6]);
+                syscall6(libc::SYS_kill, [me as usize, a.death_signal as usize, 0, 0, 0, 0]);
+                return libc::ESRCH;
+            }
+        }
         if !a.cwd.is_null() {
             if let Some(e) = failed(syscall6(libc::SYS_chdir, [a.cwd as usize, 0, 0, 0, 0, 0])) {
                 return e;
             }
         }
-        // 6. The fd plan (fcntl(2), close_range(2), dup2(2) as dup3).
+        // 5. The fd plan (fcntl(2), close_range(2), dup2(2) as dup3).
         let n = if a.moves_len < MAX_MOVES { a.moves_len } else { MAX_MOVES };
         let mut lifted = [-1 as RawFd; MAX_MOVES];
         let mut i = 0;
@@ -305,7 +308,7 @@ unsafe fn run_steps(a: &ChildArgs) -> i32 {
                 s += 1;
             }
         }
-        // 7. execve(2): only returns on failure.
+        // 6. execve(2): only returns on failure.
         let ret = syscall6(libc::SYS_execve, [a.path as usize, a.argv as usize, a.envp as usize, 0, 0, 0]);
         failed(ret).unwrap_or(libc::EIO)
     }

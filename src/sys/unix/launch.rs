@@ -141,12 +141,15 @@ impl UnixSys {
         if let Some(n) = notify {
             n.configure(&mut cmd, spec);
         }
-        if !pid_vars.is_empty() {
-            // Last: it replaces std's own exec.
+        if !pid_vars.is_empty() || !spec.pre_exec.is_empty() {
+            // Last: it replaces std's own exec. With user hooks std forks
+            // and calls glibc's `execvp`, which runs a file of no known
+            // format through /bin/sh; our own `execve` fails with ENOEXEC,
+            // as `posix_spawn` and procsup's own spawn do.
             exec::exec_with_own_pid(&mut cmd, spec.env_clear, pid_vars)?;
         }
-        let child = cmd.spawn()?;
         self.last_spawn = Some("command");
+        let child = cmd.spawn()?;
         drop(cmd); // closes our copies of the pipes' write ends
         let pid = Pid::from_raw(child.id() as i32);
         drop(child); // std's Child neither waits nor kills on drop
@@ -199,7 +202,10 @@ impl UnixSys {
                 self.last_spawn = Some(s.path);
                 Some(Ok((s.pid, s.pidfd, fds.read_ends)))
             }
-            clone::Outcome::Failed(e) => Some(Err(e)),
+            clone::Outcome::Failed(e, path) => {
+                self.last_spawn = Some(path);
+                Some(Err(e))
+            }
             clone::Outcome::Unsupported => {
                 log::debug!("procsup: no vfork-class clone with a pidfd here; spawning with std's Command");
                 None
