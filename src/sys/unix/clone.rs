@@ -217,9 +217,10 @@ pub(super) fn spawn(
         moves: [(-1, -1); MAX_MOVES],
         moves_len: moves.len(),
         above: moves.iter().map(|&(_, t)| t).max().unwrap_or(2).saturating_add(1),
+        lifted: [-1; MAX_MOVES],
         pid_slots: [PidSlot { entry: std::ptr::null_mut(), at: 0 }; 2],
         pid_slots_len: 0,
-        path: prepared.path(),
+        candidates: prepared.candidates(),
         argv: prepared.argv(),
         envp: prepared.envp(),
     });
@@ -279,14 +280,20 @@ pub(super) fn spawn(
                 break;
             }
             let errno = -ret as i32;
-            if into.is_some() && support.into_cgroup.is_none() {
-                // Before Linux 5.7, or a cgroup this kernel will not clone
-                // into: the child writes cgroup.procs instead.
-                support.into_cgroup = Some(false);
+            if into.is_some() && support.into_cgroup.is_none() && !matches!(errno, libc::ENOSYS | libc::EPERM) {
+                // Before Linux 5.7 the flag is unknown (EINVAL) or the
+                // struct too large (E2BIG): the child writes cgroup.procs
+                // from now on. Any other error (a full pids.max, a cgroup
+                // this kernel will not clone into): this spawn retries so.
+                if matches!(errno, libc::EINVAL | libc::E2BIG) {
+                    support.into_cgroup = Some(false);
+                }
                 into = None;
                 continue;
             }
-            if matches!(errno, libc::ENOSYS | libc::EPERM) {
+            if matches!(errno, libc::ENOSYS | libc::EPERM) && support.clone3.is_none() {
+                // No clone3 here (seccomp answers ENOSYS or EPERM); once it
+                // has worked, an EPERM is this spawn's own failure.
                 support.clone3 = Some(false);
             }
             result = Err(errno);
@@ -315,7 +322,7 @@ pub(super) fn spawn(
             result = Ok((ret as isize, "clone"));
         } else {
             let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
-            if errno == libc::EINVAL && support.clone_pidfd.is_none() {
+            if errno == libc::EINVAL && extras.pidfd && support.clone_pidfd.is_none() {
                 support.clone_pidfd = Some(false); // before Linux 5.2
             }
             result = Err(errno);
@@ -363,8 +370,12 @@ fn reap_failed(pid: Pid, pidfd: Option<&OwnedFd>) {
                 libc::waitpid(pid.as_raw(), &mut status, 0).min(0)
             },
         };
-        if ret == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
+        match (ret, io::Error::last_os_error().raw_os_error()) {
+            (0, _) => return,
+            (_, Some(libc::EINTR)) => {}
+            // Linux 5.2 and 5.3 give pidfds without waitid(P_PIDFD).
+            (_, Some(libc::EINVAL)) if pidfd.is_some() => return reap_failed(pid, None),
+            _ => return,
         }
     }
 }

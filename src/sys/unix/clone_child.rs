@@ -115,9 +115,12 @@ pub(super) struct ChildArgs {
     pub(super) moves_len: usize,
     /// One above the highest target: sources below it are lifted first.
     pub(super) above: RawFd,
+    /// Scratch room for the lifted sources (the child writes it).
+    pub(super) lifted: [RawFd; MAX_MOVES],
     pub(super) pid_slots: [PidSlot; 2],
     pub(super) pid_slots_len: usize,
-    pub(super) path: *const libc::c_char,
+    /// The paths to try, in `execvp`'s order, NULL-terminated.
+    pub(super) candidates: *const *const libc::c_char,
     pub(super) argv: *const *const libc::c_char,
     pub(super) envp: *const *const libc::c_char,
 }
@@ -133,7 +136,7 @@ pub(super) unsafe extern "C" fn child_main(arg: *mut libc::c_void) -> ! {
     // SAFETY: the caller passes the parent's ChildArgs, alive while the
     // parent is suspended (CLONE_VFORK); the child only reads it, but for
     // `err` (an atomic) and the pid slots' buffers.
-    let args = unsafe { &*(arg as *const ChildArgs) };
+    let args = unsafe { &mut *(arg as *mut ChildArgs) };
     // SAFETY: run_steps makes only raw system calls on memory `args` names.
     let errno = unsafe { run_steps(args) };
     args.err.store(if errno > 0 { errno } else { libc::EIO }, Ordering::SeqCst);
@@ -161,7 +164,7 @@ fn failed(ret: isize) -> Option<i32> {
 /// # Safety
 ///
 /// As [`child_main`].
-unsafe fn run_steps(a: &ChildArgs) -> i32 {
+unsafe fn run_steps(a: &mut ChildArgs) -> i32 {
     // SAFETY (for every syscall6 below): each is a raw system call whose
     // pointer arguments name memory owned by `a` or by locals here, of the
     // size the call uses (man pages named at each step).
@@ -244,14 +247,16 @@ unsafe fn run_steps(a: &ChildArgs) -> i32 {
             }
         }
         // 5. The fd plan (fcntl(2), close_range(2), dup2(2) as dup3).
+        // No indexing that could panic here (the panic machinery would
+        // allocate and lock in the host's memory): `get`, and no array
+        // initialised in the child (that could call memset).
         let n = if a.moves_len < MAX_MOVES { a.moves_len } else { MAX_MOVES };
-        let mut lifted = [-1 as RawFd; MAX_MOVES];
         let mut i = 0;
         while i < n {
-            let (src, _) = a.moves[i];
+            let (Some(&(src, _)), Some(lifted)) = (a.moves.get(i), a.lifted.get_mut(i)) else { break };
             // A source below `above` could be another move's target:
             // copy it above every target first (close-on-exec).
-            lifted[i] = src;
+            *lifted = src;
             if src < a.above {
                 let ret = syscall6(
                     libc::SYS_fcntl,
@@ -259,7 +264,7 @@ unsafe fn run_steps(a: &ChildArgs) -> i32 {
                 );
                 match failed(ret) {
                     Some(e) => return e,
-                    None => lifted[i] = ret as RawFd,
+                    None => *lifted = ret as RawFd,
                 }
             }
             i += 1;
@@ -271,10 +276,10 @@ unsafe fn run_steps(a: &ChildArgs) -> i32 {
         syscall6(libc::SYS_close_range, [3, u32::MAX as usize, CLOSE_RANGE_CLOEXEC, 0, 0, 0]);
         i = 0;
         while i < n {
-            let (_, target) = a.moves[i];
+            let (Some(&(_, target)), Some(&lifted)) = (a.moves.get(i), a.lifted.get(i)) else { break };
             // dup3 without O_CLOEXEC: the copy survives exec. `lifted` is
             // never equal to `target` (it is at or above `above`, or was).
-            let ret = syscall6(libc::SYS_dup3, [lifted[i] as usize, target as usize, 0, 0, 0, 0]);
+            let ret = syscall6(libc::SYS_dup3, [lifted as usize, target as usize, 0, 0, 0, 0]);
             if let Some(e) = failed(ret) {
                 return e;
             }
@@ -283,33 +288,38 @@ unsafe fn run_steps(a: &ChildArgs) -> i32 {
         // The pid variables: digits written into entries the parent made.
         let slots = if a.pid_slots_len < 2 { a.pid_slots_len } else { 2 };
         if slots > 0 {
-            let mut pid = syscall6(libc::SYS_getpid, [0; 6]) as u32;
-            let mut digits = [0u8; 10];
-            let mut len = 0;
+            let pid = syscall6(libc::SYS_getpid, [0; 6]) as u32;
+            // Digits from the last: room for any u32 (10), written
+            // backwards into the entry.
+            let mut len = 0usize;
+            let mut rest = pid;
             loop {
-                if len < digits.len() {
-                    digits[len] = b'0' + (pid % 10) as u8;
-                    len += 1;
-                }
-                pid /= 10;
-                if pid == 0 {
+                len += 1;
+                rest /= 10;
+                if rest == 0 || len == 10 {
                     break;
                 }
             }
             let mut s = 0;
             while s < slots {
-                let slot = a.pid_slots[s];
-                let mut k = 0;
-                while k < len {
-                    *slot.entry.add(slot.at + k) = digits[len - 1 - k];
-                    k += 1;
+                if let Some(slot) = a.pid_slots.get(s) {
+                    let mut p = pid;
+                    let mut k = len;
+                    while k > 0 {
+                        k -= 1;
+                        *slot.entry.add(slot.at + k) = b'0' + (p % 10) as u8;
+                        p /= 10;
+                    }
+                    *slot.entry.add(slot.at + len) = 0;
                 }
-                *slot.entry.add(slot.at + len) = 0;
                 s += 1;
             }
         }
-        // 6. execve(2): only returns on failure.
-        let ret = syscall6(libc::SYS_execve, [a.path as usize, a.argv as usize, a.envp as usize, 0, 0, 0]);
-        failed(ret).unwrap_or(libc::EIO)
+        // 6. execve(2) of each candidate in turn, as execvp does; only
+        //    returns on failure.
+        super::exec::exec_candidates(a.candidates, a.argv, a.envp, |path, argv, envp| {
+            let ret = syscall6(libc::SYS_execve, [path as usize, argv as usize, envp as usize, 0, 0, 0]);
+            failed(ret).unwrap_or(libc::EIO)
+        })
     }
 }

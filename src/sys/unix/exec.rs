@@ -20,7 +20,10 @@ const PID_ROOM: usize = 11;
 /// argv and envp as C arrays, built in the parent; the child only writes
 /// digits into one environment entry it owns and calls `execve`.
 pub(super) struct Prepared {
-    path: CString,
+    /// Where the program may be, in `execvp`'s order.
+    _candidates: Vec<CString>,
+    /// Their pointers, NULL-terminated.
+    candidate_ptrs: Vec<*const libc::c_char>,
     _argv: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
     /// The environment; the last entries are the pid variables (`NAME=`
@@ -73,7 +76,13 @@ impl Prepared {
     ) -> io::Result<Prepared> {
         env.retain(|(k, _)| !pid_vars.iter().any(|v| k == v));
         let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
-        let path = resolve(program, path_var.as_deref(), cwd);
+        let _ = cwd; // the child execs after its chdir: candidates stay relative
+        let candidates = candidates(program, path_var.as_deref())
+            .iter()
+            .map(|p| cstring(p.as_os_str()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut candidate_ptrs: Vec<*const libc::c_char> = candidates.iter().map(|c| c.as_ptr()).collect();
+        candidate_ptrs.push(std::ptr::null());
         let mut argv = vec![cstring(program)?];
         for a in args {
             argv.push(cstring(a.as_ref())?);
@@ -99,11 +108,20 @@ impl Prepared {
         let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
         envp_ptrs.extend(pid_entries.iter().map(|(e, _)| e.as_ptr().cast::<libc::c_char>()));
         envp_ptrs.push(std::ptr::null());
-        Ok(Prepared { path: cstring(path.as_os_str())?, _argv: argv, argv_ptrs, _envp: envp, pid_entries, envp_ptrs })
+        Ok(Prepared {
+            _candidates: candidates,
+            candidate_ptrs,
+            _argv: argv,
+            argv_ptrs,
+            _envp: envp,
+            pid_entries,
+            envp_ptrs,
+        })
     }
 
-    pub(super) fn path(&self) -> *const libc::c_char {
-        self.path.as_ptr()
+    /// The candidate paths, a NULL-terminated array (see [`candidates`]).
+    pub(super) fn candidates(&self) -> *const *const libc::c_char {
+        self.candidate_ptrs.as_ptr()
     }
 
     pub(super) fn argv(&self) -> *const *const libc::c_char {
@@ -149,11 +167,21 @@ pub(super) fn exec_with_own_pid(cmd: &mut Command, env_clear: bool, pid_vars: &[
             }
             slot[n] = 0;
         }
-        // SAFETY: execve(2) is async-signal-safe; `path` is a C string and
-        // both arrays are NULL-terminated arrays of C strings owned by
-        // `prepared`, alive until the exec replaces this process image.
-        unsafe { libc::execve(p.path.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr()) };
-        Err(io::Error::last_os_error())
+        // SAFETY: execve(2) is async-signal-safe; the candidates, argv and
+        // envp are NULL-terminated arrays of C strings owned by `prepared`,
+        // alive until the exec replaces this process image.
+        let errno = unsafe {
+            exec_candidates(
+                p.candidate_ptrs.as_ptr(),
+                p.argv_ptrs.as_ptr(),
+                p.envp_ptrs.as_ptr(),
+                |path, argv, envp| {
+                    libc::execve(path, argv, envp);
+                    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+                },
+            )
+        };
+        Err(io::Error::from_raw_os_error(errno))
     };
     // SAFETY: the hook writes only into memory it owns and makes
     // async-signal-safe calls (getpid, execve): no allocation, no lock.
@@ -165,37 +193,63 @@ fn cstring(s: &OsStr) -> io::Result<CString> {
     CString::new(s.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
-/// The file `execvp` would run: a name with a slash as it is, else the
-/// first executable file of that name along the child's `PATH` (relative
-/// entries are relative to the child's working directory). Like
-/// `execvp`, a candidate that exists but cannot be run is remembered: with
-/// no executable one, it is returned, so the exec fails with its error
-/// (`EACCES`) rather than `ENOENT`. None at all: an empty path, which
-/// fails with `ENOENT`.
-pub(super) fn resolve(program: &OsStr, path_var: Option<&OsStr>, cwd: Option<&Path>) -> PathBuf {
-    if program.as_bytes().contains(&b'/') {
-        return PathBuf::from(program);
-    }
-    if program.is_empty() {
-        return PathBuf::new();
+/// Every path `execvp` would try for `program`, in its order: a name with
+/// a slash as it is; else that name in each entry of the child's `PATH`
+/// (`/bin:/usr/bin` without one), relative entries left relative (the
+/// child execs after its `chdir`, so they are relative to its working
+/// directory, as with `execvp`). Only the exec can tell whether the child,
+/// with its own credentials, may run a file, so the child tries them in
+/// turn ([`exec_candidates`]); building them is the part that allocates.
+pub(super) fn candidates(program: &OsStr, path_var: Option<&OsStr>) -> Vec<PathBuf> {
+    if program.as_bytes().contains(&b'/') || program.is_empty() {
+        // An empty name fails with ENOENT, as with execvp.
+        return vec![PathBuf::from(program)];
     }
     let search = path_var.unwrap_or(OsStr::new("/bin:/usr/bin"));
-    let mut denied = None;
-    for dir in std::env::split_paths(search) {
-        let dir = match (dir.is_relative(), cwd) {
-            (true, Some(cwd)) => cwd.join(dir),
-            _ => dir,
-        };
-        let candidate = dir.join(program);
-        let Ok(meta) = std::fs::metadata(&candidate) else { continue };
-        if meta.is_file() && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0 {
-            return candidate;
+    std::env::split_paths(search)
+        .map(|dir| if dir.as_os_str().is_empty() { PathBuf::from(program) } else { dir.join(program) })
+        .collect()
+}
+
+/// `execvp`'s loop over [`candidates`], async-signal-safe: `exec` runs one
+/// and returns its errno. A candidate that is missing, not a directory on
+/// the way, or on a stale or absent mount is skipped; `EACCES` is
+/// remembered and the search goes on; any other error ends it (`ENOEXEC`
+/// among them: no `/bin/sh` fallback, as with `posix_spawnp`). Returns the
+/// errno to report: `EACCES` if any candidate gave it, else the last one.
+///
+/// # Safety
+///
+/// `candidates` is a NULL-terminated array of C strings.
+pub(super) unsafe fn exec_candidates(
+    candidates: *const *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    mut exec: impl FnMut(*const libc::c_char, *const *const libc::c_char, *const *const libc::c_char) -> i32,
+) -> i32 {
+    let mut denied = false;
+    let mut last = libc::ENOENT;
+    let mut i = 0;
+    loop {
+        // SAFETY: the caller's array is NULL-terminated; `i` never passes
+        // the NULL.
+        let path = unsafe { *candidates.add(i) };
+        if path.is_null() {
+            break;
         }
-        denied.get_or_insert(candidate);
+        last = exec(path, argv, envp);
+        match last {
+            libc::EACCES => denied = true,
+            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+            other => return other,
+        }
+        i += 1;
     }
-    // Not found: execve("") fails with ENOENT, as execvp would, instead of
-    // running a file of that name in the working directory.
-    denied.unwrap_or_default()
+    if denied {
+        libc::EACCES
+    } else {
+        last
+    }
 }
 
 #[cfg(test)]
@@ -203,12 +257,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resolves_as_execvp_does() {
-        assert_eq!(resolve(OsStr::new("./x"), None, None), PathBuf::from("./x"));
-        assert_eq!(resolve(OsStr::new("sh"), Some(OsStr::new("/nonexistent:/bin")), None), PathBuf::from("/bin/sh"));
-        assert_eq!(resolve(OsStr::new("no-such-program-here"), Some(OsStr::new("/bin")), None), PathBuf::new());
-        // /etc/passwd exists but cannot be run: execvp reports EACCES for it.
-        assert_eq!(resolve(OsStr::new("passwd"), Some(OsStr::new("/etc")), None), PathBuf::from("/etc/passwd"));
-        assert_eq!(resolve(OsStr::new("sh"), Some(OsStr::new("/etc:/bin")), None), PathBuf::from("/bin/sh"));
+    fn candidates_are_execvps() {
+        assert_eq!(candidates(OsStr::new("./x"), None), vec![PathBuf::from("./x")]);
+        assert_eq!(candidates(OsStr::new(""), None), vec![PathBuf::new()]);
+        assert_eq!(candidates(OsStr::new("sh"), None), vec![PathBuf::from("/bin/sh"), PathBuf::from("/usr/bin/sh")]);
+        let got = candidates(OsStr::new("p"), Some(OsStr::new("bin::/x")));
+        assert_eq!(got, vec![PathBuf::from("bin/p"), PathBuf::from("p"), PathBuf::from("/x/p")]);
+    }
+
+    #[test]
+    fn the_loop_keeps_searching_past_eacces_and_reports_it() {
+        let c = |s: &str| CString::new(s).unwrap();
+        let (a, b, d) = (c("a"), c("b"), c("d"));
+        let list = [a.as_ptr(), b.as_ptr(), d.as_ptr(), std::ptr::null()];
+        let run = |answers: [i32; 3]| {
+            let mut tried = Vec::new();
+            // SAFETY: a NULL-terminated array of C strings.
+            let got = unsafe {
+                exec_candidates(list.as_ptr(), std::ptr::null(), std::ptr::null(), |p, _, _| {
+                    tried.push(p);
+                    answers[tried.len() - 1]
+                })
+            };
+            (got, tried.len())
+        };
+        assert_eq!(run([libc::ENOENT, libc::EACCES, libc::ENOENT]), (libc::EACCES, 3));
+        assert_eq!(run([libc::ENOENT, libc::ENOENT, libc::ENOENT]), (libc::ENOENT, 3));
+        assert_eq!(run([libc::ENOTDIR, libc::ENOEXEC, libc::ENOENT]), (libc::ENOEXEC, 2));
     }
 }
