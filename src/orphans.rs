@@ -16,7 +16,10 @@ pub struct Orphan {
     pub name: String,
     /// Its pid.
     pub pid: Pid,
-    /// Its process group (equal to `pid` when it led its own group).
+    /// Its process group (equal to `pid` when it led its own group). Only
+    /// ever signalled when it is `pid`; otherwise the host's group, which
+    /// reads 0 where that group's leader is outside the host's pid
+    /// namespace, or 1 under an init that made no group for the host.
     pub pgid: Pid,
     /// Its start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
     pub start_time: u64,
@@ -147,7 +150,9 @@ impl Record {
             let (key, value) = line.split_once(' ')?;
             match key {
                 "pid" => pid = Some(value.parse::<i32>().ok().filter(|&p| p > 1)?),
-                "pgid" => pgid = Some(value.parse::<i32>().ok().filter(|&p| p > 1)?),
+                // 0 and 1 are real for a child that led no group (see
+                // `Orphan::pgid`); a group is only signalled when it is `pid`.
+                "pgid" => pgid = Some(value.parse::<i32>().ok().filter(|&p| p >= 0)?),
                 "sid" => sid = Some(value.parse::<i32>().ok().filter(|&p| p >= 0)?),
                 "start_time" => start_time = Some(value.parse::<u64>().ok()?),
                 "boot_id" if !value.is_empty() => boot_id = Some(value.to_owned()),
@@ -344,6 +349,8 @@ mod tests {
             "pid 12\npgid 12\nstart_time 5",
             "pid x\npgid 1\nstart_time 1\n",
             "pid 0\npgid 0\nstart_time 1\n",
+            "pid 1\npgid 1\nstart_time 1\n",
+            "pid 12\npgid -1\nstart_time 1\n",
             "pid 12\npgid 12\nstart_time 1\nextra 1\n",
             "pid 12\npgid 12\nstart_time 1\ncgroup relative/path\n",
             "pid 12\npgid 12\nsid -3\nstart_time 1\n",
@@ -379,6 +386,24 @@ mod tests {
         let (group, session) = (nix::unistd::getpgrp().as_raw(), nix::unistd::getsid(None).unwrap().as_raw());
         assert!(!is_member(me, group, None, 0));
         assert!(is_member(me, group, Some(session), 0), "the same process with its session is one");
+    }
+
+    #[test]
+    fn a_child_in_a_host_group_not_visible_here_is_still_judged_by_its_leader() {
+        // A child that led no group has the host's: 0 where that group's
+        // leader is outside this pid namespace, 1 under an init that made
+        // none. Such a record is not junk: its live leader is an orphan.
+        let me = std::process::id() as i32;
+        let start = start_time(me).unwrap();
+        for pgid in [0, 1] {
+            let text = format!("pid {me}\npgid {pgid}\nsid 0\nstart_time {start}\n");
+            let r = Record::parse(&text).unwrap_or_else(|| panic!("{text:?} is junk"));
+            let o = judge("web".into(), r).unwrap();
+            assert!(o.leader_alive && o.pid.as_raw() == me && o.pgid.as_raw() == pgid, "{o:?}");
+        }
+        // Gone, its group is not looked into: it never led one.
+        let gone = Record { pid: i32::MAX, pgid: 0, sid: Some(0), start_time: 1, boot_id: None, cgroup: None };
+        assert_eq!(judge("web".into(), gone), Err(Discard::Gone));
     }
 
     #[test]
