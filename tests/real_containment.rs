@@ -96,15 +96,26 @@ impl Drop for Reaper {
 }
 
 /// Reads the pids a script wrote to `file`, one a line, once there are `n`.
+/// A line may carry the start time too (`pid start`), written while the
+/// process surely ran: then it is not read from /proc, where a process
+/// that died since may be gone already (an init that reaps) or its pid
+/// taken by another.
 fn read_pids(file: &Path, n: usize) -> Vec<Seen> {
     let mut pids = Vec::new();
     let ok = wait_for(Duration::from_secs(10), || {
         let text = std::fs::read_to_string(file).unwrap_or_default();
-        pids = text.lines().filter_map(|l| l.trim().parse::<i32>().ok()).collect();
+        pids = text
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let pid = f.next()?.parse::<i32>().ok()?;
+                Some((pid, f.next().and_then(|t| t.parse::<u64>().ok())))
+            })
+            .collect();
         pids.len() >= n && text.ends_with('\n')
     });
     assert!(ok, "{} never held {n} pids", file.display());
-    pids.into_iter().map(Seen::new).collect()
+    pids.into_iter().map(|(pid, start)| start.map_or_else(|| Seen::new(pid), |start| Seen { pid, start })).collect()
 }
 
 /// Runs the host loop until every process in `tree` is gone, and returns
@@ -189,7 +200,9 @@ fn a_child_that_exits_leaves_nothing_running_per_restart() {
     for (wanted, make) in paths() {
         let tmp = tempfile::tempdir().unwrap();
         let f = tmp.path().join("pids");
-        let script = format!("sleep 30 & echo $! >> {}; exit 1", f.display());
+        // With its start time: the earlier runs' sleeps are dead when the
+        // test reads them, and an init that reaps leaves no trace of them.
+        let script = format!("sleep 30 & echo $! $(cut -d ' ' -f 22 /proc/$!/stat) >> {}; exit 1", f.display());
         let mut h = Host::new(make());
         h.add(spec("leaky", &script).backoff(Backoff::fixed(ms(20))));
         h.start_all();
