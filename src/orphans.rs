@@ -16,12 +16,19 @@ pub struct Orphan {
     pub name: String,
     /// Its pid.
     pub pid: Pid,
-    /// Its process group (equal to `pid` when it led its own group).
+    /// Its process group (equal to `pid` when it led its own group). Only
+    /// ever signalled when it is `pid`; otherwise the host's group, which
+    /// reads 0 where that group's leader is outside the host's pid
+    /// namespace, or 1 under an init that made no group for the host.
     pub pgid: Pid,
     /// Its start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
     pub start_time: u64,
-    /// Its session (0 when the record predates sessions in records).
-    pub sid: Pid,
+    /// Its session: `None` when the record predates sessions in records
+    /// (then only a live leader is found); `Some(0)` when the session was
+    /// not visible from the host's pid namespace (its leader is outside
+    /// it, as for a tree `docker exec` started), which is how `/proc` in
+    /// that namespace shows the session of every member too.
+    pub sid: Option<Pid>,
     /// The cgroup that holds its tree, when it had one.
     pub cgroup: Option<PathBuf>,
     /// Whether the recorded process itself still lives; when not, only the
@@ -45,7 +52,7 @@ impl Orphan {
     /// let _found = OrphanScan::Alive(o);
     /// ```
     pub fn new(name: impl Into<String>, pid: Pid, pgid: Pid, start_time: u64) -> Self {
-        Orphan { name: name.into(), pid, pgid, start_time, sid: Pid::from_raw(0), cgroup: None, leader_alive: true }
+        Orphan { name: name.into(), pid, pgid, start_time, sid: None, cgroup: None, leader_alive: true }
     }
 }
 
@@ -106,8 +113,9 @@ pub enum OrphanScan {
 pub(crate) struct Record {
     pub(crate) pid: i32,
     pub(crate) pgid: i32,
-    /// The session; 0 in records written before it was recorded.
-    pub(crate) sid: i32,
+    /// The session; `None` in records written before it was recorded, 0
+    /// where it was not visible from the host's pid namespace.
+    pub(crate) sid: Option<i32>,
     pub(crate) start_time: u64,
     /// `/proc/sys/kernel/random/boot_id` when written.
     pub(crate) boot_id: Option<String>,
@@ -117,7 +125,11 @@ pub(crate) struct Record {
 
 impl Record {
     pub(crate) fn to_text(&self) -> String {
-        let mut t = format!("pid {}\npgid {}\nsid {}\nstart_time {}\n", self.pid, self.pgid, self.sid, self.start_time);
+        let mut t = format!("pid {}\npgid {}\n", self.pid, self.pgid);
+        if let Some(sid) = self.sid {
+            t.push_str(&format!("sid {sid}\n"));
+        }
+        t.push_str(&format!("start_time {}\n", self.start_time));
         if let Some(b) = &self.boot_id {
             t.push_str(&format!("boot_id {b}\n"));
         }
@@ -130,7 +142,7 @@ impl Record {
     pub(crate) fn parse(text: &str) -> Option<Record> {
         let mut pid = None;
         let mut pgid = None;
-        let mut sid = 0;
+        let mut sid = None;
         let mut start_time = None;
         let mut boot_id = None;
         let mut cgroup = None;
@@ -138,8 +150,10 @@ impl Record {
             let (key, value) = line.split_once(' ')?;
             match key {
                 "pid" => pid = Some(value.parse::<i32>().ok().filter(|&p| p > 1)?),
-                "pgid" => pgid = Some(value.parse::<i32>().ok().filter(|&p| p > 1)?),
-                "sid" => sid = value.parse::<i32>().ok().filter(|&p| p >= 0)?,
+                // 0 and 1 are real for a child that led no group (see
+                // `Orphan::pgid`); a group is only signalled when it is `pid`.
+                "pgid" => pgid = Some(value.parse::<i32>().ok().filter(|&p| p >= 0)?),
+                "sid" => sid = Some(value.parse::<i32>().ok().filter(|&p| p >= 0)?),
                 "start_time" => start_time = Some(value.parse::<u64>().ok()?),
                 "boot_id" if !value.is_empty() => boot_id = Some(value.to_owned()),
                 "cgroup" if value.starts_with('/') => cgroup = Some(PathBuf::from(value)),
@@ -203,16 +217,23 @@ fn stat_tree(pid: i32) -> Option<(char, i32, i32, u64)> {
 /// that started no earlier than the leader (`after`). While any member of
 /// the old group lives, its id cannot be given to another group; a process
 /// that matches all three is provably of that tree. Records without a
-/// session find none.
-pub(crate) fn orphan_members(pgid: i32, sid: i32, after: u64) -> Vec<i32> {
-    if sid <= 0 || pgid <= 1 {
+/// session (`None`: written before sessions were recorded) find none.
+///
+/// A recorded session of 0 is a real one: `getsid` and `/proc/<pid>/stat`
+/// say 0 for a session whose leader is outside the reader's pid namespace
+/// (a host that `docker exec` or `nsenter` started, whose children never
+/// called `setsid`). Its members read 0 as well, so they are matched by
+/// group and start time; the session narrows nothing there.
+pub(crate) fn orphan_members(pgid: i32, sid: Option<i32>, after: u64) -> Vec<i32> {
+    let Some(sid) = sid.filter(|&s| s >= 0) else { return Vec::new() };
+    if pgid <= 1 {
         return Vec::new();
     }
     let me = std::process::id() as i32;
     let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
-        .filter(|&pid| pid != me && is_member(pid, pgid, sid, after))
+        .filter(|&pid| pid != me && stat_tree(pid).is_some_and(|st| member_stat(st, pgid, sid, after)))
         .collect()
 }
 
@@ -224,8 +245,15 @@ pub(crate) fn is_live(pid: i32, start_time: u64) -> bool {
 
 /// Whether `pid` is a live member of the crashed run's tree (see
 /// [`orphan_members`]); checked again right before each signal.
-pub(crate) fn is_member(pid: i32, pgid: i32, sid: i32, after: u64) -> bool {
-    matches!(stat_tree(pid), Some((state, g, s, t)) if state != 'Z' && state != 'X' && g == pgid && s == sid && t >= after)
+pub(crate) fn is_member(pid: i32, pgid: i32, sid: Option<i32>, after: u64) -> bool {
+    sid.is_some_and(|sid| stat_tree(pid).is_some_and(|st| member_stat(st, pgid, sid, after)))
+}
+
+/// Whether a process whose `/proc/<pid>/stat` reads `(state, pgrp,
+/// session, start_time)` is a live member of group `pgid` in session `sid`
+/// that started no earlier than `after`.
+fn member_stat((state, pgrp, session, start): (char, i32, i32, u64), pgid: i32, sid: i32, after: u64) -> bool {
+    !matches!(state, 'Z' | 'X') && pgrp == pgid && session == sid && start >= after
 }
 
 /// Whether a recorded cgroup is one this crate made: `<base>/procsup-<pid>-
@@ -279,7 +307,7 @@ pub(crate) fn judge(name: String, r: Record) -> Result<Orphan, Discard> {
         pid: Pid::from_raw(r.pid),
         pgid: Pid::from_raw(r.pgid),
         start_time: r.start_time,
-        sid: Pid::from_raw(r.sid),
+        sid: r.sid.map(Pid::from_raw),
         cgroup,
         leader_alive,
     })
@@ -307,7 +335,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_junk_is_rejected() {
-        let r = Record { pid: 1234, pgid: 1234, sid: 77, start_time: 987654, boot_id: None, cgroup: None };
+        let r = Record { pid: 1234, pgid: 1234, sid: Some(77), start_time: 987654, boot_id: None, cgroup: None };
         assert_eq!(Record::parse(&r.to_text()), Some(r.clone()));
         let full =
             Record { boot_id: Some("0b7c-9f".into()), cgroup: Some("/sys/fs/cgroup/procsup-1-2-0/c1-web".into()), ..r };
@@ -321,6 +349,8 @@ mod tests {
             "pid 12\npgid 12\nstart_time 5",
             "pid x\npgid 1\nstart_time 1\n",
             "pid 0\npgid 0\nstart_time 1\n",
+            "pid 1\npgid 1\nstart_time 1\n",
+            "pid 12\npgid -1\nstart_time 1\n",
             "pid 12\npgid 12\nstart_time 1\nextra 1\n",
             "pid 12\npgid 12\nstart_time 1\ncgroup relative/path\n",
             "pid 12\npgid 12\nsid -3\nstart_time 1\n",
@@ -328,6 +358,52 @@ mod tests {
         ] {
             assert_eq!(Record::parse(junk), None, "{junk:?}");
         }
+    }
+
+    #[test]
+    fn a_session_not_visible_here_is_recorded_as_0_and_matches_members_that_read_0() {
+        // In a pid namespace that its session's leader is outside of (a host
+        // that `docker exec` started), getsid() and /proc say session 0.
+        let text = "pid 40\npgid 40\nsid 0\nstart_time 500\n";
+        let r = Record::parse(text).unwrap();
+        assert_eq!(r.sid, Some(0), "a recorded 0 is a session, not a missing one");
+        assert_eq!(r.to_text(), text);
+        // A member of the group, started after the leader, as /proc in that
+        // namespace shows it: found.
+        assert!(member_stat(('S', 40, 0, 501), 40, 0, 500));
+        assert!(member_stat(('R', 40, 0, 500), 40, 0, 500), "the same clock tick");
+        // Not: a zombie, another group, a visible session, an earlier start.
+        assert!(!member_stat(('Z', 40, 0, 501), 40, 0, 500));
+        assert!(!member_stat(('S', 41, 0, 501), 40, 0, 500));
+        assert!(!member_stat(('S', 40, 7, 501), 40, 0, 500));
+        assert!(!member_stat(('S', 40, 0, 499), 40, 0, 500));
+        // A record written before sessions were recorded finds no member,
+        // not even this test process in its own group and session.
+        let old = Record::parse("pid 40\npgid 40\nstart_time 500\n").unwrap();
+        assert_eq!(old.sid, None);
+        assert_eq!(old.to_text(), "pid 40\npgid 40\nstart_time 500\n");
+        let me = std::process::id() as i32;
+        let (group, session) = (nix::unistd::getpgrp().as_raw(), nix::unistd::getsid(None).unwrap().as_raw());
+        assert!(!is_member(me, group, None, 0));
+        assert!(is_member(me, group, Some(session), 0), "the same process with its session is one");
+    }
+
+    #[test]
+    fn a_child_in_a_host_group_not_visible_here_is_still_judged_by_its_leader() {
+        // A child that led no group has the host's: 0 where that group's
+        // leader is outside this pid namespace, 1 under an init that made
+        // none. Such a record is not junk: its live leader is an orphan.
+        let me = std::process::id() as i32;
+        let start = start_time(me).unwrap();
+        for pgid in [0, 1] {
+            let text = format!("pid {me}\npgid {pgid}\nsid 0\nstart_time {start}\n");
+            let r = Record::parse(&text).unwrap_or_else(|| panic!("{text:?} is junk"));
+            let o = judge("web".into(), r).unwrap();
+            assert!(o.leader_alive && o.pid.as_raw() == me && o.pgid.as_raw() == pgid, "{o:?}");
+        }
+        // Gone, its group is not looked into: it never led one.
+        let gone = Record { pid: i32::MAX, pgid: 0, sid: Some(0), start_time: 1, boot_id: None, cgroup: None };
+        assert_eq!(judge("web".into(), gone), Err(Discard::Gone));
     }
 
     #[test]
@@ -341,7 +417,7 @@ mod tests {
         let same = Record {
             pid: me,
             pgid: nix::unistd::getpgrp().as_raw(),
-            sid: 0,
+            sid: None,
             start_time: start_time(me).unwrap(),
             boot_id: Some(this_boot),
             cgroup: None,

@@ -219,7 +219,7 @@ impl FakeSys {
             pid,
             pgid: pid,
             start_time: 0,
-            sid: pid,
+            sid: Some(pid),
             cgroup: None,
             leader_alive: true,
         });

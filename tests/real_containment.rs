@@ -96,15 +96,26 @@ impl Drop for Reaper {
 }
 
 /// Reads the pids a script wrote to `file`, one a line, once there are `n`.
+/// A line may carry the start time too (`pid start`), written while the
+/// process surely ran: then it is not read from /proc, where a process
+/// that died since may be gone already (an init that reaps) or its pid
+/// taken by another.
 fn read_pids(file: &Path, n: usize) -> Vec<Seen> {
     let mut pids = Vec::new();
     let ok = wait_for(Duration::from_secs(10), || {
         let text = std::fs::read_to_string(file).unwrap_or_default();
-        pids = text.lines().filter_map(|l| l.trim().parse::<i32>().ok()).collect();
+        pids = text
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let pid = f.next()?.parse::<i32>().ok()?;
+                Some((pid, f.next().and_then(|t| t.parse::<u64>().ok())))
+            })
+            .collect();
         pids.len() >= n && text.ends_with('\n')
     });
     assert!(ok, "{} never held {n} pids", file.display());
-    pids.into_iter().map(Seen::new).collect()
+    pids.into_iter().map(|(pid, start)| start.map_or_else(|| Seen::new(pid), |start| Seen { pid, start })).collect()
 }
 
 /// Runs the host loop until every process in `tree` is gone, and returns
@@ -189,7 +200,9 @@ fn a_child_that_exits_leaves_nothing_running_per_restart() {
     for (wanted, make) in paths() {
         let tmp = tempfile::tempdir().unwrap();
         let f = tmp.path().join("pids");
-        let script = format!("sleep 30 & echo $! >> {}; exit 1", f.display());
+        // With its start time: the earlier runs' sleeps are dead when the
+        // test reads them, and an init that reaps leaves no trace of them.
+        let script = format!("sleep 30 & echo $! $(cut -d ' ' -f 22 /proc/$!/stat) >> {}; exit 1", f.display());
         let mut h = Host::new(make());
         h.add(spec("leaky", &script).backoff(Backoff::fixed(ms(20))));
         h.start_all();
@@ -387,6 +400,69 @@ fn a_crashed_hosts_whole_tree_is_stopped_by_the_next_host() {
         }
         eprintln!("ran on the {path} path");
     }
+}
+
+/// The crash of a host whose session is outside its pid namespace, as for
+/// one `docker exec` or `nsenter` started: there `getsid` and `/proc` say
+/// session 0 for the whole tree. Run by `sh` as the namespace's init (its
+/// pids are the namespace's own); it prints the grandchild's session, then
+/// whether the crashed tree went within a bounded wait, and the second
+/// host's events.
+const CRASH_IN_A_PID_NAMESPACE: &str = r#"
+alive() { [ -r /proc/$1/stat ] && ! sed 's/.*) //' /proc/$1/stat | grep -q '^[ZX]'; }
+within() { n=0; until eval "$2"; do n=$((n+1)); [ $n -le $1 ] || return 1; sleep 0.01; done; }
+args="--state-dir state --stop-timeout 0.3 --no-cgroups -p t=./tree.sh"
+"$SUP" $args > first.out &
+host=$!
+within 1000 '[ -s pids ] && grep -q "^event=spawned name=t" first.out' || { echo "no tree"; exit 1; }
+g=$(head -n 1 pids)
+leader=$(sed -n 's/^event=spawned name=t pid=\([0-9]*\).*/\1/p' first.out)
+kill -9 $host
+within 1000 '! alive $leader' || { echo "the leader outlived its host"; exit 1; }
+alive $g || { echo "the grandchild died with the host"; exit 1; }
+echo "session=$(sed 's/.*) //' /proc/$g/stat | cut -d ' ' -f 4)"
+"$SUP" $args &
+if within 500 '! alive $g'; then echo tree_gone; else echo tree_alive; fi
+wait
+"#;
+
+/// Whether this machine lets us make a pid namespace with its own `/proc`
+/// (root, util-linux `unshare`).
+fn pid_namespaces_work() -> bool {
+    std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child", "true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_crashed_tree_is_found_where_its_session_is_outside_the_pid_namespace() {
+    let _serial = real::serial();
+    if !pid_namespaces_work() {
+        eprintln!("no pid namespace can be made here (not root, or no unshare): nothing to run");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("tree.sh");
+    std::fs::write(&script, "#!/bin/sh\nsh -c 'trap \"\" TERM; echo $$ >> pids; exec sleep 1000' &\nwait\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // SIGKILL to `unshare` (Cli's drop) kills the namespace's init
+    // (--kill-child), and with it every process in the namespace.
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", CRASH_IN_A_PID_NAMESPACE])
+        .env("SUP", bin::supervise_bin())
+        .current_dir(tmp.path());
+    let mut ns = Cli::start_command(cmd);
+    let session = ns.expect("session=");
+    assert_eq!(session, "session=0", "the test's session is outside the namespace, so it reads 0 there");
+    ns.expect_count("tree_", 1);
+    ns.expect_count("event=spawned name=t", 1);
+    let has = |needle: &str| ns.seen.iter().any(|l| l.contains(needle));
+    assert!(has("event=orphan_stopping name=t") && has("event=orphan_gone name=t"), "{:#?}", ns.seen);
+    assert!(has("tree_gone"), "the crashed tree's grandchild outlived the next host's start: {:#?}", ns.seen);
+    assert!(!has("event=orphan_discarded name=t"), "{:#?}", ns.seen);
 }
 
 #[test]

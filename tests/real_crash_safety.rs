@@ -20,14 +20,35 @@ use nix::unistd::Pid;
 use procsup::{Backoff, Discard, Event, Exit, ProcessSpec, RestartPolicy, State, Supervisor, UnixSys};
 use real::{alive, wait_for, Host};
 
-/// Kills test-started processes that may have outlived a failed assertion.
-struct Reaper(Vec<i32>);
+/// State (field 3) and start time (field 22) of a process, if any.
+fn stat_of(pid: i32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut f = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = f.next()?.chars().next()?;
+    Some((state, f.nth(22 - 4)?.parse().ok()?))
+}
+
+/// Kills test-started processes that may have outlived a failed assertion:
+/// each (and its group, which it leads) only while it is still the process
+/// seen when the reaper was made. By then a process may have died and, where
+/// init reaps, its pid have gone to another process.
+struct Reaper(Vec<(i32, Option<u64>)>);
+
+impl Reaper {
+    fn new(pids: &[i32]) -> Reaper {
+        Reaper(pids.iter().map(|&pid| (pid, stat_of(pid).map(|(_, start)| start))).collect())
+    }
+}
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        for &pid in &self.0 {
-            let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        for &(pid, start) in &self.0 {
+            let same = |st: Option<(char, u64)>| matches!(st, Some((s, t)) if Some(t) == start && s != 'Z' && s != 'X');
+            if same(stat_of(pid)) {
+                // A live leader holds its group id: the group is its own.
+                let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
         }
     }
 }
@@ -55,7 +76,7 @@ fn children_die_with_their_host() {
     let _serial = real::serial();
     let mut host = Cli::start(&["-p", "a=sleep 60", "-p", "b=sleep 60"]);
     let pids = host.pids_of("event=spawned", 2);
-    let _reaper = Reaper(pids.clone());
+    let _reaper = Reaper::new(&pids);
     let _cgroups = real::CgroupGuard::of(&pids);
     assert!(pids.iter().all(|&p| alive(p)));
     let t0 = Instant::now();
@@ -86,7 +107,7 @@ fn a_restarted_host_stops_what_a_crashed_one_left() {
     let first_args: Vec<&str> = first_args.iter().map(String::as_str).collect();
     let mut first = Cli::start_in("supervise", dir.path(), &first_args);
     let old = first.pids_of("event=spawned", 2);
-    let _reaper = Reaper(old.clone());
+    let _reaper = Reaper::new(&old);
     assert_eq!(records(&state), spawned_records(&first), "one record per child");
     let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
@@ -101,7 +122,7 @@ fn a_restarted_host_stops_what_a_crashed_one_left() {
     assert_eq!(stopped.iter().copied().collect::<HashSet<_>>(), old.iter().copied().collect());
     let killed = second.pids_of("event=orphan_killed", 1);
     let new = second.pids_of("event=spawned", 2);
-    let _reaper2 = Reaper(new.clone());
+    let _reaper2 = Reaper::new(&new);
     let _cgroups = real::CgroupGuard::of(&new);
     assert!(old.iter().all(|&p| !alive(p)), "orphans survived");
     assert_eq!(killed.len(), 1);
@@ -136,7 +157,7 @@ fn recycled_pids_junk_and_symlinks_are_never_signalled() {
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
     // An unrelated live process, owned by this test.
     let mut bystander = Command::new("sleep").arg("60").spawn().unwrap();
-    let _reaper = Reaper(vec![bystander.id() as i32]);
+    let _reaper = Reaper::new(&[bystander.id() as i32]);
     let pid = bystander.id();
     let real_start = start_time(pid);
     write_record(&state, "recycled", &format!("pid {pid}\npgid {pid}\nstart_time {}\n", real_start + 1));
@@ -229,7 +250,7 @@ fn children_of_an_exiting_spawner_thread_get_the_death_signal() {
     .unwrap();
     let bound = sup.status("bound").unwrap().pid.unwrap();
     let free = sup.status("free").unwrap().pid.unwrap();
-    let _reaper = Reaper(vec![bound.as_raw(), free.as_raw()]);
+    let _reaper = Reaper::new(&[bound.as_raw(), free.as_raw()]);
     assert!(wait_for(Duration::from_secs(5), || !alive(bound.as_raw())), "the death signal did not come");
     let end = Instant::now() + Duration::from_secs(5);
     while sup.status("bound").unwrap().last_exit.is_none() {
@@ -248,7 +269,7 @@ fn children_of_an_exiting_spawner_thread_get_the_death_signal() {
     let again = sup.status("bound").unwrap().pid.unwrap();
     std::thread::sleep(Duration::from_millis(100));
     assert!(alive(again.as_raw()));
-    let _reaper2 = Reaper(vec![again.as_raw()]);
+    let _reaper2 = Reaper::new(&[again.as_raw()]);
     sup.shutdown(Instant::now());
     let end = Instant::now() + Duration::from_secs(15);
     while !sup.is_idle() && Instant::now() < end {

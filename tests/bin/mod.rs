@@ -59,13 +59,15 @@ impl Cli {
 
     /// Starts example `name` in directory `dir`.
     pub fn start_in(name: &str, dir: &std::path::Path, args: &[&str]) -> Cli {
-        let mut child = Command::new(example_bin(name))
-            .current_dir(dir)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(example_bin(name));
+        cmd.current_dir(dir).args(args);
+        Self::start_command(cmd)
+    }
+
+    /// Starts `cmd` (a wrapper around an example, say) with its stdout and
+    /// stderr read as an example's are.
+    pub fn start_command(mut cmd: Command) -> Cli {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let lines = reader(child.stdout.take().unwrap());
         let errors = reader(child.stderr.take().unwrap());
         Cli { child, lines, errors, seen: Vec::new() }

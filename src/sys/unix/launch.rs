@@ -110,7 +110,10 @@ impl UnixSys {
     fn record(&self, spec: &ProcessSpec, pid: Pid, contain: &Contain) {
         let Some(dir) = &self.state_dir else { return };
         let pgid = if spec.process_group { pid } else { nix::unistd::getpgrp() };
-        let sid = nix::unistd::getsid(Some(pid)).map_or(0, Pid::as_raw);
+        // 0 (not an error) where the session's leader is outside our pid
+        // namespace: a real value, which /proc here shows for the tree's
+        // members too. An error leaves the session out of the record.
+        let sid = nix::unistd::getsid(Some(pid)).ok().map(Pid::as_raw);
         let record = orphans::start_time(pid.as_raw()).map(|start_time| Record {
             pid: pid.as_raw(),
             pgid: pgid.as_raw(),

@@ -38,7 +38,8 @@ pub(super) const ORPHAN_CGROUP_SLOT: u64 = 6;
 pub(super) struct OrphanEntry {
     name: String,
     pgid: Pid,
-    sid: Pid,
+    /// `None` for a record written before sessions were recorded.
+    sid: Option<i32>,
     start_time: u64,
     /// The leader, while it lives.
     pidfd: Option<OwnedFd>,
@@ -51,7 +52,7 @@ impl OrphanEntry {
         if self.pgid != pid {
             return Vec::new(); // it led no group: nothing to attribute
         }
-        orphans::orphan_members(self.pgid.as_raw(), self.sid.as_raw(), self.start_time)
+        orphans::orphan_members(self.pgid.as_raw(), self.sid, self.start_time)
     }
 }
 
@@ -85,7 +86,7 @@ impl UnixSys {
             let mut entry = OrphanEntry {
                 name: orphan.name.clone(),
                 pgid: orphan.pgid,
-                sid: orphan.sid,
+                sid: orphan.sid.map(Pid::as_raw),
                 start_time: orphan.start_time,
                 pidfd: pidfd.filter(|_| leader_alive),
                 leader_alive,
@@ -151,7 +152,7 @@ impl UnixSys {
             // Pinned first, then checked: if the member died and its pid was
             // taken since, the check fails or the pidfd signal does.
             let Ok(fd) = pidfd_open(Pid::from_raw(m)) else { continue };
-            if orphans::is_member(m, o.pgid.as_raw(), o.sid.as_raw(), o.start_time)
+            if orphans::is_member(m, o.pgid.as_raw(), o.sid, o.start_time)
                 && pidfd_send_signal(fd.as_raw_fd(), signal).is_ok()
             {
                 delivered = true;
