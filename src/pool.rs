@@ -84,10 +84,13 @@ impl ProcessSpec {
     /// and after the [`listen_fds`](ProcessSpec::listen_fds), which take 3
     /// and up). The spec shares the fd (clones of the spec, such as the
     /// instances of a group, pass the same open file); each child gets its
-    /// own duplicate, without close-on-exec. A spec that passes fds also
-    /// gives the child no other fd than these and 0 to 2: every other fd
-    /// is marked close-on-exec in the child (`close_range(2)`, Linux 5.11
-    /// and later; elsewhere only what procsup opens is close-on-exec).
+    /// own duplicate, without close-on-exec. The child holds no other fd
+    /// than these and 0 to 2: every other fd is marked close-on-exec in the
+    /// child (`close_range(2)`, Linux 5.11 and later; elsewhere only what
+    /// procsup opens is close-on-exec). procsup's own spawn (Linux x86_64)
+    /// does this for every child, passed fds or not; the `Command` path
+    /// (a spec with a `pre_exec` hook, other systems) only for one that is
+    /// passed fds.
     /// In the child each source is first duplicated above the highest
     /// target, so a target may be any number below the child's
     /// `RLIMIT_NOFILE` (else the spawn fails with `EINVAL`).

@@ -43,7 +43,8 @@ pub enum Readiness {
     /// [`Output::Capture`]).
     OutputLine(LineMatcher),
     /// s6's `notification-fd`: the child gets the write end of a pipe as
-    /// fd `n` (3 or more) and writes a newline to it when it is ready.
+    /// fd `n` (3 or more, and not the target of a passed fd) and writes a
+    /// newline to it when it is ready.
     Fd(i32),
     /// systemd's sd_notify protocol: the child gets `NOTIFY_SOCKET` and
     /// sends `READY=1` (see [`NotifyMessage`] for every key honoured).
@@ -456,6 +457,11 @@ mod tests {
         let s = || ProcessSpec::new("a", "x");
         assert!(!ok(s().ready(Readiness::Fd(2))));
         assert!(ok(s().ready(Readiness::Fd(3))));
+        // The notification fd and a passed fd cannot share a number.
+        let sock = || std::sync::Arc::new(std::os::fd::OwnedFd::from(std::fs::File::open("/dev/null").unwrap()));
+        assert!(!ok(s().listen_fds([("web", sock())]).ready(Readiness::Fd(3))));
+        assert!(ok(s().listen_fds([("web", sock())]).ready(Readiness::Fd(4))));
+        assert!(!ok(s().pass_fd(7, sock()).ready(Readiness::Fd(7))));
         assert!(!ok(s().ready(Readiness::output_contains("up"))));
         assert!(ok(s().stderr(Output::Capture).ready(Readiness::output_contains("up"))));
         assert!(!ok(s().watchdog(Duration::from_secs(1))));

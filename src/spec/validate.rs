@@ -59,6 +59,12 @@ impl ProcessSpec {
         check_duration("start grace", self.start_grace)?;
         check_duration("stop timeout", self.stop_timeout)?;
         self.check_readiness()?;
+        if let crate::readiness::Readiness::Fd(n) = self.ready {
+            // One fd number cannot be both: whichever lands last would win.
+            if self.fds.moves().any(|(_, target)| target == n) {
+                return Err(format!("notification fd {n} is also the target of a passed fd"));
+            }
+        }
         self.backoff.check()?;
         if self.give_up_after == Some(0) {
             return Err("give_up_after must be at least 1".into());
