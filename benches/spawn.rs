@@ -140,7 +140,10 @@ fn print_table(rows: &[Row]) {
     }
     println!();
     println!("spawn + reap /bin/true: median µs per spawn over criterion's measurement samples;");
-    println!("baseline = posix_spawn (std Command, no hooks, + wait), interleaved with each row in the same samples");
+    println!("baseline = posix_spawn (std Command, no hooks, + wait), interleaved with each row in the same samples;");
+    println!(
+        "ratio = procsup / baseline medians; paired = median of each sample's own ratio (the target is checked on it)"
+    );
     println!(
         "{:<62} {:<7} {:<7} {:>5} {:>10} {:>10} {:>7} {:>7}  target",
         "what", "path", "contain", "n", "baseline", "procsup", "ratio", "paired"
