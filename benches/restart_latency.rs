@@ -7,8 +7,24 @@
 //! host would: poll on the readiness fd with the timeout from
 //! `poll_timeout()`, then `tick`, with zero backoff.
 //!
+//! The same host is also measured with a large heap: before its rows it
+//! allocates `PROCSUP_LATENCY_HEAP_MIB` (default 1024) and writes every page,
+//! and keeps it alive while it supervises. A spawn that copies the host's
+//! page tables (fork) grows with that heap; a `CLONE_VM` spawn does not.
+//! Each path is compared with itself on an empty heap.
+//!
+//! Rows: the defaults (`UnixSys::new()`: a cgroup per child where one is
+//! writable, die-with-parent, a process group, a pidfd), the same without
+//! cgroups, `die_with_parent(None)`, and the old path (a no-op `pre_exec`
+//! hook keeps std's `Command`, which forks); the defaults and the old path
+//! again with the heap. Interleaved rounds, so that drift in machine load
+//! hits all alike. The table at the end has each ratio.
+//!
 //! Run: `cargo bench --bench restart_latency` (needs a C compiler, `cc`).
-//! `PROCSUP_LATENCY_SAMPLES` sets the sample count (default 300).
+//! `PROCSUP_LATENCY_SAMPLES` sets the sample count per row (default 300),
+//! `PROCSUP_LATENCY_HEAP_MIB` the heap (0: no heap rows). With the defaults
+//! it holds 1 GiB more for a while and takes about 30 s on 2 cores, most of
+//! it the old path with the heap (a fork of a 1 GiB host: tens of ms each).
 
 // A host, not the library: it owns real time and may read clocks and sleep.
 #![allow(clippy::disallowed_methods)]
@@ -82,7 +98,13 @@ impl Reports {
         Reports(BufReader::new(f))
     }
 
+    /// The next report; panics after 10 s without one rather than hang.
     fn next(&mut self) -> (i32, i128) {
+        if !self.0.buffer().contains(&b'\n') {
+            let mut pfd = [PollFd::new(self.0.get_ref().as_fd(), PollFlags::POLLIN)];
+            let ready = poll(&mut pfd, PollTimeout::from(10_000u16)).expect("poll the fifo");
+            assert!(ready > 0, "no child report within 10 s");
+        }
         let mut line = String::new();
         self.0.read_line(&mut line).expect("child report");
         let (pid, t) = line.trim().split_once(' ').expect("pid and time");
@@ -107,15 +129,45 @@ fn floor(child: &Path, floor_bin: &Path, fifo: &Path, samples: usize) -> Vec<f64
     out
 }
 
-fn procsup(child: &Path, fifo: &Path, samples: usize, die_with_parent: bool) -> Vec<f64> {
+/// How the supervising host spawns, one row of the table.
+#[derive(Clone, Copy)]
+enum Host {
+    /// `UnixSys::new()` and a default spec.
+    Defaults,
+    /// The same, process groups only.
+    WithoutCgroups,
+    /// The defaults but `die_with_parent(None)`.
+    NoDieWithParent,
+    /// The defaults plus a no-op `pre_exec` hook: std's `Command`, fork.
+    OldPath,
+}
+
+/// What one run measured, and how it spawned.
+struct Run {
+    micros: Vec<f64>,
+    /// `last_spawn_path()`: "clone3", "clone" or "command".
+    path: &'static str,
+    cgroup: bool,
+}
+
+fn procsup(child: &Path, fifo: &Path, samples: usize, host: Host) -> Run {
     let mut reports = Reports::open(fifo);
-    let mut sup = Supervisor::with_sys(UnixSys::new());
+    let sys = match host {
+        Host::WithoutCgroups => UnixSys::new().without_cgroups(),
+        _ => UnixSys::new(),
+    };
+    let mut sup = Supervisor::with_sys(sys);
     let mut spec = ProcessSpec::new("child", child).arg(fifo).backoff(Backoff::none()).start_grace(Duration::ZERO);
-    if !die_with_parent {
-        spec = spec.die_with_parent(None);
+    match host {
+        Host::NoDieWithParent => spec = spec.die_with_parent(None),
+        // SAFETY: the hook does nothing, which is async-signal-safe.
+        Host::OldPath => spec = unsafe { spec.pre_exec(|| Ok(())) },
+        Host::Defaults | Host::WithoutCgroups => {}
     }
     sup.add_process(spec).unwrap();
     sup.start_all(Instant::now()).unwrap();
+    // start_all's own Spawned event, not to be taken for a successor's.
+    sup.drain_events().for_each(drop);
     let mut out = Vec::with_capacity(samples);
     let (mut pid, _) = reports.next();
     for _ in 0..samples {
@@ -133,12 +185,14 @@ fn procsup(child: &Path, fifo: &Path, samples: usize, die_with_parent: bool) -> 
                 let _ = poll(&mut pfds, timeout);
             }
             sup.tick(Instant::now());
-            spawned = sup.drain_events().any(|e| matches!(e, Event::Spawned { .. }));
+            spawned = sup.drain_events().any(|e| matches!(e, Event::Spawned { pid: p, .. } if p.as_raw() != pid));
         }
         let (next, started) = reports.next();
         out.push((started - killed_at) as f64 / 1e3);
         pid = next;
     }
+    let run =
+        Run { micros: out, path: sup.sys().last_spawn_path().unwrap_or("-"), cgroup: sup.sys().cgroup_dir().is_some() };
     sup.shutdown(Instant::now());
     while !sup.is_idle() {
         let fds = sup.readiness_fds();
@@ -147,19 +201,78 @@ fn procsup(child: &Path, fifo: &Path, samples: usize, die_with_parent: bool) -> 
         drop(pfds);
         sup.tick(Instant::now());
     }
-    out
+    run
 }
 
-fn stats(mut v: Vec<f64>) -> (f64, f64) {
+/// `mib` MiB of heap with every page written, so that it is resident and
+/// a fork must copy its page tables. 4096 is the smallest page size.
+fn touched_heap(mib: usize) -> Vec<u8> {
+    let mut heap = vec![0u8; mib << 20];
+    for byte in heap.iter_mut().step_by(4096) {
+        *byte = 1;
+    }
+    heap
+}
+
+/// A line of `/proc/self/status` (`VmRSS`), or "?".
+fn proc_status(key: &str) -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with(key)).unwrap_or("?");
+    line.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+}
+
+/// Median and p90.
+fn stats(v: &[f64]) -> (f64, f64) {
+    let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     (v[v.len() / 2], v[v.len() * 9 / 10])
+}
+
+/// Samples of one row, accumulated over the rounds.
+#[derive(Default)]
+struct Series {
+    micros: Vec<f64>,
+    path: &'static str,
+    cgroup: bool,
+}
+
+impl Series {
+    fn add(&mut self, run: Run) {
+        self.micros.extend(run.micros);
+        self.path = run.path;
+        self.cgroup = run.cgroup;
+    }
+
+    fn how(&self) -> String {
+        format!("{}, {}", self.path, if self.cgroup { "cgroup" } else { "pgroup" })
+    }
+}
+
+/// One line of the ratio table: `what`, baseline, procsup, ratio.
+fn line(what: &str, base: &Series, ours: &Series, target: Option<f64>) {
+    let (bm, b90) = stats(&base.micros);
+    let (m, p90) = stats(&ours.micros);
+    let verdict =
+        target.map_or(String::new(), |t| format!("  at most {t:.2}x: {}", if m / bm <= t { "met" } else { "MISSED" }));
+    println!(
+        "{what:<58} {:>15} {:>8.1} ({:>7.1}) {:>8.1} ({:>7.1})  {:>5.2}x ({:>5.2}x){verdict}",
+        ours.how(),
+        bm,
+        b90,
+        m,
+        p90,
+        m / bm,
+        p90 / b90
+    );
 }
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` and friends: nothing to list
     }
-    let samples: usize = std::env::var("PROCSUP_LATENCY_SAMPLES").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let env = |key: &str, default: usize| std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let samples = env("PROCSUP_LATENCY_SAMPLES", 300);
+    let heap_mib = env("PROCSUP_LATENCY_HEAP_MIB", 1024);
     let dir = tempfile::tempdir().expect("tempdir");
     let (Some(child), Some(floor_bin)) = (compile(dir.path(), "child", CHILD_C), compile(dir.path(), "floor", FLOOR_C))
     else {
@@ -169,19 +282,46 @@ fn main() {
     let fifo = dir.path().join("reports");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("restart latency, {samples} samples each, {cores} cores (µs from SIGKILL to the successor's main)");
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    println!(
+        "restart latency, {samples} samples per row, {cores} cores, heap rows {heap_mib} MiB, THP {} (µs from SIGKILL to the successor's main)",
+        thp.trim()
+    );
+    let started = Instant::now();
     // Interleaved rounds, so that drift in machine load hits all alike.
-    let (mut f, mut p, mut q) = (Vec::new(), Vec::new(), Vec::new());
+    let mut floor_s = Series { path: "fork", ..Series::default() };
+    let [mut defaults, mut groups, mut no_dwp, mut old, mut defaults_heap, mut old_heap] =
+        std::array::from_fn(|_| Series::default());
     let rounds = 3;
+    let per_round = (samples / rounds).max(1);
+    let mut rss = String::new();
     for _ in 0..rounds {
-        f.extend(floor(&child, &floor_bin, &fifo, samples / rounds));
-        p.extend(procsup(&child, &fifo, samples / rounds, true));
-        q.extend(procsup(&child, &fifo, samples / rounds, false));
+        floor_s.micros.extend(floor(&child, &floor_bin, &fifo, per_round));
+        defaults.add(procsup(&child, &fifo, per_round, Host::Defaults));
+        groups.add(procsup(&child, &fifo, per_round, Host::WithoutCgroups));
+        no_dwp.add(procsup(&child, &fifo, per_round, Host::NoDieWithParent));
+        old.add(procsup(&child, &fifo, per_round, Host::OldPath));
+        if heap_mib > 0 {
+            let heap = touched_heap(heap_mib);
+            rss = proc_status("VmRSS:");
+            defaults_heap.add(procsup(&child, &fifo, per_round, Host::Defaults));
+            old_heap.add(procsup(&child, &fifo, per_round, Host::OldPath));
+            std::hint::black_box(&heap);
+        }
     }
-    let (fm, f90) = stats(f);
-    println!("{:<40} median {:>8.1}  p90 {:>8.1}", "floor (C: waitpid, fork+exec)", fm, f90);
-    for (name, v) in [("procsup (default: die with parent)", p), ("procsup (die_with_parent(None))", q)] {
-        let (m, p90) = stats(v);
-        println!("{name:<40} median {m:>8.1}  p90 {p90:>8.1}  ratio median {:.2}x  p90 {:.2}x", m / fm, p90 / f90);
+    println!("measured in {:.1} s; host VmRSS with the heap: {rss}", started.elapsed().as_secs_f64());
+    println!();
+    println!(
+        "{:<58} {:>15} {:>18} {:>18}  {:>15}",
+        "what (median, p90 in parentheses)", "path, contain", "baseline µs", "procsup µs", "ratio"
+    );
+    line("defaults vs the C fork floor (waitpid, fork+exec)", &floor_s, &defaults, Some(1.0));
+    line("defaults, process groups only (without_cgroups) vs floor", &floor_s, &groups, None);
+    line("die_with_parent(None) vs floor", &floor_s, &no_dwp, None);
+    line("old path (no-op pre_exec: std Command, fork) vs floor", &floor_s, &old, None);
+    if heap_mib > 0 {
+        let what = |path: &str| format!("{path}, {heap_mib} MiB touched heap vs empty heap");
+        line(&what("defaults"), &defaults, &defaults_heap, Some(1.1));
+        line(&what("old path"), &old, &old_heap, None);
     }
 }
