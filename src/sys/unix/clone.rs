@@ -466,6 +466,61 @@ mod tests {
         assert!(reap(&mut sys, pid));
     }
 
+    /// A restarted child reuses its predecessor's empty cgroup (no `mkdir`
+    /// or `rmdir` on the restart path); another name gets its own; spares
+    /// are bounded, the oldest removed first, and all go with the root.
+    #[test]
+    fn a_restart_reuses_its_predecessors_empty_cgroup() {
+        let mut sys = UnixSys::new();
+        let spec = ProcessSpec::new("r", "sh").args(["-c", "exec sleep 5"]);
+        let first = sys.spawn(&spec).unwrap();
+        let Some(root) = sys.cgroup_dir().map(ToOwned::to_owned) else {
+            eprintln!("no writable cgroup here: spares not exercised");
+            sys.signal(first, nix::sys::signal::Signal::SIGKILL).unwrap();
+            assert!(reap(&mut sys, first));
+            return;
+        };
+        let place = |pid: nix::unistd::Pid| {
+            let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+            own.lines().find_map(|l| l.strip_prefix("0::")).unwrap().to_owned()
+        };
+        let first_place = place(first);
+        // It dies by itself (a crash): its cgroup is kept for the restart.
+        nix::sys::signal::kill(first, nix::sys::signal::Signal::SIGKILL).unwrap();
+        assert!(reap(&mut sys, first));
+        assert_eq!(sys.cgroup_root().unwrap().spares(), 1);
+        let other = sys.spawn(&ProcessSpec::new("o", "sh").args(["-c", "exec sleep 5"])).unwrap();
+        assert_ne!(place(other), first_place, "another name never takes it");
+        let second = sys.spawn(&spec).unwrap();
+        assert_eq!(place(second), first_place, "the restart is born in its predecessor's cgroup");
+        assert_eq!(sys.cgroup_root().unwrap().spares(), 0);
+        // Let it run a moment: a child born into a reused cgroup must live.
+        let mut events = Vec::new();
+        for _ in 0..10 {
+            sys.poll(&mut events);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(events.is_empty() && sys.child_count() == 2, "{events:?}");
+        // A stop that escalates to cgroup.kill: that cgroup is not kept
+        // (see CgroupRoot::retire); the crashed one is.
+        sys.signal(second, nix::sys::signal::Signal::SIGKILL).unwrap();
+        assert!(reap(&mut sys, second));
+        assert_eq!(sys.cgroup_root().unwrap().spares(), 0);
+        nix::sys::signal::kill(other, nix::sys::signal::Signal::SIGKILL).unwrap();
+        assert!(reap(&mut sys, other));
+        assert_eq!(sys.cgroup_root().unwrap().spares(), 1);
+        // Bounded: past MAX_SPARES the oldest is removed.
+        let cg = sys.cgroup_root().unwrap();
+        let extra = super::super::cgroup::MAX_SPARES + 3 - cg.spares();
+        for i in 0..extra {
+            let (child, _, _) = cg.child(&format!("n{i}")).unwrap();
+            cg.retire(&format!("n{i}"), child);
+        }
+        assert_eq!(cg.spares(), super::super::cgroup::MAX_SPARES);
+        drop(sys);
+        assert!(!root.exists(), "{} left behind", root.display());
+    }
+
     /// A step that fails in the child (`chdir`, `execve`) fails the spawn
     /// with its errno, and the child is not left to the host (the spawn
     /// reaps it; the storm test counts zombies).

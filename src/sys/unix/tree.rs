@@ -216,9 +216,13 @@ impl UnixSys {
                 self.unwatch(&fd);
             }
         }
-        if let Contain::Cgroup(cg) = &child.contain {
+        if let Contain::Cgroup(cg) = child.contain {
             self.unwatch(&cg.events);
-            cg.remove();
+            match &mut self.cgroups {
+                // Kept for the next child of that name (a restart).
+                super::Cgroups::Ready(root) => root.retire(&child.name, cg),
+                _ => cg.remove(),
+            }
         }
         if let Some(dir) = &self.state_dir {
             dir.remove(&child.name, pid.as_raw());
