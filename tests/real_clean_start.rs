@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use bin::{field, reader, supervise_bin};
 use nix::errno::Errno;
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow};
+use nix::sys::signal::SigHandler;
 use procsup::{Event, Exit, ProcessSpec, RestartPolicy, Signal, State, UnixSys};
-use real::{alive, wait_for, Host};
+use real::{alive, wait_for, Blocked, Disposition, Host};
 
 /// One `SigXxx:` mask line of `/proc/<pid>/status`.
 fn mask(pid: i32, key: &str) -> u64 {
@@ -30,45 +30,6 @@ fn mask(pid: i32, key: &str) -> u64 {
 
 fn bit(sig: Signal) -> u64 {
     1 << (sig as u64 - 1)
-}
-
-/// The host's disposition of a signal for the length of a test.
-struct Disposition(Signal, SigAction);
-
-impl Disposition {
-    fn set(sig: Signal, handler: SigHandler) -> Self {
-        let action = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
-        // SAFETY: SIG_IGN, or a handler that only stores an atomic.
-        Disposition(sig, unsafe { sigaction(sig, &action) }.unwrap())
-    }
-}
-
-impl Drop for Disposition {
-    fn drop(&mut self) {
-        // SAFETY: puts back what was there.
-        unsafe { sigaction(self.0, &self.1) }.unwrap();
-    }
-}
-
-/// Signals blocked in this thread for the length of a test.
-struct Blocked(SigSet);
-
-impl Blocked {
-    fn new(sigs: &[Signal]) -> Self {
-        let mut set = SigSet::empty();
-        for &s in sigs {
-            set.add(s);
-        }
-        let mut old = SigSet::empty();
-        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).unwrap();
-        Blocked(old)
-    }
-}
-
-impl Drop for Blocked {
-    fn drop(&mut self) {
-        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None).unwrap();
-    }
 }
 
 extern "C" fn noop(_: libc::c_int) {}

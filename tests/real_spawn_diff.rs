@@ -40,8 +40,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow};
+use nix::sys::signal::SigHandler;
 use procsup::{Exit, Output, Pid, ProcessSpec, Signal, Stream, Sys, SysEvent, UnixSys};
+use real::{Blocked, Disposition};
 
 // ---------------------------------------------------------------------------
 // The probe
@@ -552,42 +553,6 @@ fn assert_clean_signals(label: &str, r: &Report) {
 
 // ---------------------------------------------------------------------------
 // Host state for the length of a test
-
-/// The host's disposition of a signal, put back on drop.
-struct Disposition(Signal, SigAction);
-
-impl Disposition {
-    fn set(sig: Signal, handler: SigHandler) -> Self {
-        let action = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
-        // SAFETY: SIG_IGN, or a handler that does nothing.
-        Disposition(sig, unsafe { sigaction(sig, &action) }.unwrap())
-    }
-}
-
-impl Drop for Disposition {
-    fn drop(&mut self) {
-        // SAFETY: puts back what was there.
-        unsafe { sigaction(self.0, &self.1) }.unwrap();
-    }
-}
-
-/// Signals blocked in this thread, unblocked on drop.
-struct Blocked(SigSet);
-
-impl Blocked {
-    fn new(sigs: &[Signal]) -> Self {
-        let set: SigSet = sigs.iter().copied().collect();
-        let mut old = SigSet::empty();
-        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).unwrap();
-        Blocked(old)
-    }
-}
-
-impl Drop for Blocked {
-    fn drop(&mut self) {
-        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None).unwrap();
-    }
-}
 
 extern "C" fn noop(_: libc::c_int) {}
 

@@ -25,8 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+use nix::sys::signal::SigHandler;
 use procsup::{Exit, Pid, ProcessSpec, Signal, Sys, SysEvent, UnixSys};
+use real::Disposition;
 
 /// Spawns in all, unless `PROCSUP_STORM_SPAWNS` says otherwise: over
 /// 100,000, as the spawn issue asks. On procsup's own spawn that takes
@@ -53,26 +54,6 @@ static CAUGHT: AtomicUsize = AtomicUsize::new(0);
 /// Async-signal-safe: one lock-free atomic add.
 extern "C" fn count(_: libc::c_int) {
     CAUGHT.fetch_add(1, Ordering::Relaxed);
-}
-
-/// The host's disposition of a signal, put back on drop.
-struct Disposition(Signal, SigAction);
-
-impl Disposition {
-    fn set(sig: Signal, handler: SigHandler) -> Self {
-        // No SA_RESTART: interrupted system calls fail with EINTR, the
-        // harder case for every wait in the spawn.
-        let action = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
-        // SAFETY: the handler only adds to an atomic.
-        Disposition(sig, unsafe { sigaction(sig, &action) }.unwrap())
-    }
-}
-
-impl Drop for Disposition {
-    fn drop(&mut self) {
-        // SAFETY: puts back what was there.
-        unsafe { sigaction(self.0, &self.1) }.unwrap();
-    }
 }
 
 /// Stops a helper thread on drop (also when an assertion fails), so the

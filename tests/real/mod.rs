@@ -222,3 +222,45 @@ impl Drop for CgroupGuard {
         }
     }
 }
+
+/// The host's disposition of a signal for the length of a test, put back
+/// on drop. No `SA_RESTART`: interrupted system calls fail with `EINTR`.
+pub struct Disposition(nix::sys::signal::Signal, nix::sys::signal::SigAction);
+
+impl Disposition {
+    pub fn set(sig: nix::sys::signal::Signal, handler: nix::sys::signal::SigHandler) -> Self {
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigSet};
+        let action = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
+        // SAFETY: SIG_IGN, SIG_DFL, or a test's handler that only touches
+        // atomics or does nothing.
+        Disposition(sig, unsafe { sigaction(sig, &action) }.unwrap())
+    }
+}
+
+impl Drop for Disposition {
+    fn drop(&mut self) {
+        // SAFETY: puts back what was there.
+        unsafe { nix::sys::signal::sigaction(self.0, &self.1) }.unwrap();
+    }
+}
+
+/// Signals blocked in the calling thread for the length of a test; the
+/// old mask is put back on drop.
+pub struct Blocked(nix::sys::signal::SigSet);
+
+impl Blocked {
+    pub fn new(sigs: &[nix::sys::signal::Signal]) -> Self {
+        use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+        let set: SigSet = sigs.iter().copied().collect();
+        let mut old = SigSet::empty();
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).unwrap();
+        Blocked(old)
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        use nix::sys::signal::{pthread_sigmask, SigmaskHow};
+        pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None).unwrap();
+    }
+}
