@@ -181,8 +181,8 @@ impl CgroupRoot {
         if let Some(at) = self.spares.iter().position(|(n, _)| &**n == name) {
             if let Some((_, dir)) = self.spares.remove(at) {
                 match open_child(&dir) {
-                    Ok((cg, procs, fd)) if !cg.populated() => return Ok((cg, procs, fd)),
-                    // Not what it was left as: made anew below.
+                    Ok((cg, procs, fd)) if reusable(&cg) => return Ok((cg, procs, fd)),
+                    // Not as it was left (see `reusable`): made anew below.
                     _ => {
                         let _ = fs::remove_dir(&dir);
                     }
@@ -191,7 +191,13 @@ impl CgroupRoot {
         }
         self.next += 1;
         let dir = self.dir.join(format!("c{}-{name}", self.next));
-        fs::create_dir(&dir)?;
+        if let Err(e) = fs::create_dir(&dir) {
+            // A delegated parent's `cgroup.max.descendants` counts the
+            // spares too: give the oldest back and try once more.
+            let (_, oldest) = self.spares.pop_front().ok_or(e)?;
+            let _ = fs::remove_dir(oldest);
+            fs::create_dir(&dir)?;
+        }
         open_child(&dir).inspect_err(|_| {
             let _ = fs::remove_dir(&dir);
         })
@@ -206,7 +212,7 @@ impl CgroupRoot {
     /// read from the *parent's* cgroup, and they differ once the target was
     /// killed).
     pub(super) fn retire(&mut self, name: &str, cg: ChildCgroup) {
-        if cg.killed.get() || cg.populated() {
+        if cg.killed.load(Ordering::Relaxed) || cg.populated() {
             cg.remove();
             return;
         }
@@ -222,6 +228,18 @@ impl CgroupRoot {
     pub(super) fn spares(&self) -> usize {
         self.spares.len()
     }
+}
+
+/// Whether a spare is as it was left: empty, not frozen (a child born
+/// into a frozen cgroup never reaches exec, and a vfork-class spawn would
+/// wait for it forever), and with no controller enabled for sub-cgroups
+/// (`CLONE_INTO_CGROUP` fails with `EBUSY` there). Someone else may have
+/// changed it since; then it is made anew.
+fn reusable(cg: &ChildCgroup) -> bool {
+    let read = |file: &str| fs::read_to_string(cg.dir.join(file)).ok();
+    !cg.populated()
+        && read("cgroup.freeze").is_some_and(|t| t.trim() == "0")
+        && read("cgroup.subtree_control").is_some_and(|t| t.trim().is_empty())
 }
 
 /// Opens a child cgroup's files: `cgroup.procs` for the child to enter,
@@ -255,7 +273,7 @@ pub(super) struct ChildCgroup {
     /// `cgroup.events`, watched for `EPOLLPRI`.
     pub(super) events: OwnedFd,
     /// `cgroup.kill` was written: never reused (see [`CgroupRoot::retire`]).
-    killed: std::cell::Cell<bool>,
+    killed: std::sync::atomic::AtomicBool,
 }
 
 impl ChildCgroup {
@@ -289,11 +307,16 @@ impl ChildCgroup {
         Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
     }
 
+    /// Marks it as not to be reused (see [`CgroupRoot::retire`]).
+    pub(super) fn taint(&self) {
+        self.killed.store(true, Ordering::Relaxed);
+    }
+
     /// Sends `signal` to every process in it: SIGKILL through `cgroup.kill`,
     /// any other signal member by member.
     pub(super) fn signal(&self, signal: Signal) -> io::Result<()> {
         if signal == Signal::SIGKILL {
-            self.killed.set(true);
+            self.killed.store(true, Ordering::Relaxed);
             match fs::write(self.dir.join("cgroup.kill"), b"1") {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return self.kill_each(),

@@ -164,6 +164,9 @@ pub(super) struct Spawned {
     pub(super) pid: Pid,
     pub(super) pidfd: Option<OwnedFd>,
     pub(super) path: &'static str,
+    /// A child cloned into its cgroup was killed at birth; the one that
+    /// runs entered it by `cgroup.procs`: that cgroup is not to be reused.
+    pub(super) refused_into: bool,
 }
 
 /// What came of a spawn: a child, a failure (and which clone failed), or
@@ -205,6 +208,7 @@ pub(super) fn spawn(
     }
     let mut args = Box::new(ChildArgs {
         err: AtomicI32::new(0),
+        started: Default::default(),
         process_group: spec.process_group,
         death_signal: spec.die_with_parent.map_or(0, |s| s as libc::c_int),
         parent: std::process::id() as libc::pid_t,
@@ -237,6 +241,7 @@ pub(super) fn spawn(
     let arg = (&*args as *const ChildArgs).cast_mut().cast::<libc::c_void>();
     let (lowest, size) = stack.range();
     let mut result: Result<(isize, &'static str), i32> = Err(libc::ENOSYS);
+    let mut refused_into = false;
     // Every signal blocked across the clone (see the module doc).
     let all: u64 = !0;
     let mut old: u64 = 0;
@@ -271,6 +276,20 @@ pub(super) fn spawn(
                 // never returns (see clone3_vfork).
                 None => unsafe { clone3_vfork(&mut cl, arg) },
             };
+            if ret >= 0 && into.is_some() && !args.started.load(Ordering::SeqCst) {
+                // Killed at birth, before its first instruction: Linux 6.x
+                // kills a child cloned into a cgroup that it (or an
+                // ancestor) was ever `cgroup.kill`ed, comparing the kill
+                // count with the parent's cgroup's. Entering by a write to
+                // `cgroup.procs` after the fork is not subject to it.
+                // SAFETY: with CLONE_PIDFD the kernel stored a new fd here.
+                let fd = (extras.pidfd && pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+                reap_failed(Pid::from_raw(ret as i32), fd.as_ref());
+                pidfd = -1;
+                refused_into = true;
+                into = None;
+                continue;
+            }
             if ret >= 0 {
                 support.clone3 = Some(true);
                 if into.is_some() {
@@ -344,13 +363,17 @@ pub(super) fn spawn(
     let pid = Pid::from_raw(ret as i32);
     // SAFETY: with CLONE_PIDFD the kernel stored a new fd here, ours alone.
     let pidfd = (extras.pidfd && pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
-    let errno = args.err.load(Ordering::SeqCst);
+    let mut errno = args.err.load(Ordering::SeqCst);
+    if errno == 0 && !args.started.load(Ordering::SeqCst) {
+        // Killed before it ran (see above), where no retry was left.
+        errno = libc::ECANCELED;
+    }
     if errno != 0 {
         // The child failed before exec and exited: reap it, ours alone.
         reap_failed(pid, pidfd.as_ref());
         return Outcome::Failed(io::Error::from_raw_os_error(errno), path);
     }
-    Outcome::Spawned(Spawned { pid, pidfd, path })
+    Outcome::Spawned(Spawned { pid, pidfd, path, refused_into })
 }
 
 /// Reaps a child that exited before exec (it has, or is about to: the
@@ -518,6 +541,81 @@ mod tests {
         }
         assert_eq!(cg.spares(), super::super::cgroup::MAX_SPARES);
         drop(sys);
+        assert!(!root.exists(), "{} left behind", root.display());
+    }
+
+    /// After a `cgroup.kill` of the directory above (an operator, systemd),
+    /// Linux 6.x kills a child cloned into a cgroup under it at birth; the
+    /// spawn notices (the child never ran), enters that child by
+    /// `cgroup.procs` instead, and that cgroup is not reused.
+    #[test]
+    fn a_child_killed_at_birth_is_spawned_again_by_cgroup_procs() {
+        let Ok(base) = super::super::cgroup::discover() else {
+            eprintln!("no writable cgroup here: not exercised");
+            return;
+        };
+        let parent = base.join(format!("procsup-test-birth-{}", std::process::id()));
+        if std::fs::create_dir(&parent).is_err() {
+            eprintln!("cgroup {} not writable: not exercised", base.display());
+            return;
+        }
+        struct Rmdir(std::path::PathBuf);
+        impl Drop for Rmdir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir(&self.0);
+            }
+        }
+        let _rmdir = Rmdir(parent.clone());
+        let mut sys = UnixSys::new().cgroup_parent(&parent).unwrap();
+        let spec = ProcessSpec::new("w", "sh").args(["-c", "exec sleep 5"]);
+        let first = sys.spawn(&spec).unwrap();
+        nix::sys::signal::kill(first, nix::sys::signal::Signal::SIGKILL).unwrap();
+        assert!(reap(&mut sys, first));
+        assert_eq!(sys.cgroup_root().unwrap().spares(), 1, "the crashed child's cgroup is kept");
+        // The directory above is killed from outside: nothing lives there.
+        std::fs::write(parent.join("cgroup.kill"), "1").unwrap();
+        let second = sys.spawn(&spec).unwrap();
+        let mut events = Vec::new();
+        for _ in 0..10 {
+            sys.poll(&mut events);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(events.is_empty() && sys.child_count() == 1, "the restart must live: {events:?}");
+        nix::sys::signal::kill(second, nix::sys::signal::Signal::SIGKILL).unwrap();
+        assert!(reap(&mut sys, second));
+        assert_eq!(sys.cgroup_root().unwrap().spares(), 0, "a cgroup that refused the clone is not kept");
+        drop(sys);
+    }
+
+    /// A spare that someone froze (or gave controllers to) since is not
+    /// reused: a child born frozen never reaches exec, and the spawn would
+    /// wait for it forever.
+    #[test]
+    fn a_frozen_spare_is_made_anew() {
+        let mut sys = UnixSys::new();
+        let spec = ProcessSpec::new("f", "sh").args(["-c", "exec sleep 5"]);
+        let first = sys.spawn(&spec).unwrap();
+        let Some(root) = sys.cgroup_dir().map(ToOwned::to_owned) else {
+            eprintln!("no writable cgroup here: not exercised");
+            nix::sys::signal::kill(first, nix::sys::signal::Signal::SIGKILL).unwrap();
+            assert!(reap(&mut sys, first));
+            return;
+        };
+        nix::sys::signal::kill(first, nix::sys::signal::Signal::SIGKILL).unwrap();
+        assert!(reap(&mut sys, first));
+        let spare = std::fs::read_dir(&root).unwrap().flatten().find(|e| e.path().is_dir()).unwrap().path();
+        std::fs::write(spare.join("cgroup.freeze"), "1").unwrap();
+        let second = sys.spawn(&spec).unwrap();
+        let own = std::fs::read_to_string(format!("/proc/{second}/cgroup")).unwrap();
+        assert!(!own.contains(spare.file_name().unwrap().to_str().unwrap()), "born in the frozen spare: {own}");
+        nix::sys::signal::kill(second, nix::sys::signal::Signal::SIGKILL).unwrap();
+        assert!(reap(&mut sys, second));
+        drop(sys);
+        if spare.exists() {
+            // Removal failed while frozen? Thaw and remove it ourselves.
+            let _ = std::fs::write(spare.join("cgroup.freeze"), "0");
+            let _ = std::fs::remove_dir(&spare);
+        }
         assert!(!root.exists(), "{} left behind", root.display());
     }
 

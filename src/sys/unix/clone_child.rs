@@ -95,6 +95,9 @@ pub(super) struct PidSlot {
 pub(super) struct ChildArgs {
     /// The errno of the step that failed (0: exec succeeded).
     pub(super) err: AtomicI32,
+    /// Set by the child's first instruction: a child killed at birth (in
+    /// the kernel's fork path) never sets it.
+    pub(super) started: std::sync::atomic::AtomicBool,
     pub(super) process_group: bool,
     /// `PR_SET_PDEATHSIG`'s signal (0: none) and the host's pid.
     pub(super) death_signal: libc::c_int,
@@ -137,6 +140,7 @@ pub(super) unsafe extern "C" fn child_main(arg: *mut libc::c_void) -> ! {
     // parent is suspended (CLONE_VFORK); the child only reads it, but for
     // `err` (an atomic) and the pid slots' buffers.
     let args = unsafe { &mut *(arg as *mut ChildArgs) };
+    args.started.store(true, Ordering::SeqCst);
     // SAFETY: run_steps makes only raw system calls on memory `args` names.
     let errno = unsafe { run_steps(args) };
     args.err.store(if errno > 0 { errno } else { libc::EIO }, Ordering::SeqCst);

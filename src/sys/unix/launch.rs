@@ -33,15 +33,25 @@ impl UnixSys {
         if let Some(n) = &mut notify {
             n.spawned();
         }
-        let (pid, clone_pidfd, read_ends) = match spawned.unwrap_or_else(|| Err(Errno::ENOSYS.into())) {
+        let (pid, clone_pidfd, read_ends, refused_into) = match spawned.unwrap_or_else(|| Err(Errno::ENOSYS.into())) {
             Ok(spawned) => spawned,
             Err(e) => {
-                if let Some(cg) = &cgroup {
-                    cg.remove();
+                if let Some(cg) = cgroup {
+                    // Still empty: kept for the next try (a crash loop on a
+                    // missing program pays no mkdir/rmdir either).
+                    match &mut self.cgroups {
+                        Cgroups::Ready(root) => root.retire(&spec.name, cg),
+                        _ => cg.remove(),
+                    }
                 }
                 return Err(e);
             }
         };
+        if refused_into {
+            if let Some(cg) = &cgroup {
+                cg.taint();
+            }
+        }
         let pidfd = self.open_pidfd(pid, clone_pidfd);
         #[cfg(target_os = "linux")]
         let spawner = (nix::unistd::gettid().as_raw(), spec.die_with_parent.map(|s| s as i32));
@@ -156,7 +166,7 @@ impl UnixSys {
         drop(cmd); // closes our copies of the pipes' write ends
         let pid = Pid::from_raw(child.id() as i32);
         drop(child); // std's Child neither waits nor kills on drop
-        Ok((pid, None, read_ends))
+        Ok((pid, None, read_ends, false))
     }
 
     /// Spawns through procsup's own vfork-class clone (`clone.rs`), or
@@ -203,7 +213,7 @@ impl UnixSys {
         match clone::spawn(spec, extras, stack, &mut self.clone_support, self.faults.clone3) {
             clone::Outcome::Spawned(s) => {
                 self.last_spawn = Some(s.path);
-                Some(Ok((s.pid, s.pidfd, fds.read_ends)))
+                Some(Ok((s.pid, s.pidfd, fds.read_ends, s.refused_into)))
             }
             clone::Outcome::Failed(e, path) => {
                 self.last_spawn = Some(path);

@@ -182,9 +182,16 @@ pub struct UnixSys {
     stack: Option<clone::Stack>,
 }
 
-/// A spawned child: its pid, its pidfd when the spawn made one, and our
-/// read ends of its capture pipes.
-type Spawned = (Pid, Option<OwnedFd>, [Option<OwnedFd>; 2]);
+/// A spawned child: its pid, its pidfd when the spawn made one, our read
+/// ends of its capture pipes, and whether its cgroup refused
+/// `CLONE_INTO_CGROUP` (then it is not reused).
+type Spawned = (Pid, Option<OwnedFd>, [Option<OwnedFd>; 2], bool);
+
+// A host may keep its supervisor in a `Mutex` or move it across threads.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<UnixSys>();
+};
 
 /// Whether children get cgroups, and where.
 #[derive(Debug)]
