@@ -95,7 +95,8 @@ options:
 
 signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.
          SIGHUP restarts everything, one process at a time, each replacement
-         up before its predecessor is stopped.
+         up before its predecessor is stopped, and starts again what gave up,
+         exited or was stopped.
          SIGUSR1 prints a status table on stderr.
          SIGTTIN / SIGTTOU add / remove (newest first) one instance of every
          process run with --instances (at least one is kept).
@@ -501,6 +502,15 @@ fn run(sup: &mut Supervisor, args: &Args) -> io::Result<ExitCode> {
             sup.shutdown(now);
         }
         if signals.reload.swap(false, Ordering::Relaxed) && !stopping {
+            // What gave up (or exited, or was stopped) starts again, as
+            // supervisord's reload does; what runs rolls, one at a time.
+            for st in sup.statuses() {
+                if matches!(st.state, State::Fatal | State::Exited | State::Stopped) {
+                    if let Err(e) = sup.start_process(&st.name, now) {
+                        let _ = writeln!(io::stderr(), "supervise: start {}: {e}", st.name);
+                    }
+                }
+            }
             // Only fails while shutting down, which was checked.
             let _ = sup.rolling_restart(None, now);
         }

@@ -75,3 +75,18 @@ fn sighup_twice_in_a_row_ends_with_every_instance_replaced_and_running() {
     assert_eq!(cli.wait(), 0);
     assert!(spawned(&cli).iter().all(|p| !alive(p)));
 }
+
+/// The README's promise: after a give-up `supervise` stays up, and SIGHUP
+/// starts the program again (supervisord's reload does the same).
+#[test]
+fn sighup_starts_again_what_gave_up() {
+    let mut cli = Cli::start(&["--backoff", "fixed:0.05", "--give-up", "2", "-p", "bad=sh -c 'exit 1'"]);
+    cli.expect("event=fatal name=bad reason=gave_up");
+    let before = spawned(&cli).len();
+    cli.signal(Signal::SIGHUP);
+    // It is spawned again, fails again, and gives up again.
+    cli.expect_count("event=fatal name=bad", 2);
+    assert!(spawned(&cli).len() > before, "SIGHUP spawned nothing: {:#?}", cli.seen);
+    cli.signal(Signal::SIGTERM);
+    assert_eq!(cli.wait(), 0);
+}
