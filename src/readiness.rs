@@ -48,6 +48,12 @@ pub enum Readiness {
     Fd(i32),
     /// systemd's sd_notify protocol: the child gets `NOTIFY_SOCKET` and
     /// sends `READY=1` (see [`NotifyMessage`] for every key honoured).
+    /// The socket is a datagram socket in the abstract namespace, one per
+    /// child: its address starts with `@`, which a client replaces with a
+    /// NUL byte before it connects, as `sd_notify(3)` says (libsystemd,
+    /// python-systemd and the `sd-notify` crates do). In Python:
+    /// `addr = os.environ["NOTIFY_SOCKET"]; addr = "\0" + addr[1:] if
+    /// addr[0] == "@" else addr`.
     Notify,
 }
 

@@ -211,6 +211,25 @@ fn a_roll_out_whose_new_spec_cannot_start_is_aborted_and_reverted() {
     assert_eq!(h.sup.spec("web:2").unwrap().get_program(), "server-v1");
 }
 
+/// The reason says what went wrong: a replacement stopped at its start
+/// timeout did not "exit before its start grace".
+#[test]
+fn a_roll_out_whose_replacement_times_out_says_so() {
+    let mut h = running(2);
+    let slow = ProcessSpec::new("web", "slow").ready(procsup::Readiness::Host).start_timeout(secs(2.0));
+    h.sup.update_spec("web", slow, h.now()).unwrap();
+    h.drain();
+    let replacement = h.sup.status("web:0").unwrap().replacement_pid.unwrap();
+    h.advance(2.5);
+    h.tick();
+    assert!(h.log.iter().any(|e| e.kind() == "start_timeout"), "{:?}", h.log);
+    assert!(h.sup.sys_mut().exit(replacement, Exit::Signaled(Signal::SIGTERM as i32)));
+    h.tick();
+    let reverted = h.log.iter().find(|e| e.kind() == "spec_reverted").expect("the spec is reverted");
+    let Event::SpecReverted { reason, .. } = reverted else { unreachable!() };
+    assert!(reason.contains("not ready within its start timeout"), "{reason}");
+}
+
 #[test]
 fn a_roll_out_that_cannot_spawn_is_reverted_at_once() {
     let mut h = running(1);

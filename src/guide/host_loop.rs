@@ -149,8 +149,60 @@
 //!
 //! ## Shutting down
 //!
-//! [`shutdown`](crate::Supervisor::shutdown) stops everything in reverse
-//! start order and refuses new starts; keep looping until
+//! [`shutdown`](crate::Supervisor::shutdown) stops everything and refuses
+//! new starts: tier by tier when processes depend on each other
+//! (dependents first, each tier gone before the next is signalled),
+//! otherwise all at once; keep looping until
 //! [`is_idle`](crate::Supervisor::is_idle), then exit. Dropping a
 //! supervisor whose children still run kills them with SIGKILL: a graceful
 //! host shuts down first.
+//!
+//! A host killed by a signal it does not handle never drops its
+//! supervisor: its children die with it (their parent-death signal), but
+//! what they started lives on until a host with the same
+//! [state directory](crate::UnixSys::state_dir) starts. So handle SIGTERM
+//! and SIGINT. With nothing but [`procsup::nix`](crate::nix): block them
+//! (before anything spawns threads, so every thread inherits the mask),
+//! read them from a `signalfd` polled next to the readiness fd. Children
+//! do not inherit the blocked mask: procsup starts each one with an empty
+//! mask and default dispositions.
+//!
+//! ```no_run
+//! use std::os::fd::AsFd;
+//! use std::time::Instant;
+//! use procsup::nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+//! use procsup::nix::sys::signal::{SigSet, Signal};
+//! use procsup::nix::sys::signalfd::{SfdFlags, SignalFd};
+//! use procsup::{ProcessSpec, Supervisor};
+//!
+//! let mut stop = SigSet::empty();
+//! stop.add(Signal::SIGTERM);
+//! stop.add(Signal::SIGINT);
+//! stop.thread_block()?;
+//! let signals = SignalFd::with_flags(&stop, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+//!
+//! let mut sup = Supervisor::new();
+//! sup.add_process(ProcessSpec::new("worker", "worker"))?;
+//! sup.start_all(Instant::now())?;
+//! let mut stopping = false;
+//! while !(stopping && sup.is_idle()) {
+//!     let timeout = sup.poll_timeout(Instant::now()).map_or(PollTimeout::NONE, |d| {
+//!         PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX)
+//!     });
+//!     let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+//!     if let Some(fd) = sup.readiness_fd() {
+//!         fds.push(PollFd::new(fd, PollFlags::POLLIN));
+//!     }
+//!     let _ = poll(&mut fds, timeout);
+//!     drop(fds);
+//!     if let Ok(Some(_)) = signals.read_signal() {
+//!         stopping = true;
+//!         sup.shutdown(Instant::now());
+//!     }
+//!     sup.tick(Instant::now());
+//!     for event in sup.take_events() {
+//!         println!("{event}");
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```

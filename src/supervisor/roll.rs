@@ -205,10 +205,15 @@ impl<S: Sys> Supervisor<S> {
             return false;
         }
         let p = self.p(id);
-        let reason = format!(
-            "replacement exited before its start grace: {}",
-            p.last_exit.map_or_else(String::new, |e| e.to_string())
-        );
+        let why = if p.live.failed {
+            // Stopped by procsup: its start timeout passed before it was ready.
+            "was not ready within its start timeout"
+        } else if matches!(p.spec.ready, crate::Readiness::Grace(_)) {
+            "exited before its start grace"
+        } else {
+            "exited before it was ready"
+        };
+        let reason = format!("replacement {why}: {}", p.last_exit.map_or_else(String::new, |e| e.to_string()));
         let old_serves = p.retiring.as_ref().is_some_and(|r| r.serves());
         if old_serves {
             self.restore_old(id);
