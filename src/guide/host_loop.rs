@@ -100,7 +100,7 @@
 //!
 //! ## tokio
 //!
-//! The supervisor is not `Sync` and needs no lock: one task owns it and
+//! The supervisor needs no lock (it is `Send + Sync`, but nothing shares it): one task owns it and
 //! runs the loop, and other tasks send it requests over a channel. That
 //! task re-reads `poll_timeout` after every request, because it made the
 //! call itself — no `Mutex`, no `Notify`. tokio's `AsyncFd` wants to own
