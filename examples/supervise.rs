@@ -6,7 +6,8 @@
 //! cargo run --example supervise -- -p web="python3 -m http.server 8000" -p worker="sleep 30"
 //! ```
 //!
-//! SIGTERM or SIGINT: graceful shutdown, exit 0 once everything stopped.
+//! SIGTERM or SIGINT: graceful shutdown, exit 0 once everything stopped; a
+//! second one during it: SIGKILL to everything now, exit 1.
 //! `--config FILE` reads programs from TOML (see `supervise/config.rs`).
 //! It sleeps until `poll_timeout()` runs out or a readiness fd fires, never
 //! on a fixed polling interval.
@@ -14,24 +15,29 @@
 // A host, not the library: it owns real time and may read clocks and sleep.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use procsup::nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use procsup::{
-    Backoff, Condition, Exit, Output, ProcessSpec, RestartPolicy, Signal, State, Strategy, Supervisor, UnixSys,
+    Backoff, Condition, Event, Exit, Output, ProcessSpec, RestartPolicy, Signal, State, Strategy, Supervisor, UnixSys,
 };
 
 #[path = "supervise/config.rs"]
 mod config;
+#[path = "supervise/out.rs"]
+mod out;
 #[path = "supervise/shell.rs"]
 mod shell;
+
+use out::Queue;
 
 const USAGE: &str = r#"usage: supervise [OPTIONS] -- PROGRAM [ARGS...]
        supervise [OPTIONS] -p NAME=COMMAND [-p NAME=COMMAND ...]
@@ -91,9 +97,14 @@ options:
                                on shutdown NAME stops first (repeatable)
   --strategy one_for_one|one_for_all|rest_for_one
                                what a crash restarts (default one_for_one)
+  --log-level off|error|warn|info|debug|trace
+                               the library's log records printed on stderr,
+                               one level=LEVEL msg=... line each (default warn)
   -h, --help                   this text
 
 signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.
+         A second SIGTERM or SIGINT during that stop forces it: every
+         process tree gets SIGKILL at once, then it exits 1.
          SIGHUP restarts everything, one process at a time, each replacement
          up before its predecessor is stopped, and starts again what gave up,
          exited or was stopped.
@@ -102,7 +113,12 @@ signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.
          process run with --instances (at least one is kept).
 output:  a failed write (a closed stdout or stderr) is reported once on
          stderr where it can be and never stops a child; events that
-         cannot be written are dropped."#;
+         cannot be written are dropped. A reader that does not keep up
+         never stalls supervising: lines wait in a bounded queue (64 Ki
+         lines, 4 MiB; captured output may use three quarters of it);
+         what does not fit is dropped and counted, and an
+         event=output_dropped lines=N line follows once there is room.
+         On exit, supervise writes what is queued before it ends."#;
 
 #[derive(Clone, Debug)]
 struct Args {
@@ -127,6 +143,7 @@ struct Args {
     start_timeout: Option<Duration>,
     watchdog: Option<Duration>,
     config: Option<std::path::PathBuf>,
+    log_level: log::LevelFilter,
 }
 
 /// The options that take a value and that a program may set for itself:
@@ -272,6 +289,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         start_timeout: None,
         watchdog: None,
         config: None,
+        log_level: log::LevelFilter::Warn,
     };
     let mut name = None;
     let mut program = None;
@@ -296,6 +314,11 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--exit-when-idle" => a.exit_when_idle = true,
             "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
             "--subreaper" => a.subreaper = true,
+            "--log-level" => {
+                let v = value(&arg)?;
+                a.log_level = log::LevelFilter::from_str(&v)
+                    .map_err(|_| format!("--log-level {v:?}: expected off, error, warn, info, debug or trace"))?;
+            }
             "--listen" => a.listen.push(value(&arg)?),
             "--after" => a.after.push(parse_after(&value(&arg)?)?),
             "--strategy" => {
@@ -366,6 +389,33 @@ fn spec(a: &Args, name: &str, argv: &[String], listen: &[Arc<std::os::fd::OwnedF
     s
 }
 
+/// The signals this host handles: the ones [`install_signals`] catches,
+/// and SIGCHLD, which only wakes the loop.
+const HANDLED: [Signal; 7] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGCHLD,
+];
+
+/// A blocked signal stays pending forever, and the mask survives exec: a
+/// parent that ran us with SIGTERM blocked would leave us unstoppable. So
+/// every handled signal is unblocked first, before any thread starts
+/// (threads inherit the mask). An inherited SIG_IGN needs nothing here:
+/// signal-hook's `register` installs its handler with `sigaction`
+/// whatever the disposition was, and never runs an ignored one.
+fn unblock_handled_signals() -> io::Result<()> {
+    use procsup::nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+    let mut set = SigSet::empty();
+    for sig in HANDLED {
+        set.add(sig);
+    }
+    pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None).map_err(io::Error::from)
+}
+
 /// Signal flags set by handlers, and a socket they write to so `poll` wakes.
 struct Signals {
     stop: Arc<AtomicBool>,
@@ -380,7 +430,7 @@ fn install_signals() -> io::Result<Signals> {
     let (wake, waker) = UnixStream::pair()?;
     wake.set_nonblocking(true)?;
     waker.set_nonblocking(true)?;
-    use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1};
     let (stop, reload, status) = (Arc::default(), Arc::default(), Arc::default());
     let (grow, shrink) = (Arc::default(), Arc::default());
     for (sig, flag) in
@@ -389,13 +439,58 @@ fn install_signals() -> io::Result<Signals> {
         signal_hook::flag::register(sig, Arc::clone(flag))?;
     }
     // SIGCHLD only wakes the loop: needed where there are no pidfds.
-    for sig in [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGTTIN, SIGTTOU, SIGCHLD] {
-        signal_hook::low_level::pipe::register(sig, waker.try_clone()?)?;
+    for sig in HANDLED {
+        signal_hook::low_level::pipe::register(sig as i32, waker.try_clone()?)?;
     }
     Ok(Signals { stop, reload, status, grow, shrink, wake })
 }
 
+/// Where the host writes: stdout and stderr, each through its own writer
+/// thread (see `supervise/out.rs`).
+struct Outputs {
+    events: Arc<Queue>,
+    errors: Arc<Queue>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Outputs {
+    fn start() -> io::Result<Outputs> {
+        use std::os::fd::AsFd as _;
+        // Duplicates of fds 1 and 2, so that std's own buffers play no part.
+        let err_fd = std::fs::File::from(io::stderr().as_fd().try_clone_to_owned()?);
+        let out_fd = std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        let err_note = |n| format!("supervise: {n} lines for stderr dropped: it was not read fast enough");
+        let (errors, err_thread) = out::spawn("stderr", err_fd, err_note, |_| {})?;
+        let errs = Arc::clone(&errors);
+        let on_error = move |e: io::Error| {
+            errs.send(format!("supervise: writing events: {e}; supervising on without them"), true);
+        };
+        let out_note = |n| format!("event=output_dropped lines={n}");
+        let (events, out_thread) = out::spawn("stdout", out_fd, out_note, on_error)?;
+        Ok(Outputs { events, errors, threads: vec![out_thread, err_thread] })
+    }
+
+    fn error(&self, msg: impl std::fmt::Display) {
+        self.errors.send(format!("supervise: {msg}"), true);
+    }
+
+    /// Writes what is queued (waiting for slow readers) and ends the
+    /// writer threads: stdout first, since its failure is told on stderr.
+    fn finish(self) {
+        self.events.close();
+        let mut threads = self.threads.into_iter();
+        if let Some(t) = threads.next() {
+            let _ = t.join();
+        }
+        self.errors.close();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    let unblocked = unblock_handled_signals();
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Some(a)) => a,
         Ok(None) => {
@@ -407,14 +502,41 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let outputs = match Outputs::start() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("supervise: starting the output threads: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Leaked: a logger lives as long as the process (`log` without "std").
+    let logger: &'static out::Logger = Box::leak(Box::new(out::Logger { err: Arc::clone(&outputs.errors) }));
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(args.log_level);
+    }
+    let code = match unblocked {
+        Ok(()) => supervise(&args, &outputs),
+        Err(e) => {
+            outputs.error(format_args!("unblocking signals: {e}"));
+            ExitCode::FAILURE
+        }
+    };
+    outputs.finish();
+    code
+}
+
+/// Everything after the arguments; the supervisor (and with it every child
+/// still running, which gets SIGKILL) is gone when it returns.
+fn supervise(args: &Args, outputs: &Outputs) -> ExitCode {
+    let fail = |msg: String| {
+        outputs.error(msg);
+        ExitCode::from(2)
+    };
     let base = if args.cgroups { UnixSys::new() } else { UnixSys::new().without_cgroups() };
     let sys = match &args.state_dir {
         Some(dir) => match base.state_dir(dir) {
             Ok(sys) => sys,
-            Err(e) => {
-                eprintln!("supervise: --state-dir: {e}");
-                return ExitCode::from(2);
-            }
+            Err(e) => return fail(format!("--state-dir: {e}")),
         },
         None => base,
     };
@@ -423,22 +545,23 @@ fn main() -> ExitCode {
     let sys = match args.subreaper {
         true => match sys.subreaper(procsup::SubreaperMode::AllOrphans) {
             Ok(sys) => sys,
-            Err(e) => {
-                eprintln!("supervise: --subreaper: {e}");
-                return ExitCode::from(2);
-            }
+            Err(e) => return fail(format!("--subreaper: {e}")),
         },
         false => sys,
     };
     let mut programs: Vec<config::Program> =
         args.processes.iter().map(|(name, argv)| (name.clone(), argv.clone(), args.clone())).collect();
     if let Some(path) = &args.config {
-        match config::load(path, &args) {
+        match config::load(path, args) {
             Ok(more) => programs.extend(more),
-            Err(e) => {
-                eprintln!("supervise: {e}");
-                return ExitCode::from(2);
-            }
+            Err(e) => return fail(e),
+        }
+    }
+    // A dependency on an unknown name is the library's error; a dependent
+    // that is not there would only be skipped, so it is checked here.
+    for (name, dep, _) in &args.after {
+        if !programs.iter().any(|(n, _, _)| n == name) {
+            return fail(format!("--after {name}={dep}: no process named {name:?}"));
         }
     }
     let mut sup = Supervisor::with_sys(sys);
@@ -448,32 +571,26 @@ fn main() -> ExitCode {
     for addr in &args.listen {
         match std::net::TcpListener::bind(addr.as_str()) {
             Ok(l) => listen.push(Arc::new(std::os::fd::OwnedFd::from(l))),
-            Err(e) => {
-                eprintln!("supervise: --listen {addr}: {e}");
-                return ExitCode::from(2);
-            }
+            Err(e) => return fail(format!("--listen {addr}: {e}")),
         }
     }
     sup.set_strategy(args.strategy);
     // One batch: --after may name a process given later.
     let specs = programs.iter().map(|(name, argv, settings)| spec(settings, name, argv, &listen));
     if let Err(e) = sup.add_processes(specs) {
-        eprintln!("supervise: {e}");
-        return ExitCode::from(2);
+        return fail(e.to_string());
     }
-    match run(&mut sup, &args) {
+    match run(&mut sup, args, outputs) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("supervise: {e}");
+            outputs.error(e);
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(sup: &mut Supervisor, args: &Args) -> io::Result<ExitCode> {
+fn run(sup: &mut Supervisor, args: &Args, outputs: &Outputs) -> io::Result<ExitCode> {
     let signals = install_signals()?;
-    // Buffered: a flood of output lines must not cost a write(2) each.
-    let mut out = EventOut { out: io::BufWriter::with_capacity(64 * 1024, io::stdout().lock()), broken: false };
     sup.start_all(Instant::now()).map_err(io::Error::other)?;
     let mut stopping = false;
     // The size the host asked each group to have: scaling down leaves the
@@ -488,7 +605,7 @@ fn run(sup: &mut Supervisor, args: &Args) -> io::Result<ExitCode> {
         }
     }
     loop {
-        out.write(sup);
+        write_events(sup, &outputs.events);
         if stopping && sup.is_idle() {
             return Ok(ExitCode::SUCCESS);
         }
@@ -497,7 +614,15 @@ fn run(sup: &mut Supervisor, args: &Args) -> io::Result<ExitCode> {
         }
         wait(sup, &signals)?;
         let now = Instant::now();
-        if signals.stop.swap(false, Ordering::Relaxed) && !stopping {
+        if signals.stop.swap(false, Ordering::Relaxed) {
+            if stopping {
+                // Asked twice: no more waiting for stop timeouts. The
+                // caller drops the supervisor, and its OS layer SIGKILLs
+                // every tree (cgroup.kill, or the process group) and reaps.
+                outputs.events.send("event=force_stop".into(), true);
+                outputs.error("stopping again: killing everything now");
+                return Ok(ExitCode::FAILURE);
+            }
             stopping = true;
             sup.shutdown(now);
         }
@@ -507,7 +632,7 @@ fn run(sup: &mut Supervisor, args: &Args) -> io::Result<ExitCode> {
             for st in sup.statuses() {
                 if matches!(st.state, State::Fatal | State::Exited | State::Stopped) {
                     if let Err(e) = sup.start_process(&st.name, now) {
-                        let _ = writeln!(io::stderr(), "supervise: start {}: {e}", st.name);
+                        outputs.error(format_args!("start {}: {e}", st.name));
                     }
                 }
             }
@@ -519,41 +644,25 @@ fn run(sup: &mut Supervisor, args: &Args) -> io::Result<ExitCode> {
                 for (group, n) in &mut sizes {
                     *n = if up { n.saturating_add(1) } else { n.saturating_sub(1).max(1) };
                     if let Err(e) = sup.scale(group, *n, now) {
-                        let _ = writeln!(io::stderr(), "supervise: scale {group}: {e}");
+                        outputs.error(format_args!("scale {group}: {e}"));
                     }
                 }
             }
         }
         if signals.status.swap(false, Ordering::Relaxed) {
-            // A closed stderr must not end the host (eprint! would panic).
-            let _ = io::stderr().write_all(status_table(sup, now).as_bytes());
+            let table = status_table(sup, now);
+            outputs.errors.send(table.trim_end().to_owned(), true);
         }
         sup.tick(now);
     }
 }
 
-/// Where events go: stdout, until a write fails (the reader went away).
-/// Then the host goes on supervising and drops its events: an output error
-/// never takes the children down.
-struct EventOut<W: Write> {
-    out: W,
-    broken: bool,
-}
-
-impl<W: Write> EventOut<W> {
-    fn write(&mut self, sup: &mut Supervisor) {
-        let mut result = Ok(());
-        for event in sup.take_events() {
-            if !self.broken && result.is_ok() {
-                result = writeln!(self.out, "{event}");
-            }
-        }
-        if !self.broken {
-            if let Err(e) = result.and_then(|()| self.out.flush()) {
-                self.broken = true;
-                let _ = writeln!(io::stderr(), "supervise: writing events: {e}; supervising on without them");
-            }
-        }
+/// Queues the supervisor's events for stdout. Captured output lines are
+/// not urgent: a flood of them leaves room for the lifecycle events.
+fn write_events(sup: &mut Supervisor, events: &Queue) {
+    for event in sup.take_events() {
+        let urgent = !matches!(event, Event::Output { .. });
+        events.send(event.to_string(), urgent);
     }
 }
 

@@ -90,6 +90,8 @@ fn bad_arguments_exit_2_with_one_line() {
         &["--"],
         &["--instances", "0", "--", "true"],
         &["--state-dir", "/proc/nope", "--", "true"],
+        &["--after", "nosuch=a", "-p", "a=true"],
+        &["--log-level", "loud", "--", "true"],
     ];
     for args in cases {
         let out = Command::new(supervise_bin()).args(*args).output().unwrap();
@@ -115,6 +117,7 @@ fn help_documents_every_flag() {
         "--stop-timeout",
         "--stop-signal",
         "--exit-when-idle",
+        "--log-level",
         "-p",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");

@@ -89,6 +89,12 @@ fn one_for_all_restarts_the_dependent_too_in_start_order() {
 fn after_with_an_unknown_name_or_a_cycle_is_a_usage_error() {
     let mut cli = Cli::start(&["-p", "a=sleep 60", "--after", "a=nope"]);
     assert_eq!(cli.wait(), 2);
+    // The unknown name on the left (the dependent) too: it used to be
+    // ignored, and `a` ran with no dependency at all.
+    let mut cli = Cli::start(&["-p", "a=sleep 60", "--after", "nope=a"]);
+    assert!(cli.expect_err("--after nope=a").contains("no process named \"nope\""));
+    assert_eq!(cli.wait(), 2);
+    assert!(cli.seen.is_empty(), "nothing starts: {:#?}", cli.seen);
     let mut cli = Cli::start(&["-p", "a=sleep 60", "-p", "b=sleep 60", "--after", "a=b", "--after", "b=a:started"]);
     cli.expect_err("dependency cycle");
     assert_eq!(cli.wait(), 2);
