@@ -396,3 +396,47 @@ fn the_state_dir_lock_is_typed_private_to_the_host_and_freed_on_drop() {
     assert!(!real::alive(pid.as_raw()));
     UnixSys::new().state_dir(&state).expect("the lock dies with its holder");
 }
+
+/// The new-user trial: a state directory that already holds the user's
+/// files. `supervise` starts its child at once, reports each file once as
+/// not a record, and neither removes nor changes any of them, also on
+/// shutdown.
+#[test]
+fn supervise_never_touches_files_that_are_not_procsups() {
+    let _serial = real::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let sd5 = tmp.path().join("sd5");
+    std::fs::create_dir(&sd5).unwrap(); // `mkdir sd5`: 0755 under the usual umask
+    let users = [("notes.txt", "important\n"), ("backup.2024", "important\n"), ("report.1", "data\n")];
+    for (name, text) in users {
+        std::fs::write(sd5.join(name), text).unwrap();
+    }
+    let intact = |when: &str| {
+        for (name, text) in users {
+            let now = std::fs::read_to_string(sd5.join(name));
+            assert_eq!(now.as_deref().ok(), Some(text), "{when}: {name}");
+        }
+    };
+    let mut cli = Cli::start(&["--state-dir", sd5.to_str().unwrap(), "-p", "a=sleep 100"]);
+    let line = cli.expect("event=spawned name=a");
+    let pid: i32 = bin::field(&line, "pid").unwrap().parse().unwrap();
+    let mut refused: Vec<String> = cli
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("event=orphan_refused"))
+        .map(|l| bin::field(l, "name").unwrap())
+        .collect();
+    refused.sort();
+    assert_eq!(refused, ["backup.2024", "notes.txt", "report.1"], "{:#?}", cli.seen);
+    assert!(cli.seen.iter().all(|l| !l.starts_with("event=orphan_discarded")), "{:#?}", cli.seen);
+    intact("while running");
+    assert_eq!(
+        record_files(&sd5),
+        sorted(vec![format!("a.{pid}"), "backup.2024".into(), "notes.txt".into(), "report.1".into()])
+    );
+    cli.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(cli.wait(), 0);
+    assert!(!real::alive(pid));
+    intact("after shutdown");
+    assert_eq!(record_files(&sd5), ["backup.2024", "notes.txt", "report.1"], "only its own record went");
+}
