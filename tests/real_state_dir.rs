@@ -22,6 +22,9 @@ use nix::sys::stat::Mode;
 use procsup::{Event, ProcessSpec, Supervisor, UnixSys};
 use real::Host;
 
+/// The first line of every record procsup writes.
+const HEADER: &str = "procsup-record 1\n";
+
 /// A fresh private state directory inside `tmp`.
 fn private_dir(tmp: &Path) -> PathBuf {
     let state = tmp.join("state");
@@ -99,7 +102,7 @@ fn scan_while<M: FnMut() + Send + 'static>(state: &Path, setup: impl FnOnce(&str
         // Dropping `sup` kills and reaps its child.
     });
     let pid = pid_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    let text = format!("pid {pid}\npgid {pid}\nstart_time {}\n", proc_start_time(pid as u32));
+    let text = format!("{HEADER}pid {pid}\npgid {pid}\nstart_time {}\n", proc_start_time(pid as u32));
     let mut step = setup(&text);
     let stop = Arc::new(AtomicBool::new(false));
     let racer = {
@@ -254,7 +257,7 @@ fn a_roll_keeps_both_childrens_records() {
     assert_eq!(record_files(&state), sorted(vec![format!("web.{old}"), format!("web.{new}")]));
     for pid in [old, new] {
         let text = std::fs::read_to_string(state.join(format!("web.{pid}"))).unwrap();
-        assert!(text.starts_with(&format!("pid {pid}\n")), "{text:?}");
+        assert!(text.starts_with(&format!("{HEADER}pid {pid}\n")), "{text:?}");
     }
     h.run_until(Duration::from_secs(10), |h| h.count("retired") == 1);
     assert!(!real::alive(old.as_raw()));
@@ -318,7 +321,7 @@ fn recorded_bystander(state: &Path, file: impl FnOnce(u32) -> String) -> std::pr
     let child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
     let pid = child.id();
     let pgid = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid as i32))).unwrap();
-    let text = format!("pid {pid}\npgid {pgid}\nstart_time {}\n", proc_start_time(pid));
+    let text = format!("{HEADER}pid {pid}\npgid {pgid}\nstart_time {}\n", proc_start_time(pid));
     std::fs::write(state.join(file(pid)), text).unwrap();
     child
 }
@@ -326,7 +329,7 @@ fn recorded_bystander(state: &Path, file: impl FnOnce(u32) -> String) -> std::pr
 /// Orphans that are this test's children, not the supervisor's: once they
 /// die of the stop signal they are zombies until the test reaps them. On
 /// both wait paths a zombie counts as gone, so the host is idle after
-/// shutdown; a record of the older one-per-name format is handled alike.
+/// shutdown; a record under its process name alone is handled alike.
 #[test]
 fn a_zombie_orphan_counts_as_gone_on_both_paths() {
     for (path, make) in real::both_paths() {
