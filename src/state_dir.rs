@@ -103,6 +103,22 @@ enum Found {
     Vanished,
 }
 
+/// Why an entry was not read as a file.
+enum Unread {
+    /// Not a readable regular file; what it is.
+    Odd(String),
+    Vanished,
+}
+
+impl From<Unread> for Found {
+    fn from(u: Unread) -> Found {
+        match u {
+            Unread::Odd(what) => Found::Odd(what),
+            Unread::Vanished => Found::Vanished,
+        }
+    }
+}
+
 /// One entry of the directory, by name.
 enum Entry {
     /// A name a record may have.
@@ -226,7 +242,7 @@ impl StateDir {
     fn read(&self, file: &str) -> Found {
         let (bytes, st) = match self.read_bytes(file) {
             Ok(read) => read,
-            Err(found) => return found,
+            Err(unread) => return unread.into(),
         };
         let whole = bytes.len() < MAX_RECORD as usize;
         match Record::parse(&bytes) {
@@ -238,20 +254,20 @@ impl StateDir {
 
     /// The first [`MAX_RECORD`] bytes of a regular file, and what it is;
     /// what else the entry is otherwise.
-    fn read_bytes(&self, file: &str) -> Result<(Vec<u8>, FileStat), Found> {
-        let odd = |what: String| Err(Found::Odd(what));
+    fn read_bytes(&self, file: &str) -> Result<(Vec<u8>, FileStat), Unread> {
+        let odd = |what: String| Err(Unread::Odd(what));
         // A first look by name spares opening devices and FIFOs at all; the
         // fstat after the open is what counts.
         match fstatat(&self.dir, file, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) if !is_regular(&st) => return odd(kind(&st).into()),
             Ok(_) => {}
-            Err(Errno::ENOENT) => return Err(Found::Vanished),
+            Err(Errno::ENOENT) => return Err(Unread::Vanished),
             Err(e) => return odd(format!("cannot be looked at: {e}")),
         }
         let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
         let fd = match openat(&self.dir, file, flags, Mode::empty()) {
             Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Err(Found::Vanished),
+            Err(Errno::ENOENT) => return Err(Unread::Vanished),
             Err(Errno::ELOOP) => return odd("a symlink".into()),
             Err(e) => return odd(format!("cannot be opened: {e}")),
         };
@@ -275,8 +291,8 @@ impl StateDir {
         match self.read_bytes(file) {
             Ok((bytes, st)) if ours(&bytes) => self.unlink_if_same(file, &st),
             Ok(_) => return Some(Entry::Odd(file.into(), "a temporary file that is not procsup's".into())),
-            Err(Found::Odd(why)) => return Some(Entry::Odd(file.into(), why)),
-            Err(_) => {}
+            Err(Unread::Odd(why)) => return Some(Entry::Odd(file.into(), why)),
+            Err(Unread::Vanished) => {}
         }
         None
     }
