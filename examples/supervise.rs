@@ -82,7 +82,11 @@ options:
   --exit-when-idle             exit when nothing runs or waits to restart:
                                0 if every process ended with success, else 1
   --state-dir DIR              record live children in DIR; on start, stop
-                               what a crashed earlier run left behind
+                               what a crashed earlier run left behind. Makes
+                               DIR/.lock and one DIR/NAME.PID per child
+                               (first line procsup-record 1); never changes
+                               or removes a file without that line: each is
+                               reported once (event=orphan_refused) and left
 * --no-die-with-parent         let children outlive this host (by default
                                they get SIGKILL when it dies)
   --subreaper                  adopt orphans (PR_SET_CHILD_SUBREAPER) and reap

@@ -308,9 +308,11 @@ pub enum Event {
         /// Why.
         reason: Discard,
     },
-    /// A state-directory entry that is not a readable record (a symlink,
-    /// a FIFO, a socket, a directory, a name that is not UTF-8, a file that
-    /// cannot be opened) was left alone; nothing was signalled.
+    /// A state-directory entry that is not a readable record of
+    /// procsup's (a file without the `procsup-record 1` first line, an
+    /// empty or hidden file, a symlink, a FIFO, a socket, a directory, a
+    /// name that is not UTF-8, a file that cannot be opened) was left as it
+    /// is; nothing was signalled.
     OrphanRefused {
         /// The entry's file name (lossy where it is not UTF-8).
         name: Arc<str>,

@@ -64,7 +64,10 @@ pub enum Discard {
     Gone,
     /// A process has that pid but started at another time: a recycled pid.
     Recycled,
-    /// The record could not be parsed (empty, truncated, garbage).
+    /// The file is procsup's (it starts with the record header) but not a
+    /// whole record after it (truncated, garbage), or the record names a
+    /// cgroup procsup did not make. A file without the header is never
+    /// discarded: it is [`OrphanScan::Refused`] and left where it is.
     Junk,
     /// The record was written before the last boot: nothing it names can
     /// still be running.
@@ -97,15 +100,37 @@ pub enum OrphanScan {
         /// Why.
         reason: Discard,
     },
-    /// The entry is not a readable record (a symlink, a FIFO, a socket, a
-    /// directory, a name that is not UTF-8, a file that cannot be opened):
-    /// it was neither followed nor removed, and nothing was signalled.
+    /// The entry is not a readable record of procsup's (a file without the
+    /// record header, an empty file, a hidden file, a symlink, a FIFO, a
+    /// socket, a directory, a name that is not UTF-8, a file that cannot be
+    /// opened): it was neither followed nor changed nor removed, and
+    /// nothing was signalled.
     Refused {
         /// The entry's file name (lossy where it is not UTF-8).
         name: String,
         /// What it is.
         reason: String,
     },
+}
+
+/// The first line of every record: what proves that a file in the state
+/// directory is procsup's. A file without it is never read as a record,
+/// never removed, and names nothing that is signalled.
+pub(crate) const HEADER: &str = "procsup-record 1\n";
+
+/// What the bytes of a state-directory file are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Parsed {
+    /// A whole record.
+    Record(Record),
+    /// procsup's (it starts with [`HEADER`]) but not a whole record after
+    /// it: garbage, an unknown key, a missing field or last newline. A
+    /// record is written whole and renamed into place, so this is damage,
+    /// not a write a crash interrupted.
+    Junk,
+    /// Not provably procsup's: empty, no header, or the header of another
+    /// format version. Why, for the warning.
+    Foreign(&'static str),
 }
 
 /// A parsed record: what finds a child's tree after a crash.
@@ -125,7 +150,7 @@ pub(crate) struct Record {
 
 impl Record {
     pub(crate) fn to_text(&self) -> String {
-        let mut t = format!("pid {}\npgid {}\n", self.pid, self.pgid);
+        let mut t = format!("{HEADER}pid {}\npgid {}\n", self.pid, self.pgid);
         if let Some(sid) = self.sid {
             t.push_str(&format!("sid {sid}\n"));
         }
@@ -139,7 +164,25 @@ impl Record {
         t
     }
 
-    pub(crate) fn parse(text: &str) -> Option<Record> {
+    /// Reads a file's bytes: a record only after [`HEADER`].
+    pub(crate) fn parse(bytes: &[u8]) -> Parsed {
+        let Some(body) = bytes.strip_prefix(HEADER.as_bytes()) else {
+            return Parsed::Foreign(if bytes.is_empty() {
+                "an empty file, not a procsup record"
+            } else if bytes.starts_with(b"procsup-record ") {
+                "a procsup record of another format version"
+            } else {
+                "not a procsup record (no \"procsup-record 1\" first line)"
+            });
+        };
+        match std::str::from_utf8(body).ok().and_then(Record::parse_body) {
+            Some(r) => Parsed::Record(r),
+            None => Parsed::Junk,
+        }
+    }
+
+    /// The lines after the header.
+    fn parse_body(text: &str) -> Option<Record> {
         let mut pid = None;
         let mut pgid = None;
         let mut sid = None;
@@ -333,17 +376,27 @@ pub(crate) fn remove_cgroup(dir: &Path) {
 mod tests {
     use super::*;
 
+    /// A record from text after the header, which must be whole.
+    fn rec(body: &str) -> Record {
+        match Record::parse(format!("{HEADER}{body}").as_bytes()) {
+            Parsed::Record(r) => r,
+            other => panic!("{body:?}: {other:?}"),
+        }
+    }
+
     #[test]
-    fn records_round_trip_and_junk_is_rejected() {
+    fn records_round_trip_and_junk_after_the_header_is_rejected() {
         let r = Record { pid: 1234, pgid: 1234, sid: Some(77), start_time: 987654, boot_id: None, cgroup: None };
-        assert_eq!(Record::parse(&r.to_text()), Some(r.clone()));
+        assert!(r.to_text().starts_with("procsup-record 1\npid 1234\n"), "{:?}", r.to_text());
+        assert_eq!(Record::parse(r.to_text().as_bytes()), Parsed::Record(r.clone()));
         let full =
             Record { boot_id: Some("0b7c-9f".into()), cgroup: Some("/sys/fs/cgroup/procsup-1-2-0/c1-web".into()), ..r };
-        assert_eq!(Record::parse(&full.to_text()), Some(full));
-        // Records written before sessions and boot ids still parse.
-        assert!(Record::parse("pid 12\npgid 12\nstart_time 5\n").is_some());
+        assert_eq!(Record::parse(full.to_text().as_bytes()), Parsed::Record(full));
+        // Records without a session or a boot id parse.
+        assert_eq!(rec("pid 12\npgid 12\nstart_time 5\n").sid, None);
         for junk in [
             "",
+            "\n",
             "pid 12",
             "pid 12\npgid 12\n",
             "pid 12\npgid 12\nstart_time 5",
@@ -354,10 +407,43 @@ mod tests {
             "pid 12\npgid 12\nstart_time 1\nextra 1\n",
             "pid 12\npgid 12\nstart_time 1\ncgroup relative/path\n",
             "pid 12\npgid 12\nsid -3\nstart_time 1\n",
+            "procsup-record 1\npid 12\npgid 12\nstart_time 1\n",
             "\u{0}\u{1}",
         ] {
-            assert_eq!(Record::parse(junk), None, "{junk:?}");
+            let text = format!("{HEADER}{junk}");
+            assert_eq!(Record::parse(text.as_bytes()), Parsed::Junk, "{text:?}");
         }
+        let mut bad_utf8 = HEADER.as_bytes().to_vec();
+        bad_utf8.extend_from_slice(b"pid 12\npgid 12\nstart_time \xff\n");
+        assert_eq!(Record::parse(&bad_utf8), Parsed::Junk);
+    }
+
+    #[test]
+    fn only_a_file_with_the_header_is_procsups() {
+        // What a user keeps in a directory, and records without the header
+        // (as procsup wrote them before it had one): none is procsup's.
+        for foreign in [
+            &b""[..],
+            b"important\n",
+            b"data\n",
+            b"\xff\xfe\x00",
+            b"pid 12\npgid 12\nstart_time 5\n",
+            b"procsup-record 2\npid 12\npgid 12\nstart_time 5\n",
+            b"procsup-record 1",
+            b"procsup-record 1 \npid 12\npgid 12\nstart_time 5\n",
+            b" procsup-record 1\npid 12\npgid 12\nstart_time 5\n",
+            b"PROCSUP-RECORD 1\npid 12\npgid 12\nstart_time 5\n",
+            b"procsup-record 1\r\npid 12\r\npgid 12\r\nstart_time 5\r\n",
+        ] {
+            assert!(matches!(Record::parse(foreign), Parsed::Foreign(_)), "{:?}", String::from_utf8_lossy(foreign));
+        }
+        let why = |bytes: &[u8]| match Record::parse(bytes) {
+            Parsed::Foreign(why) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(why(b"").contains("empty"));
+        assert!(why(b"procsup-record 7\n").contains("another format version"));
+        assert!(why(b"notes\n").contains("procsup-record 1"));
     }
 
     #[test]
@@ -365,9 +451,9 @@ mod tests {
         // In a pid namespace that its session's leader is outside of (a host
         // that `docker exec` started), getsid() and /proc say session 0.
         let text = "pid 40\npgid 40\nsid 0\nstart_time 500\n";
-        let r = Record::parse(text).unwrap();
+        let r = rec(text);
         assert_eq!(r.sid, Some(0), "a recorded 0 is a session, not a missing one");
-        assert_eq!(r.to_text(), text);
+        assert_eq!(r.to_text(), format!("{HEADER}{text}"));
         // A member of the group, started after the leader, as /proc in that
         // namespace shows it: found.
         assert!(member_stat(('S', 40, 0, 501), 40, 0, 500));
@@ -379,9 +465,9 @@ mod tests {
         assert!(!member_stat(('S', 40, 0, 499), 40, 0, 500));
         // A record written before sessions were recorded finds no member,
         // not even this test process in its own group and session.
-        let old = Record::parse("pid 40\npgid 40\nstart_time 500\n").unwrap();
+        let old = rec("pid 40\npgid 40\nstart_time 500\n");
         assert_eq!(old.sid, None);
-        assert_eq!(old.to_text(), "pid 40\npgid 40\nstart_time 500\n");
+        assert_eq!(old.to_text(), format!("{HEADER}pid 40\npgid 40\nstart_time 500\n"));
         let me = std::process::id() as i32;
         let (group, session) = (nix::unistd::getpgrp().as_raw(), nix::unistd::getsid(None).unwrap().as_raw());
         assert!(!is_member(me, group, None, 0));
@@ -396,8 +482,7 @@ mod tests {
         let me = std::process::id() as i32;
         let start = start_time(me).unwrap();
         for pgid in [0, 1] {
-            let text = format!("pid {me}\npgid {pgid}\nsid 0\nstart_time {start}\n");
-            let r = Record::parse(&text).unwrap_or_else(|| panic!("{text:?} is junk"));
+            let r = rec(&format!("pid {me}\npgid {pgid}\nsid 0\nstart_time {start}\n"));
             let o = judge("web".into(), r).unwrap();
             assert!(o.leader_alive && o.pid.as_raw() == me && o.pgid.as_raw() == pgid, "{o:?}");
         }

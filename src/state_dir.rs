@@ -8,15 +8,23 @@
 //! - The host holds `flock(LOCK_EX)` on [`LOCK_FILE`] for its whole life;
 //!   the kernel drops it when the host dies, however it dies (s6's
 //!   lock-fd). A second live host is refused before it touches a record.
-//! - Records are named `<name>.<pid>`: per child, never per process name,
-//!   so a rolling restart's two children (and every instance) each have
-//!   their own. Records of the older one-per-name format (`<name>`) are
-//!   still read.
-//! - An entry that is not a readable regular file (a FIFO, a socket, a
-//!   directory, a device, a symlink, a name that is not UTF-8, one that
-//!   vanishes or cannot be read) is skipped with one warning and left
-//!   where it is. Nothing in a scan blocks, and nothing in it fails
-//!   startup but an unlistable directory.
+//! - procsup only ever removes or replaces a file it can prove it wrote.
+//!   A record is `<name>.<pid>` (per child, never per process name, so a
+//!   rolling restart's two children, and every instance, each have their
+//!   own) and starts with the line `procsup-record 1` ([`HEADER`]). It is
+//!   written whole to `.procsup-tmp.<name>.<pid>` and renamed into place,
+//!   so a crash never leaves a record empty or cut short: it leaves at most
+//!   that temporary file, which the next scan removes if it is empty or
+//!   holds the start of a record. A file with the header is procsup's: it
+//!   is acted on, and removed when what it names is gone, recycled, from
+//!   another boot, or when it is not whole after the header (junk).
+//! - Every other entry is left exactly as it is, skipped with one warning
+//!   per scan: a file without the header (an empty one too), a hidden
+//!   file, anything that is not a readable regular file (a FIFO, a socket,
+//!   a directory, a device, a symlink, a name that is not UTF-8, one that
+//!   vanishes or cannot be read). A record is never written over such a
+//!   file. Nothing in a scan blocks, and nothing in it fails startup but an
+//!   unlistable directory.
 
 use std::fs::{DirBuilder, File};
 use std::io::{self, Read, Write};
@@ -31,11 +39,16 @@ use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::error::Error;
-use crate::orphans::{judge, Discard, OrphanScan, Record};
+use crate::orphans::{judge, Discard, OrphanScan, Parsed, Record, HEADER};
 
-/// The lock file inside the state directory. Its name starts with `.`,
-/// which no process name may, so it is never taken for a record.
+/// The lock file inside the state directory, made if missing, never written
+/// to or removed. Its name starts with `.`, which no process name may, so
+/// it is never taken for a record.
 pub(crate) const LOCK_FILE: &str = ".lock";
+
+/// The prefix of the temporary file a record is written to before it is
+/// renamed into place.
+const TMP_PREFIX: &str = ".procsup-tmp.";
 
 /// Records are tiny: anything this long is junk.
 const MAX_RECORD: u64 = 4096;
@@ -55,10 +68,8 @@ fn record_file(name: &str, pid: i32) -> String {
 }
 
 /// The process name a record file stands for: `<name>.<pid>` names the
-/// child `pid`; anything else is a record of the older format, named after
-/// its process alone. (An older record of a process literally named
-/// `x.<pid>` whose pid is that `<pid>` reads as `x`: only the stop signal
-/// chosen for it and which process waits for it can differ.)
+/// child `pid`; a record under another file name (one renamed by hand, say)
+/// is named after its file.
 fn process_name(file: &str, pid: i32) -> &str {
     match file.strip_suffix(pid.to_string().as_str()).and_then(|f| f.strip_suffix('.')) {
         Some(name) if !name.is_empty() => name,
@@ -85,10 +96,43 @@ fn is_regular(st: &FileStat) -> bool {
 /// What reading one entry found.
 enum Found {
     Record(Record, FileStat),
+    /// procsup's, but not a whole record after the header.
     Junk(FileStat),
-    /// Not a record; the reason is for the log and the event.
+    /// Not a record of procsup's; the reason is for the log and the event.
     Odd(String),
     Vanished,
+}
+
+/// Why an entry was not read as a file.
+enum Unread {
+    /// Not a readable regular file; what it is.
+    Odd(String),
+    Vanished,
+}
+
+impl From<Unread> for Found {
+    fn from(u: Unread) -> Found {
+        match u {
+            Unread::Odd(what) => Found::Odd(what),
+            Unread::Vanished => Found::Vanished,
+        }
+    }
+}
+
+/// One entry of the directory, by name.
+enum Entry {
+    /// A name a record may have.
+    Name(String),
+    /// Not a record, known by its name alone: the (lossy) name and why.
+    Odd(String, String),
+}
+
+impl Entry {
+    fn name(&self) -> &str {
+        match self {
+            Entry::Name(name) | Entry::Odd(name, _) => name,
+        }
+    }
 }
 
 impl StateDir {
@@ -136,26 +180,48 @@ impl StateDir {
     }
 
     /// Writes the record of one child atomically: a temporary file, then
-    /// rename.
+    /// a rename that never replaces a file that is not procsup's.
     pub(crate) fn write(&self, name: &str, record: Record) -> io::Result<()> {
         let file = record_file(name, record.pid);
-        let tmp = format!(".{file}.tmp");
+        let tmp = format!("{TMP_PREFIX}{file}");
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = openat(&self.dir, tmp.as_str(), flags, Mode::from_bits_truncate(0o600))?;
-        File::from(fd).write_all(record.to_text().as_bytes())?;
-        Ok(renameat(&self.dir, tmp.as_str(), &self.dir, file.as_str())?)
+        let placed = File::from(fd).write_all(record.to_text().as_bytes()).and_then(|()| self.place(&tmp, &file));
+        if placed.is_err() {
+            let _ = unlinkat(&self.dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+        }
+        placed
     }
 
-    /// Removes the record of child `pid` of `name` (or an older-format
-    /// record of `name` if it names `pid`).
-    pub(crate) fn remove(&self, name: &str, pid: i32) {
-        match unlinkat(&self.dir, record_file(name, pid).as_str(), UnlinkatFlags::NoRemoveDir) {
-            Err(Errno::ENOENT) => {}
-            _ => return,
+    /// Renames `tmp` to `file`, over an earlier record of procsup's only.
+    fn place(&self, tmp: &str, file: &str) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        match nix::fcntl::renameat2(&self.dir, tmp, &self.dir, file, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => return Ok(()),
+            // Something is there (or this file system cannot say so
+            // atomically): look at it first.
+            Err(Errno::EEXIST | Errno::EINVAL) => {}
+            Err(e) => return Err(e.into()),
         }
-        if let Found::Record(r, st) = self.read(name) {
-            if r.pid == pid {
-                self.unlink_if_same(name, &st);
+        match self.read(file) {
+            Found::Record(..) | Found::Junk(_) | Found::Vanished => Ok(renameat(&self.dir, tmp, &self.dir, file)?),
+            Found::Odd(what) => Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{file:?} is there and is not procsup's ({what}): left as it is"),
+            )),
+        }
+    }
+
+    /// Removes the record of child `pid` of `name` (or a record of `name`
+    /// under its process name alone, if it names `pid`): only a record of
+    /// procsup's that names that child.
+    pub(crate) fn remove(&self, name: &str, pid: i32) {
+        for file in [record_file(name, pid), name.to_owned()] {
+            if let Found::Record(r, st) = self.read(&file) {
+                if r.pid == pid {
+                    self.unlink_if_same(&file, &st);
+                    return;
+                }
             }
         }
     }
@@ -174,19 +240,34 @@ impl StateDir {
     /// Reads one entry without following a symlink, blocking, or opening
     /// anything but a regular file.
     fn read(&self, file: &str) -> Found {
-        let odd = |what: String| Found::Odd(what);
+        let (bytes, st) = match self.read_bytes(file) {
+            Ok(read) => read,
+            Err(unread) => return unread.into(),
+        };
+        let whole = bytes.len() < MAX_RECORD as usize;
+        match Record::parse(&bytes) {
+            Parsed::Record(r) if whole => Found::Record(r, st),
+            Parsed::Record(_) | Parsed::Junk => Found::Junk(st),
+            Parsed::Foreign(why) => Found::Odd(why.into()),
+        }
+    }
+
+    /// The first [`MAX_RECORD`] bytes of a regular file, and what it is;
+    /// what else the entry is otherwise.
+    fn read_bytes(&self, file: &str) -> Result<(Vec<u8>, FileStat), Unread> {
+        let odd = |what: String| Err(Unread::Odd(what));
         // A first look by name spares opening devices and FIFOs at all; the
         // fstat after the open is what counts.
         match fstatat(&self.dir, file, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) if !is_regular(&st) => return odd(kind(&st).into()),
             Ok(_) => {}
-            Err(Errno::ENOENT) => return Found::Vanished,
+            Err(Errno::ENOENT) => return Err(Unread::Vanished),
             Err(e) => return odd(format!("cannot be looked at: {e}")),
         }
         let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
         let fd = match openat(&self.dir, file, flags, Mode::empty()) {
             Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Found::Vanished,
+            Err(Errno::ENOENT) => return Err(Unread::Vanished),
             Err(Errno::ELOOP) => return odd("a symlink".into()),
             Err(e) => return odd(format!("cannot be opened: {e}")),
         };
@@ -199,19 +280,31 @@ impl StateDir {
         if let Err(e) = File::from(fd).take(MAX_RECORD).read_to_end(&mut bytes) {
             return odd(format!("cannot be read: {e}"));
         }
-        let text = (bytes.len() < MAX_RECORD as usize).then(|| String::from_utf8(bytes).ok()).flatten();
-        match text.as_deref().and_then(Record::parse) {
-            Some(r) => Found::Record(r, st),
-            None => Found::Junk(st),
-        }
+        Ok((bytes, st))
     }
 
-    /// The names of the entries, sorted. Temporary files a crash left are
-    /// removed on the way (the lock says nobody else is writing).
-    fn list(&self) -> io::Result<Vec<Result<String, String>>> {
+    /// Removes a temporary file a write left when its host died, if it is
+    /// procsup's: a regular file that is empty (the host died before it
+    /// wrote) or holds the start of a record. Anything else is left.
+    fn remove_temp(&self, file: &str) -> Option<Entry> {
+        let ours = |b: &[u8]| b.starts_with(HEADER.as_bytes()) || HEADER.as_bytes().starts_with(b);
+        match self.read_bytes(file) {
+            Ok((bytes, st)) if ours(&bytes) => self.unlink_if_same(file, &st),
+            Ok(_) => return Some(Entry::Odd(file.into(), "a temporary file that is not procsup's".into())),
+            Err(Unread::Odd(why)) => return Some(Entry::Odd(file.into(), why)),
+            Err(Unread::Vanished) => {}
+        }
+        None
+    }
+
+    /// The entries, sorted by name. Temporary files of procsup's that a
+    /// crash left are removed on the way (the lock says nobody else is
+    /// writing); hidden files are not records (no process name starts
+    /// with `.`).
+    fn list(&self) -> io::Result<Vec<Entry>> {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let mut dir = Dir::openat(&self.dir, ".", flags, Mode::empty())?;
-        let mut names = Vec::new();
+        let mut entries = Vec::new();
         for entry in dir.iter() {
             let entry = match entry {
                 Ok(entry) => entry,
@@ -224,19 +317,24 @@ impl StateDir {
                 }
             };
             let bytes = entry.file_name().to_bytes();
-            if bytes.starts_with(b".") {
-                if bytes.ends_with(b".tmp") {
-                    let _ = unlinkat(&self.dir, entry.file_name(), UnlinkatFlags::NoRemoveDir);
-                }
-                continue; // ".", "..", the lock file, temporary files
+            if matches!(bytes, b"." | b".." | b".lock") {
+                continue;
             }
-            names.push(match std::str::from_utf8(bytes) {
-                Ok(name) => Ok(name.to_owned()),
-                Err(_) => Err(String::from_utf8_lossy(bytes).into_owned()),
-            });
+            let Ok(name) = std::str::from_utf8(bytes) else {
+                let lossy = String::from_utf8_lossy(bytes).into_owned();
+                entries.push(Entry::Odd(lossy, "a name that is not UTF-8".into()));
+                continue;
+            };
+            if name.starts_with(TMP_PREFIX) {
+                entries.extend(self.remove_temp(name));
+            } else if name.starts_with('.') {
+                entries.push(Entry::Odd(name.into(), "a hidden file, not a record".into()));
+            } else {
+                entries.push(Entry::Name(name.into()));
+            }
         }
-        names.sort();
-        Ok(names)
+        entries.sort_by(|a, b| a.name().cmp(b.name()));
+        Ok(entries)
     }
 
     fn discard(&self, name: String, file: &str, st: &FileStat, reason: Discard) -> OrphanScan {
@@ -256,11 +354,11 @@ impl StateDir {
     /// Only when the directory cannot be listed at all.
     pub(crate) fn scan(&self, skip: impl Fn(i32) -> bool) -> io::Result<Vec<OrphanScan>> {
         let mut out = Vec::new();
-        for file in self.list()? {
-            let file = match file {
-                Ok(file) => file,
-                Err(lossy) => {
-                    out.push(self.refuse(lossy, "a name that is not UTF-8".into()));
+        for entry in self.list()? {
+            let file = match entry {
+                Entry::Name(file) => file,
+                Entry::Odd(name, reason) => {
+                    out.push(self.refuse(name, reason));
                     continue;
                 }
             };
@@ -299,14 +397,103 @@ mod tests {
     use super::*;
 
     #[test]
-    fn record_files_name_the_child_and_old_ones_the_process() {
+    fn record_files_name_the_child_and_others_their_file() {
         assert_eq!(record_file("web:0", 1234), "web:0.1234");
         assert_eq!(process_name("web:0.1234", 1234), "web:0");
         assert_eq!(process_name("web.v2.77", 77), "web.v2");
-        // The older format: the file is the process name.
+        // A record under another file name is named after its file.
         assert_eq!(process_name("web", 1234), "web");
         assert_eq!(process_name("web.1235", 1234), "web.1235");
         assert_eq!(process_name(".1234", 1234), ".1234");
         assert_eq!(process_name("x11234", 1234), "x11234");
+    }
+
+    fn record(pid: i32) -> Record {
+        Record { pid, pgid: pid, sid: None, start_time: 1, boot_id: None, cgroup: None }
+    }
+
+    fn open_in(tmp: &tempfile::TempDir) -> StateDir {
+        StateDir::open(&tmp.path().join("state")).unwrap()
+    }
+
+    fn names(dir: &StateDir) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != LOCK_FILE)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_record_is_never_written_over_a_file_that_is_not_procsups() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open_in(&tmp);
+        let theirs = dir.path().join("web.4194001");
+        std::fs::write(&theirs, "important\n").unwrap();
+        let e = dir.write("web", record(4_194_001)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+        assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "important\n");
+        assert_eq!(names(&dir), ["web.4194001"], "no temporary file is left");
+        // Its own earlier record is replaced.
+        dir.write("api", record(4_194_002)).unwrap();
+        dir.write("api", Record { start_time: 2, ..record(4_194_002) }).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("api.4194002")).unwrap();
+        assert!(text.starts_with(HEADER) && text.contains("start_time 2\n"), "{text:?}");
+        assert_eq!(names(&dir), ["api.4194002", "web.4194001"]);
+    }
+
+    #[test]
+    fn only_procsups_record_of_that_child_is_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open_in(&tmp);
+        let p = dir.path();
+        std::fs::write(p.join("web.4194001"), "important\n").unwrap();
+        std::fs::write(p.join("old"), "pid 4194002\npgid 4194002\nstart_time 1\n").unwrap();
+        dir.write("api", record(4_194_003)).unwrap();
+        std::fs::write(p.join("legacy"), record(4_194_004).to_text()).unwrap();
+        dir.remove("web", 4_194_001);
+        dir.remove("old", 4_194_002);
+        dir.remove("api", 4_194_999);
+        assert_eq!(names(&dir), ["api.4194003", "legacy", "old", "web.4194001"]);
+        dir.remove("api", 4_194_003);
+        dir.remove("legacy", 4_194_004);
+        assert_eq!(names(&dir), ["old", "web.4194001"]);
+    }
+
+    #[test]
+    fn a_scan_removes_procsups_temporary_files_and_leaves_everything_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open_in(&tmp);
+        let p = dir.path();
+        let whole = record(4_194_001).to_text();
+        // What a write leaves when its host dies: an empty file, part of
+        // the header, part of a record, a whole one not yet renamed.
+        std::fs::write(p.join(".procsup-tmp.a.4194001"), "").unwrap();
+        std::fs::write(p.join(".procsup-tmp.b.4194001"), &HEADER[..5]).unwrap();
+        std::fs::write(p.join(".procsup-tmp.c.4194001"), &whole[..whole.len() - 3]).unwrap();
+        std::fs::write(p.join(".procsup-tmp.d.4194001"), &whole).unwrap();
+        // Not procsup's.
+        std::fs::write(p.join(".procsup-tmp.e"), "important\n").unwrap();
+        std::fs::create_dir(p.join(".procsup-tmp.f")).unwrap();
+        std::fs::write(p.join(".notes.tmp"), "important\n").unwrap();
+        std::fs::write(p.join(".hidden"), &whole).unwrap();
+        std::fs::write(p.join("empty"), "").unwrap();
+        std::fs::write(p.join("notes.txt"), "important\n").unwrap();
+        std::fs::write(p.join("v2.4194001"), "procsup-record 2\npid 4194001\n").unwrap();
+        let scans = dir.scan(|_| false).unwrap();
+        let refused: Vec<&str> = scans
+            .iter()
+            .filter_map(|s| match s {
+                OrphanScan::Refused { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        let all = [".hidden", ".notes.tmp", ".procsup-tmp.e", ".procsup-tmp.f", "empty", "notes.txt", "v2.4194001"];
+        assert_eq!(refused, all, "{scans:?}");
+        assert_eq!(scans.len(), all.len(), "{scans:?}");
+        assert_eq!(names(&dir), all);
+        assert_eq!(std::fs::read_to_string(p.join(".procsup-tmp.e")).unwrap(), "important\n");
     }
 }

@@ -357,7 +357,10 @@ fn a_crashed_hosts_whole_tree_is_stopped_by_the_next_host() {
         let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
         let sid = nix::unistd::getsid(None).unwrap().as_raw();
         let rec = |pid: i32, pgid: i32, start: u64| {
-            format!("pid {pid}\npgid {pgid}\nsid {sid}\nstart_time {start}\nboot_id {}\n", boot.trim())
+            format!(
+                "procsup-record 1\npid {pid}\npgid {pgid}\nsid {sid}\nstart_time {start}\nboot_id {}\n",
+                boot.trim()
+            )
         };
         std::fs::write(state.join(format!("recycled.{}", a_seen.pid)), rec(a_seen.pid, a_seen.pid, a_seen.start + 1))
             .unwrap();

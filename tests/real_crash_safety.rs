@@ -132,16 +132,18 @@ fn a_restarted_host_stops_what_a_crashed_one_left() {
         .iter()
         .map(|n| {
             let text = std::fs::read_to_string(state.join(n)).unwrap();
-            text.lines().next().unwrap().strip_prefix("pid ").unwrap().parse().unwrap()
+            let mut lines = text.lines();
+            assert_eq!(lines.next(), Some("procsup-record 1"), "{text:?}");
+            lines.next().unwrap().strip_prefix("pid ").unwrap().parse().unwrap()
         })
         .collect();
     assert_eq!(recorded, new.iter().copied().collect());
     drop(second);
 }
 
-/// Writes a record as the library does.
-fn write_record(dir: &Path, name: &str, text: &str) {
-    std::fs::write(dir.join(name), text).unwrap();
+/// Writes a record as the library does: the header, then `body`.
+fn write_record(dir: &Path, name: &str, body: &str) {
+    std::fs::write(dir.join(name), format!("procsup-record 1\n{body}")).unwrap();
 }
 
 fn start_time(pid: u32) -> u64 {
@@ -149,6 +151,10 @@ fn start_time(pid: u32) -> u64 {
     stat[stat.rfind(')').unwrap() + 1..].split_whitespace().nth(19).unwrap().parse().unwrap()
 }
 
+/// Records (with the header) that name a recycled pid, a gone one, or are
+/// damaged after the header are removed; files without the header (one
+/// naming a live process, an empty one) and a symlink are left as they
+/// are. Nothing is signalled.
 #[test]
 fn recycled_pids_junk_and_symlinks_are_never_signalled() {
     let dir = tempfile::tempdir().unwrap();
@@ -160,13 +166,15 @@ fn recycled_pids_junk_and_symlinks_are_never_signalled() {
     let _reaper = Reaper::new(&[bystander.id() as i32]);
     let pid = bystander.id();
     let real_start = start_time(pid);
+    let live = format!("pid {pid}\npgid {pid}\nstart_time {real_start}\n");
     write_record(&state, "recycled", &format!("pid {pid}\npgid {pid}\nstart_time {}\n", real_start + 1));
-    write_record(&state, "empty", "");
     write_record(&state, "truncated", &format!("pid {pid}\npgid {pid}\nstart_ti"));
     write_record(&state, "junk", "\u{1}\u{2}garbage\n");
     write_record(&state, "gone", "pid 4194000\npgid 4194000\nstart_time 1\n");
+    std::fs::write(state.join("empty"), "").unwrap();
+    std::fs::write(state.join("headless"), &live).unwrap();
     let target = dir.path().join("target");
-    std::fs::write(&target, format!("pid {pid}\npgid {pid}\nstart_time {real_start}\n")).unwrap();
+    std::fs::write(&target, format!("procsup-record 1\n{live}")).unwrap();
     std::os::unix::fs::symlink(&target, state.join("link")).unwrap();
 
     let mut h = Host::new(UnixSys::new().state_dir(&state).unwrap());
@@ -184,15 +192,25 @@ fn recycled_pids_junk_and_symlinks_are_never_signalled() {
     assert_eq!(
         discarded,
         [
-            ("empty".into(), Discard::Junk),
             ("gone".into(), Discard::Gone),
             ("junk".into(), Discard::Junk),
             ("recycled".into(), Discard::Recycled),
             ("truncated".into(), Discard::Junk),
         ]
     );
-    assert_eq!(h.events("orphan_refused").len(), 1);
-    assert_eq!(records(&state), ["link".to_string()].into(), "junk removed; the symlink left alone");
+    let refused: Vec<String> = h
+        .log
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::OrphanRefused { name, .. } => Some(name.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused, ["empty", "headless", "link"]);
+    let left = ["empty", "headless", "link"].map(String::from).into();
+    assert_eq!(records(&state), left, "records removed; the rest left alone");
+    assert_eq!(std::fs::read_to_string(state.join("headless")).unwrap(), live);
+    assert_eq!(std::fs::read_to_string(state.join("empty")).unwrap(), "");
     assert!(target.exists());
     std::thread::sleep(Duration::from_millis(50));
     assert!(bystander.try_wait().unwrap().is_none(), "the bystander was signalled");

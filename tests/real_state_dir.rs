@@ -22,6 +22,9 @@ use nix::sys::stat::Mode;
 use procsup::{Event, ProcessSpec, Supervisor, UnixSys};
 use real::Host;
 
+/// The first line of every record procsup writes.
+const HEADER: &str = "procsup-record 1\n";
+
 /// A fresh private state directory inside `tmp`.
 fn private_dir(tmp: &Path) -> PathBuf {
     let state = tmp.join("state");
@@ -99,7 +102,7 @@ fn scan_while<M: FnMut() + Send + 'static>(state: &Path, setup: impl FnOnce(&str
         // Dropping `sup` kills and reaps its child.
     });
     let pid = pid_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    let text = format!("pid {pid}\npgid {pid}\nstart_time {}\n", proc_start_time(pid as u32));
+    let text = format!("{HEADER}pid {pid}\npgid {pid}\nstart_time {}\n", proc_start_time(pid as u32));
     let mut step = setup(&text);
     let stop = Arc::new(AtomicBool::new(false));
     let racer = {
@@ -254,7 +257,7 @@ fn a_roll_keeps_both_childrens_records() {
     assert_eq!(record_files(&state), sorted(vec![format!("web.{old}"), format!("web.{new}")]));
     for pid in [old, new] {
         let text = std::fs::read_to_string(state.join(format!("web.{pid}"))).unwrap();
-        assert!(text.starts_with(&format!("pid {pid}\n")), "{text:?}");
+        assert!(text.starts_with(&format!("{HEADER}pid {pid}\n")), "{text:?}");
     }
     h.run_until(Duration::from_secs(10), |h| h.count("retired") == 1);
     assert!(!real::alive(old.as_raw()));
@@ -318,7 +321,7 @@ fn recorded_bystander(state: &Path, file: impl FnOnce(u32) -> String) -> std::pr
     let child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
     let pid = child.id();
     let pgid = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid as i32))).unwrap();
-    let text = format!("pid {pid}\npgid {pgid}\nstart_time {}\n", proc_start_time(pid));
+    let text = format!("{HEADER}pid {pid}\npgid {pgid}\nstart_time {}\n", proc_start_time(pid));
     std::fs::write(state.join(file(pid)), text).unwrap();
     child
 }
@@ -326,7 +329,7 @@ fn recorded_bystander(state: &Path, file: impl FnOnce(u32) -> String) -> std::pr
 /// Orphans that are this test's children, not the supervisor's: once they
 /// die of the stop signal they are zombies until the test reaps them. On
 /// both wait paths a zombie counts as gone, so the host is idle after
-/// shutdown; a record of the older one-per-name format is handled alike.
+/// shutdown; a record under its process name alone is handled alike.
 #[test]
 fn a_zombie_orphan_counts_as_gone_on_both_paths() {
     for (path, make) in real::both_paths() {
@@ -395,4 +398,48 @@ fn the_state_dir_lock_is_typed_private_to_the_host_and_freed_on_drop() {
     drop(h);
     assert!(!real::alive(pid.as_raw()));
     UnixSys::new().state_dir(&state).expect("the lock dies with its holder");
+}
+
+/// The new-user trial: a state directory that already holds the user's
+/// files. `supervise` starts its child at once, reports each file once as
+/// not a record, and neither removes nor changes any of them, also on
+/// shutdown.
+#[test]
+fn supervise_never_touches_files_that_are_not_procsups() {
+    let _serial = real::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let sd5 = tmp.path().join("sd5");
+    std::fs::create_dir(&sd5).unwrap(); // `mkdir sd5`: 0755 under the usual umask
+    let users = [("notes.txt", "important\n"), ("backup.2024", "important\n"), ("report.1", "data\n")];
+    for (name, text) in users {
+        std::fs::write(sd5.join(name), text).unwrap();
+    }
+    let intact = |when: &str| {
+        for (name, text) in users {
+            let now = std::fs::read_to_string(sd5.join(name));
+            assert_eq!(now.as_deref().ok(), Some(text), "{when}: {name}");
+        }
+    };
+    let mut cli = Cli::start(&["--state-dir", sd5.to_str().unwrap(), "-p", "a=sleep 100"]);
+    let line = cli.expect("event=spawned name=a");
+    let pid: i32 = bin::field(&line, "pid").unwrap().parse().unwrap();
+    let mut refused: Vec<String> = cli
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("event=orphan_refused"))
+        .map(|l| bin::field(l, "name").unwrap())
+        .collect();
+    refused.sort();
+    assert_eq!(refused, ["backup.2024", "notes.txt", "report.1"], "{:#?}", cli.seen);
+    assert!(cli.seen.iter().all(|l| !l.starts_with("event=orphan_discarded")), "{:#?}", cli.seen);
+    intact("while running");
+    assert_eq!(
+        record_files(&sd5),
+        sorted(vec![format!("a.{pid}"), "backup.2024".into(), "notes.txt".into(), "report.1".into()])
+    );
+    cli.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(cli.wait(), 0);
+    assert!(!real::alive(pid));
+    intact("after shutdown");
+    assert_eq!(record_files(&sd5), ["backup.2024", "notes.txt", "report.1"], "only its own record went");
 }

@@ -34,9 +34,11 @@ impl<S: Sys> Supervisor<S> {
     /// unknown name), then SIGKILL after its stop timeout (10 s for an
     /// unknown name); its record goes when it is gone. Records that are
     /// junk, or whose pid is gone or was recycled, are removed and nothing
-    /// is signalled. Entries that are not records (a FIFO, a socket, a
-    /// directory, a name that is not UTF-8, one that cannot be read) are
-    /// left alone, each an [`Event::OrphanRefused`]. Each outcome is an
+    /// is signalled. Entries that are not records of procsup's (a file
+    /// without the `procsup-record 1` first line, an empty or hidden file,
+    /// a FIFO, a socket, a directory, a name that is not UTF-8, one that
+    /// cannot be read) are left as they are, each an
+    /// [`Event::OrphanRefused`]. Each outcome is an
     /// event. Returns how many orphans are being stopped.
     /// [`start_all`](Supervisor::start_all) calls it.
     ///

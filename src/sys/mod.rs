@@ -151,7 +151,9 @@ pub trait Sys {
     /// reported; live ones are reported as [`OrphanScan::Alive`] and from
     /// then on watched, their end reported by `poll` as
     /// [`SysEvent::OrphanGone`]. Records of this `Sys`'s own children and of
-    /// orphans already watched are skipped. Default: no state directory.
+    /// orphans already watched are skipped; entries that are not records
+    /// of procsup's are reported as [`OrphanScan::Refused`] and left as
+    /// they are. Default: no state directory.
     fn scan_orphans(&mut self) -> io::Result<Vec<OrphanScan>> {
         Ok(Vec::new())
     }

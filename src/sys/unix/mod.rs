@@ -310,9 +310,29 @@ impl UnixSys {
     ///
     /// The directory has one owner: this `UnixSys` holds an exclusive lock
     /// on it (`flock` on its `.lock` file) until it is dropped, or until
-    /// the process dies, when the kernel releases it. Entries that are not
-    /// records (FIFOs, sockets, directories, names that are not UTF-8) are
-    /// skipped with a warning and left alone.
+    /// the process dies, when the kernel releases it.
+    ///
+    /// What procsup makes in it, and all it ever changes or removes:
+    ///
+    /// - `.lock`, made if missing (mode 0600), never written to or removed;
+    /// - one record per live child, `<name>.<pid>`, whose first line is
+    ///   `procsup-record 1`, removed when the child is gone;
+    /// - while a record is written, `.procsup-tmp.<name>.<pid>`, renamed
+    ///   into place when whole. A write is atomic, so a crash never leaves
+    ///   a record empty or cut short; it may leave that temporary file,
+    ///   which the next scan removes if it is empty or holds the start of a
+    ///   record.
+    ///
+    /// Every other entry is never opened for writing, renamed over or
+    /// removed: a file whose first line is not `procsup-record 1` (an
+    /// empty file too), a hidden file, a FIFO, a socket, a directory, a
+    /// symlink, a name that is not UTF-8. A scan reports each once
+    /// ([`Event::OrphanRefused`](crate::Event::OrphanRefused) and a
+    /// warning) and leaves it. A record with the header that is damaged
+    /// after it is procsup's, and removed
+    /// ([`Discard::Junk`](crate::Discard::Junk)). So a directory that holds
+    /// other files (even `.`) can be the state directory, though a
+    /// directory of its own is tidier.
     ///
     /// # Errors
     /// [`Error::StateDirInUse`](crate::Error::StateDirInUse) when another
@@ -328,7 +348,12 @@ impl UnixSys {
     /// let second = UnixSys::new().state_dir(&dir);
     /// assert!(matches!(second, Err(Error::StateDirInUse { .. })));
     /// drop(first);
-    /// assert!(UnixSys::new().state_dir(&dir).is_ok());
+    /// // A file that is not procsup's is left as it is.
+    /// std::fs::write(dir.join("notes.txt"), "important\n").unwrap();
+    /// let mut sup = procsup::Supervisor::with_sys(UnixSys::new().state_dir(&dir).unwrap());
+    /// assert_eq!(sup.cleanup_orphans(std::time::Instant::now()).unwrap(), 0);
+    /// assert_eq!(std::fs::read_to_string(dir.join("notes.txt")).unwrap(), "important\n");
+    /// # drop(sup);
     /// # std::fs::remove_dir_all(&dir).unwrap();
     /// ```
     pub fn state_dir(mut self, dir: impl AsRef<std::path::Path>) -> crate::Result<Self> {
