@@ -56,6 +56,10 @@ options:
                                  backoff = "fixed:5"    # any option below
                                  give-up = 3             # marked *, by its
                                                          # long name
+                                 after = "db:ready"      # or a list of them
+                               and at the top, before any section:
+                                 strategy = "one_for_all"
+                                 intensity = "3:10"
                                the command line's options are the defaults
   --name NAME                  name of the PROGRAM form's process (default: its file name)
 * --instances N                run N copies of each process, named NAME:0 .. NAME:N-1;
@@ -98,9 +102,16 @@ options:
   --after NAME=DEP[:started|ready|completed]
                                start NAME once DEP is started, running
                                (ready, the default) or exited with success;
-                               on shutdown NAME stops first (repeatable)
+                               on shutdown NAME stops first (repeatable);
+                               DEP may be a group of --instances (all of them)
   --strategy one_for_one|one_for_all|rest_for_one
-                               what a crash restarts (default one_for_one)
+                               what a crash restarts (default one_for_one);
+                               the others restart the group after the
+                               crasher's backoff, and --give-up makes the
+                               crasher fatal alone
+  --intensity N:SECS           more than N restarts within SECS make every
+                               process fatal (default: none with one_for_one,
+                               1:5 with the others, as Erlang/OTP)
   --log-level off|error|warn|info|debug|trace
                                the library's log records printed on stderr,
                                one level=LEVEL msg=... line each (default warn)
@@ -143,6 +154,7 @@ struct Args {
     listen: Vec<String>,
     after: Vec<(String, String, Condition)>,
     strategy: Strategy,
+    intensity: Option<(u32, Duration)>,
     ready: Option<procsup::Readiness>,
     start_timeout: Option<Duration>,
     watchdog: Option<Duration>,
@@ -238,6 +250,19 @@ fn parse_backoff(s: &str) -> Result<Backoff, String> {
     }
 }
 
+fn parse_strategy(v: &str) -> Result<Strategy, String> {
+    Strategy::parse(v).ok_or_else(|| format!("--strategy {v:?}: expected one_for_one, one_for_all or rest_for_one"))
+}
+
+/// `N:SECS`: at most N restarts (0 and up) within SECS (above 0).
+fn parse_intensity(v: &str) -> Result<(u32, Duration), String> {
+    let bad = || format!("--intensity {v:?}: expected N:SECS (N restarts within SECS seconds, SECS above 0)");
+    let (n, period) = v.split_once(':').ok_or_else(bad)?;
+    let n: u32 = n.parse().map_err(|_| bad())?;
+    let period = secs(period).ok().filter(|p| !p.is_zero()).ok_or_else(bad)?;
+    Ok((n, period))
+}
+
 fn positive(flag: &str, v: &str) -> Result<u32, String> {
     v.parse().ok().filter(|&n| n > 0).ok_or_else(|| format!("{flag} {v:?}: expected a whole number above 0"))
 }
@@ -289,6 +314,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         listen: Vec::new(),
         after: Vec::new(),
         strategy: Strategy::OneForOne,
+        intensity: None,
         ready: None,
         start_timeout: None,
         watchdog: None,
@@ -325,11 +351,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             }
             "--listen" => a.listen.push(value(&arg)?),
             "--after" => a.after.push(parse_after(&value(&arg)?)?),
-            "--strategy" => {
-                let v = value(&arg)?;
-                a.strategy = Strategy::parse(&v)
-                    .ok_or_else(|| format!("--strategy {v:?}: expected one_for_one, one_for_all or rest_for_one"))?;
-            }
+            "--strategy" => a.strategy = parse_strategy(&value(&arg)?)?,
+            "--intensity" => a.intensity = Some(parse_intensity(&value(&arg)?)?),
             flag if flag.strip_prefix("--").is_some_and(|k| PROGRAM_SWITCHES.contains(&k)) => {
                 set_program_switch(&mut a, &arg[2..]);
             }
@@ -532,6 +555,8 @@ fn main() -> ExitCode {
 /// Everything after the arguments; the supervisor (and with it every child
 /// still running, which gets SIGKILL) is gone when it returns.
 fn supervise(args: &Args, outputs: &Outputs) -> ExitCode {
+    // The config file may set the strategy and the intensity.
+    let mut args = args.clone();
     let fail = |msg: String| {
         outputs.error(msg);
         ExitCode::from(2)
@@ -556,8 +581,12 @@ fn supervise(args: &Args, outputs: &Outputs) -> ExitCode {
     let mut programs: Vec<config::Program> =
         args.processes.iter().map(|(name, argv)| (name.clone(), argv.clone(), args.clone())).collect();
     if let Some(path) = &args.config {
-        match config::load(path, args) {
-            Ok(more) => programs.extend(more),
+        match config::load(path, &args) {
+            Ok(file) => {
+                programs.extend(file.programs);
+                args.strategy = file.strategy.unwrap_or(args.strategy);
+                args.intensity = file.intensity.or(args.intensity);
+            }
             Err(e) => return fail(e),
         }
     }
@@ -579,12 +608,15 @@ fn supervise(args: &Args, outputs: &Outputs) -> ExitCode {
         }
     }
     sup.set_strategy(args.strategy);
+    if let Some((n, period)) = args.intensity {
+        sup.set_intensity(n, period);
+    }
     // One batch: --after may name a process given later.
     let specs = programs.iter().map(|(name, argv, settings)| spec(settings, name, argv, &listen));
     if let Err(e) = sup.add_processes(specs) {
         return fail(e.to_string());
     }
-    match run(&mut sup, args, outputs) {
+    match run(&mut sup, &args, outputs) {
         Ok(code) => code,
         Err(e) => {
             outputs.error(e);

@@ -95,9 +95,34 @@ pub enum Error {
         dependency: String,
     },
     /// The dependencies form a cycle: each process depends on the next,
-    /// the last on the first. Nothing was added.
-    #[error("dependency cycle: {}", .0.join(" -> "))]
+    /// the last on the first (one name: a process depending on itself).
+    /// Nothing was added. Shown as `dependency cycle: a -> b -> a`, or
+    /// `dependency cycle: a depends on itself`.
+    #[error("dependency cycle: {}", cycle_text(.0))]
     DependencyCycle(Vec<String>),
+    /// A [`Completed`](crate::Condition::Completed) dependency on a process
+    /// (or group) whose restart policy is
+    /// [`Always`](crate::RestartPolicy::Always): it is restarted after
+    /// every exit, so it never completes and the dependent would wait
+    /// forever.
+    ///
+    /// ```
+    /// use procsup::{Condition, Error, ProcessSpec, RestartPolicy, Supervisor, testing::FakeSys};
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// sup.add_process(ProcessSpec::new("migrate", "m").restart(RestartPolicy::Always)).unwrap();
+    /// let err = sup.add_process(ProcessSpec::new("app", "a").depends_on("migrate", Condition::Completed));
+    /// assert!(matches!(err, Err(Error::NeverCompletes { .. })));
+    /// ```
+    #[error(
+        "{name:?} depends on {dependency:?} completed, but {dependency:?} restarts always and never completes \
+         (restart it on-failure or never, or depend on it started or ready)"
+    )]
+    NeverCompletes {
+        /// The process being added.
+        name: String,
+        /// Its dependency that never completes.
+        dependency: String,
+    },
     /// `remove_process` of a process others depend on: remove them first.
     #[error("{name:?} cannot be removed: {dependents:?} depend on it")]
     HasDependents {
@@ -106,6 +131,15 @@ pub enum Error {
         /// The processes that depend on it.
         dependents: Vec<String>,
     },
+}
+
+/// `a -> b -> a`, or `a depends on itself`.
+fn cycle_text(cycle: &[String]) -> String {
+    match cycle {
+        [one] => format!("{one} depends on itself"),
+        [first, ..] => format!("{} -> {first}", cycle.join(" -> ")),
+        [] => String::new(),
+    }
 }
 
 /// `Result` with this crate's [`Error`].

@@ -22,6 +22,9 @@ pub(crate) enum Deadline {
     Watchdog(usize),
     /// A process slot's next probe, or the timeout of the one running.
     Probe(usize),
+    /// The end of a group restart's backoff (`one_for_all`,
+    /// `rest_for_one`).
+    Group,
 }
 
 /// Deadlines keyed by `K`. Each key has at most one. The earliest is

@@ -99,3 +99,68 @@ fn after_with_an_unknown_name_or_a_cycle_is_a_usage_error() {
     cli.expect_err("dependency cycle");
     assert_eq!(cli.wait(), 2);
 }
+
+fn spawns(cli: &Cli, name: &str) -> usize {
+    at(cli, "spawned", name).len()
+}
+
+#[test]
+fn one_for_all_is_bounded_by_default_and_by_intensity() {
+    // A program that fails at once, no backoff: OTP's default intensity
+    // (1 restart within 5 s) ends it after one restart, and web with it.
+    let args = ["--backoff", "fixed:0", "--strategy", "one_for_all", "--exit-when-idle"];
+    let procs = ["-p", "web=sleep 60", "-p", "crasher=false"];
+    let mut cli = Cli::start(&[&args[..], &procs[..]].concat());
+    assert_eq!(cli.wait(), 1, "{:#?}", cli.seen);
+    assert_eq!(spawns(&cli, "crasher"), 2, "{:#?}", cli.seen);
+    assert!(cli
+        .seen
+        .iter()
+        .any(|l| l.contains("name=web") && l.contains("group_intensity max_restarts=1 period_ms=5000")));
+    assert!(spawned_pids(&cli).iter().all(|p| !alive(p)), "a child outlived the host: {:#?}", cli.seen);
+    // --intensity 3:60: three restarts, the fourth crash gives up.
+    let mut cli = Cli::start(&[&args[..], &["--intensity", "3:60"], &procs[..]].concat());
+    assert_eq!(cli.wait(), 1, "{:#?}", cli.seen);
+    assert_eq!(spawns(&cli, "crasher"), 4, "{:#?}", cli.seen);
+    assert!(cli.seen.iter().any(|l| l.contains("group_intensity max_restarts=3 period_ms=60000")));
+    let mut cli = Cli::start(&["--intensity", "3", "-p", "a=true"]);
+    cli.expect_err("--intensity \"3\": expected N:SECS");
+    assert_eq!(cli.wait(), 2);
+}
+
+#[test]
+fn after_a_group_waits_for_every_instance() {
+    let mut cli = Cli::start(&[
+        "--start-grace",
+        "0.3",
+        "--instances",
+        "2",
+        "--ready",
+        "grace",
+        "-p",
+        "db=sleep 60",
+        "-p",
+        "app=sleep 60",
+        "--after",
+        "app=db",
+    ]);
+    cli.expect("event=running name=app:1 ");
+    cli.expect_count("event=running name=app:", 2);
+    let first_app = at(&cli, "spawned", "app:0")[0].min(at(&cli, "spawned", "app:1")[0]);
+    for db in ["db:0", "db:1"] {
+        assert!(at(&cli, "running", db)[0] < first_app, "app spawned before {db} was ready: {:#?}", cli.seen);
+    }
+    cli.signal(Signal::SIGTERM);
+    assert_eq!(cli.wait(), 0, "{:#?}", cli.seen);
+    assert!(spawned_pids(&cli).iter().all(|p| !alive(p)), "a child outlived the host: {:#?}", cli.seen);
+}
+
+#[test]
+fn a_completed_dependency_on_an_always_program_is_a_usage_error() {
+    let mut cli = Cli::start(&["-p", "a=sleep 60", "-p", "b=sleep 60", "--after", "b=a:completed"]);
+    cli.expect_err("\"a\" restarts always and never completes");
+    assert_eq!(cli.wait(), 2);
+    let mut cli = Cli::start(&["-p", "a=sleep 60", "-p", "b=sleep 60", "--after", "a=b", "--after", "b=a:started"]);
+    cli.expect_err("dependency cycle: a -> b -> a");
+    assert_eq!(cli.wait(), 2);
+}

@@ -343,3 +343,87 @@ fn a_met_dependency_makes_the_waiting_process_due_whatever_call_met_it() {
     assert_eq!(h.started_at("app"), 2.0);
     assert_eq!(h.sup.next_deadline(), Some(h.at(3.0)), "app's grace, nothing else");
 }
+
+#[test]
+fn a_completed_dependency_on_an_always_process_is_refused() {
+    let mut h = Harness::with([p("migrate", 1.0).restart(RestartPolicy::Always)]);
+    let err = h.sup.add_process(p("app", 1.0).depends_on("migrate", Condition::Completed)).unwrap_err();
+    assert!(
+        matches!(err, Error::NeverCompletes { ref name, ref dependency } if name == "app" && dependency == "migrate"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("\"migrate\" restarts always and never completes"), "{err}");
+    // In a batch too (the dependency is added first, then refused with
+    // everything after it), and for a group.
+    let err = h
+        .sup
+        .add_processes([
+            p("job", 1.0).depends_on("setup", Condition::Completed),
+            p("setup", 1.0).instances(2).restart(RestartPolicy::Always),
+        ])
+        .unwrap_err();
+    assert!(matches!(err, Error::NeverCompletes { ref dependency, .. } if dependency == "setup"), "{err}");
+    // Started / Ready on it, or Completed on an on-failure one, are fine.
+    h.sup.add_process(p("app", 1.0).depends_on("migrate", Condition::Ready)).unwrap();
+    h.sup.add_process(p("once", 1.0).restart(RestartPolicy::OnFailure)).unwrap();
+    h.sup.add_process(p("after", 1.0).depends_on("once", Condition::Completed)).unwrap();
+}
+
+#[test]
+fn cycle_messages_close_the_loop() {
+    let mut h = Harness::new();
+    let err = h.sup.add_process(p("a", 1.0).depends_on("a", Condition::Started)).unwrap_err();
+    assert_eq!(err.to_string(), "dependency cycle: a depends on itself");
+    let err = h
+        .sup
+        .add_processes([p("a", 1.0).depends_on("b", Condition::Started), p("b", 1.0).depends_on("a", Condition::Ready)])
+        .unwrap_err();
+    assert_eq!(err.to_string(), "dependency cycle: a -> b -> a");
+    let err = h.sup.add_processes([p("s", 1.0).depends_on("s", Condition::Ready)]).unwrap_err();
+    assert_eq!(err.to_string(), "dependency cycle: s depends on itself");
+}
+
+#[test]
+fn a_dependency_on_a_group_waits_for_every_instance() {
+    // db: 2 instances, the second slower to be ready; app needs them all
+    // Ready. Added in one batch, dependent first.
+    let mut h = Harness::new();
+    h.sup
+        .add_processes([
+            p("app", 1.0).depends_on("db", Condition::Ready),
+            p("db", 1.0).instances(2).backoff(procsup::Backoff::fixed(secs(1.0))),
+        ])
+        .unwrap();
+    h.start_all();
+    assert_eq!(h.state("app"), State::Waiting);
+    h.run_until(1.0);
+    assert_eq!((h.state("db:0"), h.state("db:1")), (State::Running, State::Running));
+    assert_eq!(h.state("app"), State::Starting);
+    h.run_until(2.0);
+    assert_eq!(h.state("app"), State::Running);
+    // One instance crashes: app (Ready on the group) stops and waits for
+    // the group again.
+    h.exit("db:1", Exit::Signaled(9));
+    h.tick();
+    assert_eq!(h.state("app"), State::Stopping);
+    h.exit("app", Exit::Signaled(15));
+    h.tick();
+    assert_eq!(h.state("app"), State::Waiting);
+    h.run_until(4.0);
+    assert_eq!(h.state("db:1"), State::Running);
+    assert_eq!(h.state("app"), State::Starting);
+    assert_eq!(spawns_of(&h, "app"), 2);
+    // The shutdown stops app before any instance of db.
+    let now = h.now();
+    h.sup.shutdown(now);
+    assert_eq!(h.state("app"), State::Stopping);
+    assert_eq!((h.state("db:0"), h.state("db:1")), (State::Running, State::Running));
+}
+
+#[test]
+fn a_dependency_on_one_instance_may_come_in_the_same_batch() {
+    let mut h = Harness::new();
+    h.sup.add_processes([p("app", 1.0).depends_on("db:1", Condition::Started), p("db", 1.0).instances(2)]).unwrap();
+    let err = h.sup.add_process(p("x", 1.0).depends_on("db:2", Condition::Started)).unwrap_err();
+    assert!(matches!(err, Error::UnknownDependency { .. }), "{err}");
+}

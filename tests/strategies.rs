@@ -6,10 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::{secs, Harness};
-use procsup::{Event, Exit, FatalReason, ProcessSpec, State, Strategy};
+use procsup::{Backoff, Event, Exit, FatalReason, ProcessSpec, RestartPolicy, State, Strategy};
 
+/// A 1 s backoff: a group restart waits for it after the crash.
 fn p(name: &str) -> ProcessSpec {
-    ProcessSpec::new(name, name).start_grace(secs(1.0)).stop_timeout(secs(5.0))
+    ProcessSpec::new(name, name).start_grace(secs(1.0)).stop_timeout(secs(5.0)).backoff(Backoff::fixed(secs(1.0)))
 }
 
 /// `(kind, name)` of the stop and spawn events, in order.
@@ -85,17 +86,111 @@ fn rest_for_one_restarts_the_dead_and_those_started_after_it() {
 }
 
 #[test]
-fn rest_for_one_of_the_last_is_one_for_one_at_once() {
+fn rest_for_one_of_the_last_is_one_for_one_after_its_backoff() {
     let mut h = three(Strategy::RestForOne);
     h.exit("c", Exit::Exited(1));
     h.tick();
+    assert!(stops_and_spawns(&h).is_empty());
+    assert_eq!(h.state("c"), State::Waiting);
+    let backoff = h.log.iter().find_map(|e| match e {
+        Event::Backoff { name, delay, retry_at, .. } if &**name == "c" => Some((*delay, *retry_at)),
+        _ => None,
+    });
+    assert_eq!(backoff, Some((secs(1.0), h.at(3.0))), "the group restart's backoff is announced");
+    assert_eq!(h.sup.next_deadline(), Some(h.at(3.0)));
+    h.run_until(3.0);
     assert_eq!(stops_and_spawns(&h), [("spawned", "c".to_owned())]);
-    assert_eq!(h.started_at("c"), 2.0);
+    assert_eq!(h.started_at("c"), 3.0);
+}
+
+#[test]
+fn a_group_restart_waits_for_the_backoff_when_the_stops_are_quicker() {
+    let mut h = three(Strategy::OneForAll);
+    h.exit("a", Exit::Exited(1));
+    h.tick();
+    h.exit("c", Exit::Signaled(15));
+    h.tick();
+    h.advance_to(2.5);
+    h.exit("b", Exit::Signaled(15));
+    h.tick();
+    assert!(["a", "b", "c"].iter().all(|n| h.state(n) == State::Waiting));
+    assert_eq!(h.sup.next_deadline(), Some(h.at(3.0)), "crash at 2 + 1 s backoff");
+    h.run_until(3.0);
+    assert!(["a", "b", "c"].iter().all(|n| h.state(n) == State::Starting && h.started_at(n) == 3.0));
+}
+
+#[test]
+fn one_for_all_is_bounded_by_otp_default_intensity() {
+    // A program that crashes at once, no intensity set, no backoff: OTP's
+    // default (1 restart within 5 s) makes the group give up.
+    let crasher = p("crasher").backoff(Backoff::none());
+    let mut h = Harness::with([p("web"), crasher]);
+    h.sup.set_strategy(Strategy::OneForAll);
+    assert_eq!(h.sup.intensity(), Some(procsup::OTP_DEFAULT_INTENSITY));
+    h.start_all();
+    let mut steps = 0;
+    while h.state("crasher") != State::Fatal {
+        steps += 1;
+        assert!(steps < 20, "still restarting: {:?}", h.kinds());
+        if h.state("crasher") == State::Starting {
+            h.advance(0.1);
+            h.exit("crasher", Exit::Exited(1));
+        }
+        if h.state("web") == State::Stopping {
+            h.exit("web", Exit::Signaled(15));
+        }
+        h.tick();
+    }
+    let spawns = h.log.iter().filter(|e| matches!(e, Event::Spawned { name, .. } if &**name == "crasher")).count();
+    assert_eq!(spawns, 2, "the first start and one restart");
+    assert_eq!(h.state("web"), State::Fatal);
+    let reason = FatalReason::GroupIntensity { max_restarts: 1, period: secs(5.0) };
+    assert!(h
+        .log
+        .iter()
+        .any(|e| matches!(e, Event::Fatal { name, reason: r } if &**name == "crasher" && *r == reason)));
+    assert_eq!(h.sup.next_deadline(), None);
+}
+
+#[test]
+fn under_one_for_all_the_crasher_keeps_its_give_up_and_backoff() {
+    // A lifted intensity: the crasher's own give_up_after bounds it. It
+    // exits before its start grace each time: failed starts, the delay
+    // doubles (0.5, 1, 2), and the fourth makes it Fatal alone.
+    let crasher = p("crasher").backoff(Backoff::exponential(secs(0.5)).jitter(0.0)).give_up_after(4);
+    let mut h = Harness::with([p("web"), crasher]);
+    h.sup.set_strategy(Strategy::OneForAll);
+    h.sup.set_intensity(u32::MAX, secs(0.0));
+    h.start_all();
+    let mut restarts = Vec::new();
+    for _ in 0..4 {
+        assert_eq!(h.state("crasher"), State::Starting);
+        h.advance(0.25);
+        h.exit("crasher", Exit::Exited(1));
+        h.tick();
+        if h.state("crasher") == State::Fatal {
+            break;
+        }
+        h.exit("web", Exit::Signaled(15));
+        h.tick();
+        let at = h.sup.next_deadline().expect("the group's backoff");
+        restarts.push(h.secs_of(at) - h.secs_of(h.now()));
+        let t = h.secs_of(at);
+        h.run_until(t);
+    }
+    assert_eq!(restarts.len(), 3);
+    for (got, want) in restarts.iter().zip([0.5, 1.0, 2.0]) {
+        assert!((got - want).abs() < 1e-6, "{restarts:?}");
+    }
+    assert_eq!(h.state("crasher"), State::Fatal);
+    assert!(matches!(h.log.last(), Some(Event::Fatal { reason: FatalReason::GaveUp { failures: 4 }, .. })));
+    assert_eq!(h.state("web"), State::Starting, "a process that gives up restarts no group");
+    assert_eq!(h.sup.status("web").unwrap().restart_count, 3);
 }
 
 #[test]
 fn a_temporary_process_triggers_no_group_restart() {
-    let mut h = Harness::with([p("a"), p("b").restart(procsup::RestartPolicy::Never), p("c")]);
+    let mut h = Harness::with([p("a"), p("b").restart(RestartPolicy::Never), p("c")]);
     h.sup.set_strategy(Strategy::OneForAll);
     h.start_all();
     h.run_until(2.0);
@@ -111,14 +206,16 @@ fn reaching_the_group_intensity_makes_every_process_fatal() {
     h.sup.set_strategy(Strategy::OneForAll);
     h.sup.set_intensity(2, Duration::from_secs(10));
     h.start_all();
-    for (t, expect_restart) in [(2.0, true), (4.0, true)] {
+    for t in [2.0, 4.0] {
         h.run_until(t);
         h.exit("a", Exit::Signaled(9));
         h.tick();
         assert_eq!(h.state("b"), State::Stopping);
         h.exit("b", Exit::Signaled(15));
         h.tick();
-        assert_eq!(h.state("a") == State::Starting, expect_restart);
+        assert_eq!(h.state("a"), State::Waiting, "its backoff");
+        h.run_until(t + 1.0);
+        assert_eq!(h.state("a"), State::Starting);
     }
     // The third restart within 10 s (at 2, 4, 6): the group gives up.
     h.run_until(6.0);
@@ -240,7 +337,7 @@ fn one_for_all_leaves_what_the_host_stopped_stopped() {
     h.tick();
     assert_eq!(h.state("b"), State::Stopping);
     h.exit("b", Exit::Signaled(15));
-    h.tick();
+    h.run_until(3.0);
     assert_eq!((h.state("b"), h.state("c")), (State::Starting, State::Starting));
     assert_eq!(h.state("a"), State::Stopped, "not started by the group");
 }

@@ -1,10 +1,17 @@
 //! `--config FILE`: programs in TOML, one `[program.NAME]` section each.
 //!
 //! ```toml
+//! strategy = "rest_for_one"
+//! intensity = "3:10"
+//!
+//! [program.db]
+//! command = "postgres -D /srv/db"
+//!
 //! [program.web]
 //! command = "python3 -m http.server 8000"
 //! restart = "always"
 //! backoff = "exp:0.1:30"
+//! after = "db:ready"
 //!
 //! [program.job]
 //! command = "sh -c 'run-job --once'"
@@ -16,19 +23,38 @@
 //! name without its dashes, with the value the flag takes (a string, or a
 //! number where the flag takes one; `true` for a flag that takes none).
 //! Flags on the command line are the defaults that a section overrides.
+//! `after` takes `DEP[:started|ready|completed]` or a list of them. At the
+//! top, before the sections, `strategy` and `intensity` set the
+//! supervisor's, over `--strategy` and `--intensity`.
 
 use std::path::Path;
 
 use toml_edit::{Document, Item, Key, Table, Value};
 
-use super::{set_program_option, set_program_switch, shell, Args, PROGRAM_OPTIONS, PROGRAM_SWITCHES};
+use procsup::Strategy;
+
+use super::{
+    parse_after, parse_intensity, parse_strategy, set_program_option, set_program_switch, shell, Args, PROGRAM_OPTIONS,
+    PROGRAM_SWITCHES,
+};
 
 /// One program of the file: its name, its argv, and its settings.
 pub type Program = (String, Vec<String>, Args);
 
+/// What a file says: its programs, and the supervisor's settings it sets.
+#[derive(Debug)]
+pub struct Config {
+    pub programs: Vec<Program>,
+    pub strategy: Option<Strategy>,
+    pub intensity: Option<(u32, std::time::Duration)>,
+}
+
+/// The keys allowed at the top of the file, besides `[program.NAME]`.
+const TOP_KEYS: &[&str] = &["strategy", "intensity"];
+
 /// Reads the programs of `path`, each starting from `defaults`. An error
 /// names the file, the line and the key.
-pub fn load(path: &Path, defaults: &Args) -> Result<Vec<Program>, String> {
+pub fn load(path: &Path, defaults: &Args) -> Result<Config, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     parse(&text, defaults).map_err(|e| format!("{}:{e}", path.display()))
 }
@@ -39,16 +65,28 @@ fn at(text: &str, key: &Key, dotted: &str) -> String {
     format!("{line}: {dotted}")
 }
 
-pub fn parse(text: &str, defaults: &Args) -> Result<Vec<Program>, String> {
+pub fn parse(text: &str, defaults: &Args) -> Result<Config, String> {
     let doc = Document::parse(text).map_err(|e| {
         let line = e.span().map_or(0, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
         format!("{line}: {}", e.message().trim_end())
     })?;
-    let mut programs = Vec::new();
+    let mut config = Config { programs: Vec::new(), strategy: None, intensity: None };
     for (name, item) in doc.iter() {
         let (key, _) = doc.get_key_value(name).expect("iterated keys exist");
+        if TOP_KEYS.contains(&name) {
+            let fail = |msg: String| format!("{}: {msg}", at(text, key, name));
+            let Some(v) = item.as_str() else { return Err(fail("expected a string".into())) };
+            match name {
+                "strategy" => config.strategy = Some(parse_strategy(v).map_err(fail)?),
+                _ => config.intensity = Some(parse_intensity(v).map_err(fail)?),
+            }
+            continue;
+        }
         if name != "program" {
-            return Err(format!("{}: unknown key: expected [program.NAME] sections", at(text, key, name)));
+            return Err(format!(
+                "{}: unknown key: expected [program.NAME] sections, strategy or intensity",
+                at(text, key, name)
+            ));
         }
         let Some(table) = item.as_table() else {
             return Err(format!("{}: expected [program.NAME] sections", at(text, key, name)));
@@ -59,13 +97,13 @@ pub fn parse(text: &str, defaults: &Args) -> Result<Vec<Program>, String> {
             let Some(section) = section.as_table() else {
                 return Err(format!("{}: expected a [{dotted}] section", at(text, pkey, &dotted)));
             };
-            programs.push(program(text, pname, pkey, section, defaults)?);
+            config.programs.push(program(text, pname, pkey, section, defaults)?);
         }
     }
-    if programs.is_empty() {
+    if config.programs.is_empty() {
         return Err(" no [program.NAME] section".into());
     }
-    Ok(programs)
+    Ok(config)
 }
 
 fn program(text: &str, name: &str, name_key: &Key, section: &Table, defaults: &Args) -> Result<Program, String> {
@@ -86,6 +124,15 @@ fn program(text: &str, name: &str, name_key: &Key, section: &Table, defaults: &A
                 return Err(fail("the command is empty".into()));
             }
             argv = Some(words);
+        } else if k == "after" {
+            let deps: Vec<&Value> = match value {
+                Value::Array(list) => list.iter().collect(),
+                one => vec![one],
+            };
+            for dep in deps {
+                let Value::String(dep) = dep else { return Err(fail("expected \"DEP[:CONDITION]\" or a list".into())) };
+                args.after.push(parse_after(&format!("{name}={}", dep.value())).map_err(fail)?);
+            }
         } else if PROGRAM_SWITCHES.contains(&k) {
             match value {
                 Value::Boolean(b) if *b.value() => set_program_switch(&mut args, k),
@@ -101,7 +148,7 @@ fn program(text: &str, name: &str, name_key: &Key, section: &Table, defaults: &A
             };
             set_program_option(&mut args, k, &v).map_err(fail)?;
         } else {
-            let known = ["command"].iter().chain(PROGRAM_OPTIONS).chain(PROGRAM_SWITCHES);
+            let known = ["command", "after"].iter().chain(PROGRAM_OPTIONS).chain(PROGRAM_SWITCHES);
             let known: Vec<&str> = known.copied().collect();
             return Err(fail(format!("unknown key (expected one of: {})", known.join(", "))));
         }
@@ -140,7 +187,7 @@ stop-timeout = 0.5
 stop-signal = "INT"
 no-die-with-parent = true
 "#;
-        let programs = parse(text, &defaults()).unwrap();
+        let programs = parse(text, &defaults()).unwrap().programs;
         let [(web, web_argv, w), (job, job_argv, j)] = &programs[..] else { panic!("{programs:?}") };
         assert_eq!(
             (web.as_str(), &web_argv[..]),
@@ -197,5 +244,41 @@ no-die-with-parent = true
             error("[program.a]\ncommand = \"x\"\nrestart = \n")
         );
         assert_eq!(error("# nothing\n"), " no [program.NAME] section");
+    }
+
+    #[test]
+    fn strategy_and_intensity_at_the_top_and_after_in_a_section() {
+        let text = r#"
+strategy = "one_for_all"
+intensity = "3:10"
+
+[program.db]
+command = "db"
+
+[program.web]
+command = "web"
+after = ["db:started", "cache"]
+"#;
+        let config = parse(text, &defaults()).unwrap();
+        assert_eq!(config.strategy, Some(procsup::Strategy::OneForAll));
+        assert_eq!(config.intensity, Some((3, Duration::from_secs(10))));
+        let web = &config.programs[1].2;
+        let after: Vec<_> = web.after.iter().map(|(n, d, c)| (n.as_str(), d.as_str(), c.as_str())).collect();
+        assert_eq!(after, [("web", "db", "started"), ("web", "cache", "ready")]);
+        assert!(config.programs[0].2.after.is_empty());
+        let one = parse("[program.a]\ncommand = \"a\"\nafter = \"b:completed\"\n", &defaults()).unwrap();
+        assert_eq!(one.programs[0].2.after.len(), 1);
+        assert_eq!((one.strategy, one.intensity), (None, None));
+    }
+
+    #[test]
+    fn bad_top_level_values_name_their_line() {
+        let tail = "[program.a]\ncommand = \"a\"\n";
+        assert!(error(&format!("strategy = \"all\"\n{tail}")).starts_with("1: strategy: --strategy \"all\""));
+        assert!(error(&format!("intensity = \"3\"\n{tail}"))
+            .starts_with("1: intensity: --intensity \"3\": expected N:SECS"));
+        assert!(error(&format!("intensity = 3\n{tail}")).starts_with("1: intensity: expected a string"));
+        assert!(error(&format!("{tail}after = \"b:soon\"\n")).starts_with("3: program.a.after: --after"));
+        assert!(error(&format!("{tail}after = [1]\n")).starts_with("3: program.a.after: expected"));
     }
 }

@@ -31,8 +31,12 @@ impl ProcessSpec {
     /// dependencies. The dependency must already be known to the
     /// supervisor when this spec is added (or come in the same
     /// [`Supervisor::add_processes`](crate::Supervisor::add_processes)
-    /// batch), so a cycle cannot form later; it names one process, not an
-    /// instance group.
+    /// batch), so a cycle cannot form later. It names a process, one
+    /// instance (`db:0`), or an instance group (`db`): then every instance
+    /// of the group must meet the condition (one that fails for good fails
+    /// the dependent; a group scaled to 0 is not met). A
+    /// [`Completed`](crate::Condition::Completed) dependency must be able
+    /// to complete: not restarted [`Always`](crate::RestartPolicy::Always).
     ///
     /// ```
     /// use procsup::{Condition, ProcessSpec, State, Supervisor, testing::FakeSys};

@@ -34,7 +34,8 @@ impl<S: Sys> Supervisor<S> {
     /// # Errors
     /// [`Error::InvalidSpec`], [`Error::DuplicateProcess`],
     /// [`Error::ShuttingDown`], [`Error::UnknownDependency`],
-    /// [`Error::DependencyCycle`] (a process depending on itself).
+    /// [`Error::DependencyCycle`] (a process depending on itself),
+    /// [`Error::NeverCompletes`].
     pub fn add_process(&mut self, spec: ProcessSpec) -> Result<()> {
         if self.shutting_down {
             return Err(Error::ShuttingDown);

@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::deps::{stop_tiers, topo_order, Condition};
 use crate::error::{Error, Result};
 use crate::event::{Event, FatalReason};
-use crate::spec::ProcessSpec;
+use crate::spec::{ProcessSpec, RestartPolicy};
 use crate::state::{Exit, State};
 use crate::sys::Sys;
 
@@ -84,7 +84,13 @@ impl<S: Sys> Supervisor<S> {
     /// [`Error::DependencyCycle`].
     pub fn add_processes(&mut self, specs: impl IntoIterator<Item = ProcessSpec>) -> Result<()> {
         let specs: Vec<ProcessSpec> = specs.into_iter().collect();
-        let index = |name: &str| specs.iter().position(|s| s.instances.is_none() && s.name == name);
+        // A name of the batch: a process, a group, or one of its instances.
+        let index = |name: &str| {
+            specs.iter().position(|s| match s.instances {
+                None => s.name == name,
+                Some(n) => s.name == name || instance_of(name, &s.name).is_some_and(|i| i < n),
+            })
+        };
         let mut graph = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             if self.shutting_down {
@@ -97,8 +103,9 @@ impl<S: Sys> Supervisor<S> {
             let mut deps = Vec::new();
             for (dep, _) in &spec.deps {
                 match index(dep) {
+                    Some(j) if j == i => return Err(Error::DependencyCycle(vec![spec.name.clone()])),
                     Some(j) => deps.push(j),
-                    None if self.names.contains_key(dep.as_str()) => {}
+                    None if self.is_dependable(dep) => {}
                     None => return Err(unknown(spec, dep)),
                 }
             }
@@ -114,17 +121,35 @@ impl<S: Sys> Supervisor<S> {
     }
 
     /// `add_process`'s dependency check: each dependency is supervised
-    /// (so no cycle can form), and not the process itself.
+    /// (so no cycle can form), and not the process itself; a `Completed`
+    /// one can complete.
     pub(super) fn check_dependencies(&self, spec: &ProcessSpec) -> Result<()> {
-        for (dep, _) in &spec.deps {
+        for (dep, condition) in &spec.deps {
             if *dep == spec.name {
                 return Err(Error::DependencyCycle(vec![spec.name.clone()]));
             }
-            if !self.names.contains_key(dep.as_str()) {
-                return Err(unknown(spec, dep));
+            let restart = match (self.names.get(dep.as_str()), self.pools.get(dep.as_str())) {
+                (Some(&d), _) => self.p(d).spec.restart,
+                (None, Some(pool)) => pool.template.restart,
+                (None, None) => return Err(unknown(spec, dep)),
+            };
+            if *condition == Condition::Completed && restart == RestartPolicy::Always {
+                return Err(Error::NeverCompletes { name: spec.name.clone(), dependency: dep.clone() });
             }
         }
         Ok(())
+    }
+
+    /// Whether a name can be depended on: a process, or an instance group.
+    fn is_dependable(&self, dep: &str) -> bool {
+        self.names.contains_key(dep) || self.pools.contains_key(dep)
+    }
+
+    /// Whether the dependency named `dep` is `id`: the process of that
+    /// name, or an instance of the group of that name.
+    fn is_dependency(&self, dep: &str, id: usize) -> bool {
+        let p = self.p(id);
+        *p.name == *dep || p.group.as_deref() == Some(dep)
     }
 
     /// `remove_process`'s check: nothing still supervised depends on it.
@@ -182,16 +207,27 @@ impl<S: Sys> Supervisor<S> {
     }
 
     /// The first failed dependency, else the first unmet one, else `Met`.
+    /// A group stands for all its instances: each must meet the
+    /// condition; with none (scaled to 0) it is unmet.
     fn standing_of(&self, id: usize) -> Standing {
         let mut first_unmet = None;
         for (dep, condition) in &self.p(id).spec.deps {
             // A dependency cannot be removed while this process is there.
-            let Some(&d) = self.names.get(dep.as_str()) else { continue };
-            match standing(self.p(d), *condition) {
-                Standing::Met => {}
-                Standing::Failed(name) => return Standing::Failed(name),
-                unmet => {
-                    first_unmet.get_or_insert(unmet);
+            let members = match self.names.get(dep.as_str()) {
+                Some(&d) => vec![d],
+                None if self.pools.contains_key(dep.as_str()) => self.members(dep),
+                None => continue,
+            };
+            if members.is_empty() {
+                first_unmet.get_or_insert(Standing::Unmet(Arc::from(dep.as_str()), *condition));
+            }
+            for d in members {
+                match standing(self.p(d), *condition) {
+                    Standing::Met => {}
+                    Standing::Failed(name) => return Standing::Failed(name),
+                    unmet => {
+                        first_unmet.get_or_insert(unmet);
+                    }
                 }
             }
         }
@@ -300,11 +336,11 @@ impl<S: Sys> Supervisor<S> {
         if !self.has_deps {
             return stopped;
         }
-        let mut stack = vec![self.p(id).name.clone()];
-        while let Some(name) = stack.pop() {
+        let mut stack = vec![id];
+        while let Some(down) = stack.pop() {
             for dependent in self.ids_by(|p| p.added_seq) {
                 let p = self.p(dependent);
-                let on_it = p.spec.deps.iter().any(|(d, c)| **d == *name && *c == Condition::Ready);
+                let on_it = p.spec.deps.iter().any(|(d, c)| *c == Condition::Ready && self.is_dependency(d, down));
                 if !on_it || p.removing || !matches!(p.state, State::Starting | State::Running) {
                     continue;
                 }
@@ -312,7 +348,7 @@ impl<S: Sys> Supervisor<S> {
                 let p = self.p_mut(dependent);
                 p.after_exit = then;
                 p.manual_stop = false;
-                stack.push(p.name.clone());
+                stack.push(dependent);
                 stopped.push(dependent);
             }
         }
@@ -345,9 +381,13 @@ impl<S: Sys> Supervisor<S> {
         let tiers: Vec<usize> = match self.shutdown_order {
             ShutdownOrder::Sequential => (0..live.len()).rev().collect(),
             ShutdownOrder::Tiers => {
-                let at = |name: &str| live.iter().position(|&id| *self.p(id).name == *name);
-                let graph: Vec<Vec<usize>> =
-                    live.iter().map(|&id| self.p(id).spec.deps.iter().filter_map(|(d, _)| at(d)).collect()).collect();
+                // A dependency on a group is one on each of its instances.
+                let on = |id: usize, j: usize| self.p(id).spec.deps.iter().any(|(d, _)| self.is_dependency(d, live[j]));
+                let deps_of = |id: usize| match self.p(id).spec.deps.is_empty() {
+                    true => Vec::new(),
+                    false => (0..live.len()).filter(|&j| on(id, j)).collect(),
+                };
+                let graph: Vec<Vec<usize>> = live.iter().map(|&id| deps_of(id)).collect();
                 stop_tiers(&graph)
             }
         };
@@ -391,6 +431,11 @@ impl<S: Sys> Supervisor<S> {
             self.stop_plan.current = tier;
         }
     }
+}
+
+/// `k` when `name` is `group:k`.
+fn instance_of(name: &str, group: &str) -> Option<u32> {
+    name.strip_prefix(group)?.strip_prefix(':')?.parse().ok()
 }
 
 fn unknown(spec: &ProcessSpec, dep: &str) -> Error {

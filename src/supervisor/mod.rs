@@ -35,7 +35,7 @@ use proc::Proc;
 use roll::Roll;
 
 pub use deps::ShutdownOrder;
-pub use strategy::Strategy;
+pub use strategy::{Strategy, OTP_DEFAULT_INTENSITY};
 
 /// One child reaped by [`Supervisor::reap_processes`].
 #[derive(Clone, Debug, PartialEq, Eq)]

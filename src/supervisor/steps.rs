@@ -160,6 +160,7 @@ impl<S: Sys> Supervisor<S> {
     /// their names (also those whose spawn failed again).
     pub fn retry_backoff(&mut self, now: Instant) -> Vec<Arc<str>> {
         let now = self.observe(now);
+        self.retry_group(now);
         let mut done = Vec::new();
         for id in self.due(now, State::Backoff) {
             let p = self.p_mut(id);

@@ -10,9 +10,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::event::FatalReason;
+use crate::event::{Event, FatalReason};
 use crate::state::State;
 use crate::sys::Sys;
+use crate::timers::{later, Deadline};
 
 use super::proc::AfterExit;
 use super::Supervisor;
@@ -30,10 +31,18 @@ pub enum Strategy {
     OneForOne,
     /// Every other process stops too, one at a time in reverse start
     /// order (each waiting for its exit, or its stop timeout and kill);
-    /// then all start again in their start order, at once (no backoff: set
-    /// an intensity). A process with a `Ready`
-    /// [`Condition`](crate::Condition) on one being stopped stops at once
-    /// with it, so it never runs while that one is down.
+    /// then all start again in their start order, once the backoff delay
+    /// of the one that died has passed too (counted from its death). A
+    /// process with a `Ready` [`Condition`](crate::Condition) on one being
+    /// stopped stops at once with it, so it never runs while that one is
+    /// down.
+    ///
+    /// The process that died keeps its own limits: its `give_up_after`
+    /// and `restart_window` make it `Fatal` alone, with no group restart
+    /// (as a crash its policy does not restart). The supervisor's
+    /// intensity bounds the group: OTP's default of 1 restart within 5 s
+    /// unless [`set_intensity`](crate::Supervisor::set_intensity) chose
+    /// another.
     OneForAll,
     /// As `OneForAll`, for the one that died and those started after it.
     RestForOne,
@@ -69,6 +78,8 @@ pub(super) struct GroupRestart {
     current: Option<(usize, u64)>,
     start: Vec<(u64, usize, u64)>,
     fatal: Option<FatalReason>,
+    /// The backoff of the ones that died: nothing starts again before.
+    not_before: Option<Instant>,
 }
 
 /// The supervisor-wide strategy and intensity.
@@ -78,14 +89,32 @@ pub(super) struct Group {
     intensity: Option<(u32, Duration)>,
     window: VecDeque<Instant>,
     pending: Option<GroupRestart>,
+    /// When the pending group restart's backoff ends (in the timer table
+    /// as [`Deadline::Group`]).
+    deadline: Option<Instant>,
     /// The restart windows of instance groups with a `group_intensity`.
     nested: HashMap<Arc<str>, VecDeque<Instant>>,
 }
 
+/// OTP's default supervisor intensity (`intensity => 1, period => 5`):
+/// what bounds `one_for_all` and `rest_for_one` unless the host set one.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(procsup::OTP_DEFAULT_INTENSITY, (1, Duration::from_secs(5)));
+/// ```
+pub const OTP_DEFAULT_INTENSITY: (u32, Duration) = (1, Duration::from_secs(5));
+
 impl Group {
+    /// The intensity in force: the host's, else OTP's default for the
+    /// group strategies, else none.
+    fn limit(&self) -> Option<(u32, Duration)> {
+        self.intensity.or((self.strategy != Strategy::OneForOne).then_some(OTP_DEFAULT_INTENSITY))
+    }
+
     /// A restart now: whether it stays within the intensity.
     fn count(&mut self, now: Instant) -> Result<(), FatalReason> {
-        match self.intensity {
+        match self.limit() {
             Some(limit) => count_in(&mut self.window, limit, now),
             None => Ok(()),
         }
@@ -112,10 +141,22 @@ fn count_in(
 impl<S: Sys> Supervisor<S> {
     /// Chooses what a crash restarts (default [`Strategy::OneForOne`]).
     ///
+    /// [`Strategy::OneForAll`] and [`Strategy::RestForOne`] are bounded by
+    /// default: unless [`set_intensity`](Supervisor::set_intensity) was
+    /// called, they use OTP's default supervisor intensity
+    /// ([`OTP_DEFAULT_INTENSITY`]: more than 1 restart within 5 s makes
+    /// every process `Fatal`, see
+    /// <https://www.erlang.org/doc/apps/stdlib/supervisor.html#module-supervisor-flags>).
+    /// Unlike OTP, the process that died also keeps its backoff (the group
+    /// starts again once its delay has passed) and its own give-up limits.
+    ///
     /// ```
+    /// use std::time::Duration;
     /// use procsup::{Strategy, Supervisor, testing::FakeSys};
     /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// assert_eq!(sup.intensity(), None);
     /// sup.set_strategy(Strategy::OneForAll);
+    /// assert_eq!(sup.intensity(), Some((1, Duration::from_secs(5))));
     /// ```
     pub fn set_strategy(&mut self, strategy: Strategy) {
         self.group.strategy = strategy;
@@ -125,16 +166,53 @@ impl<S: Sys> Supervisor<S> {
     /// restarts (crashes its processes' policies restart, of whatever
     /// strategy) within `period`. One more makes every process `Fatal`
     /// ([`FatalReason::GroupIntensity`]): those with a child are stopped
-    /// first, in reverse start order. No limit by default.
+    /// first, in reverse start order. Without a call, there is no limit
+    /// under [`Strategy::OneForOne`] and OTP's default
+    /// ([`OTP_DEFAULT_INTENSITY`], 1 restart within 5 s) under the others;
+    /// `set_intensity(u32::MAX, Duration::ZERO)` lifts it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procsup::{Strategy, Supervisor, testing::FakeSys};
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// sup.set_strategy(Strategy::RestForOne);
+    /// sup.set_intensity(10, Duration::from_secs(60));
+    /// assert_eq!(sup.intensity(), Some((10, Duration::from_secs(60))));
+    /// ```
     pub fn set_intensity(&mut self, max_restarts: u32, period: Duration) {
         self.group.intensity = Some((max_restarts, period));
         self.group.window.clear();
     }
 
+    /// The intensity in force (`(max_restarts, period)`): the one
+    /// [`set_intensity`](Supervisor::set_intensity) chose, else OTP's
+    /// default under a group strategy, else `None` (no limit).
+    ///
+    /// ```
+    /// use procsup::{Supervisor, testing::FakeSys};
+    /// assert_eq!(Supervisor::with_sys(FakeSys::new()).intensity(), None);
+    /// ```
+    pub fn intensity(&self) -> Option<(u32, Duration)> {
+        self.group.limit()
+    }
+
     /// The strategy's part in a crash of `id` that its policy restarts.
     /// Whether it took the process over (then the caller schedules
     /// nothing).
-    pub(super) fn group_crash(&mut self, id: usize, now: Instant) -> bool {
+    pub(super) fn group_crash(&mut self, id: usize, now: Instant, after_running: bool) -> bool {
+        let mut retry_at = None;
+        if self.group.strategy != Strategy::OneForOne {
+            // Its own limits first: a process that gives up is not
+            // restarted, so (like a temporary one) it restarts no group.
+            match self.restart_verdict(id, now, after_running) {
+                Ok(delay) => retry_at = Some(later(now, delay)),
+                Err(reason) => {
+                    self.stop_ready_dependents(id, now, AfterExit::Wait);
+                    self.fatal(id, reason);
+                    return true;
+                }
+            }
+        }
         let counted = match self.nested_count(id, now) {
             // Counted in its instance group, not in the supervisor's.
             Some(Ok(())) => Ok(()),
@@ -155,8 +233,17 @@ impl<S: Sys> Supervisor<S> {
         // Reaped: it has no child whatever its state said.
         self.hold(id);
         let mut plan = self.group.pending.take().unwrap_or_default();
-        if let Err(reason) = counted {
-            plan.fatal = Some(reason);
+        match counted {
+            Err(reason) => plan.fatal = Some(reason),
+            Ok(()) => {
+                if let Some(at) = retry_at {
+                    plan.not_before = plan.not_before.max(Some(at));
+                    let p = self.p(id);
+                    let (name, failure_streak) = (p.name.clone(), p.streak);
+                    let delay = at.saturating_duration_since(now);
+                    self.emit(Event::Backoff { name, delay, retry_at: at, failure_streak });
+                }
+            }
         }
         // What needs it Ready stops at once, not in its turn: it must not
         // run while the crashed one is down. The rest stop in turn.
@@ -253,7 +340,16 @@ impl<S: Sys> Supervisor<S> {
                 self.group.pending = Some(plan);
                 return;
             }
-            let Some(next) = plan.stops.pop_front() else { break };
+            let Some(next) = plan.stops.pop_front() else {
+                // All gone: the backoff of the ones that died, if any left.
+                let wait = plan.not_before.filter(|&at| plan.fatal.is_none() && at > now);
+                self.set_group_deadline(wait);
+                if wait.is_some() {
+                    self.group.pending = Some(plan);
+                    return;
+                }
+                break;
+            };
             // A stop the host asked for meanwhile stays the host's.
             let host_stopped = |s: &Self| s.p(next.0).state == State::Stopping && s.p(next.0).manual_stop;
             if live(self, next) && !host_stopped(self) {
@@ -297,5 +393,21 @@ impl<S: Sys> Supervisor<S> {
     /// processes stop with everything else.
     pub(super) fn abort_group(&mut self) {
         self.group.pending = None;
+        self.set_group_deadline(None);
+    }
+
+    /// A group restart whose backoff has ended starts its processes.
+    /// Part of [`retry_backoff`](Supervisor::retry_backoff).
+    #[inline]
+    pub(super) fn retry_group(&mut self, now: Instant) {
+        if self.group.deadline.is_some_and(|at| at <= now) {
+            self.set_group_deadline(None);
+            self.advance_group(now);
+        }
+    }
+
+    fn set_group_deadline(&mut self, new: Option<Instant>) {
+        let old = std::mem::replace(&mut self.group.deadline, new);
+        self.timers.reset(Deadline::Group, old, new);
     }
 }

@@ -1,7 +1,7 @@
 //! The state machine's transitions.
 
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::unistd::Pid;
@@ -299,7 +299,7 @@ impl<S: Sys> Supervisor<S> {
                     RestartPolicy::OnFailure => !success,
                     RestartPolicy::Never => false,
                 };
-                if restart && self.group_crash(id, now) {
+                if restart && self.group_crash(id, now, was_running) {
                     // The strategy restarts it with the rest of its group.
                     return;
                 }
@@ -320,13 +320,34 @@ impl<S: Sys> Supervisor<S> {
     /// give-up limit is reached. `after_running`: the child had reached
     /// `Running`, so the streak starts over.
     pub(super) fn schedule_restart(&mut self, id: usize, now: Instant, after_running: bool) {
-        let p = self.procs[id].as_mut().expect("schedule_restart is called on live slots");
+        let delay = match self.restart_verdict(id, now, after_running) {
+            Ok(delay) => delay,
+            Err(reason) => return self.fatal(id, reason),
+        };
+        let retry_at = later(now, delay);
+        let p = self.p_mut(id);
+        p.state = State::Backoff;
+        let (name, failure_streak) = (p.name.clone(), p.streak);
+        self.set_deadline(id, Some(retry_at));
+        self.emit(Event::Backoff { name, delay, retry_at, failure_streak });
+    }
+
+    /// A crash its policy restarts, against the process's own limits: the
+    /// failure streak (`give_up_after`) and restart window grow, and the
+    /// result is the backoff delay, or why it gives up. Every strategy
+    /// asks this of the process that died.
+    pub(super) fn restart_verdict(
+        &mut self,
+        id: usize,
+        now: Instant,
+        after_running: bool,
+    ) -> Result<Duration, FatalReason> {
+        let p = self.procs[id].as_mut().expect("restart_verdict is called on live slots");
         let prior = if after_running { 0 } else { p.streak };
         p.streak = if after_running { 0 } else { p.streak.saturating_add(1) };
         if let Some(limit) = p.spec.give_up_after {
             if p.streak >= limit {
-                let failures = p.streak;
-                return self.fatal(id, FatalReason::GaveUp { failures });
+                return Err(FatalReason::GaveUp { failures: p.streak });
             }
         }
         if let Some((max_restarts, period)) = p.spec.restart_window {
@@ -334,16 +355,11 @@ impl<S: Sys> Supervisor<S> {
                 p.window.pop_front();
             }
             if p.window.len() >= max_restarts as usize {
-                return self.fatal(id, FatalReason::TooManyRestarts { max_restarts, period });
+                return Err(FatalReason::TooManyRestarts { max_restarts, period });
             }
             p.window.push_back(now);
         }
-        let delay = p.spec.backoff.delay(prior, after_running, &mut self.rng);
-        let retry_at = later(now, delay);
-        p.state = State::Backoff;
-        let (name, failure_streak) = (p.name.clone(), p.streak);
-        self.set_deadline(id, Some(retry_at));
-        self.emit(Event::Backoff { name, delay, retry_at, failure_streak });
+        Ok(p.spec.backoff.delay(prior, after_running, &mut self.rng))
     }
 
     pub(super) fn fatal(&mut self, id: usize, reason: FatalReason) {
