@@ -120,20 +120,24 @@ impl Prepared {
     }
 
     /// The candidate paths, a NULL-terminated array (see [`candidates`]).
+    #[cfg_attr(not(all(target_os = "linux", target_arch = "x86_64")), allow(dead_code))] // procsup's own spawn
     pub(super) fn candidates(&self) -> *const *const libc::c_char {
         self.candidate_ptrs.as_ptr()
     }
 
+    #[cfg_attr(not(all(target_os = "linux", target_arch = "x86_64")), allow(dead_code))] // procsup's own spawn
     pub(super) fn argv(&self) -> *const *const libc::c_char {
         self.argv_ptrs.as_ptr()
     }
 
+    #[cfg_attr(not(all(target_os = "linux", target_arch = "x86_64")), allow(dead_code))] // procsup's own spawn
     pub(super) fn envp(&self) -> *const *const libc::c_char {
         self.envp_ptrs.as_ptr()
     }
 
     /// Each pid variable's entry and where its digits go, for a child that
     /// writes them (the entries are the envp's own buffers).
+    #[cfg_attr(not(all(target_os = "linux", target_arch = "x86_64")), allow(dead_code))] // procsup's own spawn
     pub(super) fn pid_slots(&mut self) -> impl Iterator<Item = (*mut u8, usize)> + '_ {
         self.pid_entries.iter_mut().map(|(e, at)| (e.as_mut_ptr(), *at))
     }
