@@ -198,15 +198,7 @@ fn recycled_pids_junk_and_symlinks_are_never_signalled() {
             ("truncated".into(), Discard::Junk),
         ]
     );
-    let refused: Vec<String> = h
-        .log
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::OrphanRefused { name, .. } => Some(name.to_string()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(refused, ["empty", "headless", "link"]);
+    assert_eq!(h.refused(), ["empty", "headless", "link"]);
     let left = ["empty", "headless", "link"].map(String::from).into();
     assert_eq!(records(&state), left, "records removed; the rest left alone");
     assert_eq!(std::fs::read_to_string(state.join("headless")).unwrap(), live);

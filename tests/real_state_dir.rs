@@ -55,14 +55,7 @@ fn odd_entries_are_refused_and_startup_goes_on() {
     h.sup.start_all(Instant::now()).expect("odd entries never fail startup");
     h.log.extend(h.sup.drain_events().map(|e| (Instant::now(), e)));
     assert_eq!(h.count("spawned"), 1, "{:#?}", h.kinds());
-    let mut refused: Vec<String> = h
-        .log
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::OrphanRefused { name, .. } => Some(name.to_string()),
-            _ => None,
-        })
-        .collect();
+    let mut refused = h.refused();
     refused.sort();
     assert_eq!(refused, ["caf\u{fffd}", "fifo", "sock", "subdir"], "{:#?}", h.kinds());
     for odd in ["fifo", "sock", "subdir"] {

@@ -104,6 +104,17 @@ impl Host {
         }
     }
 
+    /// The names of the state-directory entries refused so far, in order.
+    pub fn refused(&self) -> Vec<String> {
+        self.log
+            .iter()
+            .filter_map(|(_, e)| match e {
+                procsup::Event::OrphanRefused { name, .. } => Some(name.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn count(&self, kind: &str) -> usize {
         self.log.iter().filter(|(_, e)| e.kind() == kind).count()
     }
