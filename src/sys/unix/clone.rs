@@ -620,8 +620,10 @@ mod tests {
     }
 
     /// A step that fails in the child (`chdir`, `execve`) fails the spawn
-    /// with its errno, and the child is not left to the host (the spawn
-    /// reaps it; the storm test counts zombies).
+    /// with its errno, and the spawn reaps that child: this thread has no
+    /// child left, not even a zombie (`/proc/thread-self/children` lists
+    /// the children of the calling thread only, so other tests' children
+    /// do not count).
     #[test]
     fn a_failing_step_is_the_spawns_errno_and_leaves_no_zombie() {
         let mut sys = UnixSys::new().without_cgroups();
@@ -634,6 +636,10 @@ mod tests {
             let err = sys.spawn(&spec).unwrap_err();
             assert_eq!(err.raw_os_error(), Some(errno), "{}: {err}", spec.name);
             assert_eq!(sys.child_count(), 0);
+            match std::fs::read_to_string("/proc/thread-self/children") {
+                Ok(children) => assert_eq!(children.trim(), "", "{}: a failed child was left", spec.name),
+                Err(e) => eprintln!("no /proc/thread-self/children here ({e}): zombies not checked"),
+            }
         }
     }
 }
