@@ -89,7 +89,6 @@ impl Support {
 #[derive(Debug)]
 pub(super) struct Stack {
     base: *mut libc::c_void,
-    len: usize,
 }
 
 // SAFETY: the mapping is owned by this value and only used by the thread
@@ -126,12 +125,12 @@ impl Stack {
             unsafe { libc::munmap(base, STACK_LEN) };
             return Err(e);
         }
-        Ok(Stack { base, len: STACK_LEN })
+        Ok(Stack { base })
     }
 
     /// The usable range: (lowest address, size), 16-byte aligned.
     fn range(&self) -> (usize, usize) {
-        (self.base as usize + GUARD, self.len - GUARD)
+        (self.base as usize + GUARD, STACK_LEN - GUARD)
     }
 }
 
@@ -139,14 +138,14 @@ impl Drop for Stack {
     fn drop(&mut self) {
         // SAFETY: munmap(2) of the mapping this value owns; no child uses
         // it once a spawn has returned.
-        unsafe { libc::munmap(self.base, self.len) };
+        unsafe { libc::munmap(self.base, STACK_LEN) };
     }
 }
 
 /// What the spawn needs beyond the spec, prepared by `UnixSys::spawn`.
 pub(super) struct Extras<'a> {
     /// Variables to add (NOTIFY_SOCKET, LISTEN_FDS, ...).
-    pub(super) env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    pub(super) env: &'a [(std::ffi::OsString, std::ffi::OsString)],
     /// Variables that hold the child's own pid (LISTEN_PID, WATCHDOG_PID).
     pub(super) pid_vars: &'a [&'a str],
     /// stdin, stdout, stderr sources (`None`: inherit).

@@ -1,12 +1,14 @@
-//! The child's fd plan: passed fds placed at their targets between fork and
-//! exec, and every other fd above 2 marked close-on-exec.
+//! The child's fd plan on the `Command` path: passed fds placed at their
+//! targets between fork and exec, and every other fd above 2 marked
+//! close-on-exec (procsup's own spawn does the same with raw system calls
+//! in `clone_child.rs`).
 //!
 //! Everything that allocates happens in the parent, before the fork: the
 //! (source, target) table. In the child only system calls remain. The
-//! socket-activation variables are set on the `Command` (`LISTEN_FDS`,
-//! `LISTEN_FDNAMES`), except `LISTEN_PID`, which only the child knows:
-//! `exec.rs` writes it into an environment prepared before the fork and
-//! execs itself.
+//! socket-activation variables are added by `launch.rs` on every path
+//! (`LISTEN_FDS`, `LISTEN_FDNAMES`), except `LISTEN_PID`, which only the
+//! child knows: it is written into an environment prepared before the
+//! fork (`exec.rs`).
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

@@ -2,6 +2,8 @@
 //! own clone (`clone.rs`) or std's `Command` (`spawn.rs`), then the
 //! bookkeeping that watches it: its pidfd, pipes and record.
 
+use std::ffi::OsString;
+
 use super::*;
 
 impl UnixSys {
@@ -24,10 +26,17 @@ impl UnixSys {
         if !spec.fds.listen.is_empty() {
             pid_vars.push("LISTEN_PID");
         }
+        // What procsup adds to the spec's environment, on every path.
+        // LISTEN_PID is written in the child (exec.rs, clone_child.rs).
+        let mut env = notify.as_ref().map(|n| n.env(spec)).unwrap_or_default();
+        if !spec.fds.listen.is_empty() {
+            env.push(("LISTEN_FDS".into(), spec.fds.listen.len().to_string().into()));
+            env.push(("LISTEN_FDNAMES".into(), spec.fds.names().into()));
+        }
         let cgroup_fds = procs.as_ref().zip(cgroup_fd.as_ref()).map(|(p, d)| (d.as_raw_fd(), p.as_raw_fd()));
-        let mut spawned = self.spawn_cloned(spec, notify.as_ref(), &pid_vars, cgroup_fds);
+        let mut spawned = self.spawn_cloned(spec, notify.as_ref(), &env, &pid_vars, cgroup_fds);
         if spawned.is_none() {
-            spawned = Some(self.spawn_command(spec, notify.as_ref(), &pid_vars, procs.as_ref()));
+            spawned = Some(self.spawn_command(spec, notify.as_ref(), &env, &pid_vars, procs.as_ref()));
         }
         drop((procs, cgroup_fd));
         if let Some(n) = &mut notify {
@@ -147,12 +156,14 @@ impl UnixSys {
         &mut self,
         spec: &ProcessSpec,
         notify: Option<&notify::Notify>,
+        env: &[(OsString, OsString)],
         pid_vars: &[&str],
         procs: Option<&OwnedFd>,
     ) -> io::Result<Spawned> {
         let (mut cmd, read_ends) = spawn::command(spec, procs.map(AsRawFd::as_raw_fd))?;
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         if let Some(n) = notify {
-            n.configure(&mut cmd, spec);
+            n.pass_pipe(&mut cmd);
         }
         if !pid_vars.is_empty() || !spec.pre_exec.is_empty() {
             // Last: it replaces std's own exec. With user hooks std forks
@@ -177,6 +188,7 @@ impl UnixSys {
         &mut self,
         spec: &ProcessSpec,
         notify: Option<&notify::Notify>,
+        env: &[(OsString, OsString)],
         pid_vars: &[&str],
         cgroup: Option<(RawFd, RawFd)>,
     ) -> Option<io::Result<Spawned>> {
@@ -193,12 +205,7 @@ impl UnixSys {
             Ok(fds) => fds,
             Err(e) => return Some(Err(e)),
         };
-        let mut env = notify.map(|n| n.env(spec)).unwrap_or_default();
         let mut moves: Vec<(RawFd, RawFd)> = notify.and_then(notify::Notify::pipe_move).into_iter().collect();
-        if !spec.fds.listen.is_empty() {
-            env.push(("LISTEN_FDS".into(), spec.fds.listen.len().to_string().into()));
-            env.push(("LISTEN_FDNAMES".into(), spec.fds.names().into()));
-        }
         moves.extend(spec.fds.moves().map(|(fd, target)| (fd.as_raw_fd(), target)));
         let raw = |fd: &Option<OwnedFd>| fd.as_ref().map(AsRawFd::as_raw_fd);
         let extras = clone::Extras {
@@ -231,6 +238,7 @@ impl UnixSys {
         &mut self,
         _: &ProcessSpec,
         _: Option<&notify::Notify>,
+        _: &[(OsString, OsString)],
         _: &[&str],
         _: Option<(RawFd, RawFd)>,
     ) -> Option<io::Result<Spawned>> {

@@ -100,12 +100,9 @@ impl Notify {
         }
     }
 
-    /// Tells the child where to write: `NOTIFY_SOCKET` (and `WATCHDOG_USEC`)
-    /// or its fd `n`.
-    pub(super) fn configure(&self, cmd: &mut Command, spec: &ProcessSpec) {
-        for (k, v) in self.env(spec) {
-            cmd.env(k, v);
-        }
+    /// On the `Command` path: places the pipe's write end at the child's
+    /// fd `n` (the variables come from [`Notify::env`] on every path).
+    pub(super) fn pass_pipe(&self, cmd: &mut Command) {
         if let Some((w, n)) = self.pipe_move() {
             let hook = move || -> io::Result<()> {
                 // SAFETY: fcntl(2) and dup2(2) are async-signal-safe

@@ -29,11 +29,6 @@ pub(super) fn command(spec: &ProcessSpec, cgroup_procs: Option<RawFd>) -> io::Re
             None => cmd.env_remove(k),
         };
     }
-    if !spec.fds.listen.is_empty() {
-        // LISTEN_PID is written in the child (exec.rs).
-        cmd.env("LISTEN_FDS", spec.fds.listen.len().to_string());
-        cmd.env("LISTEN_FDNAMES", spec.fds.names());
-    }
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
     }
