@@ -446,6 +446,7 @@ unsafe fn clone3_vfork(cl: &mut CloneArgs, arg: *mut libc::c_void) -> isize {
 // A test, not the library: it owns real time and may read clocks and sleep.
 #[allow(clippy::disallowed_methods)]
 mod tests {
+    use std::os::fd::AsRawFd;
     use std::time::{Duration, Instant};
 
     use crate::sys::{Sys, SysEvent};
@@ -467,11 +468,44 @@ mod tests {
         false
     }
 
+    /// The pidfd comes from the clone itself, on both clones: the kernel's
+    /// `/proc/self/fdinfo` says it refers to the child, and it reaps it.
+    #[test]
+    fn the_clone_itself_gives_the_childs_pidfd() {
+        for fail in [None, Some(libc::ENOSYS)] {
+            let spec = ProcessSpec::new("p", "sleep").arg("5");
+            let extras = super::Extras {
+                env: &[],
+                pid_vars: &[],
+                stdio: [None; 3],
+                moves: Vec::new(),
+                cgroup: None,
+                pidfd: true,
+            };
+            let stack = super::Stack::new().unwrap();
+            let mut support = super::Support::default();
+            let super::Outcome::Spawned(s) = super::spawn(&spec, extras, &stack, &mut support, fail) else {
+                panic!("{fail:?}: no child");
+            };
+            assert_eq!(s.path, if fail.is_some() { "clone" } else { "clone3" });
+            let fd = s.pidfd.expect("a pidfd from the clone");
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap();
+            assert!(info.lines().any(|l| l == format!("Pid:\t{}", s.pid)), "{fail:?}: {info}");
+            // SAFETY: pidfd_send_signal(2) and waitid(2) on our own child's
+            // pidfd, a zeroed siginfo to fill.
+            unsafe {
+                libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<u8>(), 0);
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                assert_eq!(libc::waitid(libc::P_PIDFD, fd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED), 0);
+            }
+        }
+    }
+
     /// Where a cgroup is writable, the child is born in its own: the
     /// kernel took `CLONE_INTO_CGROUP`, no write to `cgroup.procs` was
-    /// needed, and the pidfd came from the clone.
+    /// needed; and the `UnixSys` watches it by pidfd.
     #[test]
-    fn a_child_is_born_in_its_cgroup_with_the_clones_pidfd() {
+    fn a_child_is_born_in_its_cgroup() {
         let mut sys = UnixSys::new();
         let pid = sys.spawn(&ProcessSpec::new("t", "sh").args(["-c", "exec sleep 5"])).unwrap();
         assert_eq!(sys.last_spawn_path(), Some("clone3"));
