@@ -20,8 +20,12 @@ impl ProcessSpec {
         self
     }
 
-    /// Whether the child leads its own process group (default yes), so that
-    /// stop and kill signals reach its own children too.
+    /// Whether the child leads its own session and process group (default
+    /// yes, through `setsid(2)`, as s6-supervise and runsv do), so that stop
+    /// and kill signals reach its own children too, and no process outside
+    /// its tree can join the group (`setpgid(2)` only joins groups of the
+    /// caller's session) to speak for it on its notify socket. The child
+    /// has no controlling terminal.
     pub fn process_group(mut self, yes: bool) -> Self {
         self.process_group = yes;
         self

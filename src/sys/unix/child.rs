@@ -19,7 +19,7 @@
 //! here: `posix_spawn` could clear the mask, but `Command` does not ask it to.
 //!
 //! One window is std's, not ours: between the fork and the first hook, std
-//! sets up stdio, credentials, the working directory and the process group
+//! sets up stdio, credentials, and the working directory
 //! while the host's handlers are still installed. A signal that arrives in
 //! those few system calls runs a host handler in the child. Nothing procsup
 //! sends can arrive there (the child's pid is not known yet).
@@ -123,6 +123,9 @@ pub(super) struct ChildSteps {
     reset: SigBits,
     umask: Option<libc::mode_t>,
     death: Option<Death>,
+    /// `setsid(2)`: the child leads a session (and so a process group) of
+    /// its own, which no process outside its tree can join.
+    session: bool,
 }
 
 impl ChildSteps {
@@ -135,20 +138,26 @@ impl ChildSteps {
         cgroup_procs: Option<RawFd>,
         umask: Option<libc::mode_t>,
         death: Option<Death>,
+        session: bool,
         hooks: bool,
     ) -> Option<Self> {
         // std resets SIGPIPE itself on both paths; anything else ignored or
         // blocked would survive exec.
         let dirty = host.blocked || !host.ignored.without(libc::SIGPIPE).is_empty();
-        if !dirty && cgroup_procs.is_none() && umask.is_none() && death.is_none() && !hooks {
+        if !dirty && cgroup_procs.is_none() && umask.is_none() && death.is_none() && !session && !hooks {
             return None;
         }
-        Some(ChildSteps { cgroup_procs, reset: SigBits(host.ignored.0 | host.caught.0), umask, death })
+        Some(ChildSteps { cgroup_procs, reset: SigBits(host.ignored.0 | host.caught.0), umask, death, session })
     }
 
     /// Runs in the child, after fork and before any user hook.
     /// Async-signal-safe: system calls only, on data owned by `self`.
     pub(super) fn run(&self) -> io::Result<()> {
+        // SAFETY: setsid(2) is async-signal-safe (signal-safety(7)); a
+        // fresh child is no group leader, so it cannot fail with EPERM.
+        if self.session && unsafe { libc::setsid() } < 0 {
+            return Err(io::Error::last_os_error());
+        }
         // First, before anything of the child can fork: its cgroup.
         if let Some(fd) = self.cgroup_procs {
             super::cgroup::enter(fd)?;
@@ -254,9 +263,15 @@ mod tests {
                 libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
             }
             let host = HostSignals::query();
-            let steps =
-                ChildSteps::plan(host, None, None, Some(Death { signal: libc::SIGTERM, parent: 1 << 30 }), false)
-                    .expect("a death signal is work");
+            let steps = ChildSteps::plan(
+                host,
+                None,
+                None,
+                Some(Death { signal: libc::SIGTERM, parent: 1 << 30 }),
+                false,
+                false,
+            )
+            .expect("a death signal is work");
             let _ = steps.run();
             // Only reached if the signal did not end us.
             unsafe {
@@ -282,16 +297,16 @@ mod tests {
     #[test]
     fn nothing_to_do_keeps_the_fast_path() {
         let clean = HostSignals::default();
-        assert!(ChildSteps::plan(clean, None, None, None, false).is_none());
+        assert!(ChildSteps::plan(clean, None, None, None, false, false).is_none());
         let pipe = HostSignals { ignored: SigBits::default().with(libc::SIGPIPE), ..clean };
-        assert!(ChildSteps::plan(pipe, None, None, None, false).is_none(), "std resets SIGPIPE itself");
+        assert!(ChildSteps::plan(pipe, None, None, None, false, false).is_none(), "std resets SIGPIPE itself");
         let caught = HostSignals { caught: SigBits::default().with(libc::SIGTERM), ..clean };
-        assert!(ChildSteps::plan(caught, None, None, None, false).is_none(), "exec resets handlers");
+        assert!(ChildSteps::plan(caught, None, None, None, false, false).is_none(), "exec resets handlers");
         let quit = HostSignals { ignored: SigBits::default().with(libc::SIGQUIT), ..clean };
-        assert!(ChildSteps::plan(quit, None, None, None, false).is_some());
-        assert!(ChildSteps::plan(HostSignals { blocked: true, ..clean }, None, None, None, false).is_some());
-        assert!(ChildSteps::plan(clean, None, Some(0o22), None, false).is_some());
-        let steps = ChildSteps::plan(caught, None, None, None, true).expect("hooks force the fork path");
+        assert!(ChildSteps::plan(quit, None, None, None, false, false).is_some());
+        assert!(ChildSteps::plan(HostSignals { blocked: true, ..clean }, None, None, None, false, false).is_some());
+        assert!(ChildSteps::plan(clean, None, Some(0o22), None, false, false).is_some());
+        let steps = ChildSteps::plan(caught, None, None, None, false, true).expect("hooks force the fork path");
         assert!(steps.reset.contains(libc::SIGTERM), "then handlers are reset too");
     }
 }

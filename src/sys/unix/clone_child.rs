@@ -15,7 +15,7 @@
 //! 1. every signal the host ignores or catches back to `SIG_DFL`, then an
 //!    empty signal mask (the parent blocked every signal before the clone,
 //!    so no host handler can run here before this);
-//! 2. `setpgid(0, 0)`;
+//! 2. `setsid()`: a session and process group of the child's own;
 //! 3. entering the cgroup (when `CLONE_INTO_CGROUP` did not already);
 //! 4. `umask`, `setgroups`/`setgid`/`setuid`, then `PR_SET_PDEATHSIG` and
 //!    the parent re-check (the kernel clears the parent-death signal when
@@ -191,9 +191,11 @@ unsafe fn run_steps(a: &mut ChildArgs) -> i32 {
         if let Some(e) = failed(ret) {
             return e;
         }
-        // 2. setpgid(2).
+        // 2. setsid(2): a session and process group of its own, which no
+        //    process outside the child's tree can join (setpgid(2) only
+        //    joins groups of the caller's own session).
         if a.process_group {
-            if let Some(e) = failed(syscall6(libc::SYS_setpgid, [0, 0, 0, 0, 0, 0])) {
+            if let Some(e) = failed(syscall6(libc::SYS_setsid, [0, 0, 0, 0, 0, 0])) {
                 return e;
             }
         }

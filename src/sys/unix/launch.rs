@@ -119,6 +119,10 @@ impl UnixSys {
         if unwatched {
             self.unwatched.insert(pid);
         }
+        if let Some(n) = notify.as_mut().filter(|_| matches!(spec.ready, crate::readiness::Readiness::Notify)) {
+            let cgroup = matches!(entry.contain, Contain::Cgroup(_));
+            n.trust(notify::Tree::of(pid, cgroup, spec.process_group));
+        }
         entry.notify = notify.map(|n| self.watch_notify(pid, n));
         self.children.insert(pid, entry);
         Ok(pid)

@@ -5,10 +5,15 @@
 //!   abstract address (`NOTIFY_SOCKET=@procsup/...`, nothing on disk),
 //!   close-on-exec so no child holds another's. `SO_PASSCRED` makes the
 //!   kernel attach each sender's real pid; a datagram is accepted only from
-//!   the child itself or, when it leads a process group, from a member of
-//!   that group (a `systemd-notify` run by a shell script). Anyone else's —
-//!   another child's, a stray process's — is dropped, so no process can make
-//!   another ready. (Only a process with `CAP_SYS_ADMIN` can forge a pid.)
+//!   the child itself or from its own tree (a `systemd-notify` run by a
+//!   shell script), told by a mark no process outside the tree can take:
+//!   its cgroup where it has one (moving into it takes write access to
+//!   root's `cgroup.procs` files), else its session (`setsid` at spawn; a
+//!   session cannot be joined, only made). A process group is no such mark:
+//!   any process of the host's session may `setpgid` into another's group.
+//!   Anyone else's datagram — another child's, a stray process's — is
+//!   dropped, so no process can make another ready, set its status or feed
+//!   its watchdog. (Only a process with `CAP_SYS_ADMIN` can forge a pid.)
 //!   Abstract sockets are Linux's; elsewhere `Notify` fails to spawn.
 //! - **notification-fd**: a pipe whose write end the child gets as fd `n`;
 //!   its first newline is `READY=1`, after which the pipe is closed.
@@ -46,8 +51,59 @@ pub(super) const NOTIFY_TAG: u64 = 1 << 40;
 pub(super) struct Notify {
     fd: OwnedFd,
     kind: Kind,
-    /// The child leads a process group whose members may speak for it.
-    leads_group: bool,
+    /// Who besides the child may speak for it.
+    tree: Tree,
+}
+
+/// The mark of the processes that may speak for a child besides itself.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Tree {
+    /// The child alone.
+    Child,
+    /// The members of the session the child leads.
+    Session,
+    /// The processes in the child's cgroup or below it, by the path
+    /// `/proc/<pid>/cgroup` shows (`0::/a/b`).
+    Cgroup(String),
+}
+
+impl Tree {
+    /// The mark of `pid`'s tree, read once it is spawned: its cgroup when
+    /// it has one, else its session when it leads one.
+    pub(super) fn of(pid: Pid, cgroup: bool, session: bool) -> Tree {
+        if cgroup {
+            if let Some(path) = cgroup_of(pid.as_raw()) {
+                return Tree::Cgroup(path);
+            }
+        }
+        if session {
+            Tree::Session
+        } else {
+            Tree::Child
+        }
+    }
+
+    /// Whether a datagram from `sender` may speak for child `pid`.
+    fn speaks_for(&self, sender: Option<libc::pid_t>, pid: Pid) -> bool {
+        let Some(sender) = sender.filter(|&s| s > 0) else { return false };
+        if sender == pid.as_raw() {
+            return true;
+        }
+        match self {
+            Tree::Child => false,
+            // The child is not reaped, so its pid (and session id) is its own.
+            Tree::Session => nix::unistd::getsid(Some(Pid::from_raw(sender))) == Ok(pid),
+            Tree::Cgroup(path) => cgroup_of(sender).is_some_and(|p| {
+                p.strip_prefix(path.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            }),
+        }
+    }
+}
+
+/// The cgroup2 path of `pid`, as `/proc/<pid>/cgroup` shows it.
+fn cgroup_of(pid: libc::pid_t) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_owned)
 }
 
 #[derive(Debug)]
@@ -64,7 +120,7 @@ impl Notify {
         match spec.ready {
             Readiness::Notify => {
                 let (fd, name) = bind_socket()?;
-                Ok(Some(Notify { fd, kind: Kind::Socket { name }, leads_group: spec.process_group }))
+                Ok(Some(Notify { fd, kind: Kind::Socket { name }, tree: Tree::Child }))
             }
             Readiness::Fd(target) => {
                 let (read, write) = cloexec_pipe()?;
@@ -73,7 +129,7 @@ impl Notify {
                 // std opens for the spawn can land on it.
                 let write = dup_cloexec_at_least(&write, target)?;
                 let kind = Kind::Pipe { write: Some(write), target };
-                Ok(Some(Notify { fd: read, kind, leads_group: spec.process_group }))
+                Ok(Some(Notify { fd: read, kind, tree: Tree::Child }))
             }
             _ => Ok(None),
         }
@@ -126,6 +182,11 @@ impl Notify {
         }
     }
 
+    /// The child is spawned: who besides it may speak for it.
+    pub(super) fn trust(&mut self, tree: Tree) {
+        self.tree = tree;
+    }
+
     /// The spawn is done: our copy of the pipe's write end goes.
     pub(super) fn spawned(&mut self) {
         if let Kind::Pipe { write, .. } = &mut self.kind {
@@ -140,7 +201,6 @@ impl Notify {
     /// Reads what the child sent, within the budget. Returns false when
     /// the channel is finished (close and unwatch it).
     pub(super) fn read(&mut self, pid: Pid, buf: &mut [u8], events: &mut Vec<SysEvent>) -> bool {
-        let leads_group = self.leads_group;
         match self.kind {
             Kind::Socket { .. } => {
                 let buf = &mut buf[..MAX_NOTIFY_LEN];
@@ -149,7 +209,7 @@ impl Notify {
                         Ok(Some(d)) => {
                             if d.truncated {
                                 log::debug!("procsup: dropped an oversized notify datagram for pid {pid}");
-                            } else if !sender_speaks_for(d.sender, pid, leads_group) {
+                            } else if !self.tree.speaks_for(d.sender, pid) {
                                 log::debug!("procsup: dropped a notify datagram for pid {pid} from pid {:?}", d.sender);
                             } else if let Some(msg) = NotifyMessage::parse(&buf[..d.len]) {
                                 events.push(SysEvent::Notify { pid, msg });
@@ -227,15 +287,6 @@ impl UnixSys {
             None => Ok(nix::sys::signal::kill(pid, signal)?),
         }
     }
-}
-
-/// Whether a datagram from `sender` may speak for child `pid`.
-fn sender_speaks_for(sender: Option<libc::pid_t>, pid: Pid, leads_group: bool) -> bool {
-    let Some(sender) = sender.filter(|&s| s > 0) else { return false };
-    if sender == pid.as_raw() {
-        return true;
-    }
-    leads_group && nix::unistd::getpgid(Some(Pid::from_raw(sender))) == Ok(pid)
 }
 
 fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {

@@ -37,9 +37,6 @@ pub(super) fn command(spec: &ProcessSpec, cgroup_procs: Option<RawFd>) -> io::Re
     cmd.stdin(Stdio::from(stdin));
     cmd.stdout(as_stdio(stdout));
     cmd.stderr(as_stdio(stderr));
-    if spec.process_group {
-        cmd.process_group(0);
-    }
     if let Some(uid) = spec.uid {
         cmd.uid(uid);
     }
@@ -213,7 +210,7 @@ fn install_pre_exec(
     #[cfg(not(target_os = "linux"))]
     let death: Option<Death> = None;
     let hooks = !spec.pre_exec.is_empty();
-    if let Some(steps) = ChildSteps::plan(HostSignals::query(), cgroup_procs, umask, death, hooks) {
+    if let Some(steps) = ChildSteps::plan(HostSignals::query(), cgroup_procs, umask, death, spec.process_group, hooks) {
         // SAFETY: ChildSteps::run only makes async-signal-safe system calls
         // (write to cgroup.procs, sigaction, sigprocmask, umask, prctl,
         // getppid, getpid, kill) on
