@@ -199,7 +199,13 @@ fn set_program_option(a: &mut Args, key: &str, value: &str) -> Result<(), String
         "stop-signal" => a.stop_signal = parse_signal(value)?,
         "instances" => a.instances = Some(positive(&flag, value)?),
         "ready" => a.ready = parse_ready(value)?,
-        "start-timeout" => a.start_timeout = Some(secs(value)?),
+        "start-timeout" => {
+            let t = secs(value)?;
+            if t.is_zero() {
+                return Err(format!("{flag} {value:?}: expected a number of seconds above 0"));
+            }
+            a.start_timeout = Some(t);
+        }
         "watchdog" => a.watchdog = Some(secs(value)?),
         _ => return Err(format!("unknown option {flag:?}")),
     }

@@ -74,19 +74,32 @@ impl Backoff {
         Self::new(Growth::Fixed, delay, delay, 0.0)
     }
 
-    /// `step`, `2 * step`, `3 * step`, ... capped at 60 s unless
-    /// [`max`](Backoff::max) says otherwise (supervisord's BACKOFF).
+    /// `step`, `2 * step`, `3 * step`, ... capped at 60 s (or at `step`, if
+    /// longer) unless [`max`](Backoff::max) says otherwise (supervisord's
+    /// BACKOFF).
     pub fn linear(step: Duration) -> Self {
-        Self::new(Growth::Linear, step, DEFAULT_MAX, 0.0)
+        Self::new(Growth::Linear, step, DEFAULT_MAX.max(step), 0.0)
     }
 
-    /// `initial * 2^n`, capped at 60 s, with ±25 % jitter unless
-    /// [`max`](Backoff::max) and [`jitter`](Backoff::jitter) say otherwise.
+    /// `initial * 2^n`, capped at 60 s (or at `initial`, if longer), with
+    /// ±25 % jitter unless [`max`](Backoff::max) and
+    /// [`jitter`](Backoff::jitter) say otherwise.
     pub fn exponential(initial: Duration) -> Self {
-        Self::new(Growth::Exponential, initial, DEFAULT_MAX, DEFAULT_JITTER)
+        Self::new(Growth::Exponential, initial, DEFAULT_MAX.max(initial), DEFAULT_JITTER)
     }
 
-    /// The cap before jitter. Ignored by [`fixed`](Backoff::fixed).
+    /// The cap before jitter, no shorter than the first delay
+    /// (`add_process` refuses a cap below it). Ignored by
+    /// [`fixed`](Backoff::fixed).
+    ///
+    /// ```
+    /// use procsup::{Backoff, Error, ProcessSpec, Supervisor};
+    /// use std::time::Duration;
+    /// let mut sup = Supervisor::new();
+    /// let b = Backoff::exponential(Duration::from_secs(5)).max(Duration::from_secs(1));
+    /// let err = sup.add_process(ProcessSpec::new("a", "true").backoff(b)).unwrap_err();
+    /// assert!(matches!(err, Error::InvalidSpec { .. }), "{err}");
+    /// ```
     pub fn max(mut self, max: Duration) -> Self {
         self.max = max;
         self
@@ -145,6 +158,12 @@ impl Backoff {
         }
         for (what, d) in [("initial", self.initial), ("max", self.max), ("floor", self.floor)] {
             crate::spec::check_duration(what, d)?;
+        }
+        if self.growth != Growth::Fixed && self.max < self.initial {
+            return Err(format!(
+                "backoff max {:?} is shorter than its first delay {:?}: the cap would be the only delay",
+                self.max, self.initial
+            ));
         }
         Ok(())
     }
@@ -240,6 +259,16 @@ mod tests {
             let d = b.delay(0, false, &mut rng).as_secs_f64();
             assert!((7.5..=12.5).contains(&d), "{d}");
         }
+    }
+
+    #[test]
+    fn check_rejects_a_cap_below_the_first_delay() {
+        assert!(Backoff::exponential(secs(5.0)).max(secs(1.0)).check().is_err());
+        assert!(Backoff::linear(secs(5.0)).max(secs(1.0)).check().is_err());
+        assert!(Backoff::exponential(secs(5.0)).max(secs(5.0)).check().is_ok());
+        // Without a cap of its own, a long first delay is its own cap.
+        assert!(Backoff::exponential(secs(120.0)).check().is_ok());
+        assert!(Backoff::linear(secs(120.0)).check().is_ok());
     }
 
     #[test]

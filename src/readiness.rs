@@ -382,6 +382,9 @@ impl ProcessSpec {
         }
         if let Some(t) = self.start_timeout {
             check_duration("start timeout", t)?;
+            if t.is_zero() {
+                return Err("the start timeout must be longer than zero".into());
+            }
         }
         if let Some(w) = self.watchdog {
             check_duration("watchdog", w)?;

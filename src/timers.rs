@@ -22,6 +22,8 @@ pub(crate) enum Deadline {
     Watchdog(usize),
     /// A process slot's next probe, or the timeout of the one running.
     Probe(usize),
+    /// A process slot's coalesced status text, due as an event.
+    Status(usize),
     /// The end of a group restart's backoff (`one_for_all`,
     /// `rest_for_one`).
     Group,

@@ -92,6 +92,9 @@ fn bad_arguments_exit_2_with_one_line() {
         &["--state-dir", "/proc/nope", "--", "true"],
         &["--after", "nosuch=a", "-p", "a=true"],
         &["--log-level", "loud", "--", "true"],
+        &["--start-timeout", "0", "--", "true"],
+        &["--backoff", "exp:5:1", "--", "true"],
+        &["--backoff", "exp:5:1:0.1", "--", "true"],
     ];
     for args in cases {
         let out = Command::new(supervise_bin()).args(*args).output().unwrap();

@@ -422,3 +422,50 @@ fn readiness_events_are_logfmt_lines() {
         assert_eq!(event.name(), "web");
     }
 }
+
+/// The texts of the status events so far.
+fn status_texts(h: &Harness) -> Vec<String> {
+    h.log
+        .iter()
+        .filter_map(|e| match e {
+            Event::Status { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_status_flood_is_coalesced_and_its_last_text_is_never_lost() {
+    let mut h = Harness::with([notify("db")]);
+    h.start("db");
+    h.advance_to(1.0);
+    for i in 0..1000 {
+        send(&mut h, "db", format!("STATUS=step {i}").as_bytes());
+    }
+    h.tick();
+    // The first at once; the rest wait for the interval and coalesce.
+    assert_eq!(status_texts(&h), ["step 0"]);
+    assert_eq!(h.sup.status("db").unwrap().status_text.as_deref(), Some("step 999"), "the status is current");
+    assert_eq!(h.sup.next_deadline(), Some(h.at(1.1)), "the coalesced one is due 100 ms after the first");
+    h.advance_to(1.05);
+    send(&mut h, "db", b"STATUS=step 1000");
+    h.tick();
+    assert_eq!(status_texts(&h), ["step 0"]);
+    h.run_until(1.1);
+    assert_eq!(status_texts(&h), ["step 0", "step 1000"]);
+    // The same text again says nothing new.
+    h.advance_to(2.0);
+    send(&mut h, "db", b"STATUS=step 1000");
+    h.tick();
+    assert_eq!(status_texts(&h).len(), 2);
+    // A text still waiting when the child exits comes before the exit.
+    send(&mut h, "db", b"STATUS=a");
+    send(&mut h, "db", b"STATUS=b");
+    h.tick();
+    h.exit("db", Exit::Exited(1));
+    h.tick();
+    assert_eq!(status_texts(&h), ["step 0", "step 1000", "a", "b"]);
+    let kinds = h.kinds();
+    let last_status = kinds.iter().rposition(|k| *k == "status").unwrap();
+    assert!(last_status < kinds.iter().position(|k| *k == "exited").unwrap(), "{kinds:?}");
+}

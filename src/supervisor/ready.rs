@@ -19,6 +19,9 @@ use crate::timers::{later, Deadline};
 use super::proc::{AfterExit, Proc};
 use super::Supervisor;
 
+/// The least time between two status events of one child (`STATUS=`).
+pub(crate) const STATUS_EVERY: Duration = Duration::from_millis(100);
+
 /// The readiness bookkeeping of a process's current child.
 #[derive(Debug, Default)]
 pub(super) struct Liveness {
@@ -34,6 +37,10 @@ pub(super) struct Liveness {
     generation: u64,
     pub(super) probe_failures: u32,
     pub(super) status_text: Option<String>,
+    /// When the last `Event::Status` was emitted.
+    status_sent_at: Option<Instant>,
+    /// When `status_text`, newer than the last event, is due as one.
+    status_at: Option<Instant>,
     pub(super) errno: Option<Errno>,
     /// Stopped by a start timeout, the watchdog or a probe: the exit is a
     /// failure whatever its code.
@@ -333,20 +340,26 @@ impl<S: Sys> Supervisor<S> {
     /// Every readiness deadline of slot `id` cancelled (its child is gone,
     /// stopping, or replaced).
     pub(super) fn disarm(&mut self, id: usize) {
-        for key in [Deadline::StartTimeout(id), Deadline::Watchdog(id), Deadline::Probe(id)] {
+        if let (Some(_), Some(pid)) = (self.p(id).live.status_at, self.p(id).pid) {
+            let now = self.last_now.expect("a status is due, so a step has seen `now`");
+            self.flush_status(id, pid, now);
+        }
+        for key in [Deadline::StartTimeout(id), Deadline::Watchdog(id), Deadline::Probe(id), Deadline::Status(id)] {
             self.set_live_timer(key, None);
         }
         self.p_mut(id).live.probe_running = None;
     }
 
     fn set_live_timer(&mut self, key: Deadline, new: Option<Instant>) {
-        let (Deadline::StartTimeout(id) | Deadline::Watchdog(id) | Deadline::Probe(id)) = key else {
+        let (Deadline::StartTimeout(id) | Deadline::Watchdog(id) | Deadline::Probe(id) | Deadline::Status(id)) = key
+        else {
             unreachable!("set_live_timer is only called with readiness keys");
         };
         let live = &mut self.p_mut(id).live;
         let slot = match key {
             Deadline::StartTimeout(_) => &mut live.start_timeout_at,
             Deadline::Watchdog(_) => &mut live.watchdog_at,
+            Deadline::Status(_) => &mut live.status_at,
             _ => &mut live.probe_at,
         };
         let old = std::mem::replace(slot, new);
@@ -386,6 +399,10 @@ impl<S: Sys> Supervisor<S> {
                     self.watchdog_fired(id, false, now);
                 }
                 Deadline::Probe(id) => self.probe_due(id, now),
+                Deadline::Status(id) => match self.p(id).pid {
+                    Some(pid) => self.emit_status(id, pid, now),
+                    None => self.set_live_timer(key, None),
+                },
                 _ => {}
             }
         }
@@ -478,8 +495,7 @@ impl<S: Sys> Supervisor<S> {
             p.live.errno = Some(Errno::from_raw(e));
         }
         if let Some(text) = msg.status {
-            p.live.status_text = Some(text.clone());
-            self.emit(Event::Status { name: name.clone(), pid, text });
+            self.on_status(id, pid, text, now);
         }
         if let Some(usec) = msg.extend_timeout_usec {
             let p = self.p(id);
@@ -509,6 +525,44 @@ impl<S: Sys> Supervisor<S> {
             // checks; its exit is judged by the policy as usual.
             self.disarm(id);
             self.p_mut(id).live.reloading_since = None;
+        }
+    }
+
+    /// A `STATUS=` text: the status shows it at once; the event follows at
+    /// most once per [`STATUS_EVERY`], so a flood costs the host one event
+    /// per interval, and the last text of a burst always comes (when its
+    /// time is due, or before the child's exit).
+    fn on_status(&mut self, id: usize, pid: Pid, text: String, now: Instant) {
+        let live = &mut self.p_mut(id).live;
+        if live.status_text.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        live.status_text = Some(text);
+        if live.status_at.is_some() {
+            return;
+        }
+        match live.status_sent_at.map(|t| later(t, STATUS_EVERY)).filter(|&due| due > now) {
+            Some(due) => self.set_live_timer(Deadline::Status(id), Some(due)),
+            None => self.emit_status(id, pid, now),
+        }
+    }
+
+    /// A status text still waiting for its event is emitted now (the child
+    /// is going: its last word comes before its end).
+    pub(super) fn flush_status(&mut self, id: usize, pid: Pid, now: Instant) {
+        if self.p(id).live.status_at.is_some() {
+            self.emit_status(id, pid, now);
+        }
+    }
+
+    /// Emits slot `id`'s current status text as an event.
+    fn emit_status(&mut self, id: usize, pid: Pid, now: Instant) {
+        self.set_live_timer(Deadline::Status(id), None);
+        let p = self.p_mut(id);
+        p.live.status_sent_at = Some(now);
+        if let Some(text) = p.live.status_text.clone() {
+            let name = p.name.clone();
+            self.emit(Event::Status { name, pid, text });
         }
     }
 

@@ -214,6 +214,7 @@ impl<S: Sys> Supervisor<S> {
     /// captured lines flushed and `Exited` emitted. What follows is the
     /// caller's.
     pub(super) fn record_exit(&mut self, id: usize, pid: Pid, exit: Exit, now: Instant) -> Reaped {
+        self.flush_status(id, pid, now);
         let p = self.p_mut(id);
         p.last_exit = Some(exit);
         p.exit_count = p.exit_count.saturating_add(1);
