@@ -78,6 +78,13 @@ pub enum SysEvent {
         /// The reaped leader.
         pid: Pid,
     },
+    /// The kernel's OOM killer killed a process of the child's tree (its
+    /// cgroup's `memory.events` `oom_kill` went up). Reported before the
+    /// child's [`SysEvent::Exited`] (or [`SysEvent::LeaderExited`]).
+    OomKilled {
+        /// The child.
+        pid: Pid,
+    },
     /// An orphan returned by [`Sys::scan_orphans`] is gone (its record was
     /// removed).
     OrphanGone {
@@ -156,6 +163,16 @@ pub trait Sys {
     /// they are. Default: no state directory.
     fn scan_orphans(&mut self) -> io::Result<Vec<OrphanScan>> {
         Ok(Vec::new())
+    }
+
+    /// Why this `Sys` cannot hold children to `spec`'s cgroup limits
+    /// (`memory_max`, ...): the first limit it cannot enforce, as the
+    /// spec's method names it, and the reason. `None` when it can, or when
+    /// the spec sets none. Asked by `add_process`, which refuses the spec
+    /// then ([`Error::LimitUnsupported`](crate::Error::LimitUnsupported)).
+    /// Default: every cgroup limit is refused (no cgroups).
+    fn refuse_limits(&mut self, spec: &ProcessSpec) -> Option<(&'static str, String)> {
+        spec.first_cgroup_limit().map(|(limit, _)| (limit, "this Sys gives children no cgroup".to_owned()))
     }
 
     /// The state directory, if there is one.

@@ -569,7 +569,7 @@ mod tests {
         let cg = sys.cgroup_root().unwrap();
         let extra = super::super::cgroup::MAX_SPARES + 3 - cg.spares();
         for i in 0..extra {
-            let (child, _, _) = cg.child(&format!("n{i}")).unwrap();
+            let (child, _, _) = cg.child(&format!("n{i}"), &Default::default()).unwrap();
             cg.retire(&format!("n{i}"), child);
         }
         assert_eq!(cg.spares(), super::super::cgroup::MAX_SPARES);

@@ -1,0 +1,118 @@
+//! Resource limits with real processes. Cgroup limits: refused on the
+//! process-group path; on the cgroup path either enforced (a memory hog
+//! OOM-killed and reported, a fork storm capped) or, where the hierarchy
+//! lacks the controller (a hybrid system whose memory and pids
+//! controllers are bound to v1), refused with that reason — each test
+//! checks which one the hierarchy calls for and says which it ran.
+// A host, not the library: it owns real time and may read clocks.
+#![allow(clippy::disallowed_methods)]
+
+mod real;
+
+use std::path::Path;
+use std::time::Duration;
+
+use procsup::{Backoff, Cause, Error, Event, ProcessSpec, RestartPolicy, Supervisor, UnixSys};
+use real::Host;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[test]
+fn a_cgroup_limit_on_the_group_path_is_refused_at_add() {
+    let _serial = real::serial();
+    let mut sup = Supervisor::with_sys(UnixSys::new().without_cgroups());
+    let err = sup.add_process(ProcessSpec::new("hog", "true").memory_max(16 << 20)).unwrap_err();
+    match &err {
+        Error::LimitUnsupported { limit, reason, .. } => {
+            assert_eq!(*limit, "memory_max");
+            assert!(reason.contains("process-group"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(sup.status("hog").is_err());
+    // Rlimits need no cgroup.
+    sup.add_process(ProcessSpec::new("r", "true").rlimit(procsup::Rlimit::Core, 0, 0)).unwrap();
+}
+
+/// Whether the directory above the supervisor's own offers `controller`.
+fn offered(sys: &UnixSys, controller: &str) -> bool {
+    let dir = sys.cgroup_dir().expect("a cgroup directory was made");
+    let text = std::fs::read_to_string(dir.parent().unwrap().join("cgroup.controllers")).unwrap();
+    text.split_whitespace().any(|c| c == controller)
+}
+
+/// Adds `spec` on the cgroup path. `None` when the hierarchy lacks
+/// `controller` and the spec was refused for that (checked).
+fn add_on_cgroup_path(controller: &str, limit: &str, spec: ProcessSpec) -> Option<Host> {
+    let mut host = Host::new(UnixSys::new());
+    let added = host.sup.add_process(spec);
+    if host.sup.sys().cgroup_dir().is_none() {
+        assert!(matches!(added, Err(Error::LimitUnsupported { .. })), "no cgroup, yet {added:?}");
+        eprintln!("no writable cgroup v2 here: {limit} refused, not enforced");
+        return None;
+    }
+    if offered(host.sup.sys(), controller) {
+        added.unwrap_or_else(|e| panic!("{controller} is offered, yet {e}"));
+        return Some(host);
+    }
+    match added {
+        Err(Error::LimitUnsupported { limit: l, reason, .. }) => {
+            assert_eq!(l, limit);
+            assert!(reason.contains(&format!("no {controller} controller")), "{reason}");
+            eprintln!("the hierarchy offers no {controller} controller: {limit} refused ({reason})");
+        }
+        other => panic!("{controller} is not offered, yet {other:?}"),
+    }
+    None
+}
+
+fn cgroup_of(pid: i32) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let place = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap().trim_start_matches('/').to_owned();
+    Path::new("/sys/fs/cgroup/unified").join(place)
+}
+
+#[test]
+fn a_memory_hog_is_oom_killed_and_reported() {
+    // `tail` keeps the one endless line in memory: it grows until killed.
+    let spec = ProcessSpec::new("hog", "sh")
+        .args(["-c", "head -c 1000000000 /dev/zero | tail"])
+        .memory_max(16 << 20)
+        .restart(RestartPolicy::Never)
+        .backoff(Backoff::fixed(ms(100)));
+    let Some(mut host) = add_on_cgroup_path("memory", "memory_max", spec) else { return };
+    host.start_all();
+    let pid = host.sup.status("hog").unwrap().pid.unwrap().as_raw();
+    let max = std::fs::read_to_string(cgroup_of(pid).join("memory.max")).unwrap();
+    assert_eq!(max.trim(), (16u64 << 20).to_string());
+    host.run_until(Duration::from_secs(20), |h| h.count("exited") > 0);
+    let cause = host.events("exited").iter().find_map(|e| match e {
+        Event::Exited { cause, .. } => Some(*cause),
+        _ => None,
+    });
+    assert_eq!(cause, Some(Some(Cause::OomKilled)), "{:?}", host.kinds());
+    assert!(host.kinds().iter().any(|l| l.contains("cause=oom")));
+}
+
+#[test]
+fn a_fork_storm_is_capped_by_tasks_max() {
+    // Each of 40 background sleeps is a task; past pids.max a fork fails
+    // and the shell says so.
+    let spec = ProcessSpec::new("storm", "sh")
+        .args(["-c", "i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i+1)); done; echo forked; wait"])
+        .tasks_max(8)
+        .stdout(procsup::Output::Capture)
+        .stderr(procsup::Output::Capture)
+        .restart(RestartPolicy::Never);
+    let Some(mut host) = add_on_cgroup_path("pids", "tasks_max", spec) else { return };
+    host.start_all();
+    let pid = host.sup.status("storm").unwrap().pid.unwrap().as_raw();
+    let dir = cgroup_of(pid);
+    host.run_until(Duration::from_secs(10), |h| !h.lines().is_empty());
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap().lines().count();
+    assert!(procs <= 8, "{procs} tasks under pids.max 8");
+    let events = std::fs::read_to_string(dir.join("pids.events")).unwrap();
+    assert_ne!(events.trim(), "max 0", "forks were refused: {events}");
+}
