@@ -116,3 +116,78 @@ fn a_fork_storm_is_capped_by_tasks_max() {
     let events = std::fs::read_to_string(dir.join("pids.events")).unwrap();
     assert_ne!(events.trim(), "max 0", "forks were refused: {events}");
 }
+
+/// The three spawn paths: procsup's clone3, its clone(2) fallback, std's
+/// `Command` (a no-op hook forces it), each with the path it must take.
+fn spawn_paths() -> [(&'static str, UnixSys, bool); 3] {
+    [
+        ("clone3", UnixSys::new(), false),
+        ("clone", UnixSys::new().fail_clone3(libc::ENOSYS), false),
+        ("command", UnixSys::new(), true),
+    ]
+}
+
+/// One `soft hard` line per resource, as the child's /proc/self/limits
+/// shows them ("unlimited" for none).
+const SHOW_LIMITS: &str =
+    "grep -E '^Max (open files|core file size|processes|address space|stack size) ' /proc/self/limits";
+
+#[test]
+fn the_child_sees_its_rlimits_on_every_spawn_path() {
+    use procsup::{Output, Rlimit, RLIM_INFINITY};
+    for (path, sys, hook) in spawn_paths() {
+        let mut spec = ProcessSpec::new("lim", "sh")
+            .args(["-c", &format!("ulimit -n; {SHOW_LIMITS}")])
+            .rlimit(Rlimit::Nofile, 77, 99)
+            .rlimit(Rlimit::Core, 0, 4096)
+            .rlimit(Rlimit::Nproc, 500, 600)
+            .rlimit(Rlimit::As, 1 << 30, RLIM_INFINITY)
+            .rlimit(Rlimit::Stack, 4 << 20, 8 << 20)
+            .stdout(Output::Capture)
+            .restart(RestartPolicy::Never);
+        if hook {
+            // SAFETY: the hook does nothing.
+            spec = unsafe { spec.pre_exec(|| Ok(())) };
+        }
+        let mut host = Host::new(sys);
+        host.add(spec);
+        host.start_all();
+        assert_eq!(host.sup.sys().last_spawn_path(), Some(path));
+        host.run_until(Duration::from_secs(10), |h| h.count("exited") > 0);
+        let lines = host.lines();
+        assert_eq!(lines.first().map(String::as_str), Some("77"), "{path}: {lines:?}");
+        let shown: Vec<Vec<&str>> = lines[1..].iter().map(|l| l.split_whitespace().collect()).collect();
+        let find = |what: &str| {
+            shown
+                .iter()
+                .find(|w| w.join(" ").starts_with(what))
+                .map(|w| (w[w.len() - 3], w[w.len() - 2]))
+                .unwrap_or_else(|| panic!("{path}: no {what} in {lines:?}"))
+        };
+        assert_eq!(find("Max open files"), ("77", "99"), "{path}");
+        assert_eq!(find("Max core file size"), ("0", "4096"), "{path}");
+        assert_eq!(find("Max processes"), ("500", "600"), "{path}");
+        assert_eq!(find("Max address space"), ("1073741824", "unlimited"), "{path}");
+        assert_eq!(find("Max stack size"), ("4194304", "8388608"), "{path}");
+    }
+}
+
+#[test]
+fn an_rlimit_the_child_may_not_have_fails_the_spawn() {
+    // A soft limit above the hard one is refused at add; one the kernel
+    // refuses (nofile above fs.nr_open) fails the spawn on every path.
+    for (path, sys, hook) in spawn_paths() {
+        let mut spec = ProcessSpec::new("lim", "true")
+            .rlimit(procsup::Rlimit::Nofile, u64::MAX - 1, u64::MAX - 1)
+            .restart(RestartPolicy::Never);
+        if hook {
+            // SAFETY: the hook does nothing.
+            spec = unsafe { spec.pre_exec(|| Ok(())) };
+        }
+        let mut host = Host::new(sys);
+        host.add(spec);
+        let err = host.sup.start_all(std::time::Instant::now());
+        let st = host.sup.status("lim").unwrap();
+        assert_eq!(st.last_spawn_error, Some(procsup::Errno::EPERM), "{path}: {err:?} {st:?}");
+    }
+}

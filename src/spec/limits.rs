@@ -60,6 +60,9 @@ impl Rlimit {
     }
 }
 
+/// The most rlimits a spec holds (one per [`Rlimit`]).
+pub(crate) const MAX_RLIMITS: usize = 8;
+
 /// No limit, for [`ProcessSpec::rlimit`] (`RLIM_INFINITY`).
 pub const RLIM_INFINITY: u64 = u64::MAX;
 

@@ -18,7 +18,7 @@ use crate::backoff::Backoff;
 use crate::event::Stream;
 use crate::readiness::{Probe, Readiness};
 
-pub(crate) use limits::CgroupLimits;
+pub(crate) use limits::{CgroupLimits, MAX_RLIMITS};
 pub use limits::{Rlimit, RLIM_INFINITY};
 pub(crate) use validate::check_duration;
 

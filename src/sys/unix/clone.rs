@@ -213,6 +213,7 @@ pub(super) fn spawn(
         parent: std::process::id() as libc::pid_t,
         cgroup_procs: -1,
         umask: spec.umask.map_or(-1, i64::from),
+        rlimits: super::child::Rlimits::of(spec),
         drop_groups: spec.uid.is_some(),
         gid: spec.gid.map_or(-1, i64::from),
         uid: spec.uid.map_or(-1, i64::from),
