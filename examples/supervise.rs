@@ -756,8 +756,8 @@ fn wait(sup: &Supervisor, signals: &Signals) -> io::Result<()> {
 /// One row per process: what `statuses()` knows, for people.
 fn status_table(sup: &Supervisor, now: Instant) -> String {
     let mut out = format!(
-        "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:<13} {:>8}\n",
-        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "RESTART IN", "TREE", "GIVE-UP"
+        "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:<13} {:>9} {:>8}\n",
+        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "RESTART IN", "TREE", "MEMORY", "GIVE-UP"
     );
     let dash = || "-".to_string();
     for st in sup.statuses() {
@@ -769,9 +769,12 @@ fn status_table(sup: &Supervisor, now: Instant) -> String {
         let budget = st.give_up_remaining.map_or_else(dash, |n| n.to_string());
         // What holds the child's tree (cgroup, process_group, none).
         let tree = st.containment.map_or_else(dash, |c| c.to_string());
+        // The tree's memory now (its cgroup, or /proc).
+        let memory =
+            sup.usage(&st.name).ok().flatten().and_then(|u| u.memory_current).map_or_else(dash, limits::show_size);
         out += &format!(
-            "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:<13} {:>8}\n",
-            st.name, st.state, pid, uptime, st.restart_count, exit, retry, tree, budget
+            "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:<13} {:>9} {:>8}\n",
+            st.name, st.state, pid, uptime, st.restart_count, exit, retry, tree, memory, budget
         );
     }
     out

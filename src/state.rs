@@ -141,6 +141,26 @@ impl fmt::Display for Cause {
     }
 }
 
+/// What a child's tree uses now, read through the OS layer
+/// ([`Supervisor::usage`](crate::Supervisor::usage)): from its cgroup
+/// (`memory.current`, `memory.peak`, `cpu.stat`, `cgroup.threads`), or from
+/// `/proc` for the members of its process group (the sum of their resident
+/// memory, CPU time and threads; the peak is the sum of each member's
+/// peak) where there is no cgroup or no memory controller. A member that
+/// already exited no longer counts on the `/proc` path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Usage {
+    /// Memory in use, bytes.
+    pub memory_current: Option<u64>,
+    /// The most memory used since the child started, bytes.
+    pub memory_peak: Option<u64>,
+    /// CPU time (user and system) used.
+    pub cpu_time: Option<Duration>,
+    /// Tasks (processes and threads).
+    pub tasks: Option<u64>,
+}
+
 /// How a child ended, named after the `wait(2)` macros.
 ///
 /// ```

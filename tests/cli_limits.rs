@@ -71,3 +71,26 @@ fn an_rlimit_reaches_the_child_from_the_command_line_and_a_config() {
     std::fs::write(&path, "[program.a]\ncommand = \"true\"\nmemory-max = \"huge\"\n").unwrap();
     refused(&["--config", path.to_str().unwrap()], "program.a.memory-max: --memory-max \"huge\"");
 }
+
+#[test]
+fn the_status_table_has_a_memory_column() {
+    use nix::sys::signal::Signal;
+    for extra in [&[][..], &["--no-cgroups"][..]] {
+        let mut args = extra.to_vec();
+        args.extend(["-p", "m=sleep 60"]);
+        let mut cli = Cli::start(&args);
+        cli.expect("event=spawned");
+        cli.signal(Signal::SIGUSR1);
+        let header = cli.expect_err("NAME");
+        let at = header.find("MEMORY").unwrap_or_else(|| panic!("no MEMORY column: {header}"));
+        let row = cli.expect_err("m  ");
+        // The column right-aligned under its header: a size such as 812K.
+        let cell = row.get(..at + "MEMORY".len()).unwrap_or_default().split_whitespace().last().unwrap_or_default();
+        assert!(
+            cell.len() > 1 && cell.ends_with(['B', 'K', 'M', 'G']) && cell[..cell.len() - 1].parse::<f64>().is_ok(),
+            "{extra:?}: {cell:?} in {row}"
+        );
+        cli.signal(Signal::SIGTERM);
+        assert_eq!(cli.wait(), 0);
+    }
+}

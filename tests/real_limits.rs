@@ -191,3 +191,24 @@ fn an_rlimit_the_child_may_not_have_fails_the_spawn() {
         assert_eq!(st.last_spawn_error, Some(procsup::Errno::EPERM), "{path}: {err:?} {st:?}");
     }
 }
+
+#[test]
+fn usage_shows_a_grown_tree_on_the_cgroup_and_the_group_path() {
+    // A shell (one task) whose child holds 40 MiB, touched.
+    let script = "python3 -c 'import time; x = bytearray(40 << 20); print(\"held\", flush=True); time.sleep(30)'";
+    for (label, sys) in [("cgroup", UnixSys::new()), ("group", UnixSys::new().without_cgroups())] {
+        let mut host = Host::new(sys);
+        host.add(ProcessSpec::new("grow", "sh").args(["-c", script]).stdout(procsup::Output::Capture));
+        host.start_all();
+        host.run_until(Duration::from_secs(10), |h| h.lines().iter().any(|l| l == "held"));
+        let u = host.sup.usage("grow").unwrap().expect("a live child has a usage");
+        let mem = u.memory_current.unwrap();
+        assert!(mem >= 40 << 20, "{label}: {u:?}");
+        assert!(u.memory_peak.unwrap() >= mem, "{label}: {u:?}");
+        assert!(u.tasks.unwrap() >= 2, "{label}: the shell and python: {u:?}");
+        assert!(u.cpu_time.is_some(), "{label}: {u:?}");
+        host.sup.stop_process("grow", std::time::Instant::now()).unwrap();
+        host.run_until(Duration::from_secs(10), |h| h.count("stopped") > 0);
+        assert_eq!(host.sup.usage("grow").unwrap(), None, "{label}: no child, no usage");
+    }
+}

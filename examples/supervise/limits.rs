@@ -81,6 +81,16 @@ impl Limits {
     }
 }
 
+/// Bytes as the status table shows them: `812K`, `40.1M`, `1.2G`.
+pub fn show_size(bytes: u64) -> String {
+    let units = [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)];
+    match units.iter().find(|(_, n)| bytes >= *n) {
+        Some((u, n)) if bytes < 10 * n && *u != "K" => format!("{:.1}{u}", bytes as f64 / *n as f64),
+        Some((u, n)) => format!("{}{u}", bytes / n),
+        None => format!("{bytes}B"),
+    }
+}
+
 /// The option of a library limit name (`memory_max` -> `--memory-max`).
 pub fn flag_of(limit: &str) -> String {
     format!("--{}", limit.replace('_', "-"))
@@ -184,5 +194,11 @@ mod tests {
         assert!(e.starts_with("--memory-max \"lots\": expected a size"), "{e}");
         assert!(l.set("cpu-weight", "0").unwrap_err().starts_with("--cpu-weight \"0\""));
         assert_eq!(flag_of("memory_max"), "--memory-max");
+        assert_eq!(
+            (show_size(512), show_size(812 << 10), show_size(42 << 20)),
+            ("512B".into(), "812K".into(), "42M".into())
+        );
+        assert_eq!(show_size(644_245_094), "614M");
+        assert_eq!(show_size(3 << 29), "1.5G");
     }
 }

@@ -14,7 +14,7 @@ use crate::event::Stream;
 use crate::orphans::OrphanScan;
 use crate::readiness::NotifyMessage;
 use crate::spec::ProcessSpec;
-use crate::state::{Containment, Exit};
+use crate::state::{Containment, Exit, Usage};
 
 mod unix;
 
@@ -173,6 +173,14 @@ pub trait Sys {
     /// Default: every cgroup limit is refused (no cgroups).
     fn refuse_limits(&mut self, spec: &ProcessSpec) -> Option<(&'static str, String)> {
         spec.first_cgroup_limit().map(|(limit, _)| (limit, "this Sys gives children no cgroup".to_owned()))
+    }
+
+    /// What the tree of a child this `Sys` spawned (and has not reported
+    /// gone) uses now; `None` when it cannot tell. Reads files, never
+    /// blocks. Default: `None`.
+    fn usage(&self, pid: Pid) -> Option<Usage> {
+        let _ = pid;
+        None
     }
 
     /// The state directory, if there is one.

@@ -50,6 +50,7 @@ mod readiness;
 mod spawn;
 mod subreaper;
 mod tree;
+mod usage;
 mod wait;
 
 pub use subreaper::SubreaperMode;
@@ -603,6 +604,10 @@ impl Sys for UnixSys {
 
     fn containment(&self, pid: Pid) -> Containment {
         self.children.get(&pid).map_or(Containment::None, |c| c.contain.kind())
+    }
+
+    fn usage(&self, pid: Pid) -> Option<crate::state::Usage> {
+        self.child_usage(pid)
     }
 
     fn poll(&mut self, events: &mut Vec<SysEvent>) {
