@@ -2,9 +2,9 @@
 //! is refused when the spec is added, and an OOM kill is named in the exit
 //! and counted as a failure.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use procsup::testing::FakeSys;
+use procsup::testing::{FakeSys, VirtualClock};
 use procsup::{Backoff, Cause, Containment, Error, Event, Exit, ProcessSpec, Rlimit, State, Supervisor};
 
 fn ms(n: u64) -> Duration {
@@ -42,7 +42,7 @@ fn a_cgroup_limit_without_a_cgroup_is_refused_on_every_add_path() {
         assert!(matches!(err, Error::LimitUnsupported { limit, .. } if limit == name), "{name}: {err:?}");
         // A spec updated to one with a limit is refused too.
         sup.add_process(ProcessSpec::new("a", "p")).unwrap();
-        let err = sup.update_spec("a", s, Instant::now()).unwrap_err();
+        let err = sup.update_spec("a", s, VirtualClock::new().now()).unwrap_err();
         assert!(matches!(err, Error::LimitUnsupported { limit, .. } if limit == name), "{name}: {err:?}");
         assert!(err.to_string().contains(&format!("{name} cannot be enforced")), "the message names the limit: {err}");
     }
@@ -70,7 +70,7 @@ fn exited(events: &[Event]) -> Vec<(Exit, Option<Cause>)> {
 
 #[test]
 fn an_oom_kill_is_named_in_the_exit_and_the_status() {
-    let t0 = Instant::now();
+    let t0 = VirtualClock::new().now();
     let mut sup = Supervisor::with_sys(cgroup_sys());
     sup.add_process(spec()).unwrap();
     sup.start_all(t0).unwrap();
@@ -92,7 +92,7 @@ fn an_oom_kill_is_named_in_the_exit_and_the_status() {
 
 #[test]
 fn an_oom_kill_after_running_counts_as_a_failure_and_gives_up() {
-    let t0 = Instant::now();
+    let t0 = VirtualClock::new().now();
     let mut sup = Supervisor::with_sys(cgroup_sys());
     sup.add_process(spec().give_up_after(2)).unwrap();
     sup.start_all(t0).unwrap();
@@ -122,7 +122,7 @@ fn an_oom_kill_after_running_counts_as_a_failure_and_gives_up() {
 #[test]
 fn a_plain_crash_after_running_is_not_a_failure() {
     // The baseline the OOM test differs from.
-    let t0 = Instant::now();
+    let t0 = VirtualClock::new().now();
     let mut sup = Supervisor::with_sys(cgroup_sys());
     sup.add_process(spec().give_up_after(2)).unwrap();
     sup.start_all(t0).unwrap();

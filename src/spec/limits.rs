@@ -36,8 +36,10 @@ pub enum Rlimit {
 
 impl Rlimit {
     /// The resource number of `setrlimit(2)`.
+    #[allow(clippy::unnecessary_cast)]
     pub(crate) fn resource(self) -> u32 {
-        // The libc constants differ in type across targets; all fit a u32.
+        // The libc constants differ in type across targets (u32 on Linux
+        // gnu, i32 elsewhere); all fit a u32.
         (match self {
             Rlimit::Nofile => libc::RLIMIT_NOFILE,
             Rlimit::Core => libc::RLIMIT_CORE,
