@@ -17,7 +17,10 @@
 //! writable, die-with-parent, a process group, a pidfd), the same without
 //! cgroups, `die_with_parent(None)`, and the old path (a no-op `pre_exec`
 //! hook keeps std's `Command`, which forks); the defaults and the old path
-//! again with the heap. Interleaved rounds, so that drift in machine load
+//! again with the heap; and the defaults with limits set (five rlimits, and
+//! memory, tasks and CPU weight in the cgroup where the hierarchy has those
+//! controllers; the row says which) against the defaults, at most 1.05x.
+//! Interleaved rounds, so that drift in machine load
 //! hits all alike. The table at the end has each ratio.
 //!
 //! Run: `cargo bench --bench restart_latency` (needs a C compiler, `cc`).
@@ -130,7 +133,7 @@ fn floor(child: &Path, floor_bin: &Path, fifo: &Path, samples: usize) -> Vec<f64
 }
 
 /// How the supervising host spawns, one row of the table.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Host {
     /// `UnixSys::new()` and a default spec.
     Defaults,
@@ -140,6 +143,20 @@ enum Host {
     NoDieWithParent,
     /// The defaults plus a no-op `pre_exec` hook: std's `Command`, fork.
     OldPath,
+    /// The defaults with limits: five rlimits, and the cgroup limits
+    /// (memory, tasks, CPU weight) where the hierarchy has the controllers.
+    WithLimits,
+}
+
+/// The rlimits of the limits row: never binding the child, and below
+/// the usual hard limits (raising one needs `CAP_SYS_RESOURCE`).
+fn with_rlimits(spec: ProcessSpec) -> ProcessSpec {
+    use procsup::{Rlimit, RLIM_INFINITY};
+    spec.rlimit(Rlimit::Nofile, 1024, 4096)
+        .rlimit(Rlimit::Core, 0, 0)
+        .rlimit(Rlimit::Nproc, 10_000, 10_000)
+        .rlimit(Rlimit::As, RLIM_INFINITY, RLIM_INFINITY)
+        .rlimit(Rlimit::Stack, 8 << 20, RLIM_INFINITY)
 }
 
 /// What one run measured, and how it spawned.
@@ -148,6 +165,8 @@ struct Run {
     /// `last_spawn_path()`: "clone3", "clone" or "command".
     path: &'static str,
     cgroup: bool,
+    /// The limits row got its cgroup limits too (not only rlimits).
+    cgroup_limits: bool,
 }
 
 fn procsup(child: &Path, fifo: &Path, samples: usize, host: Host) -> Run {
@@ -162,9 +181,20 @@ fn procsup(child: &Path, fifo: &Path, samples: usize, host: Host) -> Run {
         Host::NoDieWithParent => spec = spec.die_with_parent(None),
         // SAFETY: the hook does nothing, which is async-signal-safe.
         Host::OldPath => spec = unsafe { spec.pre_exec(|| Ok(())) },
-        Host::Defaults | Host::WithoutCgroups => {}
+        Host::Defaults | Host::WithoutCgroups | Host::WithLimits => {}
     }
-    sup.add_process(spec).unwrap();
+    let mut cgroup_limits = false;
+    if host == Host::WithLimits {
+        let limited = with_rlimits(spec.clone()).memory_max(1 << 30).tasks_max(10_000).cpu_weight(200);
+        match sup.add_process(limited) {
+            Ok(()) => cgroup_limits = true,
+            // No controller for them here: the rlimits alone.
+            Err(procsup::Error::LimitUnsupported { .. }) => sup.add_process(with_rlimits(spec)).unwrap(),
+            Err(e) => panic!("{e}"),
+        }
+    } else {
+        sup.add_process(spec).unwrap();
+    }
     sup.start_all(Instant::now()).unwrap();
     // start_all's own Spawned event, not to be taken for a successor's.
     sup.drain_events().for_each(drop);
@@ -191,8 +221,12 @@ fn procsup(child: &Path, fifo: &Path, samples: usize, host: Host) -> Run {
         out.push((started - killed_at) as f64 / 1e3);
         pid = next;
     }
-    let run =
-        Run { micros: out, path: sup.sys().last_spawn_path().unwrap_or("-"), cgroup: sup.sys().cgroup_dir().is_some() };
+    let run = Run {
+        micros: out,
+        path: sup.sys().last_spawn_path().unwrap_or("-"),
+        cgroup: sup.sys().cgroup_dir().is_some(),
+        cgroup_limits,
+    };
     sup.shutdown(Instant::now());
     while !sup.is_idle() {
         let fds = sup.readiness_fds();
@@ -234,6 +268,7 @@ struct Series {
     micros: Vec<f64>,
     path: &'static str,
     cgroup: bool,
+    cgroup_limits: bool,
 }
 
 impl Series {
@@ -241,6 +276,7 @@ impl Series {
         self.micros.extend(run.micros);
         self.path = run.path;
         self.cgroup = run.cgroup;
+        self.cgroup_limits = run.cgroup_limits;
     }
 
     fn how(&self) -> String {
@@ -290,7 +326,7 @@ fn main() {
     let started = Instant::now();
     // Interleaved rounds, so that drift in machine load hits all alike.
     let mut floor_s = Series { path: "fork", ..Series::default() };
-    let [mut defaults, mut groups, mut no_dwp, mut old, mut defaults_heap, mut old_heap] =
+    let [mut defaults, mut groups, mut no_dwp, mut old, mut defaults_heap, mut old_heap, mut limited] =
         std::array::from_fn(|_| Series::default());
     let rounds = 3;
     let per_round = (samples / rounds).max(1);
@@ -301,6 +337,7 @@ fn main() {
         groups.add(procsup(&child, &fifo, per_round, Host::WithoutCgroups));
         no_dwp.add(procsup(&child, &fifo, per_round, Host::NoDieWithParent));
         old.add(procsup(&child, &fifo, per_round, Host::OldPath));
+        limited.add(procsup(&child, &fifo, per_round, Host::WithLimits));
         if heap_mib > 0 {
             let heap = touched_heap(heap_mib);
             rss = proc_status("VmRSS:");
@@ -319,6 +356,11 @@ fn main() {
     line("defaults, process groups only (without_cgroups) vs floor", &floor_s, &groups, None);
     line("die_with_parent(None) vs floor", &floor_s, &no_dwp, None);
     line("old path (no-op pre_exec: std Command, fork) vs floor", &floor_s, &old, None);
+    let what = match limited.cgroup_limits {
+        true => "limits set (5 rlimits, memory/tasks/cpu cgroup) vs defaults",
+        false => "limits set (5 rlimits; no cgroup controllers here) vs defaults",
+    };
+    line(what, &defaults, &limited, Some(1.05));
     if heap_mib > 0 {
         let what = |path: &str| format!("{path}, {heap_mib} MiB touched heap vs empty heap");
         line(&what("defaults"), &defaults, &defaults_heap, Some(1.1));

@@ -32,6 +32,8 @@ use procsup::{
 
 #[path = "supervise/config.rs"]
 mod config;
+#[path = "supervise/limits.rs"]
+mod limits;
 #[path = "supervise/out.rs"]
 mod out;
 #[path = "supervise/shell.rs"]
@@ -112,6 +114,22 @@ options:
   --intensity N:SECS           more than N restarts within SECS make every
                                process fatal (default: none with one_for_one,
                                1:5 with the others, as Erlang/OTP)
+* --memory-max SIZE            the most memory the child's tree may use (cgroup
+                               memory.max; SIZE as 64M, 1G); past it the kernel's
+                               OOM killer ends the tree: event=exited ... cause=oom
+* --memory-high SIZE           throttle the tree's memory above SIZE (memory.high)
+* --tasks-max N                the most processes and threads in the tree (pids.max)
+* --cpu-max PERCENT%|QUOTA:PERIOD
+                               CPU time per period (cpu.max): 50% of one CPU, or
+                               seconds of quota per period (0.001 to 1 s)
+* --cpu-weight N, --io-weight N
+                               the tree's share against its siblings, 1 to 10000
+                               (the cgroup limits above need a cgroup with the
+                               controller: with --no-cgroups, or where there is
+                               none, supervise exits 2 naming the option)
+* --rlimit RES=SOFT[:HARD][,...]
+                               setrlimit in the child: nofile, core, nproc, as,
+                               stack (sizes as 64M, or unlimited); repeatable
   --log-level off|error|warn|info|debug|trace
                                the library's log records printed on stderr,
                                one level=LEVEL msg=... line each (default warn)
@@ -160,6 +178,7 @@ struct Args {
     watchdog: Option<Duration>,
     config: Option<std::path::PathBuf>,
     log_level: log::LevelFilter,
+    limits: limits::Limits,
 }
 
 /// The options that take a value and that a program may set for itself:
@@ -176,6 +195,13 @@ const PROGRAM_OPTIONS: &[&str] = &[
     "ready",
     "start-timeout",
     "watchdog",
+    "memory-max",
+    "memory-high",
+    "tasks-max",
+    "cpu-max",
+    "cpu-weight",
+    "io-weight",
+    "rlimit",
 ];
 /// The same for options without a value (`key = true` in a section).
 const PROGRAM_SWITCHES: &[&str] = &["no-die-with-parent", "no-cgroups", "capture"];
@@ -207,6 +233,7 @@ fn set_program_option(a: &mut Args, key: &str, value: &str) -> Result<(), String
             a.start_timeout = Some(t);
         }
         "watchdog" => a.watchdog = Some(secs(value)?),
+        k if limits::OPTIONS.contains(&k) => a.limits.set(k, value)?,
         _ => return Err(format!("unknown option {flag:?}")),
     }
     Ok(())
@@ -326,6 +353,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         watchdog: None,
         config: None,
         log_level: log::LevelFilter::Warn,
+        limits: limits::Limits::default(),
     };
     let mut name = None;
     let mut program = None;
@@ -419,7 +447,7 @@ fn spec(a: &Args, name: &str, argv: &[String], listen: &[Arc<std::os::fd::OwnedF
     if let Some(w) = a.watchdog {
         s = s.watchdog(w);
     }
-    s
+    a.limits.apply(s)
 }
 
 /// The signals this host handles: the ones [`install_signals`] catches,
@@ -619,8 +647,13 @@ fn supervise(args: &Args, outputs: &Outputs) -> ExitCode {
     }
     // One batch: --after may name a process given later.
     let specs = programs.iter().map(|(name, argv, settings)| spec(settings, name, argv, &listen));
-    if let Err(e) = sup.add_processes(specs) {
-        return fail(e.to_string());
+    match sup.add_processes(specs) {
+        // Named by the option that set it.
+        Err(procsup::Error::LimitUnsupported { name, limit, reason }) => {
+            return fail(format!("{} (for {name:?}): cannot be enforced: {reason}", limits::flag_of(limit)));
+        }
+        Err(e) => return fail(e.to_string()),
+        Ok(()) => {}
     }
     match run(&mut sup, &args, outputs) {
         Ok(code) => code,
@@ -729,8 +762,8 @@ fn wait(sup: &Supervisor, signals: &Signals) -> io::Result<()> {
 /// One row per process: what `statuses()` knows, for people.
 fn status_table(sup: &Supervisor, now: Instant) -> String {
     let mut out = format!(
-        "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:<13} {:>8}\n",
-        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "RESTART IN", "TREE", "GIVE-UP"
+        "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:<13} {:>9} {:>8}\n",
+        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "RESTART IN", "TREE", "MEMORY", "GIVE-UP"
     );
     let dash = || "-".to_string();
     for st in sup.statuses() {
@@ -742,9 +775,12 @@ fn status_table(sup: &Supervisor, now: Instant) -> String {
         let budget = st.give_up_remaining.map_or_else(dash, |n| n.to_string());
         // What holds the child's tree (cgroup, process_group, none).
         let tree = st.containment.map_or_else(dash, |c| c.to_string());
+        // The tree's memory now (its cgroup, or /proc).
+        let memory =
+            sup.usage(&st.name).ok().flatten().and_then(|u| u.memory_current).map_or_else(dash, limits::show_size);
         out += &format!(
-            "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:<13} {:>8}\n",
-            st.name, st.state, pid, uptime, st.restart_count, exit, retry, tree, budget
+            "{:<20} {:<9} {:>8} {:>10} {:>8} {:<12} {:>12} {:<13} {:>9} {:>8}\n",
+            st.name, st.state, pid, uptime, st.restart_count, exit, retry, tree, memory, budget
         );
     }
     out

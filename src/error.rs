@@ -123,6 +123,27 @@ pub enum Error {
         /// Its dependency that never completes.
         dependency: String,
     },
+    /// A cgroup limit of the spec (`memory_max`, `tasks_max`, ...) cannot be
+    /// enforced: the OS layer gives children no cgroup of their own
+    /// (process-group containment, [`UnixSys::without_cgroups`](crate::UnixSys::without_cgroups),
+    /// no writable cgroup v2), or their cgroup lacks the controller the
+    /// limit needs. Nothing was added: a limit is never silently ignored.
+    ///
+    /// ```
+    /// use procsup::{Error, ProcessSpec, Supervisor, testing::FakeSys};
+    /// let mut sup = Supervisor::with_sys(FakeSys::new()); // no cgroups
+    /// let err = sup.add_process(ProcessSpec::new("web", "server").memory_max(64 << 20));
+    /// assert!(matches!(err, Err(Error::LimitUnsupported { limit: "memory_max", .. })));
+    /// ```
+    #[error("{name:?}: {limit} cannot be enforced: {reason}")]
+    LimitUnsupported {
+        /// The process being added.
+        name: String,
+        /// The limit, as the spec's method names it (`"memory_max"`).
+        limit: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// `remove_process` of a process others depend on: remove them first.
     #[error("{name:?} cannot be removed: {dependents:?} depend on it")]
     HasDependents {

@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 use crate::deps::Condition;
 use crate::orphans::Discard;
 use crate::output::escape;
-use crate::state::Exit;
+use crate::state::{Cause, Exit};
 
 /// Which output stream a captured line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -104,6 +104,7 @@ impl fmt::Display for FatalReason {
 ///     name: Arc::from("web"),
 ///     pid: Pid::from_raw(42),
 ///     exit: Exit::Exited(1),
+///     cause: None,
 ///     uptime: std::time::Duration::from_millis(1500),
 ///     restart_count: 0,
 ///     last_output: vec![],
@@ -160,6 +161,8 @@ pub enum Event {
         pid: Pid,
         /// How it ended.
         exit: Exit,
+        /// Why, when the OS layer knows more than `exit` (the OOM killer).
+        cause: Option<Cause>,
         /// How long it lived (as measured by the `now` values passed in).
         uptime: Duration,
         /// The process's restart count.
@@ -573,8 +576,12 @@ impl fmt::Display for Event {
                 f.write_str(" reason=")?;
                 logfmt_value(f, reason)
             }
-            Event::Exited { pid, exit, uptime, restart_count, .. } => {
-                write!(f, " pid={pid} {exit} uptime_ms={} restarts={restart_count}", uptime.as_millis())
+            Event::Exited { pid, exit, cause, uptime, restart_count, .. } => {
+                write!(f, " pid={pid} {exit}")?;
+                if let Some(cause) = cause {
+                    write!(f, " cause={cause}")?;
+                }
+                write!(f, " uptime_ms={} restarts={restart_count}", uptime.as_millis())
             }
             Event::Backoff { delay, failure_streak, .. } => {
                 write!(f, " delay_ms={} failures={failure_streak}", delay.as_millis())

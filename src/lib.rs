@@ -157,7 +157,8 @@ pub use output::{escape, MAX_LINE};
 pub use pool::{INSTANCE_ENV, MAX_FD_TARGET, MAX_PASSED_FDS};
 pub use readiness::{LineFn, LineMatcher, NotifyMessage, Probe, Readiness, MAX_NOTIFY_LEN};
 pub use spec::{KillMode, Output, ProcessSpec, RestartPolicy, MAX_DURATION, MAX_INSTANCES, MAX_NAME_LEN};
-pub use state::{Containment, Exit, ProcessStatus, State};
+pub use spec::{Rlimit, RLIM_INFINITY};
+pub use state::{Cause, Containment, Exit, ProcessStatus, State, Usage};
 pub use supervisor::{Reaped, ShutdownOrder, Strategy, Supervisor, OTP_DEFAULT_INTENSITY, OUTPUT_LINES_PER_TICK};
 pub use sys::{SubreaperMode, Sys, SysEvent, UnixSys};
 

@@ -111,6 +111,56 @@ impl fmt::Display for Containment {
     }
 }
 
+/// Why a child ended, when the OS layer knows more than its exit status.
+///
+/// ```
+/// assert_eq!(procsup::Cause::OomKilled.as_str(), "oom");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Cause {
+    /// The kernel's OOM killer took a process of its tree (its cgroup's
+    /// `memory.events` `oom_kill` went up): it reached
+    /// [`memory_max`](crate::ProcessSpec::memory_max). Counted as a failed
+    /// start for backoff and give-up, whatever the exit code.
+    OomKilled,
+}
+
+impl Cause {
+    /// `"oom"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::OomKilled => "oom",
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a child's tree uses now, read through the OS layer
+/// ([`Supervisor::usage`](crate::Supervisor::usage)): from its cgroup
+/// (`memory.current`, `memory.peak`, `cpu.stat`, `cgroup.threads`), or from
+/// `/proc` for the members of its process group (the sum of their resident
+/// memory, CPU time and threads; the peak is the sum of each member's
+/// peak) where there is no cgroup or no memory controller. A member that
+/// already exited no longer counts on the `/proc` path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Usage {
+    /// Memory in use, bytes.
+    pub memory_current: Option<u64>,
+    /// The most memory used since the child started, bytes.
+    pub memory_peak: Option<u64>,
+    /// CPU time (user and system) used.
+    pub cpu_time: Option<Duration>,
+    /// Tasks (processes and threads).
+    pub tasks: Option<u64>,
+}
+
 /// How a child ended, named after the `wait(2)` macros.
 ///
 /// ```
@@ -224,6 +274,9 @@ pub struct ProcessStatus {
     /// How the last child ended (not a failed rolling-restart replacement
     /// while the old child served: see `exit_count`).
     pub last_exit: Option<Exit>,
+    /// Why the last child ended, when more is known than `last_exit`
+    /// (an OOM kill).
+    pub last_cause: Option<Cause>,
     /// The errno of the last spawn failure, cleared by a successful spawn.
     pub last_spawn_error: Option<Errno>,
     /// When the pending restart is due (in `Backoff`).

@@ -320,6 +320,38 @@ impl FakeSys {
         }
     }
 
+    /// The kernel's OOM killer ends a live child: the next `poll` reports
+    /// [`SysEvent::OomKilled`], then its exit by SIGKILL. False (and
+    /// nothing) when `pid` is not a live child.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use procsup::{Cause, Containment, ProcessSpec, Supervisor, testing::FakeSys};
+    /// let now = Instant::now();
+    /// let mut sys = FakeSys::new();
+    /// sys.set_containment(Containment::Cgroup);
+    /// let mut sup = Supervisor::with_sys(sys);
+    /// sup.add_process(ProcessSpec::new("web", "server").memory_max(64 << 20))?;
+    /// sup.start_all(now)?;
+    /// let pid = sup.sys().pid_of("web").unwrap();
+    /// assert!(sup.sys_mut().oom_kill(pid));
+    /// sup.tick(now);
+    /// assert_eq!(sup.status("web")?.last_cause, Some(Cause::OomKilled));
+    /// # Ok::<(), procsup::Error>(())
+    /// ```
+    #[must_use = "false means the pid was not a live child"]
+    pub fn oom_kill(&mut self, pid: Pid) -> bool {
+        match self.children.get_mut(&pid) {
+            Some(c) if !c.exited => {
+                c.exited = true;
+                self.pending.push_back(SysEvent::OomKilled { pid });
+                self.pending.push_back(SysEvent::Exited { pid, exit: Exit::Signaled(libc::SIGKILL) });
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Ends the live child of the process named `name` (an instance by its
     /// own name, `web:0`), as [`exit`](FakeSys::exit) does by pid. False
     /// when that process has no live child.
@@ -435,6 +467,15 @@ impl FakeSys {
 }
 
 impl Sys for FakeSys {
+    /// Cgroup limits only with [`Containment::Cgroup`] set
+    /// ([`set_containment`](FakeSys::set_containment)), as `UnixSys`
+    /// without a cgroup refuses them.
+    fn refuse_limits(&mut self, spec: &ProcessSpec) -> Option<(&'static str, String)> {
+        let (limit, _) = spec.first_cgroup_limit()?;
+        (self.containment != Some(Containment::Cgroup))
+            .then(|| (limit, "FakeSys: no cgroup containment set".to_owned()))
+    }
+
     fn spawn(&mut self, spec: &ProcessSpec) -> io::Result<Pid> {
         let result = self.spawn_script.pop_front().unwrap_or_else(|| {
             let pid = Pid::from_raw(self.next_pid);

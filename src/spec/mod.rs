@@ -1,6 +1,7 @@
 //! What to run and how to supervise it.
 
 mod env;
+mod limits;
 mod output;
 mod restart;
 mod startup;
@@ -17,6 +18,8 @@ use crate::backoff::Backoff;
 use crate::event::Stream;
 use crate::readiness::{Probe, Readiness};
 
+pub(crate) use limits::{CgroupLimits, MAX_RLIMITS};
+pub use limits::{Rlimit, RLIM_INFINITY};
 pub(crate) use validate::check_duration;
 
 /// The longest duration a spec accepts (100 years): anything longer is
@@ -137,6 +140,10 @@ pub struct ProcessSpec {
     pub(crate) watchdog: Option<Duration>,
     pub(crate) probe: Option<Probe>,
     pub(crate) reload_signal: Signal,
+    /// Cgroup limits (`limits.rs`).
+    pub(crate) limits: CgroupLimits,
+    /// Rlimits set in the child, one per resource.
+    pub(crate) rlimits: Vec<(Rlimit, u64, u64)>,
 }
 
 /// What a stop reaches, like systemd's `KillMode=`.
@@ -209,6 +216,8 @@ impl ProcessSpec {
             watchdog: None,
             probe: None,
             reload_signal: Signal::SIGHUP,
+            limits: CgroupLimits::default(),
+            rlimits: Vec::new(),
         }
     }
 

@@ -66,6 +66,7 @@ impl ProcessSpec {
             }
         }
         self.backoff.check()?;
+        self.check_limits()?;
         if self.give_up_after == Some(0) {
             return Err("give_up_after must be at least 1".into());
         }

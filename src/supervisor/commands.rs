@@ -41,6 +41,7 @@ impl<S: Sys> Supervisor<S> {
             return Err(Error::ShuttingDown);
         }
         spec.validate()?;
+        self.check_limits(&spec)?;
         self.check_dependencies(&spec)?;
         let Some(n) = spec.instances else {
             if self.names.contains_key(spec.name.as_str()) {
@@ -86,6 +87,8 @@ impl<S: Sys> Supervisor<S> {
             restart_count: 0,
             exit_count: 0,
             last_exit: None,
+            oom_killed: false,
+            last_cause: None,
             last_spawn_error: None,
             streak: 0,
             manual_stop: false,
@@ -273,5 +276,13 @@ impl<S: Sys> Supervisor<S> {
     /// shutdown, the host may exit.
     pub fn is_idle(&self) -> bool {
         self.pids.is_empty() && self.orphans.is_empty() && self.live().all(|p| p.state != State::Backoff)
+    }
+
+    /// Refuses a cgroup limit the OS layer cannot enforce.
+    pub(super) fn check_limits(&mut self, spec: &ProcessSpec) -> Result<()> {
+        match self.sys.refuse_limits(spec) {
+            Some((limit, reason)) => Err(Error::LimitUnsupported { name: spec.name.clone(), limit, reason }),
+            None => Ok(()),
+        }
     }
 }

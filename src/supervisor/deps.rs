@@ -97,6 +97,7 @@ impl<S: Sys> Supervisor<S> {
                 return Err(Error::ShuttingDown);
             }
             spec.validate()?;
+            self.check_limits(spec)?;
             if self.names.contains_key(spec.name.as_str()) || specs[..i].iter().any(|s| s.name == spec.name) {
                 return Err(Error::DuplicateProcess(spec.name.clone()));
             }

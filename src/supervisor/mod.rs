@@ -201,6 +201,18 @@ impl<S: Sys> Supervisor<S> {
         Ok(self.p(self.id(name)?).status())
     }
 
+    /// What the current child's tree of `name` uses now (memory, CPU time,
+    /// tasks), read through the [`Sys`]; `None` without a child, or when the
+    /// OS layer cannot tell. Unlike [`status`](Supervisor::status), a pure
+    /// snapshot of the state machine, this reads files (cheap, never
+    /// blocking): call it when the numbers are wanted.
+    ///
+    /// # Errors
+    /// [`Error::UnknownProcess`].
+    pub fn usage(&self, name: &str) -> Result<Option<crate::state::Usage>> {
+        Ok(self.p(self.id(name)?).pid.and_then(|pid| self.sys.usage(pid)))
+    }
+
     /// Snapshots of every process, in the order they were added.
     pub fn statuses(&self) -> Vec<ProcessStatus> {
         self.ids_by(|p| p.added_seq).into_iter().map(|id| self.p(id).status()).collect()

@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 
 use crate::output::LineBuffer;
 use crate::spec::{Output, ProcessSpec};
-use crate::state::{Containment, Exit, ProcessStatus, State};
+use crate::state::{Cause, Containment, Exit, ProcessStatus, State};
 
 /// What to do when the current child has been reaped, besides the policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +79,9 @@ pub(super) struct Proc {
     pub(super) restart_count: u32,
     pub(super) exit_count: u32,
     pub(super) last_exit: Option<Exit>,
+    /// The OS layer reported an OOM kill in the current child's tree.
+    pub(super) oom_killed: bool,
+    pub(super) last_cause: Option<Cause>,
     pub(super) last_spawn_error: Option<Errno>,
     pub(super) streak: u32,
     pub(super) manual_stop: bool,
@@ -152,6 +155,7 @@ impl Proc {
             restart_count: self.restart_count,
             exit_count: self.exit_count,
             last_exit: self.last_exit,
+            last_cause: self.last_cause,
             last_spawn_error: self.last_spawn_error,
             next_retry_at: if self.state == State::Backoff { self.deadline } else { None },
             failure_streak: self.streak,
@@ -167,6 +171,15 @@ impl Proc {
             watchdog_at: live.watchdog_at,
             next_probe_at: live.probe_at,
             probe_failures: live.probe_failures,
+        }
+    }
+
+    /// Reaching `Running` ends the failure streak, unless the last child
+    /// was OOM-killed: OOM kills in a row add up to `give_up_after`, even
+    /// when each child ran a while first.
+    pub(super) fn reset_streak(&mut self) {
+        if self.last_cause != Some(Cause::OomKilled) {
+            self.streak = 0;
         }
     }
 

@@ -240,7 +240,7 @@ impl<S: Sys> Supervisor<S> {
         match p.spec.ready {
             Readiness::Grace(_) if p.spec.start_grace.is_zero() => {
                 p.state = State::Running;
-                p.streak = 0;
+                p.reset_streak();
                 p.live.ready_at = Some(now);
                 p.live.old = None; // a roll retires the old child at once
                 let name = p.name.clone();
@@ -269,7 +269,7 @@ impl<S: Sys> Supervisor<S> {
         self.set_live_timer(Deadline::StartTimeout(id), None);
         let p = self.p_mut(id);
         p.state = State::Running;
-        p.streak = 0;
+        p.reset_streak();
         p.live.ready_at = Some(now);
         p.live.old = None;
         let (name, pid, started) = (p.name.clone(), p.pid, p.started_at);

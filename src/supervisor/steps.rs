@@ -86,6 +86,11 @@ impl<S: Sys> Supervisor<S> {
                 }
                 SysEvent::LeaderExited { pid, exit } => reaped.extend(self.on_leader_exit(pid, exit, now)),
                 SysEvent::TreeEmpty { pid } => self.on_tree_empty(pid, now),
+                SysEvent::OomKilled { pid } => {
+                    if let Some(&id) = self.pids.get(&pid) {
+                        self.p_mut(id).oom_killed = true;
+                    }
+                }
             }
         }
         self.advance_shutdown(now);

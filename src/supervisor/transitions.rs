@@ -8,7 +8,7 @@ use nix::unistd::Pid;
 
 use crate::event::{Event, FatalReason, Stream};
 use crate::spec::RestartPolicy;
-use crate::state::{Exit, State};
+use crate::state::{Cause, Exit, State};
 use crate::sys::Sys;
 use crate::timers::later;
 
@@ -217,6 +217,10 @@ impl<S: Sys> Supervisor<S> {
         self.flush_status(id, pid, now);
         let p = self.p_mut(id);
         p.last_exit = Some(exit);
+        let cause = std::mem::take(&mut p.oom_killed).then_some(Cause::OomKilled);
+        p.last_cause = cause;
+        // An OOM kill is a failure whatever the code (see `settle`).
+        p.live.failed |= cause.is_some();
         p.exit_count = p.exit_count.saturating_add(1);
         let name = p.name.clone();
         let uptime = p.started_at.map_or_else(Default::default, |t| now.saturating_duration_since(t));
@@ -231,7 +235,7 @@ impl<S: Sys> Supervisor<S> {
             self.emit_line(id, pid, stream, line);
         }
         let last_output = std::mem::take(&mut self.p_mut(id).tail).into();
-        self.emit(Event::Exited { name: name.clone(), pid, exit, uptime, restart_count, last_output });
+        self.emit(Event::Exited { name: name.clone(), pid, exit, cause, uptime, restart_count, last_output });
         Reaped { name, pid, exit }
     }
 
@@ -309,7 +313,10 @@ impl<S: Sys> Supervisor<S> {
                 // Ready stops now and waits for it again.
                 self.stop_ready_dependents(id, now, AfterExit::Wait);
                 if restart {
-                    self.schedule_restart(id, now, was_running);
+                    // An OOM kill is a failed start even after Running: a
+                    // child that outgrows its memory backs off, and gives up.
+                    let after_running = was_running && self.p(id).last_cause.is_none();
+                    self.schedule_restart(id, now, after_running);
                 } else {
                     self.p_mut(id).state = State::Exited;
                 }

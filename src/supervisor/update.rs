@@ -81,6 +81,7 @@ impl<S: Sys> Supervisor<S> {
                     news.push((id, template.instance(i)));
                 }
                 template.validate()?;
+                self.check_limits(&template)?;
                 Some(template)
             }
             None => {
@@ -98,6 +99,7 @@ impl<S: Sys> Supervisor<S> {
                 one.validate_instance()?;
             } else {
                 one.validate()?;
+                self.check_limits(one)?;
             }
         }
         let target: Arc<str> = Arc::from(target);

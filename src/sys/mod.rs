@@ -14,7 +14,7 @@ use crate::event::Stream;
 use crate::orphans::OrphanScan;
 use crate::readiness::NotifyMessage;
 use crate::spec::ProcessSpec;
-use crate::state::{Containment, Exit};
+use crate::state::{Containment, Exit, Usage};
 
 mod unix;
 
@@ -76,6 +76,13 @@ pub enum SysEvent {
     /// pid is no longer ours.
     TreeEmpty {
         /// The reaped leader.
+        pid: Pid,
+    },
+    /// The kernel's OOM killer killed a process of the child's tree (its
+    /// cgroup's `memory.events` `oom_kill` went up). Reported before the
+    /// child's [`SysEvent::Exited`] (or [`SysEvent::LeaderExited`]).
+    OomKilled {
+        /// The child.
         pid: Pid,
     },
     /// An orphan returned by [`Sys::scan_orphans`] is gone (its record was
@@ -156,6 +163,24 @@ pub trait Sys {
     /// they are. Default: no state directory.
     fn scan_orphans(&mut self) -> io::Result<Vec<OrphanScan>> {
         Ok(Vec::new())
+    }
+
+    /// Why this `Sys` cannot hold children to `spec`'s cgroup limits
+    /// (`memory_max`, ...): the first limit it cannot enforce, as the
+    /// spec's method names it, and the reason. `None` when it can, or when
+    /// the spec sets none. Asked by `add_process`, which refuses the spec
+    /// then ([`Error::LimitUnsupported`](crate::Error::LimitUnsupported)).
+    /// Default: every cgroup limit is refused (no cgroups).
+    fn refuse_limits(&mut self, spec: &ProcessSpec) -> Option<(&'static str, String)> {
+        spec.first_cgroup_limit().map(|(limit, _)| (limit, "this Sys gives children no cgroup".to_owned()))
+    }
+
+    /// What the tree of a child this `Sys` spawned (and has not reported
+    /// gone) uses now; `None` when it cannot tell. Reads files, never
+    /// blocks. Default: `None`.
+    fn usage(&self, pid: Pid) -> Option<Usage> {
+        let _ = pid;
+        None
     }
 
     /// The state directory, if there is one.

@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nix::sys::signal::Signal;
 
 use super::wait::{pidfd_open, pidfd_send_signal};
+use crate::spec::CgroupLimits;
 
 /// Numbers the per-supervisor directories of this host process.
 static NEXT_ROOT: AtomicU64 = AtomicU64::new(0);
@@ -150,8 +151,11 @@ fn sweep_dead_hosts(base: &Path) {
 pub(super) struct CgroupRoot {
     dir: PathBuf,
     next: u64,
-    /// Empty cgroups by child name, oldest first.
-    spares: std::collections::VecDeque<(Box<str>, PathBuf)>,
+    /// Empty cgroups by child name, oldest first, with the limits last
+    /// written to each.
+    spares: std::collections::VecDeque<(Box<str>, PathBuf, CgroupLimits)>,
+    /// Controllers enabled in `cgroup.subtree_control` (see `enable`).
+    enabled: Vec<&'static str>,
 }
 
 /// How many empty cgroups are kept for restarts.
@@ -167,21 +171,64 @@ impl CgroupRoot {
         let started = crate::orphans::start_time(me as i32).unwrap_or(0);
         let dir = base.join(format!("{ROOT_PREFIX}{me}-{started}-{n}"));
         fs::create_dir(&dir)?;
-        Ok(CgroupRoot { dir, next: 0, spares: Default::default() })
+        Ok(CgroupRoot { dir, next: 0, spares: Default::default(), enabled: Vec::new() })
     }
 
     pub(super) fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// A new cgroup for a child called `name`, with its `cgroup.procs`
-    /// open for the child to enter, and the directory open for
-    /// `CLONE_INTO_CGROUP`.
-    pub(super) fn child(&mut self, name: &str) -> io::Result<(ChildCgroup, OwnedFd, OwnedFd)> {
-        if let Some(at) = self.spares.iter().position(|(n, _)| &**n == name) {
-            if let Some((_, dir)) = self.spares.remove(at) {
+    /// A new cgroup for a child called `name`, held to `limits`, with its
+    /// `cgroup.procs` open for the child to enter, and the directory open
+    /// for `CLONE_INTO_CGROUP`.
+    pub(super) fn child(&mut self, name: &str, limits: &CgroupLimits) -> io::Result<(ChildCgroup, OwnedFd, OwnedFd)> {
+        let (mut cg, procs, fd) = self.empty_child(name)?;
+        if let Err(e) = cg.limit(limits) {
+            cg.remove();
+            return Err(e);
+        }
+        Ok((cg, procs, fd))
+    }
+
+    /// Enables `controller` for the children's cgroups: in this
+    /// directory's `cgroup.subtree_control`, and first in its parent's
+    /// where this directory is not offered it yet. Fails where the
+    /// hierarchy has no such controller (bound to a v1 hierarchy, or not
+    /// delegated).
+    pub(super) fn enable(&mut self, controller: &'static str) -> io::Result<()> {
+        if self.enabled.contains(&controller) {
+            return Ok(());
+        }
+        let offered = |dir: &Path| -> io::Result<bool> {
+            let text = fs::read_to_string(dir.join("cgroup.controllers"))?;
+            Ok(text.split_whitespace().any(|c| c == controller))
+        };
+        let add = |dir: &Path| fs::write(dir.join("cgroup.subtree_control"), format!("+{controller}"));
+        if !offered(&self.dir)? {
+            let parent = self.dir.parent().unwrap_or(&self.dir);
+            if !offered(parent)? {
+                let text = fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("{} offers no {controller} controller (it has: {})", parent.display(), text.trim()),
+                ));
+            }
+            add(parent)?;
+        }
+        add(&self.dir)?;
+        self.enabled.push(controller);
+        Ok(())
+    }
+
+    /// An empty cgroup for `name`: a spare, or a new one.
+    fn empty_child(&mut self, name: &str) -> io::Result<(ChildCgroup, OwnedFd, OwnedFd)> {
+        if let Some(at) = self.spares.iter().position(|(n, _, _)| &**n == name) {
+            if let Some((_, dir, limited)) = self.spares.remove(at) {
                 match open_child(&dir) {
-                    Ok((cg, procs, fd)) if reusable(&cg) => return Ok((cg, procs, fd)),
+                    Ok((mut cg, procs, fd)) if reusable(&cg) => {
+                        cg.limited = limited;
+                        return Ok((cg, procs, fd));
+                    }
                     // Not as it was left (see `reusable`): made anew below.
                     _ => {
                         let _ = fs::remove_dir(&dir);
@@ -194,7 +241,7 @@ impl CgroupRoot {
         if let Err(e) = fs::create_dir(&dir) {
             // A delegated parent's `cgroup.max.descendants` counts the
             // spares too: give the oldest back and try once more.
-            let (_, oldest) = self.spares.pop_front().ok_or(e)?;
+            let (_, oldest, _) = self.spares.pop_front().ok_or(e)?;
             let _ = fs::remove_dir(oldest);
             fs::create_dir(&dir)?;
         }
@@ -216,9 +263,9 @@ impl CgroupRoot {
             cg.remove();
             return;
         }
-        self.spares.push_back((name.into(), cg.dir));
+        self.spares.push_back((name.into(), cg.dir, cg.limited));
         if self.spares.len() > MAX_SPARES {
-            if let Some((_, dir)) = self.spares.pop_front() {
+            if let Some((_, dir, _)) = self.spares.pop_front() {
                 let _ = fs::remove_dir(dir);
             }
         }
@@ -249,7 +296,13 @@ fn open_child(dir: &Path) -> io::Result<(ChildCgroup, OwnedFd, OwnedFd)> {
     let events = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(dir.join("cgroup.events"))?;
     let fd = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY).open(dir)?;
     Ok((
-        ChildCgroup { dir: dir.to_owned(), events: events.into(), killed: Default::default() },
+        ChildCgroup {
+            dir: dir.to_owned(),
+            events: events.into(),
+            killed: Default::default(),
+            limited: Default::default(),
+            oom_base: None,
+        },
         procs.into(),
         fd.into(),
     ))
@@ -257,7 +310,7 @@ fn open_child(dir: &Path) -> io::Result<(ChildCgroup, OwnedFd, OwnedFd)> {
 
 impl Drop for CgroupRoot {
     fn drop(&mut self) {
-        for (_, dir) in self.spares.drain(..) {
+        for (_, dir, _) in self.spares.drain(..) {
             let _ = fs::remove_dir(dir);
         }
         if let Err(e) = fs::remove_dir(&self.dir) {
@@ -274,13 +327,56 @@ pub(super) struct ChildCgroup {
     pub(super) events: OwnedFd,
     /// `cgroup.kill` was written: never reused (see [`CgroupRoot::retire`]).
     killed: std::sync::atomic::AtomicBool,
+    /// The limits last written to its files (a reused cgroup keeps them).
+    limited: CgroupLimits,
+    /// `memory.events` `oom_kill` when the child was spawned, where the
+    /// spec's memory limits let the OOM killer take it.
+    oom_base: Option<u64>,
 }
 
 impl ChildCgroup {
     /// Opens the cgroup at `dir` (one a crashed run left).
     pub(super) fn open(dir: &Path) -> io::Result<ChildCgroup> {
         let events = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(dir.join("cgroup.events"))?;
-        Ok(ChildCgroup { dir: dir.to_owned(), events: events.into(), killed: Default::default() })
+        Ok(ChildCgroup {
+            dir: dir.to_owned(),
+            events: events.into(),
+            killed: Default::default(),
+            limited: Default::default(),
+            oom_base: None,
+        })
+    }
+
+    /// Writes `limits`, and the kernel's defaults for those it no longer
+    /// sets (a reused cgroup holds its last child's); files whose value
+    /// does not change are not written, so a cgroup without limits costs
+    /// nothing.
+    fn limit(&mut self, limits: &CgroupLimits) -> io::Result<()> {
+        if self.limited != *limits {
+            for ((file, old), (_, new)) in self.limited.files().into_iter().zip(limits.files()) {
+                if old != new {
+                    fs::write(self.dir.join(file), new.as_bytes()).map_err(|e| {
+                        io::Error::new(e.kind(), format!("writing {new:?} to {}/{file}: {e}", self.dir.display()))
+                    })?;
+                }
+            }
+            self.limited = *limits;
+        }
+        self.oom_base = if limits.watches_oom() { Some(self.oom_kills()?) } else { None };
+        Ok(())
+    }
+
+    /// `memory.events` `oom_kill`: how many processes of it the OOM
+    /// killer took, ever.
+    fn oom_kills(&self) -> io::Result<u64> {
+        let text = fs::read_to_string(self.dir.join("memory.events"))?;
+        Ok(oom_kill_count(&text))
+    }
+
+    /// Whether the OOM killer took a process of it since the child was
+    /// spawned (only where its spec set a memory limit).
+    pub(super) fn oom_killed(&self) -> bool {
+        self.oom_base.is_some_and(|base| self.oom_kills().is_ok_and(|n| n > base))
     }
 
     /// Whether a live process is in it (`populated 1`). Reading also
@@ -399,9 +495,51 @@ impl ChildCgroup {
     }
 }
 
+/// The `oom_kill` line of a `memory.events` file.
+fn oom_kill_count(text: &str) -> u64 {
+    text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cgroup's files as a plain directory: what `limit` writes, and
+    /// that a reused cgroup gets the defaults back for what its new child
+    /// does not set.
+    #[test]
+    fn limits_are_written_and_reset_on_reuse() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("cgroup.events"), "populated 0\n").unwrap();
+        fs::write(dir.path().join("memory.events"), "oom 0\noom_kill 3\n").unwrap();
+        let mut cg = ChildCgroup::open(dir.path()).unwrap();
+        let read = |f: &str| fs::read_to_string(dir.path().join(f)).ok();
+        let limits = CgroupLimits { memory_max: Some(1 << 20), tasks_max: Some(8), ..Default::default() };
+        cg.limit(&limits).unwrap();
+        assert_eq!(read("memory.max").as_deref(), Some("1048576"));
+        assert_eq!(read("pids.max").as_deref(), Some("8"));
+        assert_eq!(read("memory.oom.group").as_deref(), Some("1"));
+        assert_eq!(read("cpu.max"), None, "a default is not written to a fresh cgroup");
+        assert!(!cg.oom_killed());
+        fs::write(dir.path().join("memory.events"), "oom 1\noom_kill 4\n").unwrap();
+        assert!(cg.oom_killed());
+        // Reused by a child with only a CPU weight.
+        cg.limit(&CgroupLimits { cpu_weight: Some(5), ..Default::default() }).unwrap();
+        assert_eq!(read("memory.max").as_deref(), Some("max"));
+        assert_eq!(read("pids.max").as_deref(), Some("max"));
+        assert_eq!(read("memory.oom.group").as_deref(), Some("0"));
+        assert_eq!(read("cpu.weight").as_deref(), Some("5"));
+        assert!(!cg.oom_killed(), "without a memory limit the OOM count is not watched");
+        cg.limit(&CgroupLimits::default()).unwrap();
+        assert_eq!(read("cpu.weight").as_deref(), Some("100"));
+    }
+
+    #[test]
+    fn the_oom_kill_count_is_read_from_memory_events() {
+        let text = "low 0\nhigh 3\nmax 9\noom 2\noom_kill 2\noom_group_kill 1\n";
+        assert_eq!(oom_kill_count(text), 2);
+        assert_eq!(oom_kill_count("oom 1\n"), 0);
+    }
 
     #[test]
     fn mountinfo_escapes_are_undone() {

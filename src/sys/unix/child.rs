@@ -197,6 +197,63 @@ impl ChildSteps {
     }
 }
 
+/// The spec's rlimits as plain data, copied into the child before the
+/// fork: (resource, [soft, hard]), `len` of them; `u64::MAX` is no limit.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub(super) struct Rlimits {
+    pub(super) list: [(u32, [u64; 2]); crate::spec::MAX_RLIMITS],
+    pub(super) len: usize,
+}
+
+impl Rlimits {
+    /// Those of `spec`; `len` 0 when it sets none.
+    pub(super) fn of(spec: &crate::spec::ProcessSpec) -> Rlimits {
+        let mut r = Rlimits { list: [(0, [0; 2]); crate::spec::MAX_RLIMITS], len: 0 };
+        for (slot, &(res, soft, hard)) in r.list.iter_mut().zip(&spec.rlimits) {
+            *slot = (res.resource(), [soft, hard]);
+            r.len += 1;
+        }
+        r
+    }
+
+    /// Sets them on the calling process; the first failure is returned.
+    /// Async-signal-safe: one system call each, on data owned by `self`.
+    pub(super) fn apply(&self) -> io::Result<()> {
+        for &(resource, limit) in self.list.iter().take(self.len) {
+            set_rlimit(resource, limit)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn set_rlimit(resource: u32, limit: [u64; 2]) -> io::Result<()> {
+    // SAFETY: prlimit64(2) with pid 0 sets the caller's own limit from a
+    // `struct rlimit64` (two u64: soft, hard, RLIM64_INFINITY = all ones)
+    // that `limit` is, and writes nothing (old_limit NULL). A raw system
+    // call through syscall(2), which takes no lock: async-signal-safe.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_prlimit64, 0, resource as libc::c_long, limit.as_ptr(), std::ptr::null_mut::<u64>())
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_rlimit(resource: u32, limit: [u64; 2]) -> io::Result<()> {
+    let conv = |v: u64| if v == u64::MAX { libc::RLIM_INFINITY } else { v as libc::rlim_t };
+    let rl = libc::rlimit { rlim_cur: conv(limit[0]), rlim_max: conv(limit[1]) };
+    // SAFETY: setrlimit(2) reads one `struct rlimit`; it is a plain system
+    // call wrapper, taking no lock.
+    if unsafe { libc::setrlimit(resource as _, &rl) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(target_os = "linux")]
 fn die_with_parent(death: Death) -> io::Result<()> {
     // SAFETY: prctl(2) is a plain system call, async-signal-safe;

@@ -213,6 +213,7 @@ pub(super) fn spawn(
         parent: std::process::id() as libc::pid_t,
         cgroup_procs: -1,
         umask: spec.umask.map_or(-1, i64::from),
+        rlimits: super::child::Rlimits::of(spec),
         drop_groups: spec.uid.is_some(),
         gid: spec.gid.map_or(-1, i64::from),
         uid: spec.uid.map_or(-1, i64::from),
@@ -569,7 +570,7 @@ mod tests {
         let cg = sys.cgroup_root().unwrap();
         let extra = super::super::cgroup::MAX_SPARES + 3 - cg.spares();
         for i in 0..extra {
-            let (child, _, _) = cg.child(&format!("n{i}")).unwrap();
+            let (child, _, _) = cg.child(&format!("n{i}"), &Default::default()).unwrap();
             cg.retire(&format!("n{i}"), child);
         }
         assert_eq!(cg.spares(), super::super::cgroup::MAX_SPARES);

@@ -17,7 +17,7 @@
 //!    so no host handler can run here before this);
 //! 2. `setsid()`: a session and process group of the child's own;
 //! 3. entering the cgroup (when `CLONE_INTO_CGROUP` did not already);
-//! 4. `umask`, `setgroups`/`setgid`/`setuid`, then `PR_SET_PDEATHSIG` and
+//! 4. `umask`, the spec's rlimits (`prlimit64`), `setgroups`/`setgid`/`setuid`, then `PR_SET_PDEATHSIG` and
 //!    the parent re-check (the kernel clears the parent-death signal when
 //!    the effective uid or gid changes, so it cannot come before them, as
 //!    the spawn issue's order had it), then `chdir`;
@@ -106,6 +106,9 @@ pub(super) struct ChildArgs {
     pub(super) cgroup_procs: RawFd,
     /// The umask (-1: leave it).
     pub(super) umask: i64,
+    /// The spec's rlimits, set after the umask, before the credentials
+    /// (raising a hard limit needs the privilege the credentials may drop).
+    pub(super) rlimits: super::child::Rlimits,
     /// Drop supplementary groups (std does, when a uid is set).
     pub(super) drop_groups: bool,
     /// The gid and uid (-1: leave them).
@@ -211,6 +214,17 @@ unsafe fn run_steps(a: &mut ChildArgs) -> i32 {
         //    raw calls change this task only, which is all there is.
         if a.umask >= 0 {
             syscall6(libc::SYS_umask, [a.umask as usize, 0, 0, 0, 0, 0]);
+        }
+        //    prlimit64(2), pid 0: the caller's limit from a `struct
+        //    rlimit64` (soft, hard) in `a`; old_limit NULL.
+        let mut i = 0;
+        while i < a.rlimits.len {
+            let Some((resource, limit)) = a.rlimits.list.get(i) else { break };
+            let ret = syscall6(libc::SYS_prlimit64, [0, *resource as usize, limit.as_ptr() as usize, 0, 0, 0]);
+            if let Some(e) = failed(ret) {
+                return e;
+            }
+            i += 1;
         }
         if a.drop_groups {
             // As std: without CAP_SETGID (EPERM) the groups stay.

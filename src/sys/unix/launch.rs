@@ -11,8 +11,16 @@ impl UnixSys {
     pub(super) fn spawn_child(&mut self, spec: &ProcessSpec) -> io::Result<Pid> {
         let mut notify = notify::Notify::prepare(spec)?;
         let tree = spec.kill_mode == KillMode::Tree;
-        let (cgroup, procs, cgroup_fd) = match self.cgroup_root().filter(|_| tree).map(|root| root.child(&spec.name)) {
+        let limited = spec.first_cgroup_limit().is_some();
+        let cgroup = self.cgroup_root().filter(|_| tree).map(|root| root.child(&spec.name, &spec.limits));
+        let (cgroup, procs, cgroup_fd) = match cgroup {
             Some(Ok((cg, procs, fd))) => (Some(cg), Some(procs), Some(fd)),
+            // Held by its process group, the child would run without its
+            // limits: never silently.
+            Some(Err(e)) if limited => return Err(e),
+            None if limited => {
+                return Err(io::Error::new(io::ErrorKind::Unsupported, "cgroup limits without a cgroup"))
+            }
             Some(Err(e)) => {
                 log::warn!("procsup: no cgroup for {}: {e}; it is held by its process group", spec.name);
                 (None, None, None)

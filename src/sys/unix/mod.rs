@@ -50,6 +50,7 @@ mod readiness;
 mod spawn;
 mod subreaper;
 mod tree;
+mod usage;
 mod wait;
 
 pub use subreaper::SubreaperMode;
@@ -605,6 +606,10 @@ impl Sys for UnixSys {
         self.children.get(&pid).map_or(Containment::None, |c| c.contain.kind())
     }
 
+    fn usage(&self, pid: Pid) -> Option<crate::state::Usage> {
+        self.child_usage(pid)
+    }
+
     fn poll(&mut self, events: &mut Vec<SysEvent>) {
         self.more = false;
         self.poll_ready(events);
@@ -619,6 +624,22 @@ impl Sys for UnixSys {
 
     fn state_dir(&self) -> Option<&std::path::Path> {
         self.state_dir.as_ref().map(StateDir::path)
+    }
+
+    /// Refused without a cgroup per child ([`UnixSys::without_cgroups`],
+    /// no writable cgroup v2), or where the hierarchy has no controller a
+    /// limit needs; the controllers are enabled in `cgroup.subtree_control`
+    /// here (of this `UnixSys`'s directory, and of its parent where needed).
+    fn refuse_limits(&mut self, spec: &ProcessSpec) -> Option<(&'static str, String)> {
+        let (first, _) = spec.first_cgroup_limit()?;
+        let Some(root) = self.cgroup_root() else {
+            return Some((first, "children get no cgroup of their own here (process-group containment)".to_owned()));
+        };
+        spec.limits.set().find_map(|(limit, controller)| {
+            root.enable(controller)
+                .err()
+                .map(|e| (limit, format!("no {controller} controller for the children's cgroups: {e}")))
+        })
     }
 
     fn signal_orphan(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {

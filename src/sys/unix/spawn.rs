@@ -220,6 +220,14 @@ fn install_pre_exec(
         // first.
         unsafe { cmd.pre_exec(move || steps.run()) };
     }
+    let rlimits = super::child::Rlimits::of(spec);
+    if rlimits.len > 0 {
+        // SAFETY: Rlimits::apply makes one prlimit64(2) (setrlimit(2))
+        // system call per limit on plain data copied before the fork; it
+        // allocates nothing and takes no lock. After procsup's own steps
+        // (the child is in its cgroup already), before the spec's hooks.
+        unsafe { cmd.pre_exec(move || rlimits.apply()) };
+    }
     if let Some(fds) = fds {
         // SAFETY: FdPlan::apply_in_child only makes async-signal-safe
         // system calls (fcntl, close_range, dup2, getpid) and stores into

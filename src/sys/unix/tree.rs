@@ -105,6 +105,9 @@ impl UnixSys {
     pub(super) fn leader_reaped(&mut self, pid: Pid, exit: Exit, events: &mut Vec<SysEvent>) {
         let Some(child) = self.children.get_mut(&pid) else { return };
         child.reaped = true;
+        if matches!(&child.contain, Contain::Cgroup(cg) if cg.oom_killed()) {
+            events.push(SysEvent::OomKilled { pid });
+        }
         let lives = match &child.contain {
             Contain::None => false,
             Contain::Cgroup(cg) => cg.populated(),
