@@ -82,8 +82,11 @@ fn report(h: &Host) -> Option<String> {
     h.lines().into_iter().find(|l| l.contains("joined="))
 }
 
+/// Makes the `UnixSys` one containment path runs on.
+type MakeSys = fn() -> UnixSys;
+
 /// Both containments: a cgroup per child, and the process group alone.
-fn paths() -> [(&'static str, fn() -> UnixSys); 2] {
+fn paths() -> [(&'static str, MakeSys); 2] {
     [("cgroup", UnixSys::new), ("group", || UnixSys::new().without_cgroups())]
 }
 
