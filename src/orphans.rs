@@ -210,6 +210,88 @@ impl Record {
     }
 }
 
+/// The first line of a host record: what a host writes once, before it
+/// makes its cgroup directory, so that a later host finds every cgroup it
+/// made, also one whose child's own record was never written.
+pub(crate) const HOST_HEADER: &str = "procsup-host 1\n";
+
+/// A host record: the host process and the cgroup directory (`<base>/
+/// procsup-<pid>-<start>-<n>`) that holds its children's cgroups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HostRecord {
+    pub(crate) pid: i32,
+    pub(crate) start_time: u64,
+    pub(crate) boot_id: Option<String>,
+    pub(crate) root: PathBuf,
+}
+
+impl HostRecord {
+    pub(crate) fn to_text(&self) -> String {
+        let mut t = format!("{HOST_HEADER}pid {}\nstart_time {}\n", self.pid, self.start_time);
+        if let Some(b) = &self.boot_id {
+            t.push_str(&format!("boot_id {b}\n"));
+        }
+        t.push_str(&format!("cgroup {}\n", self.root.display()));
+        t
+    }
+
+    /// A whole host record whose cgroup directory is named as procsup
+    /// names it for that host process; `None` for anything else.
+    pub(crate) fn parse(bytes: &[u8]) -> Option<HostRecord> {
+        let text = std::str::from_utf8(bytes.strip_prefix(HOST_HEADER.as_bytes())?).ok()?;
+        if !text.ends_with('\n') {
+            return None;
+        }
+        let (mut pid, mut start_time, mut boot_id, mut root) = (None, None, None, None);
+        for line in text.lines() {
+            let (key, value) = line.split_once(' ')?;
+            match key {
+                "pid" => pid = Some(value.parse::<i32>().ok().filter(|&p| p > 1)?),
+                "start_time" => start_time = Some(value.parse::<u64>().ok()?),
+                "boot_id" if !value.is_empty() => boot_id = Some(value.to_owned()),
+                "cgroup" if value.starts_with('/') => root = Some(PathBuf::from(value)),
+                _ => return None,
+            }
+        }
+        let r = HostRecord { pid: pid?, start_time: start_time?, boot_id, root: root? };
+        let name = r.root.file_name()?.to_str()?;
+        let prefix = format!("procsup-{}-{}-", r.pid, r.start_time);
+        name.strip_prefix(&prefix)?.parse::<u64>().ok()?;
+        Some(r)
+    }
+
+    /// The name of the record's file in the state directory.
+    pub(crate) fn file_name(root: &Path) -> Option<String> {
+        Some(format!("{HOST_PREFIX}{}", root.file_name()?.to_str()?))
+    }
+}
+
+/// The prefix of a host record's file name; hidden, so it is never taken
+/// for a child's record.
+pub(crate) const HOST_PREFIX: &str = ".procsup-host.";
+
+/// The cgroups of children under a host's cgroup directory: `(dir, name)`
+/// of each `c<k>-<name>` that is a cgroup2 directory.
+pub(crate) fn host_children(root: &Path) -> Vec<(PathBuf, String)> {
+    let Ok(entries) = fs::read_dir(root) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name();
+            let (k, name) = file.to_str()?.strip_prefix('c')?.split_once('-')?;
+            k.parse::<u64>().ok()?;
+            let dir = e.path();
+            (!name.is_empty() && dir.join("cgroup.procs").is_file()).then(|| (dir, name.to_owned()))
+        })
+        .collect()
+}
+
+/// The first process in cgroup `dir`, and its start time.
+pub(crate) fn first_member(dir: &Path) -> Option<(i32, u64)> {
+    let procs = fs::read_to_string(dir.join("cgroup.procs")).ok()?;
+    procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()).find_map(|pid| Some((pid, start_time(pid)?)))
+}
+
 /// The state (`/proc/<pid>/stat` field 3) and start time (field 22, clock
 /// ticks since boot) of a process, or `None` when there is no such process
 /// (or no /proc).

@@ -39,7 +39,7 @@ use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::error::Error;
-use crate::orphans::{judge, Discard, OrphanScan, Parsed, Record, HEADER};
+use crate::orphans::{judge, Discard, HostRecord, OrphanScan, Parsed, Record, HEADER, HOST_HEADER, HOST_PREFIX};
 
 /// The lock file inside the state directory, made if missing, never written
 /// to or removed. Its name starts with `.`, which no process name may, so
@@ -52,6 +52,9 @@ const TMP_PREFIX: &str = ".procsup-tmp.";
 
 /// Records are tiny: anything this long is junk.
 const MAX_RECORD: u64 = 4096;
+
+/// A host record as found: its file name, what it says, and the file.
+pub(crate) type HostEntry = (String, HostRecord, FileStat);
 
 /// The state directory, open and locked.
 #[derive(Debug)]
@@ -193,6 +196,74 @@ impl StateDir {
         placed
     }
 
+    /// Writes the record of this host's cgroup directory, before that
+    /// directory is made: written, `fsync`ed, and the directory `fsync`ed,
+    /// so that it is there whatever happens to the host next. Once per
+    /// host, so its cost is no restart's.
+    pub(crate) fn write_host(&self, record: &HostRecord) -> io::Result<()> {
+        let file = HostRecord::file_name(&record.root).ok_or_else(|| io::Error::from(Errno::EINVAL))?;
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(&self.dir, file.as_str(), flags, Mode::from_bits_truncate(0o600))?;
+        let mut f = File::from(fd);
+        let written = f.write_all(record.to_text().as_bytes()).and_then(|()| f.sync_all());
+        if let Err(e) = written {
+            let _ = unlinkat(&self.dir, file.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
+        nix::unistd::fsync(&self.dir).map_err(io::Error::from)
+    }
+
+    /// The host records, each with its file name and what it is; a file
+    /// with the host prefix that a crash left empty or cut short (it
+    /// names no directory yet: the record is whole before the directory
+    /// is made) is removed, anything else with that prefix refused.
+    pub(crate) fn host_records(&self) -> io::Result<(Vec<HostEntry>, Vec<OrphanScan>)> {
+        let (mut found, mut refused) = (Vec::new(), Vec::new());
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut dir = Dir::openat(&self.dir, ".", flags, Mode::empty())?;
+        let names: Vec<String> = dir
+            .iter()
+            .flatten()
+            .filter_map(|e| std::str::from_utf8(e.file_name().to_bytes()).ok().map(str::to_owned))
+            .filter(|n| n.starts_with(HOST_PREFIX))
+            .collect();
+        for name in names {
+            match self.read_bytes(&name) {
+                Ok((bytes, st)) => match HostRecord::parse(&bytes) {
+                    Some(r) if HostRecord::file_name(&r.root).as_deref() == Some(name.as_str()) => {
+                        found.push((name, r, st))
+                    }
+                    _ if bytes.starts_with(HOST_HEADER.as_bytes()) || HOST_HEADER.as_bytes().starts_with(&bytes) => {
+                        self.unlink_if_same(&name, &st)
+                    }
+                    _ => refused.push(self.refuse(name, "a host record that is not procsup's".into())),
+                },
+                Err(Unread::Odd(why)) => refused.push(self.refuse(name, why)),
+                Err(Unread::Vanished) => {}
+            }
+        }
+        Ok((found, refused))
+    }
+
+    /// Removes the host record `file` if it is still the file `st` says.
+    pub(crate) fn remove_host(&self, file: &str, st: &FileStat) {
+        self.unlink_if_same(file, st);
+    }
+
+    /// Removes the host record of cgroup directory `root` once that
+    /// directory is gone.
+    pub(crate) fn forget_host(&self, root: &Path) {
+        if root.exists() {
+            return;
+        }
+        let Some(file) = HostRecord::file_name(root) else { return };
+        if let Ok((bytes, st)) = self.read_bytes(&file) {
+            if HostRecord::parse(&bytes).is_some_and(|r| r.root == root) {
+                self.unlink_if_same(&file, &st);
+            }
+        }
+    }
+
     /// Renames `tmp` to `file`, over an earlier record of procsup's only.
     fn place(&self, tmp: &str, file: &str) -> io::Result<()> {
         #[cfg(target_os = "linux")]
@@ -288,7 +359,17 @@ impl StateDir {
     /// wrote) or holds the start of a record. Anything else is left.
     fn remove_temp(&self, file: &str) -> Option<Entry> {
         let ours = |b: &[u8]| b.starts_with(HEADER.as_bytes()) || HEADER.as_bytes().starts_with(b);
-        match self.read_bytes(file) {
+        let read = self.read_bytes(file);
+        // A whole record whose rename a crash cut off names a live child:
+        // it is put in place and scanned like any other.
+        if let Ok((bytes, _)) = &read {
+            let target = &file[TMP_PREFIX.len()..];
+            let whole = matches!(Record::parse(bytes), Parsed::Record(_)) && bytes.len() < MAX_RECORD as usize;
+            if whole && !target.is_empty() && !target.starts_with('.') && self.place(file, target).is_ok() {
+                return Some(Entry::Name(target.into()));
+            }
+        }
+        match read {
             Ok((bytes, st)) if ours(&bytes) => self.unlink_if_same(file, &st),
             Ok(_) => return Some(Entry::Odd(file.into(), "a temporary file that is not procsup's".into())),
             Err(Unread::Odd(why)) => return Some(Entry::Odd(file.into(), why)),
@@ -325,7 +406,9 @@ impl StateDir {
                 entries.push(Entry::Odd(lossy, "a name that is not UTF-8".into()));
                 continue;
             };
-            if name.starts_with(TMP_PREFIX) {
+            if name.starts_with(HOST_PREFIX) {
+                continue; // host records: see `host_records`
+            } else if name.starts_with(TMP_PREFIX) {
                 entries.extend(self.remove_temp(name));
             } else if name.starts_with('.') {
                 entries.push(Entry::Odd(name.into(), "a hidden file, not a record".into()));
@@ -492,8 +575,53 @@ mod tests {
             .collect();
         let all = [".hidden", ".notes.tmp", ".procsup-tmp.e", ".procsup-tmp.f", "empty", "notes.txt", "v2.4194001"];
         assert_eq!(refused, all, "{scans:?}");
-        assert_eq!(scans.len(), all.len(), "{scans:?}");
+        // The whole record a crash left unrenamed is put in place and
+        // judged: its pid is gone.
+        assert!(scans.contains(&OrphanScan::Discarded { name: "d".into(), reason: Discard::Gone }), "{scans:?}");
+        assert_eq!(scans.len(), all.len() + 1, "{scans:?}");
         assert_eq!(names(&dir), all);
         assert_eq!(std::fs::read_to_string(p.join(".procsup-tmp.e")).unwrap(), "important\n");
+    }
+
+    #[test]
+    fn host_records_are_listed_apart_and_a_cut_short_one_is_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open_in(&tmp);
+        let p = dir.path();
+        let root = PathBuf::from("/sys/fs/cgroup/x/procsup-4194001-77-0");
+        let host = HostRecord { pid: 4_194_001, start_time: 77, boot_id: Some("b".into()), root: root.clone() };
+        dir.write_host(&host).unwrap();
+        assert!(dir.write_host(&host).is_err(), "a host record is made once, never written over");
+        let text = host.to_text();
+        // A crash while writing (before the directory was made), and one
+        // that is not procsup's.
+        std::fs::write(p.join(".procsup-host.procsup-4194002-1-0"), &text[..text.len() / 2]).unwrap();
+        std::fs::write(p.join(".procsup-host.notes"), "important\n").unwrap();
+        let (found, refused) = dir.host_records().unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].0.as_str(), &found[0].1), (".procsup-host.procsup-4194001-77-0", &host));
+        assert!(matches!(&refused[..], [OrphanScan::Refused { name, .. }] if name == ".procsup-host.notes"));
+        assert_eq!(names(&dir), [".procsup-host.notes", ".procsup-host.procsup-4194001-77-0"]);
+        // Child scans never see them.
+        assert!(dir.scan(|_| false).unwrap().is_empty());
+        // Forgotten once the directory it names is gone (it never existed).
+        dir.forget_host(&root);
+        assert_eq!(names(&dir), [".procsup-host.notes"]);
+    }
+
+    #[test]
+    fn a_host_record_names_only_a_directory_made_for_that_host() {
+        let ok = "procsup-host 1\npid 4242\nstart_time 9\nboot_id b\ncgroup /cg/procsup-4242-9-3\n";
+        let r = HostRecord::parse(ok.as_bytes()).unwrap();
+        assert_eq!(HostRecord::parse(r.to_text().as_bytes()), Some(r));
+        for bad in [
+            "procsup-host 1\npid 4242\nstart_time 9\ncgroup /cg/procsup-4243-9-3\n",
+            "procsup-host 1\npid 4242\nstart_time 9\ncgroup /cg/other\n",
+            "procsup-host 1\npid 4242\nstart_time 9\ncgroup /cg/procsup-4242-9-3",
+            "procsup-host 1\npid 4242\ncgroup /cg/procsup-4242-9-3\n",
+            "procsup-record 1\npid 4242\nstart_time 9\ncgroup /cg/procsup-4242-9-3\n",
+        ] {
+            assert_eq!(HostRecord::parse(bad.as_bytes()), None, "{bad:?}");
+        }
     }
 }

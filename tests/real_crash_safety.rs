@@ -58,7 +58,8 @@ fn records(dir: &Path) -> HashSet<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".lock")
+        // The lock, and the host record that names the host's cgroups.
+        .filter(|n| n != ".lock" && !n.starts_with(".procsup-host."))
         .collect()
 }
 

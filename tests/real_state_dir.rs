@@ -214,7 +214,8 @@ fn record_files(state: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(state)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".lock")
+        // The lock, and the host record that names the host's cgroups.
+        .filter(|n| n != ".lock" && !n.starts_with(".procsup-host."))
         .collect();
     names.sort();
     names
@@ -374,6 +375,14 @@ fn the_state_dir_lock_is_typed_private_to_the_host_and_freed_on_drop() {
     let pid = h.sup.status("web").unwrap().pid.unwrap();
     let before = record_files(&state);
     assert_eq!(before, [format!("web.{pid}")]);
+    let host_records = || -> Vec<String> {
+        let names = std::fs::read_dir(&state).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        names.filter(|n| n.starts_with(".procsup-host.")).collect()
+    };
+    if let Some(cgroups) = h.sup.sys().cgroup_dir() {
+        let name = cgroups.file_name().unwrap().to_string_lossy();
+        assert_eq!(host_records(), [format!(".procsup-host.{name}")], "the host's cgroup directory is recorded");
+    }
 
     match UnixSys::new().state_dir(&state) {
         Err(procsup::Error::StateDirInUse { path }) => assert_eq!(path, state),
@@ -390,6 +399,7 @@ fn the_state_dir_lock_is_typed_private_to_the_host_and_freed_on_drop() {
 
     drop(h);
     assert!(!real::alive(pid.as_raw()));
+    assert!(host_records().is_empty(), "the host record goes with the host's cgroup directory");
     UnixSys::new().state_dir(&state).expect("the lock dies with its holder");
 }
 

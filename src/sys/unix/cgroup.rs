@@ -164,12 +164,17 @@ pub(super) const MAX_SPARES: usize = 256;
 impl CgroupRoot {
     /// Makes the directory under `base`. Failing here (not writable, not
     /// delegated) means: no cgroups.
-    pub(super) fn create(base: &Path) -> io::Result<CgroupRoot> {
+    ///
+    /// `before` runs with the directory's path, the host's pid and its
+    /// start time before the directory exists (the host record is written
+    /// there: see [`crate::state_dir`]).
+    pub(super) fn create(base: &Path, before: impl FnOnce(&Path, i32, u64)) -> io::Result<CgroupRoot> {
         sweep_dead_hosts(base);
         let n = NEXT_ROOT.fetch_add(1, Ordering::Relaxed);
         let me = std::process::id();
         let started = crate::orphans::start_time(me as i32).unwrap_or(0);
         let dir = base.join(format!("{ROOT_PREFIX}{me}-{started}-{n}"));
+        before(&dir, me as i32, started);
         fs::create_dir(&dir)?;
         Ok(CgroupRoot { dir, next: 0, spares: Default::default(), enabled: Vec::new() })
     }

@@ -287,7 +287,16 @@ impl UnixSys {
             Cgroups::Ready(_) | Cgroups::Off => Err(io::Error::from(Errno::ENOENT)),
         };
         if matches!(self.cgroups, Cgroups::Auto | Cgroups::Under(_)) {
-            self.cgroups = match base.and_then(|b| CgroupRoot::create(&b)) {
+            let (state_dir, boot_id) = (&self.state_dir, &self.boot_id);
+            let record = |root: &std::path::Path, pid, start_time| {
+                if let Some(dir) = state_dir {
+                    let r = orphans::HostRecord { pid, start_time, boot_id: boot_id.clone(), root: root.to_owned() };
+                    if let Err(e) = dir.write_host(&r) {
+                        log::warn!("procsup: recording cgroup {} in the state directory: {e}", root.display());
+                    }
+                }
+            };
+            self.cgroups = match base.and_then(|b| CgroupRoot::create(&b, record)) {
                 Ok(root) => {
                     log::info!("procsup: containment: a cgroup v2 per child, under {}", root.dir().display());
                     Cgroups::Ready(root)
@@ -358,8 +367,17 @@ impl UnixSys {
     /// # std::fs::remove_dir_all(&dir).unwrap();
     /// ```
     pub fn state_dir(mut self, dir: impl AsRef<std::path::Path>) -> crate::Result<Self> {
-        self.state_dir = Some(StateDir::open(dir.as_ref())?);
+        let dir = StateDir::open(dir.as_ref())?;
         self.boot_id = orphans::boot_id();
+        if let Cgroups::Ready(root) = &self.cgroups {
+            let start_time = orphans::start_time(std::process::id() as i32).unwrap_or(0);
+            let pid = std::process::id() as i32;
+            let r = orphans::HostRecord { pid, start_time, boot_id: self.boot_id.clone(), root: root.dir().to_owned() };
+            if let Err(e) = dir.write_host(&r) {
+                log::warn!("procsup: recording cgroup {} in the state directory: {e}", root.dir().display());
+            }
+        }
+        self.state_dir = Some(dir);
         Ok(self)
     }
 
@@ -697,5 +715,13 @@ impl Drop for UnixSys {
             }
         }
         self.release_adopted();
+        // The cgroup directory goes, then the record that names it.
+        if let Cgroups::Ready(root) = std::mem::replace(&mut self.cgroups, Cgroups::Off) {
+            let dir = root.dir().to_owned();
+            drop(root);
+            if let Some(state) = &self.state_dir {
+                state.forget_host(&dir);
+            }
+        }
     }
 }

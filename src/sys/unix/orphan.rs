@@ -121,7 +121,79 @@ impl UnixSys {
             self.orphans.insert(orphan.pid, entry);
             out.push(OrphanScan::Alive(orphan));
         }
+        self.scan_dead_hosts(&mut out)?;
         Ok(out)
+    }
+
+    /// The cgroups of dead hosts that this state directory's host records
+    /// name: every populated child cgroup that no record claimed is an
+    /// orphan tree too (its child's record was never written, or was
+    /// lost: the host died between the spawn and the record); empty ones
+    /// are removed, and a record whose directory is gone with them.
+    fn scan_dead_hosts(&mut self, out: &mut Vec<OrphanScan>) -> io::Result<()> {
+        let Some(dir) = &self.state_dir else { return Ok(()) };
+        let (hosts, refused) = dir.host_records()?;
+        out.extend(refused);
+        let now_boot = orphans::boot_id();
+        let mut found = Vec::new();
+        for (file, host, st) in hosts {
+            let other_boot = matches!((&host.boot_id, &now_boot), (Some(a), Some(b)) if a != b);
+            // A live host of this record is this process's own other
+            // `UnixSys` (the lock keeps every other host out): not ours.
+            if !other_boot && orphans::is_live(host.pid, host.start_time) {
+                continue;
+            }
+            if !other_boot {
+                for (cg, name) in orphans::host_children(&host.root) {
+                    let claimed = self.orphans.values().any(|o| o.cgroup.as_ref().is_some_and(|c| c.dir == cg));
+                    if claimed {
+                        continue;
+                    }
+                    if !orphans::cgroup_populated(&cg) {
+                        let _ = std::fs::remove_dir(&cg);
+                        continue;
+                    }
+                    match (orphans::first_member(&cg), ChildCgroup::open(&cg)) {
+                        (Some((pid, start_time)), Ok(cgroup)) => found.push((name, pid, start_time, cgroup)),
+                        (_, Err(e)) => log::warn!("procsup: opening orphan cgroup {}: {e}", cg.display()),
+                        (None, _) => {}
+                    }
+                }
+                let _ = std::fs::remove_dir(&host.root);
+            }
+            if other_boot || !host.root.exists() {
+                dir.remove_host(&file, &st);
+            }
+        }
+        for (name, pid, start_time, cgroup) in found {
+            let pid = Pid::from_raw(pid);
+            if self.orphans.contains_key(&pid) || self.children.contains_key(&pid) {
+                continue;
+            }
+            log::warn!(
+                "procsup: {} holds a tree of a dead host that no record names (the host died as it spawned): stopping it",
+                cgroup.dir.display()
+            );
+            let token = Self::token(pid, ORPHAN_CGROUP_SLOT);
+            if let Some(Err(e)) = self.readiness.as_ref().map(|r| r.watch_pri(cgroup.events.as_fd(), token)) {
+                log::warn!("procsup: epoll add orphan cgroup.events: {e}");
+            }
+            let mut orphan = orphans::Orphan::new(name.clone(), pid, pid, start_time);
+            orphan.cgroup = Some(cgroup.dir.clone());
+            orphan.leader_alive = false;
+            let entry = OrphanEntry {
+                name,
+                pgid: pid,
+                sid: None,
+                start_time,
+                pidfd: None,
+                leader_alive: false,
+                cgroup: Some(cgroup),
+            };
+            self.orphans.insert(pid, entry);
+            out.push(OrphanScan::Alive(orphan));
+        }
+        Ok(())
     }
 
     pub(super) fn signal_orphan_tree(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
@@ -217,6 +289,9 @@ impl UnixSys {
         }
         if let Some(dir) = &self.state_dir {
             dir.remove(&o.name, pid.as_raw());
+            if let Some(root) = o.cgroup.as_ref().and_then(|cg| cg.dir.parent()) {
+                dir.forget_host(root);
+            }
         }
         events.push(SysEvent::OrphanGone { pid });
     }
