@@ -302,6 +302,35 @@ fn line(what: &str, base: &Series, ours: &Series, target: Option<f64>) {
     );
 }
 
+/// What writing one record costs, the way the state directory writes it
+/// (a temporary file, then a rename), with or without `fsync` of the file
+/// and the directory: what a durable per-child record would add to every
+/// restart. Written where the project lives (a disk, as a state
+/// directory under /var/lib would be), not on a tmpfs.
+fn record_writes(samples: usize, sync: bool) -> Series {
+    use std::io::Write;
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let dir = tempfile::tempdir_in(&base).unwrap_or_else(|_| tempfile::tempdir().expect("tempdir"));
+    let handle = std::fs::File::open(dir.path()).expect("open dir");
+    let text = "procsup-record 1\npid 4194001\npgid 4194001\nsid 4194001\nstart_time 1\ncgroup /x/c1-web\n";
+    let mut micros = Vec::with_capacity(samples);
+    for k in 0..samples {
+        let tmp = dir.path().join(format!(".procsup-tmp.web.{k}"));
+        let t0 = Instant::now();
+        let mut f = std::fs::File::create(&tmp).expect("create");
+        f.write_all(text.as_bytes()).expect("write");
+        if sync {
+            f.sync_all().expect("fsync");
+        }
+        std::fs::rename(&tmp, dir.path().join(format!("web.{k}"))).expect("rename");
+        if sync {
+            handle.sync_all().expect("fsync dir");
+        }
+        micros.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    Series { micros, path: if sync { "fsync" } else { "no fsync" }, ..Series::default() }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` and friends: nothing to list
@@ -361,6 +390,11 @@ fn main() {
         false => "limits set (5 rlimits; no cgroup controllers here) vs defaults",
     };
     line(what, &defaults, &limited, Some(1.05));
+    // Per-child records are not fsynced (RELIABILITY.md says why); this is
+    // what it would cost.
+    let (plain, synced) = (record_writes(samples, false), record_writes(samples, true));
+    line("one record written with fsync (file, dir) vs without", &plain, &synced, None);
+    line("one fsynced record vs a whole restart (defaults)", &defaults, &synced, None);
     if heap_mib > 0 {
         let what = |path: &str| format!("{path}, {heap_mib} MiB touched heap vs empty heap");
         line(&what("defaults"), &defaults, &defaults_heap, Some(1.1));

@@ -327,11 +327,16 @@ impl UnixSys {
     /// - `.lock`, made if missing (mode 0600), never written to or removed;
     /// - one record per live child, `<name>.<pid>`, whose first line is
     ///   `procsup-record 1`, removed when the child is gone;
+    /// - with a cgroup per child, one host record,
+    ///   `.procsup-host.procsup-<pid>-<start>-<n>`, written (and `fsync`ed)
+    ///   before the host's cgroup directory is made, removed after it: a
+    ///   later host stops every populated cgroup in a dead host's directory,
+    ///   also one a crash left with no child record;
     /// - while a record is written, `.procsup-tmp.<name>.<pid>`, renamed
     ///   into place when whole. A write is atomic, so a crash never leaves
     ///   a record empty or cut short; it may leave that temporary file,
-    ///   which the next scan removes if it is empty or holds the start of a
-    ///   record.
+    ///   which the next scan puts in place if it holds a whole record, and
+    ///   removes if it is empty or holds the start of one.
     ///
     /// Every other entry is never opened for writing, renamed over or
     /// removed: a file whose first line is not `procsup-record 1` (an
