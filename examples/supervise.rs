@@ -95,6 +95,8 @@ options:
                                reported once (event=orphan_refused) and left
 * --no-die-with-parent         let children outlive this host (by default
                                they get SIGKILL when it dies)
+  --strict                     a program not found (on PATH, or at its path)
+                               is an error (exit 2), not a warning
   --subreaper                  adopt orphans (PR_SET_CHILD_SUBREAPER) and reap
                                them, for PID 1 or a container's entrypoint
 * --no-cgroups                 hold each child's tree by its process group
@@ -168,6 +170,8 @@ struct Args {
     cgroups: bool,
     instances: Option<u32>,
     subreaper: bool,
+    /// A program that is not found fails startup.
+    strict: bool,
     capture: bool,
     listen: Vec<String>,
     after: Vec<(String, String, Condition)>,
@@ -343,6 +347,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         cgroups: true,
         instances: None,
         subreaper: false,
+        strict: false,
         capture: false,
         listen: Vec::new(),
         after: Vec::new(),
@@ -378,6 +383,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--exit-when-idle" => a.exit_when_idle = true,
             "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
             "--subreaper" => a.subreaper = true,
+            "--strict" => a.strict = true,
             "--log-level" => {
                 let v = value(&arg)?;
                 a.log_level = log::LevelFilter::from_str(&v)
@@ -631,6 +637,16 @@ fn supervise(args: &Args, outputs: &Outputs) -> ExitCode {
             return fail(format!("--after {name}={dep}: no process named {name:?}"));
         }
     }
+    // A typo in a command is said before anything starts, not only as a
+    // crash loop of spawn failures.
+    for (name, argv, _) in &programs {
+        if let Some(why) = argv.first().and_then(|p| not_runnable(p)) {
+            if args.strict {
+                return fail(format!("program {name:?}: {why}"));
+            }
+            outputs.error(format_args!("warning: program {name:?}: {why}"));
+        }
+    }
     let mut sup = Supervisor::with_sys(sys);
     // Bound once here; every child gets the same sockets (std's sockets are
     // close-on-exec, so only the children the specs pass them to hold them).
@@ -662,6 +678,20 @@ fn supervise(args: &Args, outputs: &Outputs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Why `program` cannot be run as a command's first word, if it cannot: a
+/// path that is not an executable file, or a name found on no directory
+/// of `PATH`.
+fn not_runnable(program: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &std::path::Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.contains('/') {
+        return (!runnable(std::path::Path::new(program))).then(|| format!("{program:?} is not an executable file"));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path).any(|dir| runnable(&dir.join(program)));
+    (!found).then(|| format!("{program:?} is not found on PATH"))
 }
 
 fn run(sup: &mut Supervisor, args: &Args, outputs: &Outputs) -> io::Result<ExitCode> {

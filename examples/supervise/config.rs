@@ -56,7 +56,52 @@ const TOP_KEYS: &[&str] = &["strategy", "intensity"];
 /// names the file, the line and the key.
 pub fn load(path: &Path, defaults: &Args) -> Result<Config, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse(&text, defaults).map_err(|e| format!("{}:{e}", path.display()))
+    // Each line of the error is one problem: each gets the file's name.
+    parse(&text, defaults).map_err(|e| {
+        let lines: Vec<String> = e.lines().map(|l| format!("{}:{l}", path.display())).collect();
+        lines.join("\n")
+    })
+}
+
+/// The `[program.NAME]` headers that repeat an earlier one, with both
+/// lines: the TOML parser says only "duplicate key".
+fn repeated_sections(text: &str) -> Vec<String> {
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some(name) = line.trim().strip_prefix("[program.").and_then(|r| r.split_once(']')).map(|(n, _)| n.trim())
+        else {
+            continue;
+        };
+        match seen.iter().find(|(n, _)| *n == name) {
+            Some((_, first)) => out.push(format!(
+                "{}: program.{name}: a second [program.{name}] section (the first is on line {first})",
+                i + 1
+            )),
+            None => seen.push((name, i + 1)),
+        }
+    }
+    out
+}
+
+/// The known key nearest to `key` (at most two edits away), for "did you
+/// mean".
+fn nearest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    let distance = |a: &str, b: &str| {
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for i in 1..=a.len() {
+            let mut prev = row[0];
+            row[0] = i;
+            for j in 1..=b.len() {
+                let here = row[j];
+                row[j] = (row[j] + 1).min(row[j - 1] + 1).min(prev + usize::from(a[i - 1] != b[j - 1]));
+                prev = here;
+            }
+        }
+        row[b.len()]
+    };
+    known.iter().map(|k| (distance(key, k), *k)).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
 }
 
 /// Where a key is: `LINE: KEY`.
@@ -65,40 +110,64 @@ fn at(text: &str, key: &Key, dotted: &str) -> String {
     format!("{line}: {dotted}")
 }
 
+/// Parses a config file: every problem in it at once, one per line of
+/// the error, each `LINE: KEY: what`.
 pub fn parse(text: &str, defaults: &Args) -> Result<Config, String> {
+    let repeated = repeated_sections(text);
+    if !repeated.is_empty() {
+        return Err(repeated.join("\n"));
+    }
     let doc = Document::parse(text).map_err(|e| {
         let line = e.span().map_or(0, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
         format!("{line}: {}", e.message().trim_end())
     })?;
     let mut config = Config { programs: Vec::new(), strategy: None, intensity: None };
+    let mut errors = Vec::new();
     for (name, item) in doc.iter() {
         let (key, _) = doc.get_key_value(name).expect("iterated keys exist");
         if TOP_KEYS.contains(&name) {
             let fail = |msg: String| format!("{}: {msg}", at(text, key, name));
-            let Some(v) = item.as_str() else { return Err(fail("expected a string".into())) };
-            match name {
-                "strategy" => config.strategy = Some(parse_strategy(v).map_err(fail)?),
-                _ => config.intensity = Some(parse_intensity(v).map_err(fail)?),
-            }
+            let Some(v) = item.as_str() else {
+                errors.push(fail("expected a string".into()));
+                continue;
+            };
+            let set = match name {
+                "strategy" => parse_strategy(v).map(|s| config.strategy = Some(s)),
+                _ => parse_intensity(v).map(|i| config.intensity = Some(i)),
+            };
+            errors.extend(set.err().map(fail));
             continue;
         }
         if name != "program" {
-            return Err(format!(
-                "{}: unknown key: expected [program.NAME] sections, strategy or intensity",
+            let hint = match nearest(name, &["program", "strategy", "intensity"]) {
+                Some(k) => format!(" (did you mean {k}?)"),
+                None => String::new(),
+            };
+            errors.push(format!(
+                "{}: unknown key{hint}: expected [program.NAME] sections, strategy or intensity",
                 at(text, key, name)
             ));
+            continue;
         }
         let Some(table) = item.as_table() else {
-            return Err(format!("{}: expected [program.NAME] sections", at(text, key, name)));
+            errors.push(format!("{}: expected [program.NAME] sections", at(text, key, name)));
+            continue;
         };
         for (pname, section) in table.iter() {
             let (pkey, _) = table.get_key_value(pname).expect("iterated keys exist");
             let dotted = format!("program.{pname}");
             let Some(section) = section.as_table() else {
-                return Err(format!("{}: expected a [{dotted}] section", at(text, pkey, &dotted)));
+                errors.push(format!("{}: expected a [{dotted}] section", at(text, pkey, &dotted)));
+                continue;
             };
-            config.programs.push(program(text, pname, pkey, section, defaults)?);
+            match program(text, pname, pkey, section, defaults) {
+                Ok(p) => config.programs.push(p),
+                Err(e) => errors.extend(e),
+            }
         }
+    }
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
     }
     if config.programs.is_empty() {
         return Err(" no [program.NAME] section".into());
@@ -106,55 +175,81 @@ pub fn parse(text: &str, defaults: &Args) -> Result<Config, String> {
     Ok(config)
 }
 
-fn program(text: &str, name: &str, name_key: &Key, section: &Table, defaults: &Args) -> Result<Program, String> {
+/// One `[program.NAME]` section, or every problem in it.
+fn program(text: &str, name: &str, name_key: &Key, section: &Table, defaults: &Args) -> Result<Program, Vec<String>> {
     let mut args = defaults.clone();
     let mut argv = None;
+    let mut errors = Vec::new();
     for (k, item) in section.iter() {
         let (key, _) = section.get_key_value(k).expect("iterated keys exist");
         let where_ = at(text, key, &format!("program.{name}.{k}"));
         let fail = |msg: String| format!("{where_}: {msg}");
-        let value = match item {
-            Item::Value(v) => v,
-            _ => return Err(fail("expected a value, not a table".into())),
-        };
-        if k == "command" {
-            let Value::String(s) = value else { return Err(fail("expected a string".into())) };
-            let words = shell::split(s.value()).map_err(fail)?;
-            if words.is_empty() {
-                return Err(fail("the command is empty".into()));
-            }
-            argv = Some(words);
-        } else if k == "after" {
-            let deps: Vec<&Value> = match value {
-                Value::Array(list) => list.iter().collect(),
-                one => vec![one],
-            };
-            for dep in deps {
-                let Value::String(dep) = dep else { return Err(fail("expected \"DEP[:CONDITION]\" or a list".into())) };
-                args.after.push(parse_after(&format!("{name}={}", dep.value())).map_err(fail)?);
-            }
-        } else if PROGRAM_SWITCHES.contains(&k) {
-            match value {
-                Value::Boolean(b) if *b.value() => set_program_switch(&mut args, k),
-                Value::Boolean(_) => {}
-                _ => return Err(fail("expected true or false".into())),
-            }
-        } else if PROGRAM_OPTIONS.contains(&k) {
-            let v = match value {
-                Value::String(s) => s.value().clone(),
-                Value::Integer(i) => i.value().to_string(),
-                Value::Float(f) => f.value().to_string(),
-                _ => return Err(fail("expected a string or a number".into())),
-            };
-            set_program_option(&mut args, k, &v).map_err(fail)?;
-        } else {
-            let known = ["command", "after"].iter().chain(PROGRAM_OPTIONS).chain(PROGRAM_SWITCHES);
-            let known: Vec<&str> = known.copied().collect();
-            return Err(fail(format!("unknown key (expected one of: {})", known.join(", "))));
+        if let Err(e) = program_key(k, item, name, &mut args, &mut argv) {
+            errors.push(fail(e));
         }
     }
-    let argv = argv.ok_or_else(|| format!("{}: no command", at(text, name_key, &format!("program.{name}"))))?;
-    Ok((name.to_owned(), argv, args))
+    match argv {
+        Some(argv) if errors.is_empty() => Ok((name.to_owned(), argv, args)),
+        // A bad command was reported as such.
+        None if !section.contains_key("command") => {
+            errors.push(format!("{}: no command", at(text, name_key, &format!("program.{name}"))));
+            Err(errors)
+        }
+        _ => Err(errors),
+    }
+}
+
+/// Sets one key of a section: what is wrong with it otherwise.
+fn program_key(
+    k: &str,
+    item: &Item,
+    name: &str,
+    args: &mut Args,
+    argv: &mut Option<Vec<String>>,
+) -> Result<(), String> {
+    let value = match item {
+        Item::Value(v) => v,
+        _ => return Err("expected a value, not a table".into()),
+    };
+    if k == "command" {
+        let Value::String(s) = value else { return Err("expected a string".into()) };
+        let words = shell::split(s.value())?;
+        if words.is_empty() {
+            return Err("the command is empty".into());
+        }
+        *argv = Some(words);
+    } else if k == "after" {
+        let deps: Vec<&Value> = match value {
+            Value::Array(list) => list.iter().collect(),
+            one => vec![one],
+        };
+        for dep in deps {
+            let Value::String(dep) = dep else { return Err("expected \"DEP[:CONDITION]\" or a list".into()) };
+            args.after.push(parse_after(&format!("{name}={}", dep.value()))?);
+        }
+    } else if PROGRAM_SWITCHES.contains(&k) {
+        match value {
+            Value::Boolean(b) if *b.value() => set_program_switch(args, k),
+            Value::Boolean(_) => {}
+            _ => return Err("expected true or false".into()),
+        }
+    } else if PROGRAM_OPTIONS.contains(&k) {
+        let v = match value {
+            Value::String(s) => s.value().clone(),
+            Value::Integer(i) => i.value().to_string(),
+            Value::Float(f) => f.value().to_string(),
+            _ => return Err("expected a string or a number".into()),
+        };
+        set_program_option(args, k, &v)?;
+    } else {
+        let known = ["command", "after"].iter().chain(PROGRAM_OPTIONS).chain(PROGRAM_SWITCHES);
+        let known: Vec<&str> = known.copied().collect();
+        return Err(match nearest(k, &known) {
+            Some(near) => format!("unknown key (did you mean {near}?)"),
+            None => format!("unknown key (expected one of: {})", known.join(", ")),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -280,5 +375,23 @@ after = ["db:started", "cache"]
         assert!(error(&format!("intensity = 3\n{tail}")).starts_with("1: intensity: expected a string"));
         assert!(error(&format!("{tail}after = \"b:soon\"\n")).starts_with("3: program.a.after: --after"));
         assert!(error(&format!("{tail}after = [1]\n")).starts_with("3: program.a.after: expected"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_line() {
+        let text = "strategy = \"all\"\n[program.a]\ncommand = \"a\"\nrestrat = \"always\"\ngive-up = 0\n[program.b]\nrestart = \"never\"\n";
+        let lines: Vec<String> = error(text).lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert!(lines[0].starts_with("1: strategy: "), "{lines:#?}");
+        assert_eq!(lines[1], "4: program.a.restrat: unknown key (did you mean restart?)");
+        assert!(lines[2].starts_with("5: program.a.give-up: "), "{lines:#?}");
+        assert_eq!(lines[3], "6: program.b: no command");
+        assert!(error("[progam.a]\ncommand = \"a\"\n").starts_with("1: progam: unknown key (did you mean program?)"));
+    }
+
+    #[test]
+    fn a_repeated_section_names_both_lines() {
+        let text = "[program.a]\ncommand = \"a\"\n\n[program.a]\ncommand = \"b\"\n";
+        assert_eq!(error(text), "4: program.a: a second [program.a] section (the first is on line 1)");
     }
 }
