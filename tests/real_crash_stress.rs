@@ -115,7 +115,15 @@ impl Rng {
 
 /// Runs the library host on `state` until every orphan it found is gone.
 fn last_host(state: &Path) -> usize {
-    let mut sup = Supervisor::with_sys(UnixSys::new().state_dir(state).unwrap());
+    // The dead host's lock goes with the last process holding its fd: a
+    // child it was spawning, killed between its clone and its exec, may
+    // hold it a moment longer.
+    let mut sys = None;
+    real::wait_for(Duration::from_secs(5), || {
+        sys = UnixSys::new().state_dir(state).ok();
+        sys.is_some()
+    });
+    let mut sup = Supervisor::with_sys(sys.expect("the dead hosts' state directory lock is freed"));
     let stopping = sup.cleanup_orphans(Instant::now()).unwrap();
     let mut gone = 0;
     let end = Instant::now() + Duration::from_secs(30);
