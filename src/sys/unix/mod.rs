@@ -290,10 +290,7 @@ impl UnixSys {
             let (state_dir, boot_id) = (&self.state_dir, &self.boot_id);
             let record = |root: &std::path::Path, pid, start_time| {
                 if let Some(dir) = state_dir {
-                    let r = orphans::HostRecord { pid, start_time, boot_id: boot_id.clone(), root: root.to_owned() };
-                    if let Err(e) = dir.write_host(&r) {
-                        log::warn!("procsup: recording cgroup {} in the state directory: {e}", root.display());
-                    }
+                    record_host(dir, boot_id, root, pid, start_time);
                 }
             };
             self.cgroups = match base.and_then(|b| CgroupRoot::create(&b, record)) {
@@ -375,12 +372,8 @@ impl UnixSys {
         let dir = StateDir::open(dir.as_ref())?;
         self.boot_id = orphans::boot_id();
         if let Cgroups::Ready(root) = &self.cgroups {
-            let start_time = orphans::start_time(std::process::id() as i32).unwrap_or(0);
             let pid = std::process::id() as i32;
-            let r = orphans::HostRecord { pid, start_time, boot_id: self.boot_id.clone(), root: root.dir().to_owned() };
-            if let Err(e) = dir.write_host(&r) {
-                log::warn!("procsup: recording cgroup {} in the state directory: {e}", root.dir().display());
-            }
+            record_host(&dir, &self.boot_id, root.dir(), pid, orphans::start_time(pid).unwrap_or(0));
         }
         self.state_dir = Some(dir);
         Ok(self)
@@ -686,6 +679,15 @@ impl Sys for UnixSys {
         } else {
             None
         }
+    }
+}
+
+/// Writes the host record of cgroup directory `root` (see
+/// [`UnixSys::state_dir`]); a failure is logged: containment goes on.
+fn record_host(dir: &StateDir, boot_id: &Option<String>, root: &std::path::Path, pid: i32, start_time: u64) {
+    let r = orphans::HostRecord { pid, start_time, boot_id: boot_id.clone(), root: root.to_owned() };
+    if let Err(e) = dir.write_host(&r) {
+        log::warn!("procsup: recording cgroup {} in the state directory: {e}", root.display());
     }
 }
 
