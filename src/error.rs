@@ -144,6 +144,27 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A log file of an [`Output::Log`](crate::Output::Log) cannot be
+    /// opened for appending (a missing or unwritable directory, a
+    /// directory at the path). Nothing was added or changed.
+    ///
+    /// ```
+    /// use procsup::{Error, LogFile, Output, ProcessSpec, Supervisor, testing::FakeSys};
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// let log = LogFile::new("/nonexistent/dir/web.log");
+    /// let err = sup.add_process(ProcessSpec::new("web", "server").stdout(Output::Log(log)));
+    /// assert!(matches!(err, Err(Error::LogFile { .. })));
+    /// ```
+    #[error("{name:?}: log file {path}: {source}")]
+    LogFile {
+        /// The process being added or updated.
+        name: String,
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be opened.
+        #[source]
+        source: io::Error,
+    },
     /// `remove_process` of a process others depend on: remove them first.
     #[error("{name:?} cannot be removed: {dependents:?} depend on it")]
     HasDependents {

@@ -423,6 +423,24 @@ pub enum Event {
         /// The line.
         line: Vec<u8>,
     },
+    /// Writing to a log file of an [`Output::Log`](crate::Output::Log)
+    /// failed (a full disk, a removed mount): the lines of that write are
+    /// lost, the child goes on. Said once until a write succeeds again.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use procsup::Event;
+    /// let e = Event::LogFailed { name: Arc::from("web"), path: "/var/log/web.log".into(), error: "No space left on device (os error 28)".into() };
+    /// assert_eq!(e.to_string(), r#"event=log_failed name=web path=/var/log/web.log error="No space left on device (os error 28)""#);
+    /// ```
+    LogFailed {
+        /// The process that wrote to it last.
+        name: Arc<str>,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        error: String,
+    },
     /// [`Supervisor::update_spec`](crate::Supervisor::update_spec) replaced
     /// the spec of `name` (a group or a process): children started from
     /// now on run `version`, and a rolling restart brings the running ones
@@ -481,6 +499,7 @@ impl Event {
             | Event::Reloading { name, .. }
             | Event::ProbeDue { name, .. }
             | Event::ProbeFailed { name, .. }
+            | Event::LogFailed { name, .. }
             | Event::SpecUpdated { name, .. }
             | Event::SpecReverted { name, .. } => name,
         }
@@ -492,7 +511,8 @@ impl Event {
     /// `orphan_stopping`, `orphan_killed`, `orphan_gone`,
     /// `orphan_discarded`, `orphan_refused`, `adopted_exited`, `output`,
     /// `ready`, `start_timeout`, `watchdog`, `status`, `reloading`,
-    /// `probe_due`, `probe_failed`, `spec_updated`, `spec_reverted`.
+    /// `probe_due`, `probe_failed`, `log_failed`, `spec_updated`,
+    /// `spec_reverted`.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Spawned { .. } => "spawned",
@@ -526,6 +546,7 @@ impl Event {
             Event::Reloading { .. } => "reloading",
             Event::ProbeDue { .. } => "probe_due",
             Event::ProbeFailed { .. } => "probe_failed",
+            Event::LogFailed { .. } => "log_failed",
             Event::SpecUpdated { .. } => "spec_updated",
             Event::SpecReverted { .. } => "spec_reverted",
         }
@@ -622,6 +643,12 @@ impl fmt::Display for Event {
             Event::Output { pid, stream, line, .. } => {
                 write!(f, " pid={pid} stream={} line=", stream.as_str())?;
                 logfmt_value(f, &escape(line))
+            }
+            Event::LogFailed { path, error, .. } => {
+                f.write_str(" path=")?;
+                logfmt_value(f, &path.to_string_lossy())?;
+                f.write_str(" error=")?;
+                logfmt_value(f, error)
             }
             Event::SpecUpdated { version, .. } => write!(f, " version={version}"),
             Event::SpecReverted { version, reason, .. } => {

@@ -106,6 +106,7 @@
 //! | supervisord `autorestart=unexpected`, `exitcodes=0,2` | `.restart(RestartPolicy::OnFailure).success_codes([0, 2])` |
 //! | supervisord `stopsignal`, `stopwaitsecs`, `stopasgroup`/`killasgroup` | [`stop_signal`](ProcessSpec::stop_signal), [`stop_timeout`](ProcessSpec::stop_timeout), [`process_group`](ProcessSpec::process_group) (on by default) |
 //! | supervisord `stdout_logfile`, `redirect_stderr` | [`Output::Append`], [`Output::ToStdout`] |
+//! | supervisord `stdout_logfile_maxbytes`/`_backups`, svlogd, s6-log `s`/`n` | [`Output::Log`] with [`LogFile`], [`Supervisor::reopen_logs`] |
 //! | gunicorn companion `restart_delay` | `Backoff::fixed(d)` |
 //! | gunicorn SIGHUP reload | [`Supervisor::rolling_restart`] |
 //! | gunicorn dirty arbiter's parent check and orphan cleanup | [`die_with_parent`](ProcessSpec::die_with_parent) (on by default), [`UnixSys::state_dir`] |
@@ -136,6 +137,7 @@ mod deps;
 mod error;
 mod event;
 pub mod guide;
+mod logfile;
 mod orphans;
 mod output;
 mod pool;
@@ -152,6 +154,7 @@ pub use backoff::Backoff;
 pub use deps::Condition;
 pub use error::{Error, Result};
 pub use event::{Event, FatalReason, Stream};
+pub use logfile::{LogFile, MAX_LOG_KEEP};
 pub use orphans::{Discard, Orphan, OrphanScan};
 pub use output::{escape, MAX_LINE};
 pub use pool::{INSTANCE_ENV, MAX_FD_TARGET, MAX_PASSED_FDS};

@@ -375,7 +375,9 @@ impl ProcessSpec {
     pub(crate) fn check_readiness(&self) -> Result<(), String> {
         match &self.ready {
             Readiness::Fd(n) if *n < 3 => return Err(format!("notification fd {n} must be 3 or more")),
-            Readiness::OutputLine(_) if self.stdout != Output::Capture && self.stderr != Output::Capture => {
+            Readiness::OutputLine(_)
+                if ![&self.stdout, &self.stderr].iter().any(|o| matches!(o, Output::Capture | Output::Log(_))) =>
+            {
                 return Err("readiness by output line needs a captured stream".into());
             }
             _ => {}

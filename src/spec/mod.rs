@@ -54,6 +54,11 @@ pub enum Output {
     /// Read by the supervisor and split into lines: each line goes to the
     /// `log` crate as `[name] line` and to an [`Event::Output`](crate::Event).
     Capture,
+    /// Read by the supervisor and split into lines, as `Capture`, each
+    /// line written to a [`LogFile`](crate::LogFile) that rotates by size
+    /// (and not to an event or the `log` crate). Readiness by output line
+    /// and the crash context see the lines all the same.
+    Log(crate::LogFile),
     /// stderr only: wherever stdout goes.
     ToStdout,
 }

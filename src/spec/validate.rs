@@ -55,6 +55,9 @@ impl ProcessSpec {
                 }
                 no_nul("an output file path", p.as_os_str())?;
             }
+            if let Output::Log(log) = out {
+                log.check()?;
+            }
         }
         check_duration("start grace", self.start_grace)?;
         check_duration("stop timeout", self.stop_timeout)?;

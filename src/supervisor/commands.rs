@@ -51,6 +51,7 @@ impl<S: Sys> Supervisor<S> {
             if self.members(&spec.name).is_empty() {
                 self.pools.remove(spec.name.as_str());
             }
+            self.open_logs(&spec)?;
             self.insert(spec, None);
             return Ok(());
         };
@@ -62,6 +63,7 @@ impl<S: Sys> Supervisor<S> {
         for one in &ones {
             one.validate_instance()?;
         }
+        self.open_logs(&spec)?;
         let group: Arc<str> = Arc::from(spec.name.as_str());
         for one in ones {
             self.insert(one, Some(group.clone()));

@@ -5,6 +5,7 @@ mod deps;
 mod drain;
 mod host;
 mod logging;
+mod logs;
 mod orphan;
 mod proc;
 mod ready;
@@ -113,6 +114,8 @@ pub struct Supervisor<S: Sys = UnixSys> {
     /// What the OS layer reported and the output budget left for a later
     /// tick, in order; the OS layer is polled again once it is empty.
     backlog: VecDeque<SysEvent>,
+    /// The open log files of `Output::Log`, by path.
+    logs: HashMap<std::path::PathBuf, logs::OpenLog>,
 }
 
 impl Supervisor<UnixSys> {
@@ -166,6 +169,7 @@ impl<S: Sys> Supervisor<S> {
             has_deps: false,
             group: strategy::Group::default(),
             backlog: VecDeque::new(),
+            logs: HashMap::new(),
         }
     }
 
@@ -319,5 +323,6 @@ impl<S: Sys> Supervisor<S> {
         self.names.remove(&p.name);
         self.free.push(id);
         self.emit(Event::Removed { name: p.name });
+        self.close_unused_logs();
     }
 }

@@ -184,6 +184,6 @@ impl Proc {
     }
 
     pub(super) fn captures(&self) -> bool {
-        self.spec.stdout == Output::Capture || self.spec.stderr == Output::Capture
+        [&self.spec.stdout, &self.spec.stderr].iter().any(|o| matches!(o, Output::Capture | Output::Log(_)))
     }
 }

@@ -247,8 +247,8 @@ impl<S: Sys> Supervisor<S> {
             for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
                 let mut last = Vec::new();
                 lines[i].flush(&mut |l| last.push(l.to_vec()));
-                for line in last {
-                    self.emit(Event::Output { name: name.clone(), pid, stream, line });
+                if !last.is_empty() {
+                    self.deliver(id, pid, stream, last, true);
                 }
             }
         }

@@ -93,6 +93,7 @@ impl<S: Sys> Supervisor<S> {
                 }
             }
         }
+        self.flush_logs();
         self.advance_shutdown(now);
         self.advance_group(now);
         self.release_waiting(now, true);

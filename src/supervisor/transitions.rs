@@ -172,7 +172,32 @@ impl<S: Sys> Supervisor<S> {
         let mut out = Vec::new();
         let used = lines[stream as usize].push_some(data, max_lines, &mut |l| out.push(l.to_vec()));
         let emitted = out.len();
-        for line in out {
+        self.deliver(id, pid, stream, out, from_retiring);
+        (used, emitted)
+    }
+
+    /// Whole lines of `stream` of a child of slot `id` (its retiring one, or
+    /// its current one, whose lines also feed readiness and the crash
+    /// context): to its log file, or to events.
+    pub(super) fn deliver(&mut self, id: usize, pid: Pid, stream: Stream, lines: Vec<Vec<u8>>, from_retiring: bool) {
+        if let Some(path) = self.log_path(id, stream) {
+            if !from_retiring {
+                let p = self.p_mut(id);
+                for line in &lines {
+                    p.note_ready_line(line);
+                }
+                let skip = lines.len().saturating_sub(CRASH_CONTEXT_LINES);
+                for line in &lines[skip..] {
+                    if p.tail.len() == CRASH_CONTEXT_LINES {
+                        p.tail.pop_front();
+                    }
+                    p.tail.push_back(line.clone());
+                }
+            }
+            self.write_log(id, &path, &lines);
+            return;
+        }
+        for line in lines {
             if from_retiring {
                 let name = self.p(id).name.clone();
                 self.emit(Event::Output { name, pid, stream, line });
@@ -180,7 +205,6 @@ impl<S: Sys> Supervisor<S> {
                 self.emit_line(id, pid, stream, line);
             }
         }
-        (used, emitted)
     }
 
     /// One captured line: an event, and the crash context of the process.
@@ -225,15 +249,19 @@ impl<S: Sys> Supervisor<S> {
         let name = p.name.clone();
         let uptime = p.started_at.map_or_else(Default::default, |t| now.saturating_duration_since(t));
         let restart_count = p.restart_count;
-        let mut tail = Vec::new();
+        let mut tail = [Vec::new(), Vec::new()];
         if let Some(lines) = p.lines.as_mut() {
-            for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
-                lines[i].flush(&mut |l| tail.push((stream, l.to_vec())));
+            for (i, last) in tail.iter_mut().enumerate() {
+                lines[i].flush(&mut |l| last.push(l.to_vec()));
             }
         }
-        for (stream, line) in tail {
-            self.emit_line(id, pid, stream, line);
+        for (stream, last) in [Stream::Stdout, Stream::Stderr].into_iter().zip(tail) {
+            if !last.is_empty() {
+                self.deliver(id, pid, stream, last, false);
+            }
         }
+        // The last lines are on disk before the exit is told.
+        self.flush_logs();
         let last_output = std::mem::take(&mut self.p_mut(id).tail).into();
         self.emit(Event::Exited { name: name.clone(), pid, exit, cause, uptime, restart_count, last_output });
         Reaped { name, pid, exit }

@@ -102,6 +102,10 @@ impl<S: Sys> Supervisor<S> {
                 self.check_limits(one)?;
             }
         }
+        match &template {
+            Some(t) => self.open_logs(t)?,
+            None => self.open_logs(&news[0].1)?,
+        }
         let target: Arc<str> = Arc::from(target);
         let mut update = Update { target: target.clone(), template: None, procs: Vec::with_capacity(news.len()) };
         let mut version = 0;
@@ -151,6 +155,7 @@ impl<S: Sys> Supervisor<S> {
             }
         }
         self.emit(Event::SpecReverted { name: update.target, version, reason: reason.to_owned() });
+        self.close_unused_logs();
     }
 }
 

@@ -106,7 +106,7 @@ pub(super) fn child_fds(spec: &ProcessSpec) -> io::Result<ChildFds> {
         Output::Inherit | Output::ToStdout => None,
         Output::Null => Some(dev_null()?),
         Output::Append(path) => Some(open_append(path)?),
-        Output::Capture => Some(capture_pipe(&mut read_ends[0])?),
+        Output::Capture | Output::Log(_) => Some(capture_pipe(&mut read_ends[0])?),
     };
     let stderr_fd = match &spec.stderr {
         Output::Inherit => None,
@@ -116,7 +116,7 @@ pub(super) fn child_fds(spec: &ProcessSpec) -> io::Result<ChildFds> {
         },
         Output::Null => Some(dev_null()?),
         Output::Append(path) => Some(open_append(path)?),
-        Output::Capture => Some(capture_pipe(&mut read_ends[1])?),
+        Output::Capture | Output::Log(_) => Some(capture_pipe(&mut read_ends[1])?),
     };
     // As std's `Stdio::null()` for stdin: read-only.
     let stdin = OpenOptions::new().read(true).open("/dev/null")?.into();
