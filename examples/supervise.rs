@@ -158,7 +158,7 @@ ctl:     supervise ctl [--state-dir DIR | --control PATH] [--json] COMMAND
          table, or a JSON array with --json), start NAME, stop NAME,
          restart NAME or signal NAME SIG. Exit 0 done, 1 the supervisor
          refused (an unknown name, ...), 2 no answer (cannot connect, not
-         allowed). A stale socket of a dead supervise is replaced; a live
+         allowed, busy). A stale socket of a dead supervise is replaced; a live
          one makes a second supervise exit 2.
 output:  a failed write (a closed stdout or stderr) is reported once on
          stderr where it can be and never stops a child; events that

@@ -394,7 +394,7 @@ fn json_string(s: &str) -> String {
 pub const USAGE: &str = "usage: supervise ctl [--state-dir DIR | --control PATH] [--json] COMMAND
 commands: status | start NAME | stop NAME | restart NAME | signal NAME SIG
 exit: 0 done, 1 the supervisor refused (unknown name, ...), 2 no answer
-      (cannot connect, not allowed, bad usage)";
+      (cannot connect, not allowed, busy, bad usage)";
 
 /// `supervise ctl ...`: sends one request and prints the answer.
 pub fn client_main(mut argv: impl Iterator<Item = String>) -> ExitCode {
@@ -496,6 +496,10 @@ fn answer_exit(path: &Path, answer: &str) -> ExitCode {
                 "supervise ctl: {}: permission denied: only root and the user supervise runs as may use it",
                 path.display()
             );
+            ExitCode::from(2)
+        }
+        Some(e) if e.starts_with("busy") => {
+            eprintln!("supervise ctl: {}: {e}", path.display());
             ExitCode::from(2)
         }
         Some(e) => {
