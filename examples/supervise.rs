@@ -724,7 +724,12 @@ fn not_runnable(program: &str) -> Option<String> {
     (!found).then(|| format!("{program:?} is not found on PATH"))
 }
 
-fn run(sup: &mut Supervisor, args: &Args, outputs: &Outputs, mut control: Option<ctl::Control>) -> io::Result<ExitCode> {
+fn run(
+    sup: &mut Supervisor,
+    args: &Args,
+    outputs: &Outputs,
+    mut control: Option<ctl::Control>,
+) -> io::Result<ExitCode> {
     let signals = install_signals()?;
     sup.start_all(Instant::now()).map_err(io::Error::other)?;
     let mut stopping = false;

@@ -103,9 +103,8 @@ impl Control {
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.file_type().is_socket() => match UnixStream::connect(path) {
                 Ok(_) => return Err(format!("control socket {shown}: a supervise is already listening there")),
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    std::fs::remove_file(path).map_err(|e| format!("control socket {shown}: removing a stale one: {e}"))?
-                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
+                    .map_err(|e| format!("control socket {shown}: removing a stale one: {e}"))?,
                 Err(e) => return Err(format!("control socket {shown}: cannot tell whether it is in use: {e}")),
             },
             Ok(_) => return Err(format!("control socket {shown}: exists and is not a socket; left alone")),
