@@ -32,6 +32,8 @@ use procsup::{
 
 #[path = "supervise/config.rs"]
 mod config;
+#[path = "supervise/ctl.rs"]
+mod ctl;
 #[path = "supervise/limits.rs"]
 mod limits;
 #[path = "supervise/out.rs"]
@@ -44,6 +46,7 @@ use out::Queue;
 const USAGE: &str = r#"usage: supervise [OPTIONS] -- PROGRAM [ARGS...]
        supervise [OPTIONS] -p NAME=COMMAND [-p NAME=COMMAND ...]
        supervise [OPTIONS] --config FILE
+       supervise ctl [--state-dir DIR | --control PATH] [--json] COMMAND
 
 Supervises programs and prints one logfmt line per event on stdout.
 COMMAND is split into words as sh would ('...', "...", \), but no shell
@@ -92,7 +95,11 @@ options:
                                DIR/.lock and one DIR/NAME.PID per child
                                (first line procsup-record 1); never changes
                                or removes a file without that line: each is
-                               reported once (event=orphan_refused) and left
+                               reported once (event=orphan_refused) and left.
+                               Also listens on DIR/control (see ctl below)
+  --control PATH               listen for supervise ctl on the Unix socket
+                               PATH (mode 0600; root and this user only)
+                               instead of DIR/control; also without a state dir
 * --no-die-with-parent         let children outlive this host (by default
                                they get SIGKILL when it dies)
   --strict                     a program not found (on PATH, or at its path)
@@ -146,6 +153,13 @@ signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.
          SIGUSR1 prints a status table on stderr.
          SIGTTIN / SIGTTOU add / remove (newest first) one instance of every
          process run with --instances (at least one is kept).
+ctl:     supervise ctl [--state-dir DIR | --control PATH] [--json] COMMAND
+         asks the supervise listening there; COMMAND is status (the SIGUSR1
+         table, or a JSON array with --json), start NAME, stop NAME,
+         restart NAME or signal NAME SIG. Exit 0 done, 1 the supervisor
+         refused (an unknown name, ...), 2 no answer (cannot connect, not
+         allowed, busy). A stale socket of a dead supervise is replaced; a live
+         one makes a second supervise exit 2.
 output:  a failed write (a closed stdout or stderr) is reported once on
          stderr where it can be and never stops a child; events that
          cannot be written are dropped. A reader that does not keep up
@@ -166,6 +180,8 @@ struct Args {
     stop_signal: Signal,
     exit_when_idle: bool,
     state_dir: Option<std::path::PathBuf>,
+    /// `--control PATH`: the control socket, if not `DIR/control`.
+    control: Option<std::path::PathBuf>,
     die_with_parent: bool,
     cgroups: bool,
     instances: Option<u32>,
@@ -343,6 +359,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         stop_signal: Signal::SIGTERM,
         exit_when_idle: false,
         state_dir: None,
+        control: None,
         die_with_parent: true,
         cgroups: true,
         instances: None,
@@ -382,6 +399,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             }
             "--exit-when-idle" => a.exit_when_idle = true,
             "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
+            "--control" => a.control = Some(value(&arg)?.into()),
             "--subreaper" => a.subreaper = true,
             "--strict" => a.strict = true,
             "--log-level" => {
@@ -558,7 +576,11 @@ impl Outputs {
 
 fn main() -> ExitCode {
     let unblocked = unblock_handled_signals();
-    let args = match parse_args(std::env::args().skip(1)) {
+    let mut argv = std::env::args().skip(1).peekable();
+    if argv.peek().is_some_and(|a| a == "ctl") {
+        return ctl::client_main(argv.skip(1));
+    }
+    let args = match parse_args(argv) {
         Ok(Some(a)) => a,
         Ok(None) => {
             println!("{USAGE}");
@@ -647,6 +669,14 @@ fn supervise(args: &Args, outputs: &Outputs) -> ExitCode {
             outputs.error(format_args!("warning: program {name:?}: {why}"));
         }
     }
+    // Before anything starts: a live socket there is another host's.
+    let control = match ctl::socket_path(args.control.as_deref(), args.state_dir.as_deref()) {
+        Some(path) => match ctl::Control::bind(&path) {
+            Ok(c) => Some(c),
+            Err(e) => return fail(e),
+        },
+        None => None,
+    };
     let mut sup = Supervisor::with_sys(sys);
     // Bound once here; every child gets the same sockets (std's sockets are
     // close-on-exec, so only the children the specs pass them to hold them).
@@ -671,7 +701,7 @@ fn supervise(args: &Args, outputs: &Outputs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
         Ok(()) => {}
     }
-    match run(&mut sup, &args, outputs) {
+    match run(&mut sup, &args, outputs, control) {
         Ok(code) => code,
         Err(e) => {
             outputs.error(e);
@@ -694,7 +724,12 @@ fn not_runnable(program: &str) -> Option<String> {
     (!found).then(|| format!("{program:?} is not found on PATH"))
 }
 
-fn run(sup: &mut Supervisor, args: &Args, outputs: &Outputs) -> io::Result<ExitCode> {
+fn run(
+    sup: &mut Supervisor,
+    args: &Args,
+    outputs: &Outputs,
+    mut control: Option<ctl::Control>,
+) -> io::Result<ExitCode> {
     let signals = install_signals()?;
     sup.start_all(Instant::now()).map_err(io::Error::other)?;
     let mut stopping = false;
@@ -717,7 +752,7 @@ fn run(sup: &mut Supervisor, args: &Args, outputs: &Outputs) -> io::Result<ExitC
         if args.exit_when_idle && !stopping && sup.is_idle() {
             return Ok(idle_exit_code(sup));
         }
-        wait(sup, &signals)?;
+        wait(sup, &signals, control.as_ref())?;
         let now = Instant::now();
         if signals.stop.swap(false, Ordering::Relaxed) {
             if stopping {
@@ -758,6 +793,9 @@ fn run(sup: &mut Supervisor, args: &Args, outputs: &Outputs) -> io::Result<ExitC
             let table = status_table(sup, now);
             outputs.errors.send(table.trim_end().to_owned(), true);
         }
+        if let Some(c) = control.as_mut() {
+            c.handle(sup, now);
+        }
         sup.tick(now);
     }
 }
@@ -771,15 +809,19 @@ fn write_events(sup: &mut Supervisor, events: &Queue) {
     }
 }
 
-/// Sleeps until a readiness fd or the wake socket is readable, or the next
-/// deadline.
-fn wait(sup: &Supervisor, signals: &Signals) -> io::Result<()> {
-    let timeout = sup
-        .poll_timeout(Instant::now())
+/// Sleeps until a readiness fd, the wake socket or a control connection
+/// is ready, or the next deadline.
+fn wait(sup: &Supervisor, signals: &Signals, control: Option<&ctl::Control>) -> io::Result<()> {
+    let now = Instant::now();
+    let timeout = [sup.poll_timeout(now), control.and_then(|c| c.timeout(now))]
+        .into_iter()
+        .flatten()
+        .min()
         .map_or(PollTimeout::NONE, |d| PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX));
     let ready = sup.readiness_fds();
     let mut fds: Vec<PollFd> = ready.iter().map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
     fds.push(PollFd::new(signals.wake.as_fd(), PollFlags::POLLIN));
+    fds.extend(control.map(ctl::Control::poll_fds).unwrap_or_default());
     match poll(&mut fds, timeout) {
         Ok(_) | Err(procsup::Errno::EINTR) => {}
         Err(e) => return Err(e.into()),

@@ -22,7 +22,8 @@
 //!   per scan: a file without the header (an empty one too), a hidden
 //!   file, anything that is not a readable regular file (a FIFO, a socket,
 //!   a directory, a device, a symlink, a name that is not UTF-8, one that
-//!   vanishes or cannot be read). A record is never written over such a
+//!   vanishes or cannot be read), but for a socket named `control` (a
+//!   host's control socket), which is skipped silently. A record is never written over such a
 //!   file. Nothing in a scan blocks, and nothing in it fails startup but an
 //!   unlistable directory.
 
@@ -45,6 +46,11 @@ use crate::orphans::{judge, Discard, HostRecord, OrphanScan, Parsed, Record, HEA
 /// to or removed. Its name starts with `.`, which no process name may, so
 /// it is never taken for a record.
 pub(crate) const LOCK_FILE: &str = ".lock";
+
+/// A host's control socket (the `supervise` example's, say) may live in
+/// the state directory under this name: a socket by that name is skipped,
+/// not reported. Anything else by that name is an odd entry as usual.
+pub(crate) const CONTROL_SOCKET: &str = "control";
 
 /// The prefix of the temporary file a record is written to before it is
 /// renamed into place.
@@ -401,6 +407,9 @@ impl StateDir {
             if matches!(bytes, b"." | b".." | b".lock") {
                 continue;
             }
+            if bytes == CONTROL_SOCKET.as_bytes() && self.is_socket(CONTROL_SOCKET) {
+                continue;
+            }
             let Ok(name) = std::str::from_utf8(bytes) else {
                 let lossy = String::from_utf8_lossy(bytes).into_owned();
                 entries.push(Entry::Odd(lossy, "a name that is not UTF-8".into()));
@@ -418,6 +427,11 @@ impl StateDir {
         }
         entries.sort_by(|a, b| a.name().cmp(b.name()));
         Ok(entries)
+    }
+
+    fn is_socket(&self, file: &str) -> bool {
+        fstatat(&self.dir, file, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFSOCK.bits())
     }
 
     fn discard(&self, name: String, file: &str, st: &FileStat, reason: Discard) -> OrphanScan {
@@ -581,6 +595,30 @@ mod tests {
         assert_eq!(scans.len(), all.len() + 1, "{scans:?}");
         assert_eq!(names(&dir), all);
         assert_eq!(std::fs::read_to_string(p.join(".procsup-tmp.e")).unwrap(), "important\n");
+    }
+
+    /// A host's control socket is no odd entry; a socket by another name,
+    /// or something else named `control`, still is.
+    #[test]
+    fn a_socket_named_control_is_skipped_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open_in(&tmp);
+        let _control = std::os::unix::net::UnixListener::bind(dir.path().join(CONTROL_SOCKET)).unwrap();
+        let _other = std::os::unix::net::UnixListener::bind(dir.path().join("sock")).unwrap();
+        let refused = |dir: &StateDir| -> Vec<String> {
+            let scans = dir.scan(|_| false).unwrap();
+            scans
+                .into_iter()
+                .filter_map(|s| match s {
+                    OrphanScan::Refused { name, .. } => Some(name),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(refused(&dir), ["sock"]);
+        std::fs::remove_file(dir.path().join(CONTROL_SOCKET)).unwrap();
+        std::fs::write(dir.path().join(CONTROL_SOCKET), "notes\n").unwrap();
+        assert_eq!(refused(&dir), ["control", "sock"]);
     }
 
     #[test]

@@ -58,8 +58,9 @@ fn records(dir: &Path) -> HashSet<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        // The lock, and the host record that names the host's cgroups.
-        .filter(|n| n != ".lock" && !n.starts_with(".procsup-host."))
+        // The lock, the host record that names the host's cgroups, and
+        // supervise's control socket.
+        .filter(|n| n != ".lock" && !n.starts_with(".procsup-host.") && n != "control")
         .collect()
 }
 

@@ -214,8 +214,9 @@ fn record_files(state: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(state)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        // The lock, and the host record that names the host's cgroups.
-        .filter(|n| n != ".lock" && !n.starts_with(".procsup-host."))
+        // The lock, the host record that names the host's cgroups, and
+        // supervise's control socket.
+        .filter(|n| n != ".lock" && !n.starts_with(".procsup-host.") && n != "control")
         .collect();
     names.sort();
     names
