@@ -327,7 +327,8 @@ impl UnixSys {
     ///
     /// - `.lock`, made if missing (mode 0600), never written to or removed;
     /// - one record per live child, `<name>.<pid>`, whose first line is
-    ///   `procsup-record 1`, removed when the child is gone;
+    ///   `procsup-record 1`, removed once the child is gone (after its
+    ///   successor's spawn, or at the next poll);
     /// - with a cgroup per child, one host record,
     ///   `.procsup-host.procsup-<pid>-<start>-<n>`, written (and `fsync`ed)
     ///   before the host's cgroup directory is made, removed after it: a
