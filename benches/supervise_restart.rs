@@ -59,7 +59,7 @@ use nix::unistd::Pid;
 
 /// Criterion's sample count per row; the table uses the last this many
 /// calls (the measurement phase).
-const SAMPLES: usize = 20;
+const SAMPLES: usize = 30;
 
 /// The stamp child: `stamp REPORT steady` or `stamp REPORT crash GATE`.
 const STAMP_C: &str = r#"
@@ -486,7 +486,7 @@ fn main() {
         g.sample_size(SAMPLES);
         g.sampling_mode(SamplingMode::Flat);
         g.warm_up_time(Duration::from_millis(500));
-        g.measurement_time(Duration::from_secs(2));
+        g.measurement_time(Duration::from_secs(3));
         let Some(setup) = &setup else {
             if listing {
                 // `--list`: the names only, nothing runs.
