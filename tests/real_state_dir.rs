@@ -447,3 +447,52 @@ fn supervise_never_touches_files_that_are_not_procsups() {
     intact("after shutdown");
     assert_eq!(record_files(&sd5), ["backup.2024", "notes.txt", "report.1"], "only its own record went");
 }
+
+/// Polls `sys` (on its readiness fd, bounded) until the exit of `pid`.
+fn poll_until_exited(sys: &mut UnixSys, pid: nix::unistd::Pid) {
+    use procsup::{Sys, SysEvent};
+    use std::os::fd::AsFd;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut events = Vec::new();
+    loop {
+        events.clear();
+        sys.poll(&mut events);
+        if events.iter().any(|e| matches!(e, SysEvent::Exited { pid: p, .. } if *p == pid)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no exit of {pid} within 10 s");
+        let fds = sys.readiness_fds();
+        let mut pfds: Vec<_> =
+            fds.iter().map(|fd| nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)).collect();
+        let _ = nix::poll::poll(&mut pfds, nix::poll::PollTimeout::from(100u8));
+    }
+}
+
+/// A gone child's record is removed after its successor's spawn, not on
+/// the way to it (the removal, a read and an unlink, would delay every
+/// restart): until then the host is asked to poll again at once, and a
+/// poll with no spawn removes it too. The successor's record stays.
+#[test]
+fn a_gone_childs_record_goes_after_the_successors_spawn_or_at_the_next_poll() {
+    use procsup::Sys;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = private_dir(tmp.path());
+    let mut sys = UnixSys::new().state_dir(&state).unwrap();
+    let spec = ProcessSpec::new("web", "sleep").arg("60");
+    let first = sys.spawn(&spec).unwrap();
+    assert_eq!(record_files(&state), [format!("web.{first}")]);
+    assert_eq!(sys.wake_after(), None);
+    nix::sys::signal::kill(first, nix::sys::signal::Signal::SIGKILL).unwrap();
+    poll_until_exited(&mut sys, first);
+    assert_eq!(record_files(&state), [format!("web.{first}")], "removed on the way to the restart");
+    assert_eq!(sys.wake_after(), Some(Duration::ZERO), "a record waits: the host must come back");
+    let second = sys.spawn(&spec).unwrap();
+    assert_eq!(record_files(&state), [format!("web.{second}")], "the predecessor's record outlived the spawn");
+    assert_eq!(sys.wake_after(), None);
+    // No spawn follows: the next poll removes it.
+    nix::sys::signal::kill(second, nix::sys::signal::Signal::SIGKILL).unwrap();
+    poll_until_exited(&mut sys, second);
+    sys.poll(&mut Vec::new());
+    assert_eq!(record_files(&state), Vec::<String>::new());
+    assert_eq!(sys.wake_after(), None);
+}

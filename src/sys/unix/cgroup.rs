@@ -27,7 +27,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
 
 use super::wait::{pidfd_open, pidfd_send_signal};
 use crate::spec::CgroupLimits;
@@ -230,7 +232,7 @@ impl CgroupRoot {
         if let Some(at) = self.spares.iter().position(|(n, _, _)| &**n == name) {
             if let Some((_, dir, limited)) = self.spares.remove(at) {
                 match open_child(&dir) {
-                    Ok((mut cg, procs, fd)) if reusable(&cg) => {
+                    Ok((mut cg, procs, fd)) if reusable(&cg, &fd) => {
                         cg.limited = limited;
                         return Ok((cg, procs, fd));
                     }
@@ -287,29 +289,45 @@ impl CgroupRoot {
 /// wait for it forever), and with no controller enabled for sub-cgroups
 /// (`CLONE_INTO_CGROUP` fails with `EBUSY` there). Someone else may have
 /// changed it since; then it is made anew.
-fn reusable(cg: &ChildCgroup) -> bool {
-    let read = |file: &str| fs::read_to_string(cg.dir.join(file)).ok();
-    !cg.populated()
-        && read("cgroup.freeze").is_some_and(|t| t.trim() == "0")
-        && read("cgroup.subtree_control").is_some_and(|t| t.trim().is_empty())
+///
+/// One read of `cgroup.events` says both: `populated 0` and `frozen 0` (an
+/// empty cgroup is frozen at once when it or an ancestor is set to freeze);
+/// `cgroup.subtree_control` is opened relative to the directory fd, not by
+/// its whole path (a restart's spawn waits for these).
+fn reusable(cg: &ChildCgroup, dir: &OwnedFd) -> bool {
+    let events = cg.events_text();
+    let empty_and_thawed =
+        events.as_deref().is_some_and(|t| t.lines().any(|l| l == "populated 0") && t.lines().any(|l| l == "frozen 0"));
+    empty_and_thawed
+        && open_in(dir, "cgroup.subtree_control", OFlag::O_RDONLY).is_ok_and(|fd| {
+            let mut text = String::new();
+            fs::File::from(fd).read_to_string(&mut text).is_ok() && text.trim().is_empty()
+        })
+}
+
+/// Opens `file` of the cgroup directory open as `dir` (`O_CLOEXEC`).
+fn open_in(dir: &OwnedFd, file: &str, flags: OFlag) -> io::Result<OwnedFd> {
+    Ok(nix::fcntl::openat(dir, file, flags | OFlag::O_CLOEXEC, Mode::empty())?)
 }
 
 /// Opens a child cgroup's files: `cgroup.procs` for the child to enter,
 /// `cgroup.events`, and the directory for `CLONE_INTO_CGROUP`.
 fn open_child(dir: &Path) -> io::Result<(ChildCgroup, OwnedFd, OwnedFd)> {
-    let procs = OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(dir.join("cgroup.procs"))?;
-    let events = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(dir.join("cgroup.events"))?;
-    let fd = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY).open(dir)?;
+    // The directory first: its files are opened relative to it, not each
+    // by its whole path.
+    let fd: OwnedFd = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY).open(dir)?.into();
+    let procs = open_in(&fd, "cgroup.procs", OFlag::O_WRONLY)?;
+    let events = open_in(&fd, "cgroup.events", OFlag::O_RDONLY)?;
     Ok((
         ChildCgroup {
             dir: dir.to_owned(),
-            events: events.into(),
+            events,
             killed: Default::default(),
             limited: Default::default(),
             oom_base: None,
         },
-        procs.into(),
-        fd.into(),
+        procs,
+        fd,
     ))
 }
 
@@ -387,18 +405,23 @@ impl ChildCgroup {
     /// Whether a live process is in it (`populated 1`). Reading also
     /// re-arms the file's `EPOLLPRI`.
     pub(super) fn populated(&self) -> bool {
+        // Unreadable (removed under us): treat as empty, never wait
+        // forever on it.
+        self.events_text().is_some_and(|text| !text.lines().any(|l| l == "populated 0"))
+    }
+
+    /// What `cgroup.events` says now (`populated`, `frozen`); `None`, with
+    /// a warning, when it cannot be read. Reading re-arms its `EPOLLPRI`.
+    fn events_text(&self) -> Option<String> {
         let mut buf = [0u8; 256];
         // SAFETY: pread(2) writes at most buf.len() bytes into buf, a
         // valid writable buffer; `events` is an fd we own.
         let n = unsafe { libc::pread(self.events.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n < 0 {
-            // Unreadable (removed under us): treat as empty, never wait
-            // forever on it.
             log::warn!("procsup: reading {}/cgroup.events: {}", self.dir.display(), io::Error::last_os_error());
-            return false;
+            return None;
         }
-        let text = String::from_utf8_lossy(&buf[..n as usize]);
-        !text.lines().any(|l| l == "populated 0")
+        Some(String::from_utf8_lossy(&buf[..n as usize]).into_owned())
     }
 
     /// The pids in it now (live and zombie members).

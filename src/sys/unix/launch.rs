@@ -133,6 +133,8 @@ impl UnixSys {
         }
         entry.notify = notify.map(|n| self.watch_notify(pid, n));
         self.children.insert(pid, entry);
+        // The predecessor's record goes now that its successor runs.
+        self.remove_stale_records();
         Ok(pid)
     }
 

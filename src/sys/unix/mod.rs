@@ -160,6 +160,9 @@ pub struct UnixSys {
     boot_id: Option<String>,
     /// Members of draining process groups: member -> (leader, pidfd).
     members: HashMap<Pid, (Pid, OwnedFd)>,
+    /// Records of children that are gone, removed after the next spawn
+    /// or at the next poll (`remove_stale_records`).
+    stale_records: Vec<(Box<str>, Pid)>,
     /// Reaped group leaders whose group is not empty yet.
     group_drains: std::collections::HashSet<Pid>,
     cgroups: Cgroups,
@@ -227,6 +230,7 @@ impl UnixSys {
             subreaper: None,
             boot_id: None,
             members: HashMap::new(),
+            stale_records: Vec::new(),
             group_drains: std::collections::HashSet::new(),
             cgroups: Cgroups::Auto,
             unwatched: BTreeSet::new(),
@@ -323,7 +327,8 @@ impl UnixSys {
     ///
     /// - `.lock`, made if missing (mode 0600), never written to or removed;
     /// - one record per live child, `<name>.<pid>`, whose first line is
-    ///   `procsup-record 1`, removed when the child is gone;
+    ///   `procsup-record 1`, removed once the child is gone (after its
+    ///   successor's spawn, or at the next poll);
     /// - with a cgroup per child, one host record,
     ///   `.procsup-host.procsup-<pid>-<start>-<n>`, written (and `fsync`ed)
     ///   before the host's cgroup directory is made, removed after it: a
@@ -627,6 +632,7 @@ impl Sys for UnixSys {
     }
 
     fn poll(&mut self, events: &mut Vec<SysEvent>) {
+        self.remove_stale_records();
         self.more = false;
         self.poll_ready(events);
         self.recheck_draining_groups(events);
@@ -667,12 +673,14 @@ impl Sys for UnixSys {
     }
 
     /// "Now" while captured output is left unread (the per-poll budget ran
-    /// out) or a reaped child's last output is still being read; 50 ms
+    /// out), a reaped child's last output is still being read, or the
+    /// record of a gone child waits to be removed (after a restart's
+    /// spawn, or at the next poll when nothing was spawned); 50 ms
     /// while a child's exit or output wakes no fd (see
     /// [`UnixSys::uses_pidfd`]), or a draining process group has no member
     /// pidfd to wake it; otherwise never.
     fn wake_after(&self) -> Option<Duration> {
-        if self.more || !self.finishing.is_empty() {
+        if self.more || !self.finishing.is_empty() || !self.stale_records.is_empty() {
             Some(Duration::ZERO)
         } else if !self.unwatched.is_empty() || self.has_unwatched_drains() {
             Some(RECHECK)
@@ -721,6 +729,7 @@ impl Drop for UnixSys {
                 }
             }
         }
+        self.remove_stale_records();
         self.release_adopted();
         // The cgroup directory goes, then the record that names it.
         if let Cgroups::Ready(root) = std::mem::replace(&mut self.cgroups, Cgroups::Off) {

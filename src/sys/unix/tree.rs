@@ -227,8 +227,29 @@ impl UnixSys {
                 _ => cg.remove(),
             }
         }
-        if let Some(dir) = &self.state_dir {
-            dir.remove(&child.name, pid.as_raw());
+        if self.state_dir.is_some() {
+            // Removed after the next spawn (or at the next poll), not on
+            // the way to a restart: see `remove_stale_records`.
+            self.stale_records.push((child.name, pid));
+        }
+    }
+
+    /// Removes the records of children that are gone. `forget_child`
+    /// leaves this to after the successor's spawn: a record of a dead
+    /// child is harmless a moment longer (a later host checks the pid's
+    /// start time before it signals anything), and its removal (a read
+    /// and an unlink on disk) would delay every restart. A record whose
+    /// pid is a live child's again (the successor got it) is that
+    /// child's: kept.
+    pub(super) fn remove_stale_records(&mut self) {
+        if self.stale_records.is_empty() {
+            return;
+        }
+        let Some(dir) = &self.state_dir else { return };
+        for (name, pid) in self.stale_records.drain(..) {
+            if !self.children.contains_key(&pid) {
+                dir.remove(&name, pid.as_raw());
+            }
         }
     }
 

@@ -173,13 +173,25 @@ pub(super) fn peek_zombie() -> Option<Pid> {
 pub(super) fn peek_zombie() -> Option<Pid> {
     None
 }
+
+/// The calling thread's id (as `Child::spawner` holds it; 0 elsewhere).
+fn current_tid() -> i32 {
+    #[cfg(target_os = "linux")]
+    return nix::unistd::gettid().as_raw();
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
 /// `PR_SET_PDEATHSIG` follows the *thread* that spawned a child: when that
 /// thread exits, the child gets its parent-death signal although the host
 /// lives on. Such a death is easy to misread, so it is named in the log.
 pub(super) fn warn_if_spawner_thread_died(pid: Pid, child: &Child, exit: Exit) {
     let (tid, death) = child.spawner;
+    // The calling thread is alive: no look in /proc on the way to a
+    // restart for the usual host, one thread spawning and reaping.
     if death.is_some()
         && exit.signal_number() == death
+        && current_tid() != tid
         && !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
     {
         log::warn!(

@@ -1,0 +1,510 @@
+//! Restart latency the way a user sees it: a real `supervise` process (the
+//! example binary, built in release by this bench) supervises a tiny static
+//! C "stamp" child, and this bench, from outside, ends the child and times
+//! its successor's first instruction in `main` (`CLOCK_REALTIME`, read by
+//! the child itself and by this bench: one clock both sides).
+//!
+//! Two cases:
+//!
+//! - **steady**: the child stamps `S pid t0` and sleeps until killed. The
+//!   bench lets it live `PROCSUP_BB_UP_MS` (default 5 ms, past the 2 ms
+//!   start grace below, so it counts as running), takes the time just
+//!   before `kill(pid, SIGKILL)`, and measures until the successor's
+//!   stamp.
+//! - **crash**: the child stamps `S pid t0`, waits for one byte on its gate
+//!   FIFO (so the loop goes at the bench's pace, not as fast as it can on
+//!   2 shared cores), then stamps `E pid t1` and exits 1 at once: a failed
+//!   start every time. Measured from `t1` to the successor's stamp (so the
+//!   child's own `write` and `exit` are in it, alike for every row).
+//!
+//! Baselines, in the same run and interleaved with each row sample by
+//! sample (every process is started once and sits idle between rounds, so
+//! each round kills one baseline child and one `supervise` child, in
+//! alternating order): a C loop that blocks in `waitpid` and then
+//! `fork`+`execv`s the same child (the floor, what runit does), and the
+//! same loop with `vfork` (the physical limit of a spawn that copies no
+//! page table).
+//!
+//! `supervise` runs with `--backoff fixed:0` (the CLI's default is
+//! `exp:0.1:60:0.25`, which waits 100 ms even after a child that ran; this
+//! bench measures the restart path, not the backoff) and `--start-grace
+//! 0.002` (so the steady child counts as running before it is killed,
+//! without waiting the default 1 s per sample). Everything else is the
+//! CLI's defaults: a cgroup per child where one is writable, die-with-
+//! parent, a process group, a pidfd; its event lines go to a file.
+//! Rows: the defaults plus `--state-dir` (a record per child on disk, the
+//! defaults of issue #22), the defaults alone, and `--no-cgroups`.
+//!
+//! Run: `cargo bench --bench supervise_restart` (needs gcc; `-static` where
+//! libc.a is installed, else a dynamic stamp, said in the table). It builds
+//! `supervise` with `cargo build --release --example supervise` first.
+//! Criterion's times are `supervise`'s side; the table at the end has both
+//! sides' medians per restart over the same samples and their ratio.
+
+// A host, not the library: it owns real time and may read clocks and sleep.
+#![allow(clippy::disallowed_methods)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, SamplingMode};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Criterion's sample count per row; the table uses the last this many
+/// calls (the measurement phase).
+const SAMPLES: usize = 30;
+
+/// The stamp child: `stamp REPORT steady` or `stamp REPORT crash GATE`.
+const STAMP_C: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+static long long now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+int main(int argc, char **argv) {
+    long long t0 = now();
+    char buf[64];
+    int fd = open(argv[1], O_WRONLY | O_APPEND);
+    int n = snprintf(buf, sizeof buf, "S %d %lld\n", (int)getpid(), t0);
+    if (fd < 0 || write(fd, buf, n) != n) return 2;
+    if (argc > 3 && strcmp(argv[2], "crash") == 0) {
+        int gate = open(argv[3], O_RDONLY);
+        char c;
+        if (gate < 0 || read(gate, &c, 1) != 1) return 2;
+        long long t1 = now();
+        n = snprintf(buf, sizeof buf, "E %d %lld\n", (int)getpid(), t1);
+        if (write(fd, buf, n) != n) return 2;
+        _exit(1);
+    }
+    for (;;) pause();
+}
+"#;
+
+/// The baseline supervisor: `loop fork|vfork CHILD ARGS...`. SIGTERM ends
+/// it: the current child gets SIGKILL, is reaped, and the loop exits.
+const LOOP_C: &str = r#"
+#include <errno.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static volatile pid_t cur;
+static volatile sig_atomic_t stop;
+static void on_term(int sig) { (void)sig; stop = 1; if (cur > 0) kill(cur, SIGKILL); }
+int main(int argc, char **argv) {
+    (void)argc;
+    struct sigaction sa = {0};
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, 0);
+    sigset_t term, old;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    int use_vfork = argv[1][0] == 'v';
+    while (!stop) {
+        /* SIGTERM waits until cur names the child, so it is never missed. */
+        sigprocmask(SIG_BLOCK, &term, &old);
+        pid_t p = use_vfork ? vfork() : fork();
+        if (p == 0) { execv(argv[2], argv + 2); _exit(127); }
+        cur = p;
+        sigprocmask(SIG_SETMASK, &old, 0);
+        if (p < 0) return 1;
+        int st;
+        while (waitpid(p, &st, 0) < 0 && errno == EINTR) {}
+        cur = 0;
+    }
+    return 0;
+}
+"#;
+
+fn realtime_ns() -> i128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_nanos() as i128
+}
+
+/// Compiles `src`, static where the C library allows; `None` without gcc.
+fn compile(dir: &Path, name: &str, src: &str) -> Option<(PathBuf, bool)> {
+    let c = dir.join(format!("{name}.c"));
+    let bin = dir.join(name);
+    std::fs::write(&c, src).ok()?;
+    let gcc = |static_: bool| {
+        let mut cmd = Command::new("gcc");
+        cmd.arg("-O2");
+        if static_ {
+            cmd.arg("-static");
+        }
+        cmd.arg("-o").arg(&bin).arg(&c).stderr(Stdio::null());
+        cmd.status().is_ok_and(|s| s.success())
+    };
+    if gcc(true) {
+        return Some((bin, true));
+    }
+    gcc(false).then_some((bin, false))
+}
+
+/// Builds the `supervise` example in release and returns its path.
+fn build_supervise() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--example", "supervise"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build --release --example supervise failed");
+    // target/release/deps/supervise_restart-HASH -> target/release/examples
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe.parent().and_then(Path::parent).expect("target/release").join("examples").join("supervise");
+    assert!(bin.exists(), "{} not built", bin.display());
+    bin
+}
+
+/// One stamp line: `S` (started, t0) or `E` (about to exit, t1).
+struct Stamp {
+    start: bool,
+    pid: i32,
+    ns: i128,
+}
+
+/// The stamps of one supervisor's children, from its FIFO.
+struct Reports(BufReader<File>);
+
+impl Reports {
+    fn open(fifo: &Path) -> Self {
+        // Read-write: opening waits for no writer, and no end-of-file
+        // comes between children.
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(fifo).expect("open report fifo");
+        Reports(BufReader::new(f))
+    }
+
+    /// The next stamp; panics after 10 s without one rather than hang.
+    fn next(&mut self) -> Stamp {
+        if !self.0.buffer().contains(&b'\n') {
+            let mut pfd = [PollFd::new(self.0.get_ref().as_fd(), PollFlags::POLLIN)];
+            let ready = poll(&mut pfd, PollTimeout::from(10_000u16)).expect("poll the report fifo");
+            assert!(ready > 0, "no stamp within 10 s");
+        }
+        let mut line = String::new();
+        self.0.read_line(&mut line).expect("stamp line");
+        let mut f = line.split_whitespace();
+        let (kind, pid, ns) = (f.next(), f.next(), f.next());
+        Stamp {
+            start: kind == Some("S"),
+            pid: pid.and_then(|p| p.parse().ok()).expect("pid"),
+            ns: ns.and_then(|t| t.parse().ok()).expect("time"),
+        }
+    }
+
+    /// The next start stamp (an `E` line of a child is skipped).
+    fn next_start(&mut self) -> Stamp {
+        loop {
+            let s = self.next();
+            if s.start {
+                return s;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Steady,
+    Crash,
+}
+
+/// One supervising process (a C loop or `supervise`) with its child.
+struct Instance {
+    process: Child,
+    reports: Reports,
+    gate: Option<File>,
+    /// The running child's pid, from its start stamp.
+    child: i32,
+}
+
+impl Instance {
+    /// Starts `cmd`, whose child is `stamp REPORT case [GATE]`, and waits for
+    /// its first child's stamp.
+    fn start(mut cmd: Command, dir: &Path, tag: &str, case: Case, stamp: &Path) -> Instance {
+        let fifo = dir.join(format!("{tag}.reports"));
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let mut reports = Reports::open(&fifo);
+        cmd.arg(stamp).arg(&fifo);
+        let gate = match case {
+            Case::Steady => {
+                cmd.arg("steady");
+                None
+            }
+            Case::Crash => {
+                let gate = dir.join(format!("{tag}.gate"));
+                nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+                cmd.arg("crash").arg(&gate);
+                Some(std::fs::OpenOptions::new().read(true).write(true).open(&gate).expect("open gate"))
+            }
+        };
+        let log = File::create(dir.join(format!("{tag}.log"))).expect("log file");
+        cmd.stdin(Stdio::null()).stdout(log.try_clone().expect("dup")).stderr(log);
+        let process = cmd.spawn().expect("start the supervisor");
+        let child = reports.next_start().pid;
+        Instance { process, reports, gate, child }
+    }
+
+    /// Ends the running child (SIGKILL, or its gate), and returns µs from
+    /// its end to its successor's first instruction.
+    fn restart(&mut self) -> f64 {
+        let ended = match &mut self.gate {
+            None => {
+                let at = realtime_ns();
+                kill(Pid::from_raw(self.child), Signal::SIGKILL).expect("kill the child");
+                at
+            }
+            Some(gate) => {
+                gate.write_all(b"g").expect("open the gate");
+                loop {
+                    let s = self.reports.next();
+                    if !s.start && s.pid == self.child {
+                        break s.ns;
+                    }
+                }
+            }
+        };
+        let next = self.reports.next_start();
+        assert_ne!(next.pid, self.child, "a second start stamp of the same child");
+        self.child = next.pid;
+        (next.ns - ended) as f64 / 1e3
+    }
+
+    /// SIGTERM, then (after 5 s) SIGKILL; reaps it. `supervise` stops its
+    /// children and removes its cgroups; a C loop kills and reaps its child.
+    fn stop(mut self) {
+        let pid = Pid::from_raw(self.process.id() as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.process.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        eprintln!("supervise_restart: pid {pid} did not stop on SIGTERM within 5 s: SIGKILL");
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        // The child of a C loop would be left: it is killed by its pid.
+        let _ = kill(Pid::from_raw(self.child), Signal::SIGKILL);
+    }
+}
+
+/// Every supervising process of one case, all started at once and idle
+/// between rounds.
+struct World {
+    fork: Instance,
+    vfork: Instance,
+    /// `supervise` rows, by tag.
+    sups: Vec<(&'static str, Instance)>,
+}
+
+/// The `supervise` rows: tag, what, extra arguments (`{dir}`: a state dir).
+const SUPERVISE_ROWS: &[(&str, &str, &[&str])] = &[
+    ("state_dir", "defaults + --state-dir (cgroup, die-with-parent, group, pidfd, record)", &["--state-dir", "{dir}"]),
+    ("defaults", "defaults (cgroup, die-with-parent, group, pidfd)", &[]),
+    ("no_cgroups", "--no-cgroups (die-with-parent, group, pidfd)", &["--no-cgroups"]),
+];
+
+struct Setup {
+    dir: tempfile::TempDir,
+    /// State directories on disk (a state dir lives under /var/lib, not on
+    /// a tmpfs), under target/.
+    state: tempfile::TempDir,
+    stamp: PathBuf,
+    static_stamp: bool,
+    looper: PathBuf,
+    supervise: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Option<Setup> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (Some((stamp, static_stamp)), Some((looper, _))) =
+            (compile(dir.path(), "stamp", STAMP_C), compile(dir.path(), "loop", LOOP_C))
+        else {
+            eprintln!("supervise_restart: no gcc here; nothing measured");
+            return None;
+        };
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        let state = tempfile::tempdir_in(&base).unwrap_or_else(|_| tempfile::tempdir().expect("tempdir"));
+        Some(Setup { dir, state, stamp, static_stamp, looper, supervise: build_supervise() })
+    }
+
+    fn world(&self, case: Case) -> World {
+        let name = match case {
+            Case::Steady => "steady",
+            Case::Crash => "crash",
+        };
+        let dir = self.dir.path();
+        let c_loop = |how: &str| {
+            let mut cmd = Command::new(&self.looper);
+            cmd.arg(how);
+            Instance::start(cmd, dir, &format!("{name}-{how}"), case, &self.stamp)
+        };
+        let (fork, vfork) = (c_loop("fork"), c_loop("vfork"));
+        let sups = SUPERVISE_ROWS
+            .iter()
+            .map(|&(tag, _, extra)| {
+                let state = self.state.path().join(format!("{name}-{tag}"));
+                let mut cmd = Command::new(&self.supervise);
+                cmd.args(["--backoff", "fixed:0", "--start-grace", "0.002", "--name", "stamp"]);
+                cmd.args(extra.iter().map(|a| if *a == "{dir}" { state.as_os_str() } else { a.as_ref() }));
+                cmd.arg("--");
+                (tag, Instance::start(cmd, dir, &format!("{name}-{tag}"), case, &self.stamp))
+            })
+            .collect();
+        World { fork, vfork, sups }
+    }
+}
+
+impl World {
+    fn stop(self) {
+        self.fork.stop();
+        self.vfork.stop();
+        for (_, s) in self.sups {
+            s.stop();
+        }
+    }
+}
+
+/// One criterion call: `iters` paired restarts, µs each, per side.
+struct Sample {
+    baseline: Vec<f64>,
+    ours: Vec<f64>,
+}
+
+struct Row {
+    case: Case,
+    what: &'static str,
+    baseline: &'static str,
+    samples: Vec<Sample>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn bench_row(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    world: &mut World,
+    (case, tag, what): (Case, &'static str, &'static str),
+    rows: &mut Vec<Row>,
+) {
+    let vfork_base = tag == "no_cgroups";
+    let up = Duration::from_millis(std::env::var("PROCSUP_BB_UP_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(5));
+    let mut samples = Vec::new();
+    g.bench_function(tag, |b| {
+        b.iter_custom(|iters| {
+            let World { fork, vfork, sups } = &mut *world;
+            let base = if vfork_base { vfork } else { fork };
+            let ours = &mut sups.iter_mut().find(|(t, _)| *t == tag).expect("row").1;
+            let mut sample = Sample { baseline: Vec::new(), ours: Vec::new() };
+            for i in 0..iters {
+                if case == Case::Steady {
+                    // Both children live past the start grace: running.
+                    std::thread::sleep(up);
+                }
+                if i % 2 == 0 {
+                    sample.baseline.push(base.restart());
+                    sample.ours.push(ours.restart());
+                } else {
+                    sample.ours.push(ours.restart());
+                    sample.baseline.push(base.restart());
+                }
+            }
+            let total = Duration::from_secs_f64(sample.ours.iter().sum::<f64>() / 1e6);
+            samples.push(sample);
+            total
+        });
+    });
+    if samples.is_empty() {
+        return; // filtered out, or `--list`
+    }
+    let measured = samples.split_off(samples.len().saturating_sub(SAMPLES));
+    rows.push(Row { case, what, baseline: if vfork_base { "C vfork loop" } else { "C fork loop" }, samples: measured });
+}
+
+fn print_table(rows: &[Row], static_stamp: bool) {
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "supervise restart latency, µs from the child's end (SIGKILL, or its exit(1)) to its successor's main ({} stamp child);",
+        if static_stamp { "static" } else { "dynamic" }
+    );
+    println!("median over every restart of criterion's measurement samples; baseline interleaved restart by restart;");
+    println!("paired = median over the samples of each sample's own ratio of medians");
+    println!(
+        "{:<7} {:<72} {:<12} {:>5} {:>9} {:>9} {:>7} {:>7}",
+        "case",
+        "supervise --backoff fixed:0 --start-grace 0.002 ...",
+        "baseline",
+        "n",
+        "base µs",
+        "ours µs",
+        "ratio",
+        "paired"
+    );
+    for row in rows {
+        let all = |side: fn(&Sample) -> &Vec<f64>| row.samples.iter().flat_map(|s| side(s).iter().copied()).collect();
+        let base = median(all(|s| &s.baseline));
+        let ours = median(all(|s| &s.ours));
+        let paired = median(row.samples.iter().map(|s| median(s.ours.clone()) / median(s.baseline.clone())).collect());
+        let n: usize = row.samples.iter().map(|s| s.ours.len()).sum();
+        let case = if row.case == Case::Steady { "steady" } else { "crash" };
+        println!(
+            "{case:<7} {:<72} {:<12} {n:>5} {base:>9.1} {ours:>9.1} {:>6.2}x {paired:>6.2}x",
+            row.what,
+            row.baseline,
+            ours / base
+        );
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    let listing = std::env::args().any(|a| a == "--list");
+    let setup = if listing { None } else { Setup::new() };
+    let mut rows = Vec::new();
+    for case in [Case::Steady, Case::Crash] {
+        let name = if case == Case::Steady { "supervise_restart_steady" } else { "supervise_restart_crash" };
+        let mut g = c.benchmark_group(name);
+        g.sample_size(SAMPLES);
+        g.sampling_mode(SamplingMode::Flat);
+        g.warm_up_time(Duration::from_millis(500));
+        g.measurement_time(Duration::from_secs(3));
+        let Some(setup) = &setup else {
+            if listing {
+                // `--list`: the names only, nothing runs.
+                for &(tag, _, _) in SUPERVISE_ROWS {
+                    g.bench_function(tag, |b| b.iter(|| ()));
+                }
+            }
+            continue;
+        };
+        let mut world = setup.world(case);
+        for &(tag, what, _) in SUPERVISE_ROWS {
+            bench_row(&mut g, &mut world, (case, tag, what), &mut rows);
+        }
+        g.finish();
+        world.stop();
+    }
+    c.final_summary();
+    if let Some(setup) = &setup {
+        print_table(&rows, setup.static_stamp);
+    }
+}
