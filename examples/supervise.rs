@@ -110,6 +110,15 @@ options:
                                only, even where a cgroup v2 is writable
 * --capture                    capture the children's stdout and stderr and
                                print each line as an event=output line
+* --log-dir DIR                write each process's stdout and stderr, line by
+                               line, to DIR/NAME.log (a group's instances share
+                               one), rotated by size: NAME.log.1 newest; a dir
+                               that cannot be written exits 2 before anything
+                               starts; SIGUSR2 opens every file again
+* --log-max-size SIZE          rotate a log file once it would pass SIZE
+                               (default 10M; SIZE as 512K, 10M, 1G)
+* --log-keep N                 rotated files to keep (default 5; 0 keeps none)
+* --log-timestamps             start each logged line with its UTC time
   --after NAME=DEP[:started|ready|completed]
                                start NAME once DEP is started, running
                                (ready, the default) or exited with success;
@@ -151,6 +160,7 @@ signals: SIGTERM or SIGINT stops everything gracefully, then exits 0.
          up before its predecessor is stopped, and starts again what gave up,
          exited or was stopped.
          SIGUSR1 prints a status table on stderr.
+         SIGUSR2 opens every --log-dir file again (after logrotate moved it).
          SIGTTIN / SIGTTOU add / remove (newest first) one instance of every
          process run with --instances (at least one is kept).
 ctl:     supervise ctl [--state-dir DIR | --control PATH] [--json] COMMAND
@@ -189,6 +199,11 @@ struct Args {
     /// A program that is not found fails startup.
     strict: bool,
     capture: bool,
+    /// `--log-dir`: each process's streams to `DIR/NAME.log`.
+    log_dir: Option<std::path::PathBuf>,
+    log_max_size: u64,
+    log_keep: u32,
+    log_timestamps: bool,
     listen: Vec<String>,
     after: Vec<(String, String, Condition)>,
     strategy: Strategy,
@@ -222,9 +237,12 @@ const PROGRAM_OPTIONS: &[&str] = &[
     "cpu-weight",
     "io-weight",
     "rlimit",
+    "log-dir",
+    "log-max-size",
+    "log-keep",
 ];
 /// The same for options without a value (`key = true` in a section).
-const PROGRAM_SWITCHES: &[&str] = &["no-die-with-parent", "no-cgroups", "capture"];
+const PROGRAM_SWITCHES: &[&str] = &["no-die-with-parent", "no-cgroups", "capture", "log-timestamps"];
 
 /// Sets one of [`PROGRAM_OPTIONS`].
 fn set_program_option(a: &mut Args, key: &str, value: &str) -> Result<(), String> {
@@ -253,6 +271,23 @@ fn set_program_option(a: &mut Args, key: &str, value: &str) -> Result<(), String
             a.start_timeout = Some(t);
         }
         "watchdog" => a.watchdog = Some(secs(value)?),
+        "log-dir" => {
+            if value.is_empty() {
+                return Err(format!("{flag}: expected a directory"));
+            }
+            a.log_dir = Some(value.into());
+        }
+        "log-max-size" => {
+            a.log_max_size = limits::size(value)
+                .ok_or_else(|| format!("{flag} {value:?}: expected a size above 0, as 512K, 10M or 1G"))?;
+        }
+        "log-keep" => {
+            a.log_keep = value
+                .parse()
+                .ok()
+                .filter(|n| *n <= procsup::MAX_LOG_KEEP)
+                .ok_or_else(|| format!("{flag} {value:?}: expected 0 to {}", procsup::MAX_LOG_KEEP))?;
+        }
         k if limits::OPTIONS.contains(&k) => a.limits.set(k, value)?,
         _ => return Err(format!("unknown option {flag:?}")),
     }
@@ -265,6 +300,7 @@ fn set_program_switch(a: &mut Args, key: &str) {
         "no-die-with-parent" => a.die_with_parent = false,
         "no-cgroups" => a.cgroups = false,
         "capture" => a.capture = true,
+        "log-timestamps" => a.log_timestamps = true,
         _ => {}
     }
 }
@@ -366,6 +402,10 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         subreaper: false,
         strict: false,
         capture: false,
+        log_dir: None,
+        log_max_size: 10 << 20,
+        log_keep: 5,
+        log_timestamps: false,
         listen: Vec::new(),
         after: Vec::new(),
         strategy: Strategy::OneForOne,
@@ -471,16 +511,26 @@ fn spec(a: &Args, name: &str, argv: &[String], listen: &[Arc<std::os::fd::OwnedF
     if let Some(w) = a.watchdog {
         s = s.watchdog(w);
     }
+    // Over --capture (and the capture of --ready output:TEXT, which reads
+    // logged lines all the same).
+    if let Some(dir) = &a.log_dir {
+        let log = procsup::LogFile::new(dir.join(format!("{name}.log")))
+            .max_size(a.log_max_size)
+            .keep(a.log_keep)
+            .timestamps(a.log_timestamps);
+        s = s.stdout(Output::Log(log)).stderr(Output::ToStdout);
+    }
     a.limits.apply(s)
 }
 
 /// The signals this host handles: the ones [`install_signals`] catches,
 /// and SIGCHLD, which only wakes the loop.
-const HANDLED: [Signal; 7] = [
+const HANDLED: [Signal; 8] = [
     Signal::SIGTERM,
     Signal::SIGINT,
     Signal::SIGHUP,
     Signal::SIGUSR1,
+    Signal::SIGUSR2,
     Signal::SIGTTIN,
     Signal::SIGTTOU,
     Signal::SIGCHLD,
@@ -506,6 +556,7 @@ struct Signals {
     stop: Arc<AtomicBool>,
     reload: Arc<AtomicBool>,
     status: Arc<AtomicBool>,
+    reopen: Arc<AtomicBool>,
     grow: Arc<AtomicBool>,
     shrink: Arc<AtomicBool>,
     wake: UnixStream,
@@ -515,19 +566,25 @@ fn install_signals() -> io::Result<Signals> {
     let (wake, waker) = UnixStream::pair()?;
     wake.set_nonblocking(true)?;
     waker.set_nonblocking(true)?;
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1};
-    let (stop, reload, status) = (Arc::default(), Arc::default(), Arc::default());
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
+    let (stop, reload, status, reopen) = (Arc::default(), Arc::default(), Arc::default(), Arc::default());
     let (grow, shrink) = (Arc::default(), Arc::default());
-    for (sig, flag) in
-        [(SIGTERM, &stop), (SIGINT, &stop), (SIGHUP, &reload), (SIGUSR1, &status), (SIGTTIN, &grow), (SIGTTOU, &shrink)]
-    {
+    for (sig, flag) in [
+        (SIGTERM, &stop),
+        (SIGINT, &stop),
+        (SIGHUP, &reload),
+        (SIGUSR1, &status),
+        (SIGUSR2, &reopen),
+        (SIGTTIN, &grow),
+        (SIGTTOU, &shrink),
+    ] {
         signal_hook::flag::register(sig, Arc::clone(flag))?;
     }
     // SIGCHLD only wakes the loop: needed where there are no pidfds.
     for sig in HANDLED {
         signal_hook::low_level::pipe::register(sig as i32, waker.try_clone()?)?;
     }
-    Ok(Signals { stop, reload, status, grow, shrink, wake })
+    Ok(Signals { stop, reload, status, reopen, grow, shrink, wake })
 }
 
 /// Where the host writes: stdout and stderr, each through its own writer
@@ -698,6 +755,7 @@ fn supervise(args: &Args, outputs: &Outputs) -> ExitCode {
         Err(procsup::Error::LimitUnsupported { name, limit, reason }) => {
             return fail(format!("{} (for {name:?}): cannot be enforced: {reason}", limits::flag_of(limit)));
         }
+        Err(e @ procsup::Error::LogFile { .. }) => return fail(format!("--log-dir: {e}")),
         Err(e) => return fail(e.to_string()),
         Ok(()) => {}
     }
@@ -792,6 +850,10 @@ fn run(
         if signals.status.swap(false, Ordering::Relaxed) {
             let table = status_table(sup, now);
             outputs.errors.send(table.trim_end().to_owned(), true);
+        }
+        if signals.reopen.swap(false, Ordering::Relaxed) {
+            // A file that cannot be opened again is an event=log_failed.
+            sup.reopen_logs();
         }
         if let Some(c) = control.as_mut() {
             c.handle(sup, now);

@@ -123,6 +123,8 @@ pub fn parse(text: &str, defaults: &Args) -> Result<Config, String> {
     })?;
     let mut config = Config { programs: Vec::new(), strategy: None, intensity: None };
     let mut errors = Vec::new();
+    // Each `after` dependency and where it is: checked once every name is known.
+    let mut deps_at = Vec::new();
     for (name, item) in doc.iter() {
         let (key, _) = doc.get_key_value(name).expect("iterated keys exist");
         if TOP_KEYS.contains(&name) {
@@ -160,12 +162,13 @@ pub fn parse(text: &str, defaults: &Args) -> Result<Config, String> {
                 errors.push(format!("{}: expected a [{dotted}] section", at(text, pkey, &dotted)));
                 continue;
             };
-            match program(text, pname, pkey, section, defaults) {
+            match program(text, pname, pkey, section, defaults, &mut deps_at) {
                 Ok(p) => config.programs.push(p),
                 Err(e) => errors.extend(e),
             }
         }
     }
+    errors.extend(unknown_dependencies(&config.programs, defaults, &deps_at));
     if !errors.is_empty() {
         return Err(errors.join("\n"));
     }
@@ -175,8 +178,43 @@ pub fn parse(text: &str, defaults: &Args) -> Result<Config, String> {
     Ok(config)
 }
 
-/// One `[program.NAME]` section, or every problem in it.
-fn program(text: &str, name: &str, name_key: &Key, section: &Table, defaults: &Args) -> Result<Program, Vec<String>> {
+/// `LINE: program.x.after: no process named "y"` for each dependency on
+/// a name that neither the file nor the command line (`-p`) supervises:
+/// the library's own error would have no line. A group's instance
+/// (`web:0`) counts as the group's.
+fn unknown_dependencies(programs: &[Program], defaults: &Args, deps_at: &[(String, String)]) -> Vec<String> {
+    let names: Vec<(&str, bool)> = programs
+        .iter()
+        .map(|(n, _, a)| (n.as_str(), a.instances.is_some()))
+        .chain(defaults.processes.iter().map(|(n, _)| (n.as_str(), defaults.instances.is_some())))
+        .collect();
+    let known = |dep: &str| {
+        names.iter().any(|(n, _)| *n == dep)
+            || dep
+                .rsplit_once(':')
+                .is_some_and(|(g, i)| i.parse::<u32>().is_ok() && names.iter().any(|(n, group)| *group && *n == g))
+    };
+    let all: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+    deps_at
+        .iter()
+        .filter(|(dep, _)| !known(dep))
+        .map(|(dep, where_)| {
+            let hint = nearest(dep, &all).map_or(String::new(), |n| format!(" (did you mean {n}?)"));
+            format!("{where_}: no process named {dep:?}{hint}")
+        })
+        .collect()
+}
+
+/// One `[program.NAME]` section, or every problem in it. Each dependency
+/// it names goes to `deps_at` with its place.
+fn program(
+    text: &str,
+    name: &str,
+    name_key: &Key,
+    section: &Table,
+    defaults: &Args,
+    deps_at: &mut Vec<(String, String)>,
+) -> Result<Program, Vec<String>> {
     let mut args = defaults.clone();
     let mut argv = None;
     let mut errors = Vec::new();
@@ -184,8 +222,12 @@ fn program(text: &str, name: &str, name_key: &Key, section: &Table, defaults: &A
         let (key, _) = section.get_key_value(k).expect("iterated keys exist");
         let where_ = at(text, key, &format!("program.{name}.{k}"));
         let fail = |msg: String| format!("{where_}: {msg}");
+        let before = args.after.len();
         if let Err(e) = program_key(k, item, name, &mut args, &mut argv) {
             errors.push(fail(e));
+        }
+        for (_, dep, _) in &args.after[before.min(args.after.len())..] {
+            deps_at.push((dep.clone(), where_.clone()));
         }
     }
     match argv {
@@ -353,6 +395,9 @@ command = "db"
 [program.web]
 command = "web"
 after = ["db:started", "cache"]
+
+[program.cache]
+command = "cache"
 "#;
         let config = parse(text, &defaults()).unwrap();
         assert_eq!(config.strategy, Some(procsup::Strategy::OneForAll));
@@ -361,7 +406,9 @@ after = ["db:started", "cache"]
         let after: Vec<_> = web.after.iter().map(|(n, d, c)| (n.as_str(), d.as_str(), c.as_str())).collect();
         assert_eq!(after, [("web", "db", "started"), ("web", "cache", "ready")]);
         assert!(config.programs[0].2.after.is_empty());
-        let one = parse("[program.a]\ncommand = \"a\"\nafter = \"b:completed\"\n", &defaults()).unwrap();
+        let one =
+            parse("[program.a]\ncommand = \"a\"\nafter = \"b:completed\"\n[program.b]\ncommand = \"b\"\n", &defaults())
+                .unwrap();
         assert_eq!(one.programs[0].2.after.len(), 1);
         assert_eq!((one.strategy, one.intensity), (None, None));
     }
@@ -393,5 +440,27 @@ after = ["db:started", "cache"]
     fn a_repeated_section_names_both_lines() {
         let text = "[program.a]\ncommand = \"a\"\n\n[program.a]\ncommand = \"b\"\n";
         assert_eq!(error(text), "4: program.a: a second [program.a] section (the first is on line 1)");
+    }
+
+    #[test]
+    fn an_unknown_dependency_names_its_line() {
+        let text = "[program.db]\ncommand = \"db\"\n[program.web]\ncommand = \"web\"\nafter = [\"db:ready\", \"dv\"]\n";
+        assert_eq!(error(text), "5: program.web.after: no process named \"dv\" (did you mean db?)");
+        // A group, and a -p process of the command line, are known.
+        let text = "[program.w]\ncommand = \"w\"\ninstances = 2\n[program.x]\ncommand = \"x\"\nafter = \"w\"\n";
+        assert!(parse(text, &defaults()).is_ok());
+        let argv = ["-p", "cli=sleep 1", "--config", "unused.toml"].map(String::from);
+        let with_cli = super::super::parse_args(argv.into_iter()).unwrap().unwrap();
+        assert!(parse("[program.x]\ncommand = \"x\"\nafter = \"cli\"\n", &with_cli).is_ok());
+    }
+
+    #[test]
+    fn log_keys_set_the_log_options() {
+        let text = "[program.a]\ncommand = \"a\"\nlog-dir = \"/tmp/l\"\nlog-max-size = \"1M\"\nlog-keep = 3\nlog-timestamps = true\n";
+        let (_, _, a) = &parse(text, &defaults()).unwrap().programs[0];
+        assert_eq!(a.log_dir.as_deref(), Some(std::path::Path::new("/tmp/l")));
+        assert_eq!((a.log_max_size, a.log_keep, a.log_timestamps), (1 << 20, 3, true));
+        let bad = error("[program.a]\ncommand = \"a\"\nlog-keep = 100000\nlog-max-size = \"0\"\n");
+        assert_eq!(bad.lines().count(), 2, "{bad}");
     }
 }
