@@ -120,8 +120,6 @@ fn a_full_disk_is_an_event_and_the_child_runs_on() {
     assert_eq!(h.count("exited"), 0);
     let size = std::fs::metadata(&path).unwrap().len();
     assert!(size > 0 && size <= 64 * 1024, "{size}");
-    let name = h.sup.statuses()[0].name.clone();
-    h.sup.stop_process(&name, std::time::Instant::now()).unwrap();
-    h.run_until(Duration::from_secs(30), |h| h.count("stopped") == 1);
+    // The host's drop stops and reaps the child before the mount goes.
     drop(h);
 }
