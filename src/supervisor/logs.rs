@@ -96,9 +96,14 @@ impl<S: Sys> Supervisor<S> {
 
     /// Writes what the log files buffered this tick.
     pub(super) fn flush_logs(&mut self) {
+        self.each_log(LogSink::flush);
+    }
+
+    /// Runs `f` on every open file; each failure is an `Event::LogFailed`.
+    fn each_log(&mut self, mut f: impl FnMut(&mut LogSink) -> std::io::Result<()>) {
         let mut failed = Vec::new();
         for (path, open) in &mut self.logs {
-            if let Err(e) = open.sink.flush() {
+            if let Err(e) = f(&mut open.sink) {
                 failed.push(Event::LogFailed { name: open.writer.clone(), path: path.clone(), error: e.to_string() });
             }
         }
@@ -143,14 +148,6 @@ impl<S: Sys> Supervisor<S> {
     /// assert!(dir.path().join("web.log").exists());
     /// ```
     pub fn reopen_logs(&mut self) {
-        let mut failed = Vec::new();
-        for (path, open) in &mut self.logs {
-            if let Err(e) = open.sink.reopen() {
-                failed.push(Event::LogFailed { name: open.writer.clone(), path: path.clone(), error: e.to_string() });
-            }
-        }
-        for ev in failed {
-            self.emit(ev);
-        }
+        self.each_log(LogSink::reopen);
     }
 }
