@@ -136,6 +136,12 @@ options:
                                memory.max; SIZE as 64M, 1G); past it the kernel's
                                OOM killer ends the tree: event=exited ... cause=oom
 * --memory-high SIZE           throttle the tree's memory above SIZE (memory.high)
+* --restart-above-memory SIZE  restart the child gracefully once its tree's memory
+                               goes above SIZE (the kernel says so: no poll):
+                               event=memory_exceeded, then event=stopping ...
+                               reason=memory (a pool's instance: replaced
+                               new-before-old, event=retiring ... reason=memory);
+                               below --memory-max, not with --memory-high
 * --tasks-max N                the most processes and threads in the tree (pids.max)
 * --cpu-max PERCENT%|QUOTA:PERIOD
                                CPU time per period (cpu.max): 50% of one CPU, or
@@ -232,6 +238,7 @@ const PROGRAM_OPTIONS: &[&str] = &[
     "watchdog",
     "memory-max",
     "memory-high",
+    "restart-above-memory",
     "tasks-max",
     "cpu-max",
     "cpu-weight",

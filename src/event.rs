@@ -33,6 +33,49 @@ impl Stream {
     }
 }
 
+/// Why procsup sent a child its stop signal ([`Event::Stopping`],
+/// [`Event::Retiring`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// The host asked: `stop_process`, `restart_process`,
+    /// `remove_process`, `stop_all` or `shutdown`.
+    Requested,
+    /// A dependency it needs left its condition (or is restarted), or it
+    /// is restarted with one ([`Dependency`](crate::Dependency)).
+    Dependency,
+    /// The supervision strategy restarts (or gives up on) its group: a
+    /// sibling exited ([`Strategy`](crate::Strategy)).
+    Strategy,
+    /// It failed a liveness check: its start timeout, its watchdog, or its
+    /// probe's failure threshold. The exit counts as a failure.
+    Failed,
+    /// Its tree's memory went above
+    /// [`restart_above_memory`](crate::ProcessSpec::restart_above_memory).
+    Memory,
+    /// A rolling restart (or a spec update) replaced it.
+    Roll,
+}
+
+impl StopReason {
+    /// `"requested"`, `"dependency"`, `"strategy"`, `"failed"`,
+    /// `"memory"` or `"roll"`.
+    ///
+    /// ```
+    /// assert_eq!(procsup::StopReason::Memory.as_str(), "memory");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Requested => "requested",
+            StopReason::Dependency => "dependency",
+            StopReason::Strategy => "strategy",
+            StopReason::Failed => "failed",
+            StopReason::Memory => "memory",
+            StopReason::Roll => "roll",
+        }
+    }
+}
+
 /// Why a process became `Fatal`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -199,6 +242,23 @@ pub enum Event {
         signal: Signal,
         /// When SIGKILL follows if it has not exited.
         kill_at: Instant,
+        /// Why.
+        reason: StopReason,
+    },
+    /// The tree's memory went above the spec's
+    /// [`restart_above_memory`](crate::ProcessSpec::restart_above_memory)
+    /// (its cgroup's `memory.events` said so): a graceful restart follows,
+    /// its stop with [`StopReason::Memory`].
+    MemoryExceeded {
+        /// Process name.
+        name: Arc<str>,
+        /// The child.
+        pid: Pid,
+        /// The tree's memory when it was seen, bytes; `None` when it could
+        /// not be read.
+        current: Option<u64>,
+        /// The threshold, bytes.
+        threshold: u64,
     },
     /// The leader was reaped (its `Exited` came first) but the rest of its
     /// tree lives on: the process stays `Stopping` until the tree is empty
@@ -249,6 +309,9 @@ pub enum Event {
         signal: Signal,
         /// When SIGKILL follows if it has not exited.
         kill_at: Instant,
+        /// Why: [`StopReason::Roll`], or [`StopReason::Memory`] for the
+        /// new-before-old restart of a pool's instance.
+        reason: StopReason,
     },
     /// The previous child of a rolling restart was reaped (its process
     /// goes on with the replacement; no policy applies).
@@ -476,6 +539,7 @@ impl Event {
             | Event::Backoff { name, .. }
             | Event::Fatal { name, .. }
             | Event::Stopping { name, .. }
+            | Event::MemoryExceeded { name, .. }
             | Event::Killed { name, .. }
             | Event::Draining { name, .. }
             | Event::Drained { name, .. }
@@ -506,7 +570,7 @@ impl Event {
     }
 
     /// The short lowercase kind: `waiting`, `spawned`, `spawn_failed`, `running`,
-    /// `exited`, `backoff`, `fatal`, `stopping`, `killed`, `stopped`,
+    /// `exited`, `backoff`, `fatal`, `stopping`, `memory_exceeded`, `killed`, `stopped`,
     /// `removed`, `retiring`, `retired`, `roll_aborted`, `roll_done`,
     /// `orphan_stopping`, `orphan_killed`, `orphan_gone`,
     /// `orphan_discarded`, `orphan_refused`, `adopted_exited`, `output`,
@@ -523,6 +587,7 @@ impl Event {
             Event::Backoff { .. } => "backoff",
             Event::Fatal { .. } => "fatal",
             Event::Stopping { .. } => "stopping",
+            Event::MemoryExceeded { .. } => "memory_exceeded",
             Event::Killed { .. } => "killed",
             Event::Draining { .. } => "draining",
             Event::Drained { .. } => "drained",
@@ -608,12 +673,20 @@ impl fmt::Display for Event {
                 write!(f, " delay_ms={} failures={failure_streak}", delay.as_millis())
             }
             Event::Fatal { reason, .. } => write!(f, " reason={reason}"),
-            Event::Stopping { pid, signal, .. } => write!(f, " pid={pid} signal={}", signal.as_str()),
+            Event::Stopping { pid, signal, reason, .. } | Event::Retiring { pid, signal, reason, .. } => {
+                write!(f, " pid={pid} signal={} reason={}", signal.as_str(), reason.as_str())
+            }
+            Event::MemoryExceeded { pid, current, threshold, .. } => {
+                write!(f, " pid={pid}")?;
+                if let Some(current) = current {
+                    write!(f, " memory={current}")?;
+                }
+                write!(f, " threshold={threshold}")
+            }
             Event::Draining { pid, signal, .. } => {
                 write!(f, " pid={pid} signal={}", signal.map_or("none", Signal::as_str))
             }
             Event::Stopped { .. } | Event::Removed { .. } | Event::RollDone { .. } => Ok(()),
-            Event::Retiring { pid, signal, .. } => write!(f, " pid={pid} signal={}", signal.as_str()),
             Event::Retired { pid, exit, .. } | Event::AdoptedExited { pid, exit, .. } => write!(f, " pid={pid} {exit}"),
             Event::RollAborted { reason, .. } => {
                 f.write_str(" reason=")?;

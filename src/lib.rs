@@ -153,7 +153,7 @@ mod timers;
 pub use backoff::Backoff;
 pub use deps::Condition;
 pub use error::{Error, Result};
-pub use event::{Event, FatalReason, Stream};
+pub use event::{Event, FatalReason, StopReason, Stream};
 pub use logfile::{LogFile, MAX_LOG_KEEP};
 pub use orphans::{Discard, Orphan, OrphanScan};
 pub use output::{escape, MAX_LINE};

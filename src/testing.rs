@@ -137,6 +137,8 @@ struct FakeChild {
     /// [`FakeSys::tree_empty`].
     draining: bool,
     containment: Containment,
+    /// The tree's memory, as [`FakeSys::exceed_memory`] last set it.
+    memory: Option<u64>,
 }
 
 /// A scripted [`Sys`]: no process is ever created.
@@ -352,6 +354,40 @@ impl FakeSys {
         }
     }
 
+    /// The tree of a live child grows to `bytes`, above its spec's
+    /// [`restart_above_memory`](crate::ProcessSpec::restart_above_memory):
+    /// the next `poll` reports [`SysEvent::MemoryHigh`], and
+    /// [`usage`](Sys::usage) says `bytes` from now on. False (and nothing)
+    /// when `pid` is not a live child.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use procsup::{Containment, Event, ProcessSpec, State, StopReason, Supervisor, testing::FakeSys};
+    /// let now = Instant::now();
+    /// let mut sys = FakeSys::new();
+    /// sys.set_containment(Containment::Cgroup);
+    /// let mut sup = Supervisor::with_sys(sys);
+    /// sup.add_process(ProcessSpec::new("web", "server").restart_above_memory(64 << 20))?;
+    /// sup.start_all(now)?;
+    /// let pid = sup.sys().pid_of("web").unwrap();
+    /// assert!(sup.sys_mut().exceed_memory(pid, 65 << 20));
+    /// sup.tick(now);
+    /// assert_eq!(sup.status("web")?.state, State::Stopping);
+    /// assert!(sup.drain_events().any(|e| matches!(e, Event::Stopping { reason: StopReason::Memory, .. })));
+    /// # Ok::<(), procsup::Error>(())
+    /// ```
+    #[must_use = "false means the pid was not a live child"]
+    pub fn exceed_memory(&mut self, pid: Pid, bytes: u64) -> bool {
+        match self.children.get_mut(&pid) {
+            Some(c) if !c.exited => {
+                c.memory = Some(bytes);
+                self.pending.push_back(SysEvent::MemoryHigh { pid });
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Ends the live child of the process named `name` (an instance by its
     /// own name, `web:0`), as [`exit`](FakeSys::exit) does by pid. False
     /// when that process has no live child.
@@ -470,6 +506,11 @@ impl Sys for FakeSys {
     /// Cgroup limits only with [`Containment::Cgroup`] set
     /// ([`set_containment`](FakeSys::set_containment)), as `UnixSys`
     /// without a cgroup refuses them.
+    fn usage(&self, pid: Pid) -> Option<crate::state::Usage> {
+        let memory = self.children.get(&pid)?.memory?;
+        Some(crate::state::Usage { memory_current: Some(memory), ..Default::default() })
+    }
+
     fn refuse_limits(&mut self, spec: &ProcessSpec) -> Option<(&'static str, String)> {
         let (limit, _) = spec.first_cgroup_limit()?;
         (self.containment != Some(Containment::Cgroup))
@@ -492,7 +533,10 @@ impl Sys for FakeSys {
             };
             let group = spec.process_group && tree;
             let (name, born) = (spec.name.clone(), self.spawned);
-            self.children.insert(pid, FakeChild { name, born, group, exited: false, draining: false, containment });
+            self.children.insert(
+                pid,
+                FakeChild { name, born, group, exited: false, draining: false, containment, memory: None },
+            );
         }
         if self.record {
             self.spawns.push(SpawnRecord { spec: spec.clone(), result });

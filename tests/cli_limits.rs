@@ -33,6 +33,10 @@ fn bad_limit_values_exit_2_naming_the_option() {
     refused(&["--io-weight", "10001", "--", "true"], "--io-weight \"10001\"");
     refused(&["--rlimit", "nofile=9:3", "--", "true"], "--rlimit \"nofile=9:3\"");
     refused(&["--rlimit", "files=3", "--", "true"], "--rlimit \"files=3\"");
+    refused(&["--restart-above-memory", "big", "--", "true"], "--restart-above-memory \"big\": expected a size");
+    // The threshold must leave room below memory.max, and sets memory.high itself.
+    refused(&["--restart-above-memory", "64M", "--memory-max", "64M", "--", "true"], "must be below memory_max");
+    refused(&["--restart-above-memory", "32M", "--memory-high", "48M", "--", "true"], "not both");
 }
 
 #[test]
@@ -40,6 +44,11 @@ fn a_cgroup_limit_with_no_cgroups_exits_2_naming_the_option() {
     refused(&["--no-cgroups", "--memory-max", "64M", "--", "true"], "--memory-max (for \"true\"): cannot be enforced");
     refused(&["--no-cgroups", "--cpu-max", "50%", "--", "true"], "--cpu-max (for \"true\"): cannot be enforced");
     refused(&["--no-cgroups", "--tasks-max", "10", "--", "true"], "--tasks-max");
+    // The process-group path has no memory events to restart on.
+    refused(
+        &["--no-cgroups", "--restart-above-memory", "64M", "--", "true"],
+        "--restart-above-memory (for \"true\"): cannot be enforced",
+    );
 }
 
 #[test]
@@ -70,6 +79,8 @@ fn an_rlimit_reaches_the_child_from_the_command_line_and_a_config() {
     assert_eq!(cli.wait(), 0);
     std::fs::write(&path, "[program.a]\ncommand = \"true\"\nmemory-max = \"huge\"\n").unwrap();
     refused(&["--config", path.to_str().unwrap()], "program.a.memory-max: --memory-max \"huge\"");
+    std::fs::write(&path, "[program.a]\ncommand = \"true\"\nrestart-above-memory = \"huge\"\n").unwrap();
+    refused(&["--config", path.to_str().unwrap()], "program.a.restart-above-memory: --restart-above-memory \"huge\"");
 }
 
 #[test]

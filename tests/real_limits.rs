@@ -97,6 +97,43 @@ fn a_memory_hog_is_oom_killed_and_reported() {
 }
 
 #[test]
+fn a_grower_is_restarted_before_it_reaches_memory_max() {
+    // The same endless line, with a threshold well below memory.max: the
+    // kernel's memory.events wakes the host, which stops it gracefully
+    // (no OOM kill) and starts the next one.
+    // Alone, the threshold is what a hierarchy without the controller refuses.
+    drop(add_on_cgroup_path(
+        "memory",
+        "restart_above_memory",
+        ProcessSpec::new("a", "true").restart_above_memory(1 << 20),
+    ));
+    let spec = ProcessSpec::new("grower", "sh")
+        .args(["-c", "head -c 1000000000 /dev/zero | tail"])
+        .restart_above_memory(16 << 20)
+        .memory_max(64 << 20)
+        .stop_timeout(Duration::from_secs(2))
+        .backoff(Backoff::fixed(ms(100)));
+    // Refused for its first limit, memory_max, where there is no memory controller.
+    let Some(mut host) = add_on_cgroup_path("memory", "memory_max", spec) else { return };
+    host.start_all();
+    let pid = host.sup.status("grower").unwrap().pid.unwrap().as_raw();
+    let high = std::fs::read_to_string(cgroup_of(pid).join("memory.high")).unwrap();
+    assert_eq!(high.trim(), (16u64 << 20).to_string(), "the threshold is the cgroup's memory.high");
+    host.run_until(Duration::from_secs(20), |h| h.count("memory_exceeded") >= 2 && h.count("spawned") >= 2);
+    let kinds = host.kinds();
+    assert!(kinds.iter().any(|l| l.starts_with("event=stopping") && l.ends_with("reason=memory")), "{kinds:?}");
+    let causes: Vec<_> = host
+        .events("exited")
+        .iter()
+        .filter_map(|e| match e {
+            Event::Exited { cause, .. } => Some(*cause),
+            _ => None,
+        })
+        .collect();
+    assert!(!causes.is_empty() && causes.iter().all(Option::is_none), "restarted before the OOM killer: {causes:?}");
+}
+
+#[test]
 fn a_fork_storm_is_capped_by_tasks_max() {
     // Each of 40 background sleeps is a task; past pids.max a fork fails
     // and the shell says so.

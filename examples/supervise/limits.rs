@@ -8,13 +8,14 @@ use procsup::{ProcessSpec, Rlimit, RLIM_INFINITY};
 
 /// The options, by their long names (keys in a config section).
 pub const OPTIONS: &[&str] =
-    &["memory-max", "memory-high", "tasks-max", "cpu-max", "cpu-weight", "io-weight", "rlimit"];
+    &["memory-max", "memory-high", "restart-above-memory", "tasks-max", "cpu-max", "cpu-weight", "io-weight", "rlimit"];
 
 /// The limits a program gets; `None` / empty: not set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Limits {
     pub memory_max: Option<u64>,
     pub memory_high: Option<u64>,
+    pub restart_above_memory: Option<u64>,
     pub tasks_max: Option<u64>,
     pub cpu_max: Option<(Duration, Duration)>,
     pub cpu_weight: Option<u16>,
@@ -31,6 +32,7 @@ impl Limits {
         match key {
             "memory-max" => self.memory_max = Some(size(value).ok_or_else(|| bad(SIZE))?),
             "memory-high" => self.memory_high = Some(size(value).ok_or_else(|| bad(SIZE))?),
+            "restart-above-memory" => self.restart_above_memory = Some(size(value).ok_or_else(|| bad(SIZE))?),
             "tasks-max" => {
                 self.tasks_max = Some(value.parse().ok().filter(|&n| n > 0).ok_or_else(|| bad("a number above 0"))?)
             }
@@ -61,6 +63,9 @@ impl Limits {
         }
         if let Some(v) = self.memory_high {
             s = s.memory_high(v);
+        }
+        if let Some(v) = self.restart_above_memory {
+            s = s.restart_above_memory(v);
         }
         if let Some(v) = self.tasks_max {
             s = s.tasks_max(v);

@@ -1,7 +1,8 @@
 //! Resource limits: what the child's cgroup and its rlimits hold it to.
 //!
 //! Cgroup limits (`memory_max`, `memory_high`, `tasks_max`, `cpu_max`,
-//! `cpu_weight`, `io_weight`) are written to the child's own cgroup before
+//! `cpu_weight`, `io_weight`, and `restart_above_memory`, which sets
+//! `memory.high` and watches it) are written to the child's own cgroup before
 //! it runs; without a cgroup they cannot be enforced, and
 //! [`Supervisor::add_process`](crate::Supervisor::add_process) refuses them
 //! ([`Error::LimitUnsupported`](crate::Error::LimitUnsupported)). Rlimits
@@ -78,12 +79,15 @@ pub(crate) struct CgroupLimits {
     pub(crate) cpu_max: Option<(Duration, Duration)>,
     pub(crate) cpu_weight: Option<u16>,
     pub(crate) io_weight: Option<u16>,
+    /// `restart_above_memory`: written as `memory.high`, whose `high`
+    /// count in `memory.events` is watched.
+    pub(crate) restart_above: Option<u64>,
 }
 
 impl CgroupLimits {
     /// Whether the OOM killer can take the tree for a limit of these.
     pub(crate) fn watches_oom(&self) -> bool {
-        self.memory_max.is_some() || self.memory_high.is_some()
+        self.memory_max.is_some() || self.memory_high.is_some() || self.restart_above.is_some()
     }
 
     /// The names of the limits that are set, as the spec's methods call
@@ -96,6 +100,7 @@ impl CgroupLimits {
             (self.cpu_max.is_some(), "cpu_max", "cpu"),
             (self.cpu_weight.is_some(), "cpu_weight", "cpu"),
             (self.io_weight.is_some(), "io_weight", "io"),
+            (self.restart_above.is_some(), "restart_above_memory", "memory"),
         ]
         .into_iter()
         .filter(|(on, _, _)| *on)
@@ -108,7 +113,8 @@ impl CgroupLimits {
         let max = |v: Option<u64>| v.map_or_else(|| "max".to_owned(), |b| b.to_string());
         [
             ("memory.max", max(self.memory_max)),
-            ("memory.high", max(self.memory_high)),
+            // At most one of the two is set (see `check`).
+            ("memory.high", max(self.memory_high.or(self.restart_above))),
             ("pids.max", max(self.tasks_max)),
             (
                 "cpu.max",
@@ -126,11 +132,27 @@ impl CgroupLimits {
     }
 
     fn check(&self) -> Result<(), String> {
-        for (name, v) in
-            [("memory_max", self.memory_max), ("memory_high", self.memory_high), ("tasks_max", self.tasks_max)]
-        {
+        for (name, v) in [
+            ("memory_max", self.memory_max),
+            ("memory_high", self.memory_high),
+            ("tasks_max", self.tasks_max),
+            ("restart_above_memory", self.restart_above),
+        ] {
             if v == Some(0) {
                 return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if let Some(above) = self.restart_above {
+            if self.memory_high.is_some() {
+                return Err("restart_above_memory sets the cgroup's memory.high itself: set memory_high or \
+                            restart_above_memory, not both"
+                    .to_owned());
+            }
+            if let Some(max) = self.memory_max.filter(|&max| above >= max) {
+                return Err(format!(
+                    "restart_above_memory ({above}) must be below memory_max ({max}), or the OOM killer ends \
+                     the tree before it is restarted"
+                ));
             }
         }
         if let Some((quota, period)) = self.cpu_max {
@@ -174,6 +196,47 @@ impl ProcessSpec {
     /// the child's tree hard (cgroup `memory.high`). Needs a cgroup.
     pub fn memory_high(mut self, bytes: u64) -> Self {
         self.limits.memory_high = Some(bytes);
+        self
+    }
+
+    /// Restarts the child gracefully once its tree's memory goes above
+    /// `bytes`, before it can reach [`memory_max`](ProcessSpec::memory_max):
+    /// the stop signal, the stop timeout and SIGKILL as for any stop, then
+    /// a successor at once (a counted restart, not a failure: no backoff).
+    /// An instance of a pool ([`instances`](ProcessSpec::instances)) that is
+    /// `Running` is replaced new-before-old, as one step of a
+    /// [`rolling_restart`](crate::Supervisor::rolling_restart): its
+    /// successor is spawned first and the old child stopped once the
+    /// successor is `Running`. The stop's event says why
+    /// ([`StopReason::Memory`](crate::StopReason::Memory)), after an
+    /// [`Event::MemoryExceeded`](crate::Event::MemoryExceeded).
+    ///
+    /// Event-driven, not polled: the threshold is written to the child's
+    /// cgroup as `memory.high`, and the kernel raises the cgroup's
+    /// `memory.events` (its `high` count) as soon as the tree goes above
+    /// it; the host's [`readiness_fd`](crate::Supervisor::readiness_fd)
+    /// wakes. Above the threshold the kernel also reclaims and throttles
+    /// the tree, so it slows rather than grows further while it stops.
+    /// Hence it cannot be combined with
+    /// [`memory_high`](ProcessSpec::memory_high), and it must be below
+    /// `memory_max`.
+    ///
+    /// Needs a cgroup with the memory controller. On the process-group
+    /// path (no cgroup) the kernel says nothing when a group's memory
+    /// grows, so the spec is refused
+    /// ([`Error::LimitUnsupported`](crate::Error::LimitUnsupported)); a
+    /// host there can read [`Supervisor::usage`](crate::Supervisor::usage)
+    /// (summed from `/proc`) on its own schedule and call
+    /// [`restart_process`](crate::Supervisor::restart_process).
+    ///
+    /// ```
+    /// let spec = procsup::ProcessSpec::new("web", "server")
+    ///     .restart_above_memory(512 << 20)
+    ///     .memory_max(1 << 30);
+    /// assert_eq!(spec.get_restart_above_memory(), Some(512 << 20));
+    /// ```
+    pub fn restart_above_memory(mut self, bytes: u64) -> Self {
+        self.limits.restart_above = Some(bytes);
         self
     }
 
@@ -223,6 +286,11 @@ impl ProcessSpec {
         self.limits.memory_max
     }
 
+    /// The threshold of [`restart_above_memory`](ProcessSpec::restart_above_memory), bytes.
+    pub fn get_restart_above_memory(&self) -> Option<u64> {
+        self.limits.restart_above
+    }
+
     /// The rlimits, in the order they were set.
     pub fn get_rlimits(&self) -> &[(Rlimit, u64, u64)] {
         &self.rlimits
@@ -269,6 +337,9 @@ mod tests {
         assert_eq!(set.files()[5].1, "default 7");
         assert_eq!(set.files()[6], ("memory.oom.group", "1".to_owned()));
         assert_eq!(set.set().map(|(n, _)| n).collect::<Vec<_>>(), ["memory_max", "cpu_max", "io_weight"]);
+        let restart = CgroupLimits { restart_above: Some(4096), ..Default::default() };
+        assert_eq!(restart.files()[1], ("memory.high", "4096".to_owned()));
+        assert_eq!(restart.set().collect::<Vec<_>>(), [("restart_above_memory", "memory")]);
     }
 
     #[test]
@@ -283,6 +354,10 @@ mod tests {
         assert!(bad(s().rlimit(Rlimit::Nofile, 10, 5)).contains("nofile"));
         assert!(bad(s().tasks_max(5).kill_mode(KillMode::Process)).contains("tasks_max"));
         assert!(s().memory_max(1).cpu_max(Duration::from_millis(1), Duration::from_secs(1)).check_limits().is_ok());
+        assert!(bad(s().restart_above_memory(0)).contains("restart_above_memory must be at least 1"));
+        assert!(bad(s().restart_above_memory(10).memory_high(20)).contains("not both"));
+        assert!(bad(s().restart_above_memory(10).memory_max(10)).contains("below memory_max (10)"));
+        assert!(s().restart_above_memory(10).memory_max(11).check_limits().is_ok());
         let twice = s().rlimit(Rlimit::Core, 0, 0).rlimit(Rlimit::Core, 1, 2);
         assert_eq!(twice.get_rlimits(), [(Rlimit::Core, 1, 2)]);
     }

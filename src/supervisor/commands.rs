@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 #[cfg(doc)]
 use crate::event::Event;
+use crate::event::StopReason;
 use crate::spec::ProcessSpec;
 use crate::state::State;
 use crate::sys::Sys;
@@ -145,7 +146,7 @@ impl<S: Sys> Supervisor<S> {
         self.check_no_dependents(id)?;
         let p = self.p(id);
         if p.state.has_child() || p.retiring.is_some() {
-            self.stop_id(id, now);
+            self.stop_id(id, now, StopReason::Requested);
             self.p_mut(id).removing = true;
         } else {
             self.forget(id);
@@ -183,7 +184,7 @@ impl<S: Sys> Supervisor<S> {
     pub fn stop_process(&mut self, name: &str, now: Instant) -> Result<()> {
         let now = self.observe(now);
         let id = self.id(name)?;
-        self.stop_id(id, now);
+        self.stop_id(id, now, StopReason::Requested);
         Ok(())
     }
 
@@ -198,7 +199,7 @@ impl<S: Sys> Supervisor<S> {
         let now = self.observe(now);
         let id = self.startable(name)?;
         if self.p(id).state.has_child() {
-            self.stop_id(id, now);
+            self.stop_id(id, now, StopReason::Requested);
             self.p_mut(id).after_exit = AfterExit::Restart;
         } else {
             self.start_id(id, now);
@@ -249,7 +250,7 @@ impl<S: Sys> Supervisor<S> {
         let mut ids = self.ids_by(|p| p.start_seq);
         ids.reverse();
         for id in ids {
-            self.stop_id(id, now);
+            self.stop_id(id, now, StopReason::Requested);
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::deps::{stop_tiers, topo_order, Condition};
 use crate::error::{Error, Result};
-use crate::event::{Event, FatalReason};
+use crate::event::{Event, FatalReason, StopReason};
 use crate::spec::{ProcessSpec, RestartPolicy};
 use crate::state::{Exit, State};
 use crate::sys::Sys;
@@ -345,7 +345,7 @@ impl<S: Sys> Supervisor<S> {
                 if !on_it || p.removing || !matches!(p.state, State::Starting | State::Running) {
                     continue;
                 }
-                self.stop_id(dependent, now);
+                self.stop_id(dependent, now, StopReason::Dependency);
                 let p = self.p_mut(dependent);
                 p.after_exit = then;
                 p.manual_stop = false;
@@ -374,7 +374,7 @@ impl<S: Sys> Supervisor<S> {
         let ids = self.ids_by(|p| p.start_seq);
         for &id in &ids {
             if !self.p(id).state.has_child() {
-                self.stop_id(id, now);
+                self.stop_id(id, now, StopReason::Requested);
             }
         }
         let live: Vec<usize> =
@@ -426,7 +426,7 @@ impl<S: Sys> Supervisor<S> {
             };
             for &(id, seq) in &tier {
                 if !gone(self, &(id, seq)) {
-                    self.stop_id(id, now);
+                    self.stop_id(id, now, StopReason::Requested);
                 }
             }
             self.stop_plan.current = tier;

@@ -6,6 +6,7 @@ mod drain;
 mod host;
 mod logging;
 mod logs;
+mod memory;
 mod orphan;
 mod proc;
 mod ready;

@@ -53,6 +53,8 @@ pub(super) struct Retiring {
     pub(super) exit_count: u32,
     /// The spec version it runs.
     pub(super) version: u64,
+    /// Why it is replaced (in its `Retiring` event).
+    pub(super) reason: crate::event::StopReason,
 }
 
 impl Retiring {

@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::{Event, StopReason};
 use crate::readiness::{NotifyMessage, Readiness};
 use crate::state::State;
 use crate::sys::Sys;
@@ -45,6 +45,10 @@ pub(super) struct Liveness {
     /// Stopped by a start timeout, the watchdog or a probe: the exit is a
     /// failure whatever its code.
     pub(super) failed: bool,
+    /// Its tree went above `restart_above_memory`: its restart is under
+    /// way (seen once per child), and its exit is no success whatever its
+    /// code.
+    pub(super) over_memory: bool,
     /// A captured line matched `Readiness::OutputLine` (applied by
     /// `reap_processes`, which knows `now`).
     line_matched: bool,
@@ -391,7 +395,7 @@ impl<S: Sys> Supervisor<S> {
                     if let (Some(pid), true, true) = (p.pid, waiting, p.state.has_child()) {
                         let name = p.name.clone();
                         self.emit(Event::StartTimeout { name, pid });
-                        self.fail_stop(id, now);
+                        self.fail_stop(id, now, StopReason::Failed);
                     }
                 }
                 Deadline::Watchdog(id) => {
@@ -413,7 +417,7 @@ impl<S: Sys> Supervisor<S> {
         if let (Some(pid), State::Running) = (p.pid, p.state) {
             let name = p.name.clone();
             self.emit(Event::Watchdog { name, pid, triggered });
-            self.fail_stop(id, now);
+            self.fail_stop(id, now, StopReason::Failed);
         }
     }
 
@@ -454,7 +458,7 @@ impl<S: Sys> Supervisor<S> {
         let (name, pid) = (p.name.clone(), p.pid.expect("probes run only for Running, which has a pid"));
         self.emit(Event::ProbeFailed { name, pid, generation, failures, timed_out });
         if failures >= threshold {
-            self.fail_stop(id, now);
+            self.fail_stop(id, now, StopReason::Failed);
             return true;
         }
         false
@@ -462,12 +466,18 @@ impl<S: Sys> Supervisor<S> {
 
     /// Stops slot `id`'s child as a failure: the stop signal and the kill
     /// deadline as for any stop, but not a manual stop, so the restart
-    /// policy applies to the exit, which counts as a failure.
-    fn fail_stop(&mut self, id: usize, now: Instant) {
+    /// policy applies to the exit, which is no success. With
+    /// [`StopReason::Failed`] (or a child still `Starting`) it is a failed
+    /// start; with [`StopReason::Memory`] a `Running` child's exit ends a
+    /// started run.
+    pub(super) fn fail_stop(&mut self, id: usize, now: Instant, reason: StopReason) {
         self.disarm(id);
         let p = self.p_mut(id);
         let pid = p.pid.expect("fail_stop is called for a child");
-        p.live.failed = true;
+        if reason == StopReason::Memory {
+            p.live.over_memory = true;
+        }
+        p.live.failed |= reason != StopReason::Memory || p.state == State::Starting;
         p.live.reloading_since = None;
         p.state = State::Stopping;
         p.after_exit = AfterExit::Policy;
@@ -475,7 +485,7 @@ impl<S: Sys> Supervisor<S> {
         let kill_at = later(now, p.spec.stop_timeout);
         self.set_deadline(id, Some(kill_at));
         self.send_signal(pid, signal, false);
-        self.emit(Event::Stopping { name, pid, signal, kill_at });
+        self.emit(Event::Stopping { name, pid, signal, kill_at, reason });
     }
 
     /// A readiness message from child `pid`.

@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
-use crate::event::{Event, Stream};
+use crate::event::{Event, StopReason, Stream};
 use crate::state::{Exit, State};
 use crate::sys::Sys;
 
@@ -17,12 +17,14 @@ use super::proc::Retiring;
 use super::Supervisor;
 use crate::timers::{later, Deadline};
 
-/// The roll in progress: the instances still to replace (slot, identity),
-/// and the one whose replacement is starting.
+/// The roll in progress: the instances still to replace (slot, identity,
+/// why), and the one whose replacement is starting. `label` is the target
+/// of the host's roll; `None` while only memory restarts of pool instances
+/// are queued (they end with no [`Event::RollDone`]).
 #[derive(Debug, Default)]
 pub(super) struct Roll {
     pub(super) label: Option<Arc<str>>,
-    pub(super) queue: std::collections::VecDeque<(usize, u64)>,
+    pub(super) queue: std::collections::VecDeque<(usize, u64, StopReason)>,
     pub(super) current: Option<usize>,
 }
 
@@ -72,8 +74,21 @@ impl<S: Sys> Supervisor<S> {
         let label: Arc<str> = Arc::from(target.unwrap_or("*"));
         self.roll.label = Some(label);
         let current = self.roll.current;
-        self.roll.queue =
-            ids.into_iter().filter(|&(_, id)| Some(id) != current).map(|(_, id)| (id, self.p(id).added_seq)).collect();
+        let mut queue: std::collections::VecDeque<_> = ids
+            .into_iter()
+            .filter(|&(_, id)| Some(id) != current)
+            .map(|(_, id)| (id, self.p(id).added_seq, StopReason::Roll))
+            .collect();
+        // A memory restart still queued outside the new target is kept.
+        let kept: Vec<_> = self
+            .roll
+            .queue
+            .iter()
+            .filter(|(id, _, why)| *why == StopReason::Memory && !queue.iter().any(|(i, _, _)| i == id))
+            .copied()
+            .collect();
+        queue.extend(kept);
+        self.roll.queue = queue;
         self.advance_roll(now);
         Ok(())
     }
@@ -81,7 +96,7 @@ impl<S: Sys> Supervisor<S> {
     /// Starts the next replacement, if none is starting.
     pub(super) fn advance_roll(&mut self, now: Instant) {
         while self.roll.current.is_none() {
-            let Some((id, added)) = self.roll.queue.pop_front() else {
+            let Some((id, added, why)) = self.roll.queue.pop_front() else {
                 if let Some(name) = self.roll.label.take() {
                     self.emit(Event::RollDone { name });
                     self.roll_ended(None);
@@ -96,13 +111,26 @@ impl<S: Sys> Supervisor<S> {
                     && !p.removing
             });
             if serving {
-                self.begin_replacement(id, now);
+                self.begin_replacement(id, now, why);
             }
         }
     }
 
+    /// Queues a new-before-old replacement of pool instance `id`, whose
+    /// tree went above its memory threshold: into the roll in progress,
+    /// or as a roll of its own. Nothing when it is already queued or being
+    /// replaced.
+    pub(super) fn replace_for_memory(&mut self, id: usize, now: Instant) {
+        if self.roll.current == Some(id) || self.roll.queue.iter().any(|(i, _, _)| *i == id) {
+            return;
+        }
+        let added = self.p(id).added_seq;
+        self.roll.queue.push_back((id, added, StopReason::Memory));
+        self.advance_roll(now);
+    }
+
     /// Moves the current child aside and spawns its replacement.
-    fn begin_replacement(&mut self, id: usize, now: Instant) {
+    fn begin_replacement(&mut self, id: usize, now: Instant, reason: StopReason) {
         let p = self.p_mut(id);
         let (old_pid, old_started) = (p.pid.expect("Running has a pid"), p.started_at);
         let (lines, tail) = (p.lines.take(), std::mem::take(&mut p.tail));
@@ -117,6 +145,7 @@ impl<S: Sys> Supervisor<S> {
             last_exit: p.last_exit,
             exit_count: p.exit_count,
             version: p.child_version,
+            reason,
         }));
         p.restart_count = p.restart_count.saturating_add(1);
         match self.spawn_child(id, now) {
@@ -125,6 +154,9 @@ impl<S: Sys> Supervisor<S> {
             Err(e) => {
                 self.restore_old(id);
                 self.abort_roll(id, format!("replacement could not be spawned: {e}"));
+                if reason == StopReason::Memory {
+                    self.memory_replacement_failed(id, now);
+                }
             }
         }
     }
@@ -168,11 +200,12 @@ impl<S: Sys> Supervisor<S> {
     /// never serves, so it is no restart; both children are then stopped
     /// by the caller.
     pub(super) fn abort_roll_for_stop_all(&mut self) {
-        let Some(label) = self.roll.label.take() else { return };
         if let Some(id) = self.roll.current {
             self.uncount_replacement(id);
         }
-        self.roll = Roll::default();
+        let roll = std::mem::take(&mut self.roll);
+        // Memory restarts alone are no roll the host asked for.
+        let Some(label) = roll.label else { return };
         self.emit(Event::RollAborted { name: label, reason: "stopped by stop_all".to_owned() });
         self.roll_ended(Some("stopped by stop_all"));
     }
@@ -188,19 +221,20 @@ impl<S: Sys> Supervisor<S> {
         let (signal, timeout, name) = (p.spec.stop_signal, p.spec.stop_timeout, p.name.clone());
         let Some(old) = p.retiring.as_mut().filter(|r| !r.signalled) else { return };
         old.signalled = true;
+        let reason = old.reason;
         let kill_at = later(now, timeout);
         old.kill_at = Some(kill_at);
         let pid = old.pid;
         self.timers.reset(Deadline::Retire(id), None, Some(kill_at));
         self.send_signal(pid, signal, false);
-        self.emit(Event::Retiring { name, pid, signal, kill_at });
+        self.emit(Event::Retiring { name, pid, signal, kill_at, reason });
     }
 
     /// The child of `id` exited. If it was the replacement the roll waits
     /// for and had not reached `Running`, the roll is aborted, and the old
     /// child, if it still serves, is the process's child again. Returns
     /// whether the old child took over (then the exit needs no policy).
-    pub(super) fn replacement_failed(&mut self, id: usize, was_running: bool) -> bool {
+    pub(super) fn replacement_failed(&mut self, id: usize, was_running: bool, now: Instant) -> bool {
         if self.roll.current != Some(id) || was_running {
             return false;
         }
@@ -215,10 +249,14 @@ impl<S: Sys> Supervisor<S> {
         };
         let reason = format!("replacement {why}: {}", p.last_exit.map_or_else(String::new, |e| e.to_string()));
         let old_serves = p.retiring.as_ref().is_some_and(|r| r.serves());
+        let for_memory = p.retiring.as_ref().is_some_and(|r| r.reason == StopReason::Memory);
         if old_serves {
             self.restore_old(id);
         }
         self.abort_roll(id, reason);
+        if old_serves && for_memory {
+            self.memory_replacement_failed(id, now);
+        }
         old_serves
     }
 

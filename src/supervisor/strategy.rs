@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::event::{Event, FatalReason};
+use crate::event::{Event, FatalReason, StopReason};
 use crate::state::State;
 use crate::sys::Sys;
 use crate::timers::{later, Deadline};
@@ -301,7 +301,7 @@ impl<S: Sys> Supervisor<S> {
                 continue;
             }
             if p.state.has_child() {
-                self.stop_id(i, now);
+                self.stop_id(i, now, StopReason::Strategy);
                 let p = self.p_mut(i);
                 p.after_exit = AfterExit::GiveUp;
                 p.manual_stop = false;
@@ -353,7 +353,7 @@ impl<S: Sys> Supervisor<S> {
             // A stop the host asked for meanwhile stays the host's.
             let host_stopped = |s: &Self| s.p(next.0).state == State::Stopping && s.p(next.0).manual_stop;
             if live(self, next) && !host_stopped(self) {
-                self.stop_id(next.0, now);
+                self.stop_id(next.0, now, StopReason::Strategy);
                 let p = self.p_mut(next.0);
                 p.after_exit = AfterExit::Hold;
                 p.manual_stop = false;

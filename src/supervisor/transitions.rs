@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
-use crate::event::{Event, FatalReason, Stream};
+use crate::event::{Event, FatalReason, StopReason, Stream};
 use crate::spec::RestartPolicy;
 use crate::state::{Cause, Exit, State};
 use crate::sys::Sys;
@@ -60,7 +60,7 @@ impl<S: Sys> Supervisor<S> {
         }
     }
 
-    pub(super) fn stop_id(&mut self, id: usize, now: Instant) {
+    pub(super) fn stop_id(&mut self, id: usize, now: Instant, reason: StopReason) {
         self.stop_retiring(id, now);
         let p = self.p_mut(id);
         p.manual_stop = true;
@@ -76,7 +76,7 @@ impl<S: Sys> Supervisor<S> {
                 self.set_deadline(id, Some(kill_at));
                 // Undelivered or not, the kill deadline stands.
                 self.send_signal(pid, signal, false);
-                self.emit(Event::Stopping { name, pid, signal, kill_at });
+                self.emit(Event::Stopping { name, pid, signal, kill_at, reason });
             }
             State::Stopping => p.after_exit = AfterExit::Policy,
             State::Backoff | State::Waiting => {
@@ -275,7 +275,7 @@ impl<S: Sys> Supervisor<S> {
         // A drained tree's uptime ends with its leader.
         let end = self.p_mut(id).exited_at.take().unwrap_or(now);
         let was_running = self.counted_as_started(id, end);
-        if self.replacement_failed(id, was_running) {
+        if self.replacement_failed(id, was_running, now) {
             return;
         }
         if was_running && self.p(id).retiring.is_some() {
@@ -326,7 +326,9 @@ impl<S: Sys> Supervisor<S> {
                 self.emit(Event::Stopped { name });
             }
             _ => {
-                let success = !p.live.failed && matches!(p.last_exit, Some(Exit::Exited(c)) if p.spec.is_success(c));
+                let success = !p.live.failed
+                    && !p.live.over_memory
+                    && matches!(p.last_exit, Some(Exit::Exited(c)) if p.spec.is_success(c));
                 let restart = match p.spec.restart {
                     RestartPolicy::Always => true,
                     RestartPolicy::OnFailure => !success,

@@ -85,6 +85,15 @@ pub enum SysEvent {
         /// The child.
         pid: Pid,
     },
+    /// The memory of the child's tree went above the spec's
+    /// [`restart_above_memory`](crate::ProcessSpec::restart_above_memory)
+    /// (its cgroup's `memory.events` `high` count went up since the last
+    /// report). Reported again while it stays above; never after the
+    /// child's exit.
+    MemoryHigh {
+        /// The child.
+        pid: Pid,
+    },
     /// An orphan returned by [`Sys::scan_orphans`] is gone (its record was
     /// removed).
     OrphanGone {

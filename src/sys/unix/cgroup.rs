@@ -325,6 +325,7 @@ fn open_child(dir: &Path) -> io::Result<(ChildCgroup, OwnedFd, OwnedFd)> {
             killed: Default::default(),
             limited: Default::default(),
             oom_base: None,
+            memory: None,
         },
         procs,
         fd,
@@ -355,6 +356,10 @@ pub(super) struct ChildCgroup {
     /// `memory.events` `oom_kill` when the child was spawned, where the
     /// spec's memory limits let the OOM killer take it.
     oom_base: Option<u64>,
+    /// `memory.events`, watched for `EPOLLPRI`, and its `high` count last
+    /// seen, where the spec restarts the child above a threshold
+    /// (`restart_above_memory`, written as `memory.high`).
+    pub(super) memory: Option<(OwnedFd, u64)>,
 }
 
 impl ChildCgroup {
@@ -367,6 +372,7 @@ impl ChildCgroup {
             killed: Default::default(),
             limited: Default::default(),
             oom_base: None,
+            memory: None,
         })
     }
 
@@ -386,7 +392,31 @@ impl ChildCgroup {
             self.limited = *limits;
         }
         self.oom_base = if limits.watches_oom() { Some(self.oom_kills()?) } else { None };
+        self.memory = match limits.restart_above {
+            Some(_) => {
+                let fd: OwnedFd = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(self.dir.join("memory.events"))?
+                    .into();
+                let base = memory_events(&fd).map(|t| event_count(&t, "high")).ok_or_else(io::Error::last_os_error)?;
+                Some((fd, base))
+            }
+            None => None,
+        };
         Ok(())
+    }
+
+    /// Whether the tree went above its `memory.high` since the last call
+    /// (the `high` count of `memory.events` went up). Reading re-arms the
+    /// file's `EPOLLPRI`.
+    pub(super) fn memory_rose(&mut self) -> bool {
+        let Some((fd, seen)) = &mut self.memory else { return false };
+        let Some(text) = memory_events(fd) else { return false };
+        let now = event_count(&text, "high");
+        let rose = now > *seen;
+        *seen = now;
+        rose
     }
 
     /// `memory.events` `oom_kill`: how many processes of it the OOM
@@ -525,7 +555,23 @@ impl ChildCgroup {
 
 /// The `oom_kill` line of a `memory.events` file.
 fn oom_kill_count(text: &str) -> u64 {
-    text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+    event_count(text, "oom_kill")
+}
+
+/// The count of `key` in a `memory.events` file (0 when it has no such
+/// line).
+fn event_count(text: &str, key: &str) -> u64 {
+    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+}
+
+/// What the `memory.events` file open as `fd` says now, read from its
+/// start (which re-arms its `EPOLLPRI`); `None` when it cannot be read.
+fn memory_events(fd: &OwnedFd) -> Option<String> {
+    let mut buf = [0u8; 512];
+    // SAFETY: pread(2) writes at most buf.len() bytes into buf, a valid
+    // writable buffer; `fd` is an open fd we own.
+    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    (n >= 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
 }
 
 #[cfg(test)]
@@ -562,11 +608,37 @@ mod tests {
         assert_eq!(read("cpu.weight").as_deref(), Some("100"));
     }
 
+    /// `restart_above_memory` is `memory.high`, and a rise of the `high`
+    /// count is seen once; a reused cgroup without it watches nothing.
+    #[test]
+    fn a_memory_threshold_is_memory_high_and_its_rise_is_seen_once() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("cgroup.events"), "populated 0\n").unwrap();
+        fs::write(dir.path().join("memory.events"), "low 0\nhigh 7\nmax 0\noom 0\noom_kill 0\n").unwrap();
+        let mut cg = ChildCgroup::open(dir.path()).unwrap();
+        let read = |f: &str| fs::read_to_string(dir.path().join(f)).ok();
+        cg.limit(&CgroupLimits { restart_above: Some(4096), ..Default::default() }).unwrap();
+        assert_eq!(read("memory.high").as_deref(), Some("4096"));
+        assert!(!cg.memory_rose(), "the count when it was spawned is no rise");
+        fs::write(dir.path().join("memory.events"), "low 0\nhigh 9\nmax 0\noom 0\noom_kill 0\n").unwrap();
+        assert!(cg.memory_rose());
+        assert!(!cg.memory_rose(), "the same count twice is one rise");
+        fs::write(dir.path().join("memory.events"), "low 0\nhigh 10\nmax 0\noom 0\noom_kill 0\n").unwrap();
+        assert!(cg.memory_rose());
+        cg.limit(&CgroupLimits::default()).unwrap();
+        assert_eq!(read("memory.high").as_deref(), Some("max"));
+        assert!(cg.memory.is_none());
+        fs::write(dir.path().join("memory.events"), "low 0\nhigh 20\nmax 0\noom 0\noom_kill 0\n").unwrap();
+        assert!(!cg.memory_rose(), "without a threshold nothing is watched");
+    }
+
     #[test]
     fn the_oom_kill_count_is_read_from_memory_events() {
         let text = "low 0\nhigh 3\nmax 9\noom 2\noom_kill 2\noom_group_kill 1\n";
         assert_eq!(oom_kill_count(text), 2);
         assert_eq!(oom_kill_count("oom 1\n"), 0);
+        assert_eq!(event_count(text, "high"), 3);
+        assert_eq!(event_count(text, "oom"), 2, "oom is not oom_kill's prefix");
     }
 
     #[test]

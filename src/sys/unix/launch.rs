@@ -83,6 +83,11 @@ impl UnixSys {
                 {
                     log::warn!("procsup: epoll add cgroup.events: {e}");
                 }
+                if let (Some(r), Some((fd, _))) = (&self.readiness, &cg.memory) {
+                    if let Err(e) = r.watch_pri(fd.as_fd(), Self::token(pid, 0) | MEMORY_TAG) {
+                        log::warn!("procsup: epoll add memory.events of {}: {e}; no restart above memory", spec.name);
+                    }
+                }
                 Contain::Cgroup(cg)
             }
             None if tree && spec.process_group => Contain::Group,

@@ -71,7 +71,7 @@ use output::{pending_bytes, pipe_token};
 use readiness::Readiness;
 use spawn::set_nonblocking;
 use subreaper::{Subreaper, ADOPTED_SLOT};
-use tree::{Contain, CGROUP_SLOT, MEMBER_SLOT};
+use tree::{Contain, CGROUP_SLOT, MEMBER_SLOT, MEMORY_TAG};
 use wait::{pidfd_open, pidfd_waitid_works, waitid_pidfd, waitpid_nohang, warn_if_spawner_thread_died};
 
 use super::{Sys, SysEvent};
@@ -547,6 +547,10 @@ impl UnixSys {
                     let (pid, slot) = Self::untoken(token);
                     if token & notify::NOTIFY_TAG != 0 {
                         self.read_notify(pid, events);
+                        continue;
+                    }
+                    if token & MEMORY_TAG != 0 {
+                        self.memory_changed(pid, events);
                         continue;
                     }
                     match slot {

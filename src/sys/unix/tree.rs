@@ -36,6 +36,11 @@ use crate::sys::SysEvent;
 pub(super) const CGROUP_SLOT: u64 = 4;
 /// The token slot of a group member's pidfd (keyed by the member).
 pub(super) const MEMBER_SLOT: u64 = 5;
+/// Marks the epoll token of a cgroup's `memory.events`
+/// (`UnixSys::token(leader, 0) | MEMORY_TAG`), watched where the spec
+/// restarts the child above a memory threshold: clear of every pid and
+/// slot bit, and of `NOTIFY_TAG`.
+pub(super) const MEMORY_TAG: u64 = 1 << 41;
 
 /// What holds a child's tree.
 #[derive(Debug)]
@@ -188,6 +193,17 @@ impl UnixSys {
         }
     }
 
+    /// `memory.events` of `leader`'s cgroup changed: reported when the
+    /// tree went above its threshold, and only while the leader lives.
+    pub(super) fn memory_changed(&mut self, leader: Pid, events: &mut Vec<SysEvent>) {
+        let Some(child) = self.children.get_mut(&leader) else { return };
+        let Contain::Cgroup(cg) = &mut child.contain else { return };
+        // Read even after the reap: it re-arms the notification.
+        if cg.memory_rose() && child.exited.is_none() {
+            events.push(SysEvent::MemoryHigh { pid: leader });
+        }
+    }
+
     /// Whether a draining group has no member pidfd to wake the host.
     pub(super) fn has_unwatched_drains(&self) -> bool {
         self.group_drains.iter().any(|&p| !self.members.values().any(|(l, _)| *l == p))
@@ -219,8 +235,11 @@ impl UnixSys {
                 self.unwatch(&fd);
             }
         }
-        if let Contain::Cgroup(cg) = child.contain {
+        if let Contain::Cgroup(mut cg) = child.contain {
             self.unwatch(&cg.events);
+            if let Some((fd, _)) = cg.memory.take() {
+                self.unwatch(&fd);
+            }
             match &mut self.cgroups {
                 // Kept for the next child of that name (a restart).
                 super::Cgroups::Ready(root) => root.retire(&child.name, cg),
