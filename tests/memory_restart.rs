@@ -10,7 +10,8 @@ mod common;
 use common::{secs, Harness};
 use procsup::testing::{FakeSys, VirtualClock};
 use procsup::{
-    Backoff, Containment, Error, Event, Exit, Pid, ProcessSpec, RestartPolicy, Signal, State, StopReason, Supervisor,
+    Backoff, Condition, Containment, Error, Event, Exit, Pid, ProcessSpec, Readiness, RestartPolicy, Signal, State,
+    StopReason, Strategy, Supervisor,
 };
 
 const MIB: u64 = 1 << 20;
@@ -259,6 +260,36 @@ fn other_stops_say_why_too() {
     h.stop("app");
     assert_eq!(stop_reasons(&h), [("stopping", pid, StopReason::Requested)]);
     assert!(h.log.iter().any(|e| e.to_string().ends_with("reason=requested")));
+
+    // A start timeout is a failure.
+    let mut h = Harness::with([ProcessSpec::new("db", "prog").ready(Readiness::Notify).start_timeout(secs(2.0))]);
+    h.start_all();
+    h.advance(2.0);
+    h.tick();
+    assert_eq!(stop_reasons(&h), [("stopping", h.pid("db"), StopReason::Failed)]);
+
+    // A dependency that leaves Ready stops what needs it.
+    let mut h = Harness::with([
+        ProcessSpec::new("db", "prog").start_grace(secs(0.5)),
+        ProcessSpec::new("app", "prog").start_grace(secs(0.5)).depends_on("db", Condition::Ready),
+    ]);
+    h.start_all();
+    h.run_until(2.0);
+    assert_eq!(h.state("app"), State::Running);
+    let app = h.pid("app");
+    h.exit("db", Exit::Exited(1));
+    h.tick();
+    assert!(stop_reasons(&h).contains(&("stopping", app, StopReason::Dependency)), "{:?}", stop_reasons(&h));
+
+    // One for all: a sibling's crash stops the rest.
+    let mut h = Harness::with([ProcessSpec::new("a", "prog"), ProcessSpec::new("b", "prog")]);
+    h.sup.set_strategy(Strategy::OneForAll);
+    h.start_all();
+    h.tick();
+    let b = h.pid("b");
+    h.exit("a", Exit::Exited(1));
+    h.tick();
+    assert_eq!(stop_reasons(&h), [("stopping", b, StopReason::Strategy)]);
 }
 
 #[test]
