@@ -678,6 +678,23 @@ fn main() -> ExitCode {
     code
 }
 
+/// `base` with the state directory `dir`. The directory's lock is held by
+/// its open file, which a child killed between its clone and its exec
+/// (close-on-exec) still holds for a moment after a SIGKILLed host died:
+/// so a lock in use is tried again for up to a second before it counts as
+/// another live `supervise`.
+fn lock_state_dir(base: impl Fn() -> UnixSys, dir: &std::path::Path) -> procsup::Result<UnixSys> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match base().state_dir(dir) {
+            Err(procsup::Error::StateDirInUse { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Everything after the arguments; the supervisor (and with it every child
 /// still running, which gets SIGKILL) is gone when it returns.
 fn supervise(args: &Args, outputs: &Outputs) -> ExitCode {
@@ -687,13 +704,13 @@ fn supervise(args: &Args, outputs: &Outputs) -> ExitCode {
         outputs.error(msg);
         ExitCode::from(2)
     };
-    let base = if args.cgroups { UnixSys::new() } else { UnixSys::new().without_cgroups() };
+    let base = || if args.cgroups { UnixSys::new() } else { UnixSys::new().without_cgroups() };
     let sys = match &args.state_dir {
-        Some(dir) => match base.state_dir(dir) {
+        Some(dir) => match lock_state_dir(base, dir) {
             Ok(sys) => sys,
             Err(e) => return fail(format!("--state-dir: {e}")),
         },
-        None => base,
+        None => base(),
     };
     // This host has no children of its own: every orphan it adopts is
     // one to reap.

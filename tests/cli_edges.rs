@@ -176,3 +176,35 @@ fn a_second_sigterm_during_the_stop_kills_everything_now() {
     cli.expect_err("killing everything now");
     wait_until("the tree killed", Duration::from_secs(5), || dead(pid) && dead(grandchild));
 }
+
+#[test]
+fn a_state_dir_lock_held_a_moment_longer_is_waited_for_and_a_live_one_refused() {
+    use nix::fcntl::{Flock, FlockArg};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let state = dir.path().to_str().unwrap();
+    let run = || {
+        let args = ["--state-dir", state, "--exit-when-idle", "--restart", "never", "-p", "a=true"];
+        Command::new(supervise_bin()).args(args).output().unwrap()
+    };
+    // As a child killed between its clone and its exec holds a dead
+    // host's lock: released 300 ms from now, well within the retry.
+    let file = std::fs::File::create(dir.path().join(".lock")).unwrap();
+    let held = Flock::lock(file, FlockArg::LockExclusiveNonblock).unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+    });
+    let out = run();
+    release.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // A live host keeps it: the second one exits 2 after its retries.
+    let mut first = Cli::start(&["--state-dir", state, "-p", "a=sleep 60"]);
+    first.expect("event=running");
+    let out = run();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--state-dir: state directory") && err.contains("in use by another live host"), "{err}");
+    first.signal(Signal::SIGTERM);
+    assert_eq!(first.wait(), 0);
+}
