@@ -312,3 +312,58 @@ fn silent_and_flooding_clients_never_stall_the_loop() {
     assert!(r.contains("running") && r.contains(&again.to_string()), "{r}");
     stop(cli);
 }
+
+/// The CPU time (user + system) process `pid` used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    // After the command: state is field 3, utime 14 and stime 15.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let hz = Command::new("getconf").arg("CLK_TCK").output().unwrap().stdout;
+    let hz: u64 = String::from_utf8(hz).unwrap().trim().parse().unwrap();
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+#[test]
+fn a_host_out_of_file_descriptors_neither_spins_nor_stops_answering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    let mut cli = start(&dir, &["web=sleep 60"]);
+    cli.expect("event=running name=web");
+    let pid = cli.child.id();
+    // Its soft limit down to its lowest free fd: the next accept fails
+    // with EMFILE and the connections wait in the backlog, which keeps the
+    // listener readable.
+    let open: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    // The lowest free descriptor: below it every one is taken.
+    let limit = (0..).find(|fd| !open.contains(fd)).unwrap();
+    let prlimit = |soft: &str| {
+        let ok = Command::new("prlimit").args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")]).status();
+        assert!(ok.unwrap().success(), "prlimit {soft}");
+    };
+    prlimit(&limit.to_string());
+    let path = dir.join("control");
+    let waiting: Vec<UnixStream> = (0..8).map(|_| UnixStream::connect(&path).unwrap()).collect();
+    // A loop that polled the listener at once would burn a CPU here.
+    let before = cpu_time(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_time(pid) - before;
+    assert!(used < Duration::from_millis(300), "{used:?} of CPU in 1 s: the loop spins on EMFILE");
+    // With room again, it answers.
+    prlimit("1024");
+    drop(waiting);
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = ctl(&dir, &["status"]);
+        if out.code == 0 {
+            assert!(row(&out.stdout, "web").is_some(), "{}", out.stdout);
+            break;
+        }
+        assert!(Instant::now() < end, "no answer after the limit went up: {}", out.stderr);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop(cli);
+}

@@ -48,6 +48,11 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The most connections accepted in one turn of the loop: a flood of them
 /// waits in the kernel's backlog while the loop goes on.
 const ACCEPTS_PER_TURN: usize = 64;
+/// How long the listener is not polled after an accept failed for want of
+/// a file descriptor (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): the
+/// connection waits in the backlog and keeps the listener readable, so
+/// polling it at once would spin.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// The most bytes read from one client in one turn of the loop.
 const READ_CHUNK: usize = 1024;
 
@@ -82,6 +87,8 @@ pub struct Control {
     file: (u64, u64),
     euid: u32,
     clients: Vec<Client>,
+    /// Until when the listener is not polled (see [`ACCEPT_PAUSE`]).
+    paused_until: Option<Instant>,
 }
 
 struct Client {
@@ -130,13 +137,23 @@ impl Control {
         listener.set_nonblocking(true).map_err(fail)?;
         let meta = std::fs::symlink_metadata(path).map_err(fail)?;
         let euid = procsup::nix::unistd::geteuid().as_raw();
-        Ok(Control { listener, path: path.to_owned(), file: (meta.dev(), meta.ino()), euid, clients: Vec::new() })
+        Ok(Control {
+            listener,
+            path: path.to_owned(),
+            file: (meta.dev(), meta.ino()),
+            euid,
+            clients: Vec::new(),
+            paused_until: None,
+        })
     }
 
     /// What the loop polls: the listener, and each client for its request
     /// or for room for its response.
     pub fn poll_fds(&self) -> Vec<PollFd<'_>> {
-        let mut fds = vec![PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+        // A paused listener is still polled, for nothing: the caller's
+        // indices stay put.
+        let want = if self.paused_until.is_some() { PollFlags::empty() } else { PollFlags::POLLIN };
+        let mut fds = vec![PollFd::new(self.listener.as_fd(), want)];
         for c in &self.clients {
             let want = if c.output.is_some() { PollFlags::POLLOUT } else { PollFlags::POLLIN };
             fds.push(PollFd::new(c.stream.as_fd(), want));
@@ -148,7 +165,8 @@ impl Control {
     /// in whole milliseconds rounded up (poll's unit: rounded down, the
     /// loop would spin through the last one).
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
-        let left = self.clients.iter().map(|c| c.deadline.saturating_duration_since(now)).min()?;
+        let deadlines = self.clients.iter().map(|c| c.deadline).chain(self.paused_until);
+        let left = deadlines.map(|d| d.saturating_duration_since(now)).min()?;
         Some(Duration::from_millis(u64::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u64::MAX)))
     }
 
@@ -168,11 +186,19 @@ impl Control {
     }
 
     fn accept(&mut self, now: Instant) {
+        if self.paused_until.is_some_and(|t| now < t) {
+            return;
+        }
+        self.paused_until = None;
         for _ in 0..ACCEPTS_PER_TURN {
             let stream = match self.listener.accept() {
                 Ok((stream, _)) => stream,
-                // EAGAIN, or nothing this turn can help (EMFILE, ...): the
-                // backlog keeps the rest for later.
+                Err(e) if out_of_fds(&e) => {
+                    // The backlog keeps the connection; try again later.
+                    self.paused_until = Some(now + ACCEPT_PAUSE);
+                    return;
+                }
+                // EAGAIN, or a connection that went away meanwhile.
                 Err(_) => return,
             };
             if stream.set_nonblocking(true).is_err() {
@@ -194,6 +220,11 @@ impl Control {
             }
         }
     }
+}
+
+/// An accept error that only fewer open files (or more memory) can fix.
+fn out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
 impl Drop for Control {
