@@ -325,3 +325,40 @@ fn a_report_for_a_child_without_a_threshold_is_ignored() {
     assert!(exceeded(&h).is_empty());
     assert!(stop_reasons(&h).is_empty());
 }
+
+#[test]
+fn a_replacement_above_its_threshold_before_it_is_ready_aborts_the_roll_saying_so() {
+    let mut h = cgroup_harness([pool()]);
+    h.start_all();
+    h.advance(1.0);
+    h.tick();
+    let now = h.now();
+    h.sup.rolling_restart(Some("web"), now).unwrap();
+    h.drain();
+    let old = h.pid("web:0");
+    let new = h.sup.status("web:0").unwrap().replacement_pid.unwrap();
+    assert!(h.sup.sys_mut().exceed_memory(new, 70 * MIB));
+    h.tick();
+    assert_eq!(stop_reasons(&h), [("stopping", new, StopReason::Memory)]);
+    assert!(h.sup.sys_mut().exit(new, Exit::Signaled(15)));
+    h.tick();
+    let why = h.log.iter().find_map(|e| match e {
+        Event::RollAborted { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(why.as_deref().is_some_and(|w| w.contains("memory threshold")), "{why:?}");
+    assert_eq!(h.sup.status("web:0").unwrap().pid, Some(old), "the old child serves on");
+}
+
+#[test]
+fn a_stop_during_a_memory_replacement_retires_the_old_child_as_requested() {
+    let mut h = cgroup_harness([pool()]);
+    h.start_all();
+    h.advance(1.0);
+    h.tick();
+    let old = h.pid("web:0");
+    assert!(h.sup.sys_mut().exceed_memory(old, 70 * MIB));
+    h.tick();
+    h.stop("web:0");
+    assert!(stop_reasons(&h).contains(&("retiring", old, StopReason::Requested)), "{:?}", stop_reasons(&h));
+}

@@ -239,7 +239,9 @@ impl<S: Sys> Supervisor<S> {
             return false;
         }
         let p = self.p(id);
-        let why = if p.live.failed {
+        let why = if p.live.over_memory {
+            "went above its memory threshold before it was ready"
+        } else if p.live.failed {
             // Stopped by procsup: its start timeout passed before it was ready.
             "was not ready within its start timeout"
         } else if matches!(p.spec.ready, crate::Readiness::Grace(_)) {
@@ -301,7 +303,11 @@ impl<S: Sys> Supervisor<S> {
     /// A stop of `id` also stops its retiring child, and ends its part in
     /// the roll (its replacement, stopped before it served, was no
     /// restart).
-    pub(super) fn stop_retiring(&mut self, id: usize, now: Instant) {
+    pub(super) fn stop_retiring(&mut self, id: usize, now: Instant, reason: StopReason) {
+        // Its stop is now the stop's, not the roll's.
+        if let Some(old) = self.p_mut(id).retiring.as_mut().filter(|r| !r.signalled) {
+            old.reason = reason;
+        }
         let was_current = self.roll.current == Some(id);
         if was_current {
             self.uncount_replacement(id);

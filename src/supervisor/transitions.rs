@@ -61,7 +61,7 @@ impl<S: Sys> Supervisor<S> {
     }
 
     pub(super) fn stop_id(&mut self, id: usize, now: Instant, reason: StopReason) {
-        self.stop_retiring(id, now);
+        self.stop_retiring(id, now, reason);
         let p = self.p_mut(id);
         p.manual_stop = true;
         match p.state {
