@@ -15,7 +15,7 @@
 // A host, not the library: it owns real time and may read clocks and sleep.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
@@ -524,7 +524,8 @@ fn spec(a: &Args, name: &str, argv: &[String], listen: &[Arc<std::os::fd::OwnedF
 }
 
 /// The signals this host handles: the ones [`install_signals`] catches,
-/// and SIGCHLD, which only wakes the loop.
+/// and SIGCHLD, which only wakes the loop where it is needed
+/// ([`Signals::wake_on_sigchld`]).
 const HANDLED: [Signal; 8] = [
     Signal::SIGTERM,
     Signal::SIGINT,
@@ -560,6 +561,8 @@ struct Signals {
     grow: Arc<AtomicBool>,
     shrink: Arc<AtomicBool>,
     wake: UnixStream,
+    /// The handlers' end of `wake`.
+    waker: UnixStream,
 }
 
 fn install_signals() -> io::Result<Signals> {
@@ -580,11 +583,26 @@ fn install_signals() -> io::Result<Signals> {
     ] {
         signal_hook::flag::register(sig, Arc::clone(flag))?;
     }
-    // SIGCHLD only wakes the loop: needed where there are no pidfds.
-    for sig in HANDLED {
-        signal_hook::low_level::pipe::register(sig as i32, waker.try_clone()?)?;
+    for sig in HANDLED.iter().filter(|&&s| s != Signal::SIGCHLD) {
+        signal_hook::low_level::pipe::register(*sig as i32, waker.try_clone()?)?;
     }
-    Ok(Signals { stop, reload, status, reopen, grow, shrink, wake })
+    Ok(Signals { stop, reload, status, reopen, grow, shrink, wake, waker })
+}
+
+impl Signals {
+    /// SIGCHLD only wakes the loop, and is needed only where an exit wakes
+    /// no fd: without pidfds (`uses_pidfd` is not `Some(true)` once the
+    /// first children are spawned), or as a subreaper (an adopted orphan
+    /// of a live child has no pidfd until a poll finds it). Elsewhere it
+    /// stays at its default, which the kernel discards: no handler runs on
+    /// the way from a child's death to its restart. Registered after the
+    /// first spawns, so one byte wakes the loop once for an exit that came
+    /// before the handler.
+    fn wake_on_sigchld(&self) -> io::Result<()> {
+        signal_hook::low_level::pipe::register(Signal::SIGCHLD as i32, self.waker.try_clone()?)?;
+        let _ = (&self.waker).write(&[0]);
+        Ok(())
+    }
 }
 
 /// Where the host writes: stdout and stderr, each through its own writer
@@ -790,6 +808,9 @@ fn run(
 ) -> io::Result<ExitCode> {
     let signals = install_signals()?;
     sup.start_all(Instant::now()).map_err(io::Error::other)?;
+    if args.subreaper || sup.sys().uses_pidfd() != Some(true) {
+        signals.wake_on_sigchld()?;
+    }
     let mut stopping = false;
     // The size the host asked each group to have: scaling down leaves the
     // removed instances in the supervisor until they are stopped.
