@@ -823,21 +823,32 @@ fn run(
             None => sizes.push((group, 1)),
         }
     }
+    let mut held = Held::default();
     loop {
-        write_events(sup, &outputs.events);
+        held.take(sup, &outputs.events, stopping);
         if stopping && sup.is_idle() {
+            held.flush(&outputs.events);
             return Ok(ExitCode::SUCCESS);
         }
         if args.exit_when_idle && !stopping && sup.is_idle() {
+            held.flush(&outputs.events);
             return Ok(idle_exit_code(sup));
         }
-        wait(sup, &signals, control.as_ref())?;
+        let waited = wait(sup, &signals, control.as_ref(), held.by);
+        if waited.is_err() {
+            held.flush(&outputs.events);
+        }
+        waited?;
         let now = Instant::now();
+        if held.by.is_some_and(|by| now >= by) {
+            held.flush(&outputs.events);
+        }
         if signals.stop.swap(false, Ordering::Relaxed) {
             if stopping {
                 // Asked twice: no more waiting for stop timeouts. The
                 // caller drops the supervisor, and its OS layer SIGKILLs
                 // every tree (cgroup.kill, or the process group) and reaps.
+                held.flush(&outputs.events);
                 outputs.events.send("event=force_stop".into(), true);
                 outputs.error("stopping again: killing everything now");
                 return Ok(ExitCode::FAILURE);
@@ -883,20 +894,62 @@ fn run(
     }
 }
 
-/// Queues the supervisor's events for stdout. Captured output lines are
-/// not urgent: a flood of them leaves room for the lifecycle events.
-fn write_events(sup: &mut Supervisor, events: &Queue) {
-    for event in sup.take_events() {
+/// How long the event lines of a tick that spawned a child may wait.
+const HOLD_EVENTS: Duration = Duration::from_millis(5);
+
+/// The supervisor's events on their way to stdout. Those of a tick that
+/// spawned a child are held (neither formatted nor handed to the writer
+/// thread) until the loop wakes without spawning, or [`HOLD_EVENTS`] at
+/// the latest: the new child execs and starts on a CPU that this loop
+/// and the writer thread would otherwise share with it right then.
+/// Lines keep their order; a crash loop holds them for at most that long.
+#[derive(Default)]
+struct Held {
+    events: Vec<Event>,
+    /// When what is held must go (the loop's poll wakes by then).
+    by: Option<Instant>,
+}
+
+impl Held {
+    /// Takes the supervisor's new events: held behind the others if a
+    /// child was spawned (not while stopping), else written with them.
+    fn take(&mut self, sup: &mut Supervisor, queue: &Queue, stopping: bool) {
+        let new = sup.take_events();
+        if !stopping && new.iter().any(|e| matches!(e, Event::Spawned { .. })) {
+            self.events.extend(new);
+            self.by.get_or_insert_with(|| Instant::now() + HOLD_EVENTS);
+            return;
+        }
+        self.flush(queue);
+        send_events(new, queue);
+    }
+
+    /// Writes what is held.
+    fn flush(&mut self, queue: &Queue) {
+        send_events(self.events.drain(..), queue);
+        self.by = None;
+    }
+}
+
+/// Queues events for stdout. Captured output lines are not urgent: a
+/// flood of them leaves room for the lifecycle events.
+fn send_events(events: impl IntoIterator<Item = Event>, queue: &Queue) {
+    for event in events {
         let urgent = !matches!(event, Event::Output { .. });
-        events.send(event.to_string(), urgent);
+        queue.send(event.to_string(), urgent);
     }
 }
 
 /// Sleeps until a readiness fd, the wake socket or a control connection
-/// is ready, or the next deadline.
-fn wait(sup: &Supervisor, signals: &Signals, control: Option<&ctl::Control>) -> io::Result<()> {
+/// is ready, or the next deadline (the supervisor's, the control
+/// socket's, or `held`: when held event lines are due).
+fn wait(sup: &Supervisor, signals: &Signals, control: Option<&ctl::Control>, held: Option<Instant>) -> io::Result<()> {
     let now = Instant::now();
-    let timeout = [sup.poll_timeout(now), control.and_then(|c| c.timeout(now))]
+    // Whole milliseconds, rounded up: poll's resolution, and no early
+    // wakeup that would find the held events not due yet.
+    let held =
+        held.map(|by| Duration::from_millis(by.saturating_duration_since(now).as_micros().div_ceil(1000) as u64));
+    let timeout = [sup.poll_timeout(now), control.and_then(|c| c.timeout(now)), held]
         .into_iter()
         .flatten()
         .min()
@@ -909,8 +962,11 @@ fn wait(sup: &Supervisor, signals: &Signals, control: Option<&ctl::Control>) -> 
         Ok(_) | Err(procsup::Errno::EINTR) => {}
         Err(e) => return Err(e.into()),
     }
-    let mut buf = [0u8; 64];
-    while matches!((&signals.wake).read(&mut buf), Ok(n) if n > 0) {}
+    // Only when a handler wrote: no failing read on the way to a restart.
+    if fds[ready.len()].revents().is_some_and(|r| !r.is_empty()) {
+        let mut buf = [0u8; 64];
+        while matches!((&signals.wake).read(&mut buf), Ok(n) if n > 0) {}
+    }
     Ok(())
 }
 
