@@ -307,3 +307,38 @@ fn install_pre_exec(
         unsafe { cmd.pre_exec(move || hook()) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::BorrowedFd;
+
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+
+    use super::DevNull;
+
+    fn flags(fd: i32) -> OFlag {
+        // SAFETY: `fd` is one of the DevNull's, open while it lives.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).unwrap())
+    }
+
+    /// Every spawn gets the same open `/dev/null`, until a child changed
+    /// its status flags (children share the open file description): then
+    /// the next spawn gets a fresh one, as a new open would give it.
+    #[test]
+    fn dev_null_is_opened_once_and_anew_after_a_childs_flag_change() {
+        let mut null = DevNull::default();
+        let first = null.read().unwrap();
+        assert_eq!(null.read().unwrap(), first, "no second open");
+        assert_eq!(flags(first) & OFlag::O_ACCMODE, OFlag::O_RDONLY);
+        let out = null.write().unwrap().raw();
+        assert_eq!(flags(out) & OFlag::O_ACCMODE, OFlag::O_WRONLY);
+        let before = flags(first);
+        // What a child that set O_NONBLOCK on its stdin did to the host's copy.
+        // SAFETY: as in `flags`.
+        fcntl(unsafe { BorrowedFd::borrow_raw(first) }, FcntlArg::F_SETFL(before | OFlag::O_NONBLOCK)).unwrap();
+        let next = null.read().unwrap();
+        assert_eq!(flags(next), before, "the next child's stdin is as a fresh open gives it");
+        assert_eq!(null.write().unwrap().raw(), out, "the other copy is unchanged, kept");
+    }
+}
