@@ -15,7 +15,7 @@
 // A host, not the library: it owns real time and may read clocks and sleep.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
@@ -531,7 +531,8 @@ fn spec(a: &Args, name: &str, argv: &[String], listen: &[Arc<std::os::fd::OwnedF
 }
 
 /// The signals this host handles: the ones [`install_signals`] catches,
-/// and SIGCHLD, which only wakes the loop.
+/// and SIGCHLD, which only wakes the loop where it is needed
+/// ([`Signals::wake_on_sigchld`]).
 const HANDLED: [Signal; 8] = [
     Signal::SIGTERM,
     Signal::SIGINT,
@@ -567,6 +568,8 @@ struct Signals {
     grow: Arc<AtomicBool>,
     shrink: Arc<AtomicBool>,
     wake: UnixStream,
+    /// The handlers' end of `wake`.
+    waker: UnixStream,
 }
 
 fn install_signals() -> io::Result<Signals> {
@@ -587,11 +590,26 @@ fn install_signals() -> io::Result<Signals> {
     ] {
         signal_hook::flag::register(sig, Arc::clone(flag))?;
     }
-    // SIGCHLD only wakes the loop: needed where there are no pidfds.
-    for sig in HANDLED {
-        signal_hook::low_level::pipe::register(sig as i32, waker.try_clone()?)?;
+    for sig in HANDLED.iter().filter(|&&s| s != Signal::SIGCHLD) {
+        signal_hook::low_level::pipe::register(*sig as i32, waker.try_clone()?)?;
     }
-    Ok(Signals { stop, reload, status, reopen, grow, shrink, wake })
+    Ok(Signals { stop, reload, status, reopen, grow, shrink, wake, waker })
+}
+
+impl Signals {
+    /// SIGCHLD only wakes the loop, and is needed only where an exit wakes
+    /// no fd: without pidfds (`uses_pidfd` is not `Some(true)` once the
+    /// first children are spawned), or as a subreaper (an adopted orphan
+    /// of a live child has no pidfd until a poll finds it). Elsewhere it
+    /// stays at its default, which the kernel discards: no handler runs on
+    /// the way from a child's death to its restart. Registered after the
+    /// first spawns, so one byte wakes the loop once for an exit that came
+    /// before the handler.
+    fn wake_on_sigchld(&self) -> io::Result<()> {
+        signal_hook::low_level::pipe::register(Signal::SIGCHLD as i32, self.waker.try_clone()?)?;
+        let _ = (&self.waker).write(&[0]);
+        Ok(())
+    }
 }
 
 /// Where the host writes: stdout and stderr, each through its own writer
@@ -814,6 +832,9 @@ fn run(
 ) -> io::Result<ExitCode> {
     let signals = install_signals()?;
     sup.start_all(Instant::now()).map_err(io::Error::other)?;
+    if args.subreaper || sup.sys().uses_pidfd() != Some(true) {
+        signals.wake_on_sigchld()?;
+    }
     let mut stopping = false;
     // The size the host asked each group to have: scaling down leaves the
     // removed instances in the supervisor until they are stopped.
@@ -826,21 +847,32 @@ fn run(
             None => sizes.push((group, 1)),
         }
     }
+    let mut held = Held::default();
     loop {
-        write_events(sup, &outputs.events);
+        held.take(sup, &outputs.events, stopping);
         if stopping && sup.is_idle() {
+            held.flush(&outputs.events);
             return Ok(ExitCode::SUCCESS);
         }
         if args.exit_when_idle && !stopping && sup.is_idle() {
+            held.flush(&outputs.events);
             return Ok(idle_exit_code(sup));
         }
-        wait(sup, &signals, control.as_ref())?;
+        let waited = wait(sup, &signals, control.as_ref(), held.by);
+        if waited.is_err() {
+            held.flush(&outputs.events);
+        }
+        waited?;
         let now = Instant::now();
+        if held.by.is_some_and(|by| now >= by) {
+            held.flush(&outputs.events);
+        }
         if signals.stop.swap(false, Ordering::Relaxed) {
             if stopping {
                 // Asked twice: no more waiting for stop timeouts. The
                 // caller drops the supervisor, and its OS layer SIGKILLs
                 // every tree (cgroup.kill, or the process group) and reaps.
+                held.flush(&outputs.events);
                 outputs.events.send("event=force_stop".into(), true);
                 outputs.error("stopping again: killing everything now");
                 return Ok(ExitCode::FAILURE);
@@ -886,20 +918,62 @@ fn run(
     }
 }
 
-/// Queues the supervisor's events for stdout. Captured output lines are
-/// not urgent: a flood of them leaves room for the lifecycle events.
-fn write_events(sup: &mut Supervisor, events: &Queue) {
-    for event in sup.take_events() {
+/// How long the event lines of a tick that spawned a child may wait.
+const HOLD_EVENTS: Duration = Duration::from_millis(5);
+
+/// The supervisor's events on their way to stdout. Those of a tick that
+/// spawned a child are held (neither formatted nor handed to the writer
+/// thread) until the loop wakes without spawning, or [`HOLD_EVENTS`] at
+/// the latest: the new child execs and starts on a CPU that this loop
+/// and the writer thread would otherwise share with it right then.
+/// Lines keep their order; a crash loop holds them for at most that long.
+#[derive(Default)]
+struct Held {
+    events: Vec<Event>,
+    /// When what is held must go (the loop's poll wakes by then).
+    by: Option<Instant>,
+}
+
+impl Held {
+    /// Takes the supervisor's new events: held behind the others if a
+    /// child was spawned (not while stopping), else written with them.
+    fn take(&mut self, sup: &mut Supervisor, queue: &Queue, stopping: bool) {
+        let new = sup.take_events();
+        if !stopping && new.iter().any(|e| matches!(e, Event::Spawned { .. })) {
+            self.events.extend(new);
+            self.by.get_or_insert_with(|| Instant::now() + HOLD_EVENTS);
+            return;
+        }
+        self.flush(queue);
+        send_events(new, queue);
+    }
+
+    /// Writes what is held.
+    fn flush(&mut self, queue: &Queue) {
+        send_events(self.events.drain(..), queue);
+        self.by = None;
+    }
+}
+
+/// Queues events for stdout. Captured output lines are not urgent: a
+/// flood of them leaves room for the lifecycle events.
+fn send_events(events: impl IntoIterator<Item = Event>, queue: &Queue) {
+    for event in events {
         let urgent = !matches!(event, Event::Output { .. });
-        events.send(event.to_string(), urgent);
+        queue.send(event.to_string(), urgent);
     }
 }
 
 /// Sleeps until a readiness fd, the wake socket or a control connection
-/// is ready, or the next deadline.
-fn wait(sup: &Supervisor, signals: &Signals, control: Option<&ctl::Control>) -> io::Result<()> {
+/// is ready, or the next deadline (the supervisor's, the control
+/// socket's, or `held`: when held event lines are due).
+fn wait(sup: &Supervisor, signals: &Signals, control: Option<&ctl::Control>, held: Option<Instant>) -> io::Result<()> {
     let now = Instant::now();
-    let timeout = [sup.poll_timeout(now), control.and_then(|c| c.timeout(now))]
+    // Whole milliseconds, rounded up: poll's resolution, and no early
+    // wakeup that would find the held events not due yet.
+    let held =
+        held.map(|by| Duration::from_millis(by.saturating_duration_since(now).as_micros().div_ceil(1000) as u64));
+    let timeout = [sup.poll_timeout(now), control.and_then(|c| c.timeout(now)), held]
         .into_iter()
         .flatten()
         .min()
@@ -912,8 +986,11 @@ fn wait(sup: &Supervisor, signals: &Signals, control: Option<&ctl::Control>) -> 
         Ok(_) | Err(procsup::Errno::EINTR) => {}
         Err(e) => return Err(e.into()),
     }
-    let mut buf = [0u8; 64];
-    while matches!((&signals.wake).read(&mut buf), Ok(n) if n > 0) {}
+    // Only when a handler wrote: no failing read on the way to a restart.
+    if fds[ready.len()].revents().is_some_and(|r| !r.is_empty()) {
+        let mut buf = [0u8; 64];
+        while matches!((&signals.wake).read(&mut buf), Ok(n) if n > 0) {}
+    }
     Ok(())
 }
 

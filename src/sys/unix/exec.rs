@@ -9,7 +9,7 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,9 +26,10 @@ pub(super) struct Prepared {
     candidate_ptrs: Vec<*const libc::c_char>,
     _argv: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
-    /// The environment; the last entries are the pid variables (`NAME=`
-    /// and room), rewritten in the child.
-    _envp: Vec<CString>,
+    /// The environment, each `NAME=value` NUL-terminated, one after the
+    /// other; the pid variables (`NAME=` and room, rewritten in the child)
+    /// are `pid_entries`.
+    _envp: Vec<u8>,
     /// Each pid variable's entry, and where its digits go.
     pid_entries: Vec<(Box<[u8]>, usize)>,
     envp_ptrs: Vec<*const libc::c_char>,
@@ -87,12 +88,19 @@ impl Prepared {
         for a in args {
             argv.push(cstring(a.as_ref())?);
         }
-        let mut envp = Vec::with_capacity(env.len());
-        for (k, v) in env {
-            let mut kv = k.into_vec();
-            kv.push(b'=');
-            kv.extend(v.into_vec());
-            envp.push(CString::new(kv).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?);
+        // Every `NAME=value\0` in one buffer: two allocations, not one per
+        // variable, on the way to every restart.
+        let mut envp = Vec::with_capacity(env.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+        let mut starts = Vec::with_capacity(env.len() + pid_vars.len() + 1);
+        for (k, v) in &env {
+            if k.as_bytes().contains(&0) || v.as_bytes().contains(&0) {
+                return Err(io::ErrorKind::InvalidInput.into());
+            }
+            starts.push(envp.len());
+            envp.extend_from_slice(k.as_bytes());
+            envp.push(b'=');
+            envp.extend_from_slice(v.as_bytes());
+            envp.push(0);
         }
         let pid_entries: Vec<(Box<[u8]>, usize)> = pid_vars
             .iter()
@@ -105,7 +113,11 @@ impl Prepared {
             .collect();
         let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(std::ptr::null());
-        let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+        let base = envp.as_ptr();
+        // SAFETY: every start is an offset into `envp`, which is not
+        // resized again (its heap buffer stays where it is when moved).
+        let mut envp_ptrs: Vec<*const libc::c_char> =
+            starts.into_iter().map(|at| unsafe { base.add(at) }.cast::<libc::c_char>()).collect();
         envp_ptrs.extend(pid_entries.iter().map(|(e, _)| e.as_ptr().cast::<libc::c_char>()));
         envp_ptrs.push(std::ptr::null());
         Ok(Prepared {

@@ -179,7 +179,7 @@ impl UnixSys {
         pid_vars: &[&str],
         procs: Option<&OwnedFd>,
     ) -> io::Result<Spawned> {
-        let (mut cmd, read_ends) = spawn::command(spec, procs.map(AsRawFd::as_raw_fd))?;
+        let (mut cmd, read_ends) = spawn::command(spec, procs.map(AsRawFd::as_raw_fd), &mut self.null)?;
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         if let Some(n) = notify {
             n.pass_pipe(&mut cmd);
@@ -220,17 +220,17 @@ impl UnixSys {
                 Err(e) => return Some(Err(e)),
             }
         }
-        let fds = match spawn::child_fds(spec) {
+        let fds = match spawn::child_fds(spec, &mut self.null) {
             Ok(fds) => fds,
             Err(e) => return Some(Err(e)),
         };
         let mut moves: Vec<(RawFd, RawFd)> = notify.and_then(notify::Notify::pipe_move).into_iter().collect();
         moves.extend(spec.fds.moves().map(|(fd, target)| (fd.as_raw_fd(), target)));
-        let raw = |fd: &Option<OwnedFd>| fd.as_ref().map(AsRawFd::as_raw_fd);
+        let raw = |fd: &Option<spawn::StdioFd>| fd.as_ref().map(spawn::StdioFd::raw);
         let extras = clone::Extras {
             env,
             pid_vars,
-            stdio: [Some(fds.stdin.as_raw_fd()), raw(&fds.stdout), raw(&fds.stderr)],
+            stdio: [Some(fds.stdin), raw(&fds.stdout), raw(&fds.stderr)],
             moves,
             cgroup,
             pidfd: self.pidfd != Some(false),

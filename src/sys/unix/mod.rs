@@ -178,6 +178,8 @@ pub struct UnixSys {
     faults: Faults,
     /// How the last spawn was made (a test seam).
     last_spawn: Option<&'static str>,
+    /// `/dev/null`, opened once for every child's stdin and null outputs.
+    null: spawn::DevNull,
     /// What the kernel has for procsup's own spawn, learnt on the way.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     clone_support: clone::Support,
@@ -239,6 +241,7 @@ impl UnixSys {
             more: false,
             faults: Faults::default(),
             last_spawn: None,
+            null: Default::default(),
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             clone_support: clone::Support::default(),
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]

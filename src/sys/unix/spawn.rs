@@ -2,7 +2,7 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -16,7 +16,11 @@ use crate::spec::{Output, PreExec, ProcessSpec};
 /// write ends live in the `Command`: drop it after the spawn to close them.
 /// `cgroup_procs`: the open `cgroup.procs` of the cgroup the child enters
 /// before exec; it must stay open until the spawn returns.
-pub(super) fn command(spec: &ProcessSpec, cgroup_procs: Option<RawFd>) -> io::Result<(Command, [Option<OwnedFd>; 2])> {
+pub(super) fn command(
+    spec: &ProcessSpec,
+    cgroup_procs: Option<RawFd>,
+    null: &mut DevNull,
+) -> io::Result<(Command, [Option<OwnedFd>; 2])> {
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args);
     let fds = super::fds::FdPlan::new(spec)?;
@@ -32,11 +36,13 @@ pub(super) fn command(spec: &ProcessSpec, cgroup_procs: Option<RawFd>) -> io::Re
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
     }
-    let ChildFds { stdin, stdout, stderr, read_ends } = child_fds(spec)?;
-    let as_stdio = |fd: Option<OwnedFd>| fd.map_or_else(Stdio::inherit, Stdio::from);
-    cmd.stdin(Stdio::from(stdin));
-    cmd.stdout(as_stdio(stdout));
-    cmd.stderr(as_stdio(stderr));
+    let ChildFds { stdin, stdout, stderr, read_ends } = child_fds(spec, null)?;
+    let as_stdio = |fd: Option<StdioFd>| {
+        fd.map(StdioFd::into_owned).transpose().map(|fd| fd.map_or_else(Stdio::inherit, Stdio::from))
+    };
+    cmd.stdin(Stdio::from(StdioFd::Shared(stdin).into_owned()?));
+    cmd.stdout(as_stdio(stdout)?);
+    cmd.stderr(as_stdio(stderr)?);
     if let Some(uid) = spec.uid {
         cmd.uid(uid);
     }
@@ -48,12 +54,74 @@ pub(super) fn command(spec: &ProcessSpec, cgroup_procs: Option<RawFd>) -> io::Re
 }
 
 /// The child's stdin (`/dev/null`), stdout and stderr (`None`: inherit the
-/// host's), and our read ends of capture pipes.
+/// host's), and our read ends of capture pipes. `/dev/null` is the host's
+/// one open copy ([`DevNull`]): the child gets a `dup` of it, as it would
+/// of a fresh open (same file, same access mode).
 pub(super) struct ChildFds {
-    pub(super) stdin: OwnedFd,
-    pub(super) stdout: Option<OwnedFd>,
-    pub(super) stderr: Option<OwnedFd>,
+    pub(super) stdin: RawFd,
+    pub(super) stdout: Option<StdioFd>,
+    pub(super) stderr: Option<StdioFd>,
     pub(super) read_ends: [Option<OwnedFd>; 2],
+}
+
+/// One of the child's stdio sources: opened for this child, or the
+/// host's `/dev/null`.
+pub(super) enum StdioFd {
+    Own(OwnedFd),
+    Shared(RawFd),
+}
+
+impl StdioFd {
+    pub(super) fn raw(&self) -> RawFd {
+        match self {
+            StdioFd::Own(fd) => fd.as_raw_fd(),
+            StdioFd::Shared(fd) => *fd,
+        }
+    }
+
+    /// An fd of our own for std's `Stdio` (a `dup` of a shared one).
+    fn into_owned(self) -> io::Result<OwnedFd> {
+        match self {
+            StdioFd::Own(fd) => Ok(fd),
+            // SAFETY: a shared fd is one of DevNull's, open while the
+            // UnixSys that lends it lives, which outlasts the spawn.
+            StdioFd::Shared(fd) => unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned(),
+        }
+    }
+}
+
+/// `/dev/null` opened once per host, read-only (stdin, as std's
+/// `Stdio::null()`) and write-only (a `Null` output), close-on-exec:
+/// no `open` and `close` on the way to every restart. The children share
+/// its open file description, so one that changes its status flags
+/// (`fcntl(F_SETFL)`: `O_NONBLOCK`, `O_APPEND`) would hand them on: one
+/// `F_GETFL` per use sees that, and that copy is opened anew.
+#[derive(Debug, Default)]
+pub(super) struct DevNull {
+    read: Option<(OwnedFd, OFlag)>,
+    write: Option<(OwnedFd, OFlag)>,
+}
+
+impl DevNull {
+    fn read(&mut self) -> io::Result<RawFd> {
+        Self::get(&mut self.read, OpenOptions::new().read(true))
+    }
+
+    fn write(&mut self) -> io::Result<StdioFd> {
+        Self::get(&mut self.write, OpenOptions::new().write(true)).map(StdioFd::Shared)
+    }
+
+    fn get(slot: &mut Option<(OwnedFd, OFlag)>, how: &OpenOptions) -> io::Result<RawFd> {
+        let flags = |fd: &OwnedFd| fcntl(fd, FcntlArg::F_GETFL).map(OFlag::from_bits_retain);
+        if let Some((fd, at_open)) = slot.as_ref() {
+            if flags(fd).is_ok_and(|f| f == *at_open) {
+                return Ok(fd.as_raw_fd());
+            }
+        }
+        let fd: OwnedFd = how.open("/dev/null")?.into();
+        let at_open = flags(&fd)?;
+        Ok(slot.insert((fd, at_open)).0.as_raw_fd())
+    }
 }
 
 /// The kernel buffer of a capture pipe: one page (Linux; elsewhere the
@@ -96,31 +164,27 @@ fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     }
 }
 
-fn dev_null() -> io::Result<OwnedFd> {
-    Ok(OpenOptions::new().write(true).open("/dev/null")?.into())
-}
-
-pub(super) fn child_fds(spec: &ProcessSpec) -> io::Result<ChildFds> {
+pub(super) fn child_fds(spec: &ProcessSpec, null: &mut DevNull) -> io::Result<ChildFds> {
     let mut read_ends = [None, None];
+    let own = |fd: io::Result<OwnedFd>| fd.map(StdioFd::Own);
     let stdout_fd = match &spec.stdout {
         Output::Inherit | Output::ToStdout => None,
-        Output::Null => Some(dev_null()?),
-        Output::Append(path) => Some(open_append(path)?),
-        Output::Capture | Output::Log(_) => Some(capture_pipe(&mut read_ends[0])?),
+        Output::Null => Some(null.write()?),
+        Output::Append(path) => Some(own(open_append(path))?),
+        Output::Capture | Output::Log(_) => Some(own(capture_pipe(&mut read_ends[0]))?),
     };
     let stderr_fd = match &spec.stderr {
         Output::Inherit => None,
         Output::ToStdout => match &stdout_fd {
-            Some(fd) => Some(fd.try_clone()?),
-            None => Some(io::stdout().as_fd().try_clone_to_owned()?),
+            Some(StdioFd::Own(fd)) => Some(StdioFd::Own(fd.try_clone()?)),
+            Some(StdioFd::Shared(fd)) => Some(StdioFd::Shared(*fd)),
+            None => Some(StdioFd::Own(io::stdout().as_fd().try_clone_to_owned()?)),
         },
-        Output::Null => Some(dev_null()?),
-        Output::Append(path) => Some(open_append(path)?),
-        Output::Capture | Output::Log(_) => Some(capture_pipe(&mut read_ends[1])?),
+        Output::Null => Some(null.write()?),
+        Output::Append(path) => Some(own(open_append(path))?),
+        Output::Capture | Output::Log(_) => Some(own(capture_pipe(&mut read_ends[1]))?),
     };
-    // As std's `Stdio::null()` for stdin: read-only.
-    let stdin = OpenOptions::new().read(true).open("/dev/null")?.into();
-    Ok(ChildFds { stdin, stdout: stdout_fd, stderr: stderr_fd, read_ends })
+    Ok(ChildFds { stdin: null.read()?, stdout: stdout_fd, stderr: stderr_fd, read_ends })
 }
 
 fn open_append(path: &std::path::Path) -> io::Result<OwnedFd> {
@@ -241,5 +305,40 @@ fn install_pre_exec(
         // SAFETY: the user's hook carries the same obligation through
         // ProcessSpec::pre_exec, an unsafe fn.
         unsafe { cmd.pre_exec(move || hook()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::BorrowedFd;
+
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+
+    use super::DevNull;
+
+    fn flags(fd: i32) -> OFlag {
+        // SAFETY: `fd` is one of the DevNull's, open while it lives.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).unwrap())
+    }
+
+    /// Every spawn gets the same open `/dev/null`, until a child changed
+    /// its status flags (children share the open file description): then
+    /// the next spawn gets a fresh one, as a new open would give it.
+    #[test]
+    fn dev_null_is_opened_once_and_anew_after_a_childs_flag_change() {
+        let mut null = DevNull::default();
+        let first = null.read().unwrap();
+        assert_eq!(null.read().unwrap(), first, "no second open");
+        assert_eq!(flags(first) & OFlag::O_ACCMODE, OFlag::O_RDONLY);
+        let out = null.write().unwrap().raw();
+        assert_eq!(flags(out) & OFlag::O_ACCMODE, OFlag::O_WRONLY);
+        let before = flags(first);
+        // What a child that set O_NONBLOCK on its stdin did to the host's copy.
+        // SAFETY: as in `flags`.
+        fcntl(unsafe { BorrowedFd::borrow_raw(first) }, FcntlArg::F_SETFL(before | OFlag::O_NONBLOCK)).unwrap();
+        let next = null.read().unwrap();
+        assert_eq!(flags(next), before, "the next child's stdin is as a fresh open gives it");
+        assert_eq!(null.write().unwrap().raw(), out, "the other copy is unchanged, kept");
     }
 }
