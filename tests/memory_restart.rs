@@ -67,6 +67,7 @@ fn a_running_child_above_its_threshold_is_stopped_gracefully_and_restarted() {
     h.start_all();
     h.advance(1.0);
     h.tick();
+    h.advance(1.0); // Running for a second: a started run
     assert_eq!(h.state("app"), State::Running);
     let old = h.pid("app");
     assert!(h.sup.sys_mut().exceed_memory(old, 70 * MIB));
@@ -96,6 +97,7 @@ fn the_successor_follows_the_restart_policy() {
     h.start_all();
     h.advance(1.0);
     h.tick();
+    h.advance(1.0); // Running for a second: a started run
     let pid = h.pid("app");
     assert!(h.sup.sys_mut().exceed_memory(pid, 65 * MIB));
     h.tick();
@@ -107,6 +109,7 @@ fn the_successor_follows_the_restart_policy() {
     h.start_all();
     h.advance(1.0);
     h.tick();
+    h.advance(1.0); // Running for a second: a started run
     let pid = h.pid("app");
     assert!(h.sup.sys_mut().exceed_memory(pid, 65 * MIB));
     h.tick();
@@ -123,6 +126,7 @@ fn further_reports_about_the_same_child_change_nothing() {
     h.start_all();
     h.advance(1.0);
     h.tick();
+    h.advance(1.0); // Running for a second: a started run
     let pid = h.pid("app");
     for mib in [65, 80, 100] {
         assert!(h.sup.sys_mut().exceed_memory(pid, mib * MIB));
@@ -141,6 +145,7 @@ fn further_reports_about_the_same_child_change_nothing() {
     assert_ne!(next, pid);
     h.advance(1.0);
     h.tick();
+    h.advance(1.0);
     assert!(h.sup.sys_mut().exceed_memory(next, 65 * MIB));
     h.tick();
     assert_eq!(exceeded(&h).len(), 2);
@@ -180,6 +185,7 @@ fn a_pool_instance_is_replaced_new_before_old() {
     h.start_all();
     h.advance(1.0);
     h.tick();
+    h.advance(1.0); // Running for a second: a started run
     let old = h.pid("web:1");
     let spawns = h.spawn_times();
     assert!(h.sup.sys_mut().exceed_memory(old, 70 * MIB));
@@ -212,6 +218,7 @@ fn a_failed_replacement_falls_back_to_a_stop_with_backoff() {
     h.start_all();
     h.advance(1.0);
     h.tick();
+    h.advance(1.0); // Running for a second: a started run
     let old = h.pid("web:0");
     assert!(h.sup.sys_mut().exceed_memory(old, 70 * MIB));
     h.tick();
@@ -234,6 +241,7 @@ fn a_memory_restart_waits_behind_a_roll_in_progress_and_survives_a_new_one() {
     h.start_all();
     h.advance(1.0);
     h.tick();
+    h.advance(1.0); // Running for a second: a started run
     let now = h.now();
     h.sup.rolling_restart(Some("other"), now).unwrap();
     h.drain();
@@ -256,6 +264,7 @@ fn other_stops_say_why_too() {
     h.start_all();
     h.advance(1.0);
     h.tick();
+    h.advance(1.0); // Running for a second: a started run
     let pid = h.pid("app");
     h.stop("app");
     assert_eq!(stop_reasons(&h), [("stopping", pid, StopReason::Requested)]);
@@ -332,6 +341,7 @@ fn a_replacement_above_its_threshold_before_it_is_ready_aborts_the_roll_saying_s
     h.start_all();
     h.advance(1.0);
     h.tick();
+    h.advance(1.0); // Running for a second: a started run
     let now = h.now();
     h.sup.rolling_restart(Some("web"), now).unwrap();
     h.drain();
@@ -356,9 +366,95 @@ fn a_stop_during_a_memory_replacement_retires_the_old_child_as_requested() {
     h.start_all();
     h.advance(1.0);
     h.tick();
+    h.advance(1.0); // Running for a second: a started run
     let old = h.pid("web:0");
     assert!(h.sup.sys_mut().exceed_memory(old, 70 * MIB));
     h.tick();
     h.stop("web:0");
     assert!(stop_reasons(&h).contains(&("retiring", old, StopReason::Requested)), "{:?}", stop_reasons(&h));
+}
+
+#[test]
+fn a_child_above_its_threshold_soon_after_running_fails_its_start_and_gives_up() {
+    // With no start grace a child is Running at once: without the 1 s rule
+    // it would restart as fast as it forks, forever.
+    let mut h = cgroup_harness([grower().start_grace(secs(0.0)).give_up_after(3)]);
+    h.start_all();
+    let mut delays = Vec::new();
+    for round in 1..=3 {
+        assert_eq!(h.state("app"), State::Running, "round {round}");
+        let pid = h.pid("app");
+        h.advance(0.5);
+        assert!(h.sup.sys_mut().exceed_memory(pid, 65 * MIB));
+        h.tick();
+        assert!(h.sup.sys_mut().exit(pid, Exit::Exited(0)));
+        h.tick();
+        let st = h.sup.status("app").unwrap();
+        if round == 3 {
+            assert_eq!(st.state, State::Fatal, "three early memory stops reach give_up_after(3)");
+            break;
+        }
+        assert_eq!((st.state, st.failure_streak), (State::Backoff, round), "round {round}");
+        delays.push(st.next_retry_at.unwrap() - h.now());
+        h.advance(0.5);
+        h.tick();
+    }
+    assert!(delays.iter().all(|d| !d.is_zero()), "never at once: {delays:?}");
+}
+
+#[test]
+fn an_early_pool_instance_backs_off_instead_of_handing_the_fate_to_a_successor() {
+    let mut h = cgroup_harness([pool()]);
+    h.start_all();
+    h.advance(1.0);
+    h.tick();
+    let old = h.pid("web:0");
+    let spawns = h.spawn_times();
+    assert!(h.sup.sys_mut().exceed_memory(old, 70 * MIB));
+    h.tick();
+    assert_eq!(h.spawn_times(), spawns, "no replacement is spawned");
+    assert_eq!(stop_reasons(&h), [("stopping", old, StopReason::Memory)]);
+}
+
+#[test]
+fn queued_memory_restarts_survive_an_aborted_roll_and_never_hit_a_successor() {
+    let mut h = cgroup_harness([limited("web").instances(3)]);
+    h.start_all();
+    h.advance(1.0);
+    h.tick();
+    h.advance(1.0);
+    let (a, b) = (h.pid("web:0"), h.pid("web:1"));
+    // Both above at once: web:0 is replaced first, web:1 waits its turn.
+    assert!(h.sup.sys_mut().exceed_memory(a, 70 * MIB));
+    assert!(h.sup.sys_mut().exceed_memory(b, 70 * MIB));
+    h.tick();
+    let new_a = h.sup.status("web:0").unwrap().replacement_pid.unwrap();
+    assert!(h.sup.status("web:1").unwrap().replacement_pid.is_none());
+    // web:0's replacement fails: the roll is aborted, and web:1, still
+    // above, is stopped the plain way instead of being forgotten.
+    assert!(h.sup.sys_mut().exit(new_a, Exit::Exited(1)));
+    h.tick();
+    let reasons = stop_reasons(&h);
+    assert!(reasons.contains(&("stopping", a, StopReason::Memory)), "{reasons:?}");
+    assert!(reasons.contains(&("stopping", b, StopReason::Memory)), "{reasons:?}");
+
+    // A queued memory restart whose child ended meanwhile leaves the
+    // successor alone.
+    let mut h = cgroup_harness([limited("web").instances(2)]);
+    h.start_all();
+    h.advance(1.0);
+    h.tick();
+    h.advance(1.0);
+    let (a, b) = (h.pid("web:0"), h.pid("web:1"));
+    assert!(h.sup.sys_mut().exceed_memory(a, 70 * MIB));
+    assert!(h.sup.sys_mut().exceed_memory(b, 70 * MIB));
+    h.tick();
+    assert!(h.sup.sys_mut().exit(b, Exit::Exited(1)), "web:1 crashes while it waits");
+    h.tick();
+    h.run_until(10.0);
+    let fresh_b = h.pid("web:1");
+    assert_ne!(fresh_b, b);
+    let reasons = stop_reasons(&h);
+    assert!(!reasons.iter().any(|(_, pid, _)| *pid == fresh_b), "the successor was restarted for memory: {reasons:?}");
+    assert!(reasons.contains(&("retiring", a, StopReason::Memory)), "{reasons:?}");
 }

@@ -92,6 +92,7 @@ impl<S: Sys> Supervisor<S> {
             last_exit: None,
             oom_killed: false,
             last_cause: None,
+            memory_failed: false,
             last_spawn_error: None,
             streak: 0,
             manual_stop: false,

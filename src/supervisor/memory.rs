@@ -10,12 +10,14 @@
 //!   replaced new-before-old, as one step of a rolling restart (queued
 //!   behind a roll in progress);
 //! - anything else gets its stop signal, and its exit follows the restart
-//!   policy as an exit that is no success: after `Running` the failure
-//!   streak starts over, while `Starting` it is a failed start (backoff
-//!   grows, `give_up_after` counts), so a child that cannot even start
-//!   below its threshold never restarts in a tight loop.
+//!   policy as an exit that is no success. A child that had been `Running`
+//!   for [`MEMORY_EARLY`] (1 s) or more ends a started run (the streak
+//!   starts over). One still `Starting`, or `Running` for less, failed its
+//!   start, as an OOM kill does: the backoff grows and `give_up_after`
+//!   counts it, across the next child's `Running` too, so a threshold the
+//!   program cannot live under never restarts it at fork speed.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
@@ -23,7 +25,21 @@ use crate::event::{Event, StopReason};
 use crate::state::State;
 use crate::sys::Sys;
 
+use super::proc::Proc;
 use super::Supervisor;
+
+/// A child above its threshold before it has been `Running` this long
+/// failed its start.
+pub(super) const MEMORY_EARLY: Duration = Duration::from_secs(1);
+
+impl Proc {
+    /// Whether its child, above its memory threshold at `now`, is still
+    /// `Starting` or has been `Running` for less than [`MEMORY_EARLY`].
+    pub(super) fn memory_early(&self, now: Instant) -> bool {
+        self.state == State::Starting
+            || self.live.ready_at.is_none_or(|t| now.saturating_duration_since(t) < MEMORY_EARLY)
+    }
+}
 
 impl<S: Sys> Supervisor<S> {
     /// The tree of child `pid` went above its memory threshold.
@@ -39,7 +55,9 @@ impl<S: Sys> Supervisor<S> {
         if !matches!(p.state, State::Starting | State::Running) {
             return;
         }
-        let replace = p.group.is_some() && p.state == State::Running && p.retiring.is_none();
+        // A pool instance that went above soon after its start would only
+        // hand its successor the same fate: it backs off instead.
+        let replace = p.group.is_some() && p.state == State::Running && p.retiring.is_none() && !p.memory_early(now);
         let name = p.name.clone();
         self.p_mut(id).live.over_memory = true;
         let current = self.sys.usage(pid).and_then(|u| u.memory_current);

@@ -84,6 +84,10 @@ pub(super) struct Proc {
     /// The OS layer reported an OOM kill in the current child's tree.
     pub(super) oom_killed: bool,
     pub(super) last_cause: Option<Cause>,
+    /// The last child was stopped above its memory threshold soon after it
+    /// started (a failed start): like an OOM kill, the streak carries on
+    /// through the next child's `Running`.
+    pub(super) memory_failed: bool,
     pub(super) last_spawn_error: Option<Errno>,
     pub(super) streak: u32,
     pub(super) manual_stop: bool,
@@ -180,7 +184,7 @@ impl Proc {
     /// was OOM-killed: OOM kills in a row add up to `give_up_after`, even
     /// when each child ran a while first.
     pub(super) fn reset_streak(&mut self) {
-        if self.last_cause != Some(Cause::OomKilled) {
+        if self.last_cause != Some(Cause::OomKilled) && !self.memory_failed {
             self.streak = 0;
         }
     }

@@ -477,7 +477,7 @@ impl<S: Sys> Supervisor<S> {
         if reason == StopReason::Memory {
             p.live.over_memory = true;
         }
-        p.live.failed |= reason != StopReason::Memory || p.state == State::Starting;
+        p.live.failed |= reason != StopReason::Memory || p.memory_early(now);
         p.live.reloading_since = None;
         p.state = State::Stopping;
         p.after_exit = AfterExit::Policy;

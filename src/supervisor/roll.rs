@@ -24,8 +24,21 @@ use crate::timers::{later, Deadline};
 #[derive(Debug, Default)]
 pub(super) struct Roll {
     pub(super) label: Option<Arc<str>>,
-    pub(super) queue: std::collections::VecDeque<(usize, u64, StopReason)>,
+    pub(super) queue: std::collections::VecDeque<Queued>,
     pub(super) current: Option<usize>,
+}
+
+/// One instance a roll is to replace.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Queued {
+    id: usize,
+    /// The slot's identity (`added_seq`): a slot reused by another
+    /// process is not replaced.
+    added: u64,
+    reason: StopReason,
+    /// For a memory restart, the child that went above its threshold: a
+    /// successor that came meanwhile is not replaced.
+    pid: Option<Pid>,
 }
 
 impl<S: Sys> Supervisor<S> {
@@ -74,19 +87,22 @@ impl<S: Sys> Supervisor<S> {
         let label: Arc<str> = Arc::from(target.unwrap_or("*"));
         self.roll.label = Some(label);
         let current = self.roll.current;
-        let mut queue: std::collections::VecDeque<_> = ids
+        // A memory restart still queued stays one, in the new queue or
+        // after it.
+        let memory: Vec<Queued> = self.roll.queue.iter().filter(|q| q.reason == StopReason::Memory).copied().collect();
+        let mut queue: std::collections::VecDeque<Queued> = ids
             .into_iter()
             .filter(|&(_, id)| Some(id) != current)
-            .map(|(_, id)| (id, self.p(id).added_seq, StopReason::Roll))
+            .map(|(_, id)| {
+                memory.iter().find(|q| q.id == id).copied().unwrap_or(Queued {
+                    id,
+                    added: self.p(id).added_seq,
+                    reason: StopReason::Roll,
+                    pid: None,
+                })
+            })
             .collect();
-        // A memory restart still queued outside the new target is kept.
-        let kept: Vec<_> = self
-            .roll
-            .queue
-            .iter()
-            .filter(|(id, _, why)| *why == StopReason::Memory && !queue.iter().any(|(i, _, _)| i == id))
-            .copied()
-            .collect();
+        let kept: Vec<Queued> = memory.into_iter().filter(|m| !queue.iter().any(|q| q.id == m.id)).collect();
         queue.extend(kept);
         self.roll.queue = queue;
         self.advance_roll(now);
@@ -96,7 +112,7 @@ impl<S: Sys> Supervisor<S> {
     /// Starts the next replacement, if none is starting.
     pub(super) fn advance_roll(&mut self, now: Instant) {
         while self.roll.current.is_none() {
-            let Some((id, added, why)) = self.roll.queue.pop_front() else {
+            let Some(Queued { id, added, reason: why, pid }) = self.roll.queue.pop_front() else {
                 if let Some(name) = self.roll.label.take() {
                     self.emit(Event::RollDone { name });
                     self.roll_ended(None);
@@ -109,6 +125,7 @@ impl<S: Sys> Supervisor<S> {
                     && p.retiring.is_none()
                     && !p.manual_stop
                     && !p.removing
+                    && pid.is_none_or(|pid| p.pid == Some(pid) && p.live.over_memory)
             });
             if serving {
                 self.begin_replacement(id, now, why);
@@ -121,11 +138,16 @@ impl<S: Sys> Supervisor<S> {
     /// or as a roll of its own. Nothing when it is already queued or being
     /// replaced.
     pub(super) fn replace_for_memory(&mut self, id: usize, now: Instant) {
-        if self.roll.current == Some(id) || self.roll.queue.iter().any(|(i, _, _)| *i == id) {
+        if self.roll.current == Some(id) {
             return;
         }
-        let added = self.p(id).added_seq;
-        self.roll.queue.push_back((id, added, StopReason::Memory));
+        let p = self.p(id);
+        let me = Queued { id, added: p.added_seq, reason: StopReason::Memory, pid: p.pid };
+        match self.roll.queue.iter_mut().find(|q| q.id == id) {
+            // Queued by the host's roll: still its turn, for memory now.
+            Some(q) => *q = me,
+            None => self.roll.queue.push_back(me),
+        }
         self.advance_roll(now);
     }
 
@@ -153,7 +175,7 @@ impl<S: Sys> Supervisor<S> {
             Ok(_) => self.roll.current = Some(id),
             Err(e) => {
                 self.restore_old(id);
-                self.abort_roll(id, format!("replacement could not be spawned: {e}"));
+                self.abort_roll(id, format!("replacement could not be spawned: {e}"), now);
                 if reason == StopReason::Memory {
                     self.memory_replacement_failed(id, now);
                 }
@@ -185,14 +207,28 @@ impl<S: Sys> Supervisor<S> {
         p.restart_count = p.restart_count.saturating_sub(1);
     }
 
-    fn abort_roll(&mut self, id: usize, reason: String) {
+    fn abort_roll(&mut self, id: usize, reason: String, now: Instant) {
         self.uncount_replacement(id);
-        self.roll.queue.clear();
+        let memory: Vec<Queued> =
+            self.roll.queue.drain(..).filter(|q| q.reason == StopReason::Memory && q.id != id).collect();
         self.roll.current = None;
         self.roll.label = None;
         let name = self.p(id).name.clone();
         self.emit(Event::RollAborted { name, reason: reason.clone() });
         self.roll_ended(Some(&reason));
+        // Memory restarts that were waiting their turn are not dropped
+        // with the roll: each child still above its threshold is stopped
+        // the plain way.
+        for q in memory {
+            let still = self
+                .procs
+                .get(q.id)
+                .and_then(Option::as_ref)
+                .is_some_and(|p| p.added_seq == q.added && p.pid.is_some() && p.pid == q.pid && p.live.over_memory);
+            if still {
+                self.memory_replacement_failed(q.id, now);
+            }
+        }
     }
 
     /// `stop_all` (or `shutdown`) ends the roll in progress, if any:
@@ -255,7 +291,7 @@ impl<S: Sys> Supervisor<S> {
         if old_serves {
             self.restore_old(id);
         }
-        self.abort_roll(id, reason);
+        self.abort_roll(id, reason, now);
         if old_serves && for_memory {
             self.memory_replacement_failed(id, now);
         }

@@ -245,6 +245,7 @@ impl<S: Sys> Supervisor<S> {
         p.last_cause = cause;
         // An OOM kill is a failure whatever the code (see `settle`).
         p.live.failed |= cause.is_some();
+        p.memory_failed = p.live.over_memory && p.live.failed;
         p.exit_count = p.exit_count.saturating_add(1);
         let name = p.name.clone();
         let uptime = p.started_at.map_or_else(Default::default, |t| now.saturating_duration_since(t));
@@ -345,7 +346,9 @@ impl<S: Sys> Supervisor<S> {
                 if restart {
                     // An OOM kill is a failed start even after Running: a
                     // child that outgrows its memory backs off, and gives up.
-                    let after_running = was_running && self.p(id).last_cause.is_none();
+                    // So is a memory stop soon after the start.
+                    let p = self.p(id);
+                    let after_running = was_running && p.last_cause.is_none() && !p.memory_failed;
                     self.schedule_restart(id, now, after_running);
                 } else {
                     self.p_mut(id).state = State::Exited;
