@@ -42,7 +42,7 @@ pub enum StopReason {
     /// `remove_process`, `stop_all` or `shutdown`.
     Requested,
     /// A dependency it needs left its condition (or is restarted), or it
-    /// is restarted with one ([`Dependency`](crate::Dependency)).
+    /// is restarted with one ([`depends_on`](crate::ProcessSpec::depends_on)).
     Dependency,
     /// The supervision strategy restarts (or gives up on) its group: a
     /// sibling exited ([`Strategy`](crate::Strategy)).
