@@ -381,7 +381,7 @@ impl FakeSys {
         match self.children.get_mut(&pid) {
             Some(c) if !c.exited => {
                 c.memory = Some(bytes);
-                self.pending.push_back(SysEvent::MemoryHigh { pid });
+                self.pending.push_back(SysEvent::MemoryHigh { pid, memory: Some(bytes) });
                 true
             }
             _ => false,

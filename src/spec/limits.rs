@@ -201,9 +201,17 @@ impl ProcessSpec {
 
     /// Restarts the child gracefully once its tree's memory goes above
     /// `bytes`, before it can reach [`memory_max`](ProcessSpec::memory_max):
-    /// the stop signal, the stop timeout and SIGKILL as for any stop, then
-    /// a successor at once (a counted restart, not a failure: no backoff).
-    /// An instance of a pool ([`instances`](ProcessSpec::instances)) that is
+    /// the stop signal, the stop timeout and SIGKILL as for any stop. The
+    /// exit then follows the restart policy as one that is no success
+    /// (`Never` stays down; `OnFailure` and `Always` restart after the
+    /// backoff). A child that had been `Running` for a second or more
+    /// ends a started run: the failure streak starts over (with
+    /// [`immediate_after_running`](crate::Backoff::immediate_after_running)
+    /// the successor comes at once). One still `Starting`, or `Running`
+    /// for less, failed its start, as an OOM kill does: the backoff grows
+    /// and [`give_up_after`](ProcessSpec::give_up_after) counts it, so a
+    /// threshold the program cannot live under never restarts it in a
+    /// tight loop. An instance of a pool ([`instances`](ProcessSpec::instances)) that is
     /// `Running` is replaced new-before-old, as one step of a
     /// [`rolling_restart`](crate::Supervisor::rolling_restart): its
     /// successor is spawned first and the old child stopped once the
@@ -212,11 +220,16 @@ impl ProcessSpec {
     /// [`Event::MemoryExceeded`](crate::Event::MemoryExceeded).
     ///
     /// Event-driven, not polled: the threshold is written to the child's
-    /// cgroup as `memory.high`, and the kernel raises the cgroup's
-    /// `memory.events` (its `high` count) as soon as the tree goes above
-    /// it; the host's [`readiness_fd`](crate::Supervisor::readiness_fd)
-    /// wakes. Above the threshold the kernel also reclaims and throttles
-    /// the tree, so it slows rather than grows further while it stops.
+    /// cgroup as `memory.high`, and the kernel raises the cgroup's own
+    /// `memory.events.local` (its `high` count) as soon as the tree goes
+    /// above it; the host's
+    /// [`readiness_fd`](crate::Supervisor::readiness_fd) wakes. What
+    /// counts is the tree's anonymous memory (`memory.stat` `anon`: heap,
+    /// stacks, private mappings): page cache goes toward `memory.high`
+    /// too, but the kernel reclaims it there, so a tree that only filled
+    /// its cache is not restarted. Above the threshold the kernel also
+    /// reclaims and throttles the tree, so it slows rather than grows
+    /// further while it stops.
     /// Hence it cannot be combined with
     /// [`memory_high`](ProcessSpec::memory_high), and it must be below
     /// `memory_max`.

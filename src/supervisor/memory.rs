@@ -43,7 +43,7 @@ impl Proc {
 
 impl<S: Sys> Supervisor<S> {
     /// The tree of child `pid` went above its memory threshold.
-    pub(super) fn on_memory_high(&mut self, pid: Pid, now: Instant) {
+    pub(super) fn on_memory_high(&mut self, pid: Pid, memory: Option<u64>, now: Instant) {
         let Some(&id) = self.pids.get(&pid) else { return };
         let p = self.p(id);
         let Some(threshold) = p.spec.get_restart_above_memory() else { return };
@@ -60,8 +60,7 @@ impl<S: Sys> Supervisor<S> {
         let replace = p.group.is_some() && p.state == State::Running && p.retiring.is_none() && !p.memory_early(now);
         let name = p.name.clone();
         self.p_mut(id).live.over_memory = true;
-        let current = self.sys.usage(pid).and_then(|u| u.memory_current);
-        self.emit(Event::MemoryExceeded { name, pid, current, threshold });
+        self.emit(Event::MemoryExceeded { name, pid, current: memory, threshold });
         if replace {
             self.replace_for_memory(id, now);
         } else {

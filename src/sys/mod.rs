@@ -87,12 +87,16 @@ pub enum SysEvent {
     },
     /// The memory of the child's tree went above the spec's
     /// [`restart_above_memory`](crate::ProcessSpec::restart_above_memory)
-    /// (its cgroup's `memory.events` `high` count went up since the last
-    /// report). Reported again while it stays above; never after the
-    /// child's exit.
+    /// (its cgroup's own `memory.events.local` `high` count went up since
+    /// the last report, and its anonymous memory is above it: page cache
+    /// the kernel reclaims does not count). Reported again while it stays
+    /// above; never after the child's exit.
     MemoryHigh {
         /// The child.
         pid: Pid,
+        /// The tree's memory that is above the threshold, bytes (its
+        /// anonymous memory, on a cgroup); `None` when it could not be read.
+        memory: Option<u64>,
     },
     /// An orphan returned by [`Sys::scan_orphans`] is gone (its record was
     /// removed).

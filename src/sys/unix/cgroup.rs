@@ -356,10 +356,33 @@ pub(super) struct ChildCgroup {
     /// `memory.events` `oom_kill` when the child was spawned, where the
     /// spec's memory limits let the OOM killer take it.
     oom_base: Option<u64>,
-    /// `memory.events`, watched for `EPOLLPRI`, and its `high` count last
-    /// seen, where the spec restarts the child above a threshold
+    /// Where the spec restarts the child above a threshold
     /// (`restart_above_memory`, written as `memory.high`).
-    pub(super) memory: Option<(OwnedFd, u64)>,
+    pub(super) memory: Option<MemoryWatch>,
+}
+
+/// The watch of a cgroup's own `memory.high` crossings.
+#[derive(Debug)]
+pub(super) struct MemoryWatch {
+    /// `memory.events.local` (its own crossings, not those of cgroups the
+    /// tree made below it; `memory.events` before Linux 5.2), watched for
+    /// `EPOLLPRI`.
+    pub(super) fd: OwnedFd,
+    /// Its `high` count last seen.
+    seen: u64,
+    threshold: u64,
+}
+
+/// What a look at a watched cgroup's memory found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum MemoryCheck {
+    /// No new crossing, or one by page cache the kernel reclaims.
+    Below,
+    /// The tree's anonymous memory is above the threshold: these bytes
+    /// (`None` when `memory.stat` could not be read).
+    Above(Option<u64>),
+    /// `memory.events` cannot be read: it is no longer watched.
+    Unreadable,
 }
 
 impl ChildCgroup {
@@ -393,30 +416,42 @@ impl ChildCgroup {
         }
         self.oom_base = if limits.watches_oom() { Some(self.oom_kills()?) } else { None };
         self.memory = match limits.restart_above {
-            Some(_) => {
-                let fd: OwnedFd = OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_CLOEXEC)
-                    .open(self.dir.join("memory.events"))?
-                    .into();
-                let base = memory_events(&fd).map(|t| event_count(&t, "high")).ok_or_else(io::Error::last_os_error)?;
-                Some((fd, base))
+            Some(threshold) => {
+                let open =
+                    |file: &str| OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(self.dir.join(file));
+                let fd: OwnedFd = open("memory.events.local").or_else(|_| open("memory.events"))?.into();
+                let seen = memory_events(&fd).map(|t| event_count(&t, "high")).ok_or_else(io::Error::last_os_error)?;
+                Some(MemoryWatch { fd, seen, threshold })
             }
             None => None,
         };
         Ok(())
     }
 
-    /// Whether the tree went above its `memory.high` since the last call
-    /// (the `high` count of `memory.events` went up). Reading re-arms the
-    /// file's `EPOLLPRI`.
-    pub(super) fn memory_rose(&mut self) -> bool {
-        let Some((fd, seen)) = &mut self.memory else { return false };
-        let Some(text) = memory_events(fd) else { return false };
+    /// Whether the tree went above its threshold since the last call: the
+    /// `high` count of its memory events went up (which reading re-arms),
+    /// and its anonymous memory (`memory.stat` `anon`: heap, stacks,
+    /// private mappings) is above it. Page cache counts toward
+    /// `memory.high` too, but the kernel reclaims it there: a tree that
+    /// only filled its cache is not restarted.
+    pub(super) fn memory_check(&mut self) -> MemoryCheck {
+        let Some(watch) = &mut self.memory else { return MemoryCheck::Below };
+        let Some(text) = memory_events(&watch.fd) else {
+            // Unread, the file would stay raised and wake the host for ever.
+            self.memory = None;
+            return MemoryCheck::Unreadable;
+        };
         let now = event_count(&text, "high");
-        let rose = now > *seen;
-        *seen = now;
-        rose
+        let rose = now > watch.seen;
+        watch.seen = now;
+        if !rose {
+            return MemoryCheck::Below;
+        }
+        let anon = fs::read_to_string(self.dir.join("memory.stat")).ok().map(|t| event_count(&t, "anon"));
+        match anon {
+            Some(anon) if anon < watch.threshold => MemoryCheck::Below,
+            anon => MemoryCheck::Above(anon),
+        }
     }
 
     /// `memory.events` `oom_kill`: how many processes of it the OOM
@@ -608,28 +643,46 @@ mod tests {
         assert_eq!(read("cpu.weight").as_deref(), Some("100"));
     }
 
-    /// `restart_above_memory` is `memory.high`, and a rise of the `high`
-    /// count is seen once; a reused cgroup without it watches nothing.
+    /// `restart_above_memory` is `memory.high`; a rise of the own `high`
+    /// count is seen once, and only when anonymous memory is above the
+    /// threshold; a reused cgroup without it watches nothing.
     #[test]
-    fn a_memory_threshold_is_memory_high_and_its_rise_is_seen_once() {
+    fn a_memory_threshold_is_memory_high_and_its_crossing_is_seen_once() {
         let dir = tempfile::tempdir().unwrap();
+        let events = |high: u32| format!("low 0\nhigh {high}\nmax 0\noom 0\noom_kill 0\n");
+        let stat = |anon: u64| format!("anon {anon}\nfile 900000\nkernel 10\n");
         fs::write(dir.path().join("cgroup.events"), "populated 0\n").unwrap();
-        fs::write(dir.path().join("memory.events"), "low 0\nhigh 7\nmax 0\noom 0\noom_kill 0\n").unwrap();
+        fs::write(dir.path().join("memory.events"), events(50)).unwrap();
+        fs::write(dir.path().join("memory.events.local"), events(7)).unwrap();
+        fs::write(dir.path().join("memory.stat"), stat(5000)).unwrap();
         let mut cg = ChildCgroup::open(dir.path()).unwrap();
         let read = |f: &str| fs::read_to_string(dir.path().join(f)).ok();
         cg.limit(&CgroupLimits { restart_above: Some(4096), ..Default::default() }).unwrap();
         assert_eq!(read("memory.high").as_deref(), Some("4096"));
-        assert!(!cg.memory_rose(), "the count when it was spawned is no rise");
-        fs::write(dir.path().join("memory.events"), "low 0\nhigh 9\nmax 0\noom 0\noom_kill 0\n").unwrap();
-        assert!(cg.memory_rose());
-        assert!(!cg.memory_rose(), "the same count twice is one rise");
-        fs::write(dir.path().join("memory.events"), "low 0\nhigh 10\nmax 0\noom 0\noom_kill 0\n").unwrap();
-        assert!(cg.memory_rose());
+        assert_eq!(cg.memory_check(), MemoryCheck::Below, "the count when it was spawned is no rise");
+        // A crossing below it (a cgroup the tree made) is not its own.
+        fs::write(dir.path().join("memory.events"), events(60)).unwrap();
+        assert_eq!(cg.memory_check(), MemoryCheck::Below);
+        fs::write(dir.path().join("memory.events.local"), events(9)).unwrap();
+        assert_eq!(cg.memory_check(), MemoryCheck::Above(Some(5000)));
+        assert_eq!(cg.memory_check(), MemoryCheck::Below, "the same count twice is one crossing");
+        // Page cache crossed it, the heap is below: the kernel reclaims.
+        fs::write(dir.path().join("memory.stat"), stat(1000)).unwrap();
+        fs::write(dir.path().join("memory.events.local"), events(10)).unwrap();
+        assert_eq!(cg.memory_check(), MemoryCheck::Below);
+        fs::write(dir.path().join("memory.stat"), stat(4096)).unwrap();
+        fs::write(dir.path().join("memory.events.local"), events(11)).unwrap();
+        assert_eq!(cg.memory_check(), MemoryCheck::Above(Some(4096)));
         cg.limit(&CgroupLimits::default()).unwrap();
         assert_eq!(read("memory.high").as_deref(), Some("max"));
         assert!(cg.memory.is_none());
-        fs::write(dir.path().join("memory.events"), "low 0\nhigh 20\nmax 0\noom 0\noom_kill 0\n").unwrap();
-        assert!(!cg.memory_rose(), "without a threshold nothing is watched");
+        fs::write(dir.path().join("memory.events.local"), events(20)).unwrap();
+        assert_eq!(cg.memory_check(), MemoryCheck::Below, "without a threshold nothing is watched");
+        // Before Linux 5.2 there is no .local: memory.events is watched.
+        fs::remove_file(dir.path().join("memory.events.local")).unwrap();
+        cg.limit(&CgroupLimits { restart_above: Some(4096), ..Default::default() }).unwrap();
+        fs::write(dir.path().join("memory.events"), events(61)).unwrap();
+        assert_eq!(cg.memory_check(), MemoryCheck::Above(Some(4096)));
     }
 
     #[test]

@@ -83,9 +83,14 @@ impl UnixSys {
                 {
                     log::warn!("procsup: epoll add cgroup.events: {e}");
                 }
-                if let (Some(r), Some((fd, _))) = (&self.readiness, &cg.memory) {
-                    if let Err(e) = r.watch_pri(fd.as_fd(), Self::token(pid, 0) | MEMORY_TAG) {
-                        log::warn!("procsup: epoll add memory.events of {}: {e}; no restart above memory", spec.name);
+                if let Some(watch) = &cg.memory {
+                    let watched = self.readiness.as_ref().map(|r| {
+                        r.watch_pri(watch.fd.as_fd(), Self::token(pid, 0) | MEMORY_TAG).inspect_err(|e| {
+                            log::warn!("procsup: epoll add memory events of {}: {e}; looking on every poll", spec.name)
+                        })
+                    });
+                    if !matches!(watched, Some(Ok(()))) {
+                        self.memory_polled.insert(pid);
                     }
                 }
                 Contain::Cgroup(cg)

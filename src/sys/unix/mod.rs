@@ -169,6 +169,9 @@ pub struct UnixSys {
     /// Children whose exit or output wakes no fd (no pidfd for this one,
     /// or an epoll add failed): looked at on every poll.
     unwatched: BTreeSet<Pid>,
+    /// Children whose memory events could not be watched (no epoll, or
+    /// adding failed): looked at on every poll.
+    memory_polled: BTreeSet<Pid>,
     /// Reaped children whose remaining output is still being read.
     finishing: BTreeSet<Pid>,
     /// The pipe token served last: the next round starts after it.
@@ -236,6 +239,7 @@ impl UnixSys {
             group_drains: std::collections::HashSet::new(),
             cgroups: Cgroups::Auto,
             unwatched: BTreeSet::new(),
+            memory_polled: BTreeSet::new(),
             finishing: BTreeSet::new(),
             cursor: 0,
             more: false,
@@ -590,6 +594,10 @@ impl UnixSys {
         for &pid in &look {
             self.check_exit(pid);
         }
+        let polled: Vec<Pid> = self.memory_polled.iter().copied().collect();
+        for pid in polled {
+            self.memory_changed(pid, events);
+        }
         for &pid in self.unwatched.iter().chain(&self.finishing) {
             pipes.extend([pipe_token(pid, 0), pipe_token(pid, 1)]);
         }
@@ -689,7 +697,7 @@ impl Sys for UnixSys {
     fn wake_after(&self) -> Option<Duration> {
         if self.more || !self.finishing.is_empty() || !self.stale_records.is_empty() {
             Some(Duration::ZERO)
-        } else if !self.unwatched.is_empty() || self.has_unwatched_drains() {
+        } else if !self.unwatched.is_empty() || !self.memory_polled.is_empty() || self.has_unwatched_drains() {
             Some(RECHECK)
         } else {
             None

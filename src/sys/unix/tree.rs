@@ -26,7 +26,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use super::cgroup::ChildCgroup;
+use super::cgroup::{ChildCgroup, MemoryCheck};
 use super::wait::{pidfd_open, pidfd_send_signal};
 use super::UnixSys;
 use crate::state::{Containment, Exit};
@@ -199,8 +199,21 @@ impl UnixSys {
         let Some(child) = self.children.get_mut(&leader) else { return };
         let Contain::Cgroup(cg) = &mut child.contain else { return };
         // Read even after the reap: it re-arms the notification.
-        if cg.memory_rose() && child.exited.is_none() {
-            events.push(SysEvent::MemoryHigh { pid: leader });
+        match cg.memory_check() {
+            MemoryCheck::Above(memory) if child.exited.is_none() => {
+                events.push(SysEvent::MemoryHigh { pid: leader, memory });
+            }
+            MemoryCheck::Unreadable => {
+                log::warn!(
+                    "procsup: reading the memory events of {} (pid {leader}): {}; no restart above memory",
+                    child.name,
+                    io::Error::last_os_error()
+                );
+                // Its fd was closed with the watch, which takes it out of
+                // the epoll set.
+                self.memory_polled.remove(&leader);
+            }
+            _ => {}
         }
     }
 
@@ -237,9 +250,10 @@ impl UnixSys {
         }
         if let Contain::Cgroup(mut cg) = child.contain {
             self.unwatch(&cg.events);
-            if let Some((fd, _)) = cg.memory.take() {
-                self.unwatch(&fd);
+            if let Some(watch) = cg.memory.take() {
+                self.unwatch(&watch.fd);
             }
+            self.memory_polled.remove(&pid);
             match &mut self.cgroups {
                 // Kept for the next child of that name (a restart).
                 super::Cgroups::Ready(root) => root.retire(&child.name, cg),
