@@ -39,6 +39,28 @@ fn limited(name: &str) -> ProcessSpec {
         .backoff(Backoff::fixed(secs(0.5)).immediate_after_running(true))
 }
 
+/// Starts everything and lets it run: `Running` (a 1 s grace) for a
+/// second, a started run.
+fn settle(h: &mut Harness) {
+    h.start_all();
+    h.advance(1.0);
+    h.tick();
+    h.advance(1.0);
+}
+
+/// A pool of `n` settled instances whose first two go above their
+/// threshold at once: web:0 is replaced first, web:1 waits its turn.
+fn two_over(n: u32) -> (Harness, Pid, Pid) {
+    let mut h = cgroup_harness([limited("web").instances(n)]);
+    settle(&mut h);
+    let (a, b) = (h.pid("web:0"), h.pid("web:1"));
+    assert!(h.sup.sys_mut().exceed_memory(a, 70 * MIB));
+    assert!(h.sup.sys_mut().exceed_memory(b, 70 * MIB));
+    h.tick();
+    assert!(h.sup.status("web:1").unwrap().replacement_pid.is_none());
+    (h, a, b)
+}
+
 /// The reasons of the `Stopping` and `Retiring` events, in order.
 fn stop_reasons(h: &Harness) -> Vec<(&'static str, Pid, StopReason)> {
     h.log
@@ -64,10 +86,7 @@ fn exceeded(h: &Harness) -> Vec<(Pid, Option<u64>, u64)> {
 #[test]
 fn a_running_child_above_its_threshold_is_stopped_gracefully_and_restarted() {
     let mut h = cgroup_harness([grower()]);
-    h.start_all();
-    h.advance(1.0);
-    h.tick();
-    h.advance(1.0); // Running for a second: a started run
+    settle(&mut h);
     assert_eq!(h.state("app"), State::Running);
     let old = h.pid("app");
     assert!(h.sup.sys_mut().exceed_memory(old, 70 * MIB));
@@ -94,10 +113,7 @@ fn a_running_child_above_its_threshold_is_stopped_gracefully_and_restarted() {
 fn the_successor_follows_the_restart_policy() {
     // Never: stopped for memory, it stays down.
     let mut h = cgroup_harness([grower().restart(RestartPolicy::Never)]);
-    h.start_all();
-    h.advance(1.0);
-    h.tick();
-    h.advance(1.0); // Running for a second: a started run
+    settle(&mut h);
     let pid = h.pid("app");
     assert!(h.sup.sys_mut().exceed_memory(pid, 65 * MIB));
     h.tick();
@@ -106,10 +122,7 @@ fn the_successor_follows_the_restart_policy() {
     assert_eq!(h.state("app"), State::Exited);
     // On failure: the memory stop counts as one even for an exit 0.
     let mut h = cgroup_harness([grower().restart(RestartPolicy::OnFailure).backoff(Backoff::fixed(secs(0.5)))]);
-    h.start_all();
-    h.advance(1.0);
-    h.tick();
-    h.advance(1.0); // Running for a second: a started run
+    settle(&mut h);
     let pid = h.pid("app");
     assert!(h.sup.sys_mut().exceed_memory(pid, 65 * MIB));
     h.tick();
@@ -123,10 +136,7 @@ fn the_successor_follows_the_restart_policy() {
 #[test]
 fn further_reports_about_the_same_child_change_nothing() {
     let mut h = cgroup_harness([grower()]);
-    h.start_all();
-    h.advance(1.0);
-    h.tick();
-    h.advance(1.0); // Running for a second: a started run
+    settle(&mut h);
     let pid = h.pid("app");
     for mib in [65, 80, 100] {
         assert!(h.sup.sys_mut().exceed_memory(pid, mib * MIB));
@@ -182,10 +192,7 @@ fn pool() -> ProcessSpec {
 #[test]
 fn a_pool_instance_is_replaced_new_before_old() {
     let mut h = cgroup_harness([pool()]);
-    h.start_all();
-    h.advance(1.0);
-    h.tick();
-    h.advance(1.0); // Running for a second: a started run
+    settle(&mut h);
     let old = h.pid("web:1");
     let spawns = h.spawn_times();
     assert!(h.sup.sys_mut().exceed_memory(old, 70 * MIB));
@@ -215,10 +222,7 @@ fn a_pool_instance_is_replaced_new_before_old() {
 #[test]
 fn a_failed_replacement_falls_back_to_a_stop_with_backoff() {
     let mut h = cgroup_harness([pool()]);
-    h.start_all();
-    h.advance(1.0);
-    h.tick();
-    h.advance(1.0); // Running for a second: a started run
+    settle(&mut h);
     let old = h.pid("web:0");
     assert!(h.sup.sys_mut().exceed_memory(old, 70 * MIB));
     h.tick();
@@ -238,10 +242,7 @@ fn a_failed_replacement_falls_back_to_a_stop_with_backoff() {
 #[test]
 fn a_memory_restart_waits_behind_a_roll_in_progress_and_survives_a_new_one() {
     let mut h = cgroup_harness([pool(), ProcessSpec::new("other", "prog").start_grace(secs(1.0))]);
-    h.start_all();
-    h.advance(1.0);
-    h.tick();
-    h.advance(1.0); // Running for a second: a started run
+    settle(&mut h);
     let now = h.now();
     h.sup.rolling_restart(Some("other"), now).unwrap();
     h.drain();
@@ -261,10 +262,7 @@ fn a_memory_restart_waits_behind_a_roll_in_progress_and_survives_a_new_one() {
 #[test]
 fn other_stops_say_why_too() {
     let mut h = cgroup_harness([grower()]);
-    h.start_all();
-    h.advance(1.0);
-    h.tick();
-    h.advance(1.0); // Running for a second: a started run
+    settle(&mut h);
     let pid = h.pid("app");
     h.stop("app");
     assert_eq!(stop_reasons(&h), [("stopping", pid, StopReason::Requested)]);
@@ -338,10 +336,7 @@ fn a_report_for_a_child_without_a_threshold_is_ignored() {
 #[test]
 fn a_replacement_above_its_threshold_before_it_is_ready_aborts_the_roll_saying_so() {
     let mut h = cgroup_harness([pool()]);
-    h.start_all();
-    h.advance(1.0);
-    h.tick();
-    h.advance(1.0); // Running for a second: a started run
+    settle(&mut h);
     let now = h.now();
     h.sup.rolling_restart(Some("web"), now).unwrap();
     h.drain();
@@ -363,10 +358,7 @@ fn a_replacement_above_its_threshold_before_it_is_ready_aborts_the_roll_saying_s
 #[test]
 fn a_stop_during_a_memory_replacement_retires_the_old_child_as_requested() {
     let mut h = cgroup_harness([pool()]);
-    h.start_all();
-    h.advance(1.0);
-    h.tick();
-    h.advance(1.0); // Running for a second: a started run
+    settle(&mut h);
     let old = h.pid("web:0");
     assert!(h.sup.sys_mut().exceed_memory(old, 70 * MIB));
     h.tick();
@@ -418,18 +410,8 @@ fn an_early_pool_instance_backs_off_instead_of_handing_the_fate_to_a_successor()
 
 #[test]
 fn queued_memory_restarts_survive_an_aborted_roll_and_never_hit_a_successor() {
-    let mut h = cgroup_harness([limited("web").instances(3)]);
-    h.start_all();
-    h.advance(1.0);
-    h.tick();
-    h.advance(1.0);
-    let (a, b) = (h.pid("web:0"), h.pid("web:1"));
-    // Both above at once: web:0 is replaced first, web:1 waits its turn.
-    assert!(h.sup.sys_mut().exceed_memory(a, 70 * MIB));
-    assert!(h.sup.sys_mut().exceed_memory(b, 70 * MIB));
-    h.tick();
+    let (mut h, a, b) = two_over(3);
     let new_a = h.sup.status("web:0").unwrap().replacement_pid.unwrap();
-    assert!(h.sup.status("web:1").unwrap().replacement_pid.is_none());
     // web:0's replacement fails: the roll is aborted, and web:1, still
     // above, is stopped the plain way instead of being forgotten.
     assert!(h.sup.sys_mut().exit(new_a, Exit::Exited(1)));
@@ -440,15 +422,7 @@ fn queued_memory_restarts_survive_an_aborted_roll_and_never_hit_a_successor() {
 
     // A queued memory restart whose child ended meanwhile leaves the
     // successor alone.
-    let mut h = cgroup_harness([limited("web").instances(2)]);
-    h.start_all();
-    h.advance(1.0);
-    h.tick();
-    h.advance(1.0);
-    let (a, b) = (h.pid("web:0"), h.pid("web:1"));
-    assert!(h.sup.sys_mut().exceed_memory(a, 70 * MIB));
-    assert!(h.sup.sys_mut().exceed_memory(b, 70 * MIB));
-    h.tick();
+    let (mut h, a, b) = two_over(2);
     assert!(h.sup.sys_mut().exit(b, Exit::Exited(1)), "web:1 crashes while it waits");
     h.tick();
     h.run_until(10.0);
