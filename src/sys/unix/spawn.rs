@@ -72,6 +72,8 @@ pub(super) enum StdioFd {
 }
 
 impl StdioFd {
+    /// The fd number, for procsup's own clone (Linux x86_64 only).
+    #[cfg_attr(not(all(target_os = "linux", target_arch = "x86_64")), allow(dead_code))]
     pub(super) fn raw(&self) -> RawFd {
         match self {
             StdioFd::Own(fd) => fd.as_raw_fd(),
