@@ -139,6 +139,8 @@ struct FakeChild {
     containment: Containment,
     /// The tree's memory, as [`FakeSys::exceed_memory`] last set it.
     memory: Option<u64>,
+    /// The spec's `restart_above_memory` when it was spawned.
+    threshold: Option<u64>,
 }
 
 /// A scripted [`Sys`]: no process is ever created.
@@ -358,7 +360,8 @@ impl FakeSys {
     /// [`restart_above_memory`](crate::ProcessSpec::restart_above_memory):
     /// the next `poll` reports [`SysEvent::MemoryHigh`], and
     /// [`usage`](Sys::usage) says `bytes` from now on. False (and nothing)
-    /// when `pid` is not a live child.
+    /// when `pid` is not a live child, or its spec set no threshold (the
+    /// OS layer watches nothing then).
     ///
     /// ```
     /// use std::time::Instant;
@@ -381,7 +384,8 @@ impl FakeSys {
         match self.children.get_mut(&pid) {
             Some(c) if !c.exited => {
                 c.memory = Some(bytes);
-                self.pending.push_back(SysEvent::MemoryHigh { pid, memory: Some(bytes) });
+                let Some(threshold) = c.threshold else { return false };
+                self.pending.push_back(SysEvent::MemoryHigh { pid, memory: Some(bytes), threshold });
                 true
             }
             _ => false,
@@ -533,9 +537,10 @@ impl Sys for FakeSys {
             };
             let group = spec.process_group && tree;
             let (name, born) = (spec.name.clone(), self.spawned);
+            let threshold = spec.get_restart_above_memory();
             self.children.insert(
                 pid,
-                FakeChild { name, born, group, exited: false, draining: false, containment, memory: None },
+                FakeChild { name, born, group, exited: false, draining: false, containment, memory: None, threshold },
             );
         }
         if self.record {

@@ -327,10 +327,31 @@ fn a_report_for_a_child_without_a_threshold_is_ignored() {
     h.start_all();
     h.tick();
     let pid = h.pid("plain");
-    assert!(h.sup.sys_mut().exceed_memory(pid, 65 * MIB));
+    assert!(!h.sup.sys_mut().exceed_memory(pid, 65 * MIB), "nothing watches it");
     h.tick();
     assert!(exceeded(&h).is_empty());
     assert!(stop_reasons(&h).is_empty());
+}
+
+#[test]
+fn an_updated_threshold_holds_from_the_next_child_on() {
+    let mut h = cgroup_harness([grower()]);
+    settle(&mut h);
+    let old = h.pid("app");
+    let now = h.now();
+    h.sup.update_spec("app", grower().restart_above_memory(100 * MIB), now).unwrap();
+    // The old child serves out the update's replacement: a report about
+    // it changes nothing, its successor is on its way.
+    assert!(h.sup.sys_mut().exceed_memory(old, 70 * MIB));
+    h.tick();
+    assert!(exceeded(&h).is_empty());
+    let _ = h.sup.sys_mut().exit(old, Exit::Signaled(15));
+    h.run_until(10.0);
+    let new = h.pid("app");
+    assert_ne!(new, old);
+    assert!(h.sup.sys_mut().exceed_memory(new, 120 * MIB));
+    h.tick();
+    assert_eq!(exceeded(&h), [(new, Some(120 * MIB), 100 * MIB)]);
 }
 
 #[test]

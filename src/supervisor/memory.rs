@@ -43,10 +43,11 @@ impl Proc {
 
 impl<S: Sys> Supervisor<S> {
     /// The tree of child `pid` went above its memory threshold.
-    pub(super) fn on_memory_high(&mut self, pid: Pid, memory: Option<u64>, now: Instant) {
+    /// `threshold` is the one it was spawned with (a spec update since
+    /// applies to its successor).
+    pub(super) fn on_memory_high(&mut self, pid: Pid, memory: Option<u64>, threshold: u64, now: Instant) {
         let Some(&id) = self.pids.get(&pid) else { return };
         let p = self.p(id);
-        let Some(threshold) = p.spec.get_restart_above_memory() else { return };
         // A retiring child is on its way out already; a child seen once
         // is being restarted.
         if p.pid != Some(pid) || p.live.over_memory || p.removing || self.shutting_down {

@@ -86,7 +86,7 @@ impl<S: Sys> Supervisor<S> {
                 }
                 SysEvent::LeaderExited { pid, exit } => reaped.extend(self.on_leader_exit(pid, exit, now)),
                 SysEvent::TreeEmpty { pid } => self.on_tree_empty(pid, now),
-                SysEvent::MemoryHigh { pid, memory } => self.on_memory_high(pid, memory, now),
+                SysEvent::MemoryHigh { pid, memory, threshold } => self.on_memory_high(pid, memory, threshold, now),
                 SysEvent::OomKilled { pid } => {
                     if let Some(&id) = self.pids.get(&pid) {
                         self.p_mut(id).oom_killed = true;

@@ -97,6 +97,8 @@ pub enum SysEvent {
         /// The tree's memory that is above the threshold, bytes (its
         /// anonymous memory, on a cgroup); `None` when it could not be read.
         memory: Option<u64>,
+        /// The threshold the child was spawned with, bytes.
+        threshold: u64,
     },
     /// An orphan returned by [`Sys::scan_orphans`] is gone (its record was
     /// removed).

@@ -379,8 +379,8 @@ pub(super) enum MemoryCheck {
     /// No new crossing, or one by page cache the kernel reclaims.
     Below,
     /// The tree's anonymous memory is above the threshold: these bytes
-    /// (`None` when `memory.stat` could not be read).
-    Above(Option<u64>),
+    /// (`None` when `memory.stat` could not be read), and the threshold.
+    Above(Option<u64>, u64),
     /// `memory.events` cannot be read: it is no longer watched.
     Unreadable,
 }
@@ -450,7 +450,7 @@ impl ChildCgroup {
         let anon = fs::read_to_string(self.dir.join("memory.stat")).ok().map(|t| event_count(&t, "anon"));
         match anon {
             Some(anon) if anon < watch.threshold => MemoryCheck::Below,
-            anon => MemoryCheck::Above(anon),
+            anon => MemoryCheck::Above(anon, watch.threshold),
         }
     }
 
@@ -664,7 +664,7 @@ mod tests {
         fs::write(dir.path().join("memory.events"), events(60)).unwrap();
         assert_eq!(cg.memory_check(), MemoryCheck::Below);
         fs::write(dir.path().join("memory.events.local"), events(9)).unwrap();
-        assert_eq!(cg.memory_check(), MemoryCheck::Above(Some(5000)));
+        assert_eq!(cg.memory_check(), MemoryCheck::Above(Some(5000), 4096));
         assert_eq!(cg.memory_check(), MemoryCheck::Below, "the same count twice is one crossing");
         // Page cache crossed it, the heap is below: the kernel reclaims.
         fs::write(dir.path().join("memory.stat"), stat(1000)).unwrap();
@@ -672,7 +672,7 @@ mod tests {
         assert_eq!(cg.memory_check(), MemoryCheck::Below);
         fs::write(dir.path().join("memory.stat"), stat(4096)).unwrap();
         fs::write(dir.path().join("memory.events.local"), events(11)).unwrap();
-        assert_eq!(cg.memory_check(), MemoryCheck::Above(Some(4096)));
+        assert_eq!(cg.memory_check(), MemoryCheck::Above(Some(4096), 4096));
         cg.limit(&CgroupLimits::default()).unwrap();
         assert_eq!(read("memory.high").as_deref(), Some("max"));
         assert!(cg.memory.is_none());
@@ -682,7 +682,7 @@ mod tests {
         fs::remove_file(dir.path().join("memory.events.local")).unwrap();
         cg.limit(&CgroupLimits { restart_above: Some(4096), ..Default::default() }).unwrap();
         fs::write(dir.path().join("memory.events"), events(61)).unwrap();
-        assert_eq!(cg.memory_check(), MemoryCheck::Above(Some(4096)));
+        assert_eq!(cg.memory_check(), MemoryCheck::Above(Some(4096), 4096));
     }
 
     #[test]

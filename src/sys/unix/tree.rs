@@ -200,8 +200,8 @@ impl UnixSys {
         let Contain::Cgroup(cg) = &mut child.contain else { return };
         // Read even after the reap: it re-arms the notification.
         match cg.memory_check() {
-            MemoryCheck::Above(memory) if child.exited.is_none() => {
-                events.push(SysEvent::MemoryHigh { pid: leader, memory });
+            MemoryCheck::Above(memory, threshold) if child.exited.is_none() => {
+                events.push(SysEvent::MemoryHigh { pid: leader, memory, threshold });
             }
             MemoryCheck::Unreadable => {
                 log::warn!(
