@@ -50,10 +50,8 @@ impl<S: Sys> Supervisor<S> {
         let p = self.p(id);
         // A retiring child is on its way out already; a child seen once
         // is being restarted.
-        if p.pid != Some(pid) || p.live.over_memory || p.removing || self.shutting_down {
-            return;
-        }
-        if !matches!(p.state, State::Starting | State::Running) {
+        let live = matches!(p.state, State::Starting | State::Running);
+        if !live || p.pid != Some(pid) || p.live.over_memory || p.removing || self.shutting_down {
             return;
         }
         // A pool instance that went above soon after its start would only
@@ -69,13 +67,13 @@ impl<S: Sys> Supervisor<S> {
         }
     }
 
-    /// The new-before-old replacement of `id` for memory failed (the
-    /// replacement exited before it was `Running`, or could not be
-    /// spawned): its old child, still above its threshold, is stopped and
-    /// restarted as a process that is no pool's would be, with backoff.
+    /// A roll that held a memory replacement of `id` was aborted (this
+    /// replacement or another failed): if its child is still the one above
+    /// its threshold and serving, it is stopped and restarted as a process
+    /// that is no pool's would be, with backoff.
     pub(super) fn memory_replacement_failed(&mut self, id: usize, now: Instant) {
         let p = self.p(id);
-        if p.state == State::Running && p.pid.is_some() && !self.shutting_down {
+        if p.live.over_memory && p.state == State::Running && p.pid.is_some() && !self.shutting_down {
             self.fail_stop(id, now, StopReason::Memory);
         }
     }

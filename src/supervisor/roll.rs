@@ -176,9 +176,6 @@ impl<S: Sys> Supervisor<S> {
             Err(e) => {
                 self.restore_old(id);
                 self.abort_roll(id, format!("replacement could not be spawned: {e}"), now);
-                if reason == StopReason::Memory {
-                    self.memory_replacement_failed(id, now);
-                }
             }
         }
     }
@@ -216,16 +213,14 @@ impl<S: Sys> Supervisor<S> {
         let name = self.p(id).name.clone();
         self.emit(Event::RollAborted { name, reason: reason.clone() });
         self.roll_ended(Some(&reason));
-        // Memory restarts that were waiting their turn are not dropped
-        // with the roll: each child still above its threshold is stopped
-        // the plain way.
+        // Memory restarts are not dropped with the roll: the aborted one's
+        // old child (restored, if it serves) and each waiting one still
+        // above its threshold is stopped the plain way.
+        self.memory_replacement_failed(id, now);
         for q in memory {
-            let still = self
-                .procs
-                .get(q.id)
-                .and_then(Option::as_ref)
-                .is_some_and(|p| p.added_seq == q.added && p.pid.is_some() && p.pid == q.pid && p.live.over_memory);
-            if still {
+            let same =
+                self.procs.get(q.id).and_then(Option::as_ref).is_some_and(|p| p.added_seq == q.added && p.pid == q.pid);
+            if same {
                 self.memory_replacement_failed(q.id, now);
             }
         }
@@ -287,14 +282,10 @@ impl<S: Sys> Supervisor<S> {
         };
         let reason = format!("replacement {why}: {}", p.last_exit.map_or_else(String::new, |e| e.to_string()));
         let old_serves = p.retiring.as_ref().is_some_and(|r| r.serves());
-        let for_memory = p.retiring.as_ref().is_some_and(|r| r.reason == StopReason::Memory);
         if old_serves {
             self.restore_old(id);
         }
         self.abort_roll(id, reason, now);
-        if old_serves && for_memory {
-            self.memory_replacement_failed(id, now);
-        }
         old_serves
     }
 
