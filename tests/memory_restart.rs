@@ -92,6 +92,7 @@ fn a_running_child_above_its_threshold_is_stopped_gracefully_and_restarted() {
     assert!(h.sup.sys_mut().exceed_memory(old, 70 * MIB));
     h.tick();
     assert_eq!(exceeded(&h), [(old, Some(70 * MIB), 64 * MIB)]);
+    assert_eq!(h.sup.usage("app").unwrap().and_then(|u| u.memory_current), Some(70 * MIB));
     assert_eq!(stop_reasons(&h), [("stopping", old, StopReason::Memory)]);
     assert_eq!(h.sup.sys().signals_to(old), [Signal::SIGTERM], "graceful: the stop signal, no SIGKILL yet");
     assert_eq!(h.state("app"), State::Stopping);

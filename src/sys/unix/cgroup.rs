@@ -374,15 +374,15 @@ pub(super) struct MemoryWatch {
 }
 
 /// What a look at a watched cgroup's memory found.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum MemoryCheck {
     /// No new crossing, or one by page cache the kernel reclaims.
     Below,
     /// The tree's anonymous memory is above the threshold: these bytes
     /// (`None` when `memory.stat` could not be read), and the threshold.
     Above(Option<u64>, u64),
-    /// `memory.events` cannot be read: it is no longer watched.
-    Unreadable,
+    /// `memory.events` cannot be read (why): it is no longer watched.
+    Unreadable(io::Error),
 }
 
 impl ChildCgroup {
@@ -420,7 +420,7 @@ impl ChildCgroup {
                 let open =
                     |file: &str| OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(self.dir.join(file));
                 let fd: OwnedFd = open("memory.events.local").or_else(|_| open("memory.events"))?.into();
-                let seen = memory_events(&fd).map(|t| event_count(&t, "high")).ok_or_else(io::Error::last_os_error)?;
+                let seen = event_count(&read_from_start(&fd)?, "high");
                 Some(MemoryWatch { fd, seen, threshold })
             }
             None => None,
@@ -436,10 +436,13 @@ impl ChildCgroup {
     /// only filled its cache is not restarted.
     pub(super) fn memory_check(&mut self) -> MemoryCheck {
         let Some(watch) = &mut self.memory else { return MemoryCheck::Below };
-        let Some(text) = memory_events(&watch.fd) else {
-            // Unread, the file would stay raised and wake the host for ever.
-            self.memory = None;
-            return MemoryCheck::Unreadable;
+        let text = match read_from_start(&watch.fd) {
+            Ok(text) => text,
+            Err(e) => {
+                // Unread, the file would stay raised and wake the host for ever.
+                self.memory = None;
+                return MemoryCheck::Unreadable(e);
+            }
         };
         let now = event_count(&text, "high");
         let rose = now > watch.seen;
@@ -478,15 +481,9 @@ impl ChildCgroup {
     /// What `cgroup.events` says now (`populated`, `frozen`); `None`, with
     /// a warning, when it cannot be read. Reading re-arms its `EPOLLPRI`.
     fn events_text(&self) -> Option<String> {
-        let mut buf = [0u8; 256];
-        // SAFETY: pread(2) writes at most buf.len() bytes into buf, a
-        // valid writable buffer; `events` is an fd we own.
-        let n = unsafe { libc::pread(self.events.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            log::warn!("procsup: reading {}/cgroup.events: {}", self.dir.display(), io::Error::last_os_error());
-            return None;
-        }
-        Some(String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+        read_from_start(&self.events)
+            .inspect_err(|e| log::warn!("procsup: reading {}/cgroup.events: {e}", self.dir.display()))
+            .ok()
     }
 
     /// The pids in it now (live and zombie members).
@@ -599,14 +596,18 @@ fn event_count(text: &str, key: &str) -> u64 {
     text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
 }
 
-/// What the `memory.events` file open as `fd` says now, read from its
-/// start (which re-arms its `EPOLLPRI`); `None` when it cannot be read.
-fn memory_events(fd: &OwnedFd) -> Option<String> {
+/// What the small kernfs file open as `fd` (`cgroup.events`,
+/// `memory.events`) says now, read from its start, which re-arms its
+/// `EPOLLPRI`.
+fn read_from_start(fd: &OwnedFd) -> io::Result<String> {
     let mut buf = [0u8; 512];
     // SAFETY: pread(2) writes at most buf.len() bytes into buf, a valid
     // writable buffer; `fd` is an open fd we own.
     let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    (n >= 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(String::from_utf8_lossy(&buf[..n as usize]).into_owned())
 }
 
 #[cfg(test)]
@@ -656,33 +657,38 @@ mod tests {
         fs::write(dir.path().join("memory.events.local"), events(7)).unwrap();
         fs::write(dir.path().join("memory.stat"), stat(5000)).unwrap();
         let mut cg = ChildCgroup::open(dir.path()).unwrap();
+        let seen = |cg: &mut ChildCgroup| match cg.memory_check() {
+            MemoryCheck::Below => None,
+            MemoryCheck::Above(memory, threshold) => Some((memory, threshold)),
+            MemoryCheck::Unreadable(e) => panic!("{e}"),
+        };
         let read = |f: &str| fs::read_to_string(dir.path().join(f)).ok();
         cg.limit(&CgroupLimits { restart_above: Some(4096), ..Default::default() }).unwrap();
         assert_eq!(read("memory.high").as_deref(), Some("4096"));
-        assert_eq!(cg.memory_check(), MemoryCheck::Below, "the count when it was spawned is no rise");
+        assert_eq!(seen(&mut cg), None, "the count when it was spawned is no rise");
         // A crossing below it (a cgroup the tree made) is not its own.
         fs::write(dir.path().join("memory.events"), events(60)).unwrap();
-        assert_eq!(cg.memory_check(), MemoryCheck::Below);
+        assert_eq!(seen(&mut cg), None);
         fs::write(dir.path().join("memory.events.local"), events(9)).unwrap();
-        assert_eq!(cg.memory_check(), MemoryCheck::Above(Some(5000), 4096));
-        assert_eq!(cg.memory_check(), MemoryCheck::Below, "the same count twice is one crossing");
+        assert_eq!(seen(&mut cg), Some((Some(5000), 4096)));
+        assert_eq!(seen(&mut cg), None, "the same count twice is one crossing");
         // Page cache crossed it, the heap is below: the kernel reclaims.
         fs::write(dir.path().join("memory.stat"), stat(1000)).unwrap();
         fs::write(dir.path().join("memory.events.local"), events(10)).unwrap();
-        assert_eq!(cg.memory_check(), MemoryCheck::Below);
+        assert_eq!(seen(&mut cg), None);
         fs::write(dir.path().join("memory.stat"), stat(4096)).unwrap();
         fs::write(dir.path().join("memory.events.local"), events(11)).unwrap();
-        assert_eq!(cg.memory_check(), MemoryCheck::Above(Some(4096), 4096));
+        assert_eq!(seen(&mut cg), Some((Some(4096), 4096)));
         cg.limit(&CgroupLimits::default()).unwrap();
         assert_eq!(read("memory.high").as_deref(), Some("max"));
         assert!(cg.memory.is_none());
         fs::write(dir.path().join("memory.events.local"), events(20)).unwrap();
-        assert_eq!(cg.memory_check(), MemoryCheck::Below, "without a threshold nothing is watched");
+        assert_eq!(seen(&mut cg), None, "without a threshold nothing is watched");
         // Before Linux 5.2 there is no .local: memory.events is watched.
         fs::remove_file(dir.path().join("memory.events.local")).unwrap();
         cg.limit(&CgroupLimits { restart_above: Some(4096), ..Default::default() }).unwrap();
         fs::write(dir.path().join("memory.events"), events(61)).unwrap();
-        assert_eq!(cg.memory_check(), MemoryCheck::Above(Some(4096), 4096));
+        assert_eq!(seen(&mut cg), Some((Some(4096), 4096)));
     }
 
     #[test]

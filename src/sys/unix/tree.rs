@@ -203,11 +203,10 @@ impl UnixSys {
             MemoryCheck::Above(memory, threshold) if child.exited.is_none() => {
                 events.push(SysEvent::MemoryHigh { pid: leader, memory, threshold });
             }
-            MemoryCheck::Unreadable => {
+            MemoryCheck::Unreadable(e) => {
                 log::warn!(
-                    "procsup: reading the memory events of {} (pid {leader}): {}; no restart above memory",
-                    child.name,
-                    io::Error::last_os_error()
+                    "procsup: reading the memory events of {} (pid {leader}): {e}; no restart above memory",
+                    child.name
                 );
                 // Its fd was closed with the watch, which takes it out of
                 // the epoll set.
