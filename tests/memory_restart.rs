@@ -208,6 +208,8 @@ fn a_pool_instance_is_replaced_new_before_old() {
     h.advance(1.0);
     h.tick();
     assert_eq!(stop_reasons(&h), [("retiring", old, StopReason::Memory)]);
+    let line = h.log.iter().find(|e| matches!(e, Event::Retiring { .. })).unwrap().to_string();
+    assert!(line.ends_with(" signal=SIGTERM reason=memory"), "{line}");
     assert_eq!(h.sup.sys().signals_to(old), [Signal::SIGTERM]);
     assert_eq!(h.sup.status("web:1").unwrap().pid, Some(new));
     assert!(h.sup.sys_mut().exit(old, Exit::Signaled(15)));
