@@ -109,7 +109,14 @@ impl UnixSys {
             last_word: [0; 2],
             notify: None,
         };
-        self.record(spec, pid, &entry.contain);
+        if self.state_dir.is_some() {
+            let pgid = if spec.process_group { pid } else { nix::unistd::getpgrp() };
+            match entry.contain {
+                // Its cgroup and the host record find the tree meanwhile.
+                Contain::Cgroup(_) => self.unrecorded.push((pid, pgid)),
+                _ => self.record(&entry.name, pid, pgid, &entry.contain),
+            }
+        }
         // The child exists now: from here on nothing may fail the spawn, or
         // the caller would lose track of a live child. What cannot be
         // watched is looked at on every poll instead.
@@ -143,16 +150,36 @@ impl UnixSys {
         }
         entry.notify = notify.map(|n| self.watch_notify(pid, n));
         self.children.insert(pid, entry);
-        // The predecessor's record goes now that its successor runs.
-        self.remove_stale_records();
         Ok(pid)
+    }
+
+    /// Writes the records `spawn_child` left for later and removes those
+    /// of gone children, unless this poll reported an exit: its restart
+    /// comes first (put off at most `PUT_OFF` polls in a row, so a steady
+    /// stream of exits cannot starve it).
+    pub(super) fn keep_records(&mut self, exited: bool) {
+        const PUT_OFF: u8 = 4;
+        if self.unrecorded.is_empty() && self.stale_records.is_empty() {
+            return;
+        }
+        if exited && self.records_put_off < PUT_OFF {
+            self.records_put_off += 1;
+            return;
+        }
+        self.records_put_off = 0;
+        for (pid, pgid) in std::mem::take(&mut self.unrecorded) {
+            // A child reaped meanwhile needs none.
+            if let Some(child) = self.children.get(&pid).filter(|c| c.exited.is_none()) {
+                self.record(&child.name, pid, pgid, &child.contain);
+            }
+        }
+        self.remove_stale_records();
     }
 
     /// Records a new child in the state directory, with what finds its
     /// tree after a crash.
-    fn record(&self, spec: &ProcessSpec, pid: Pid, contain: &Contain) {
+    fn record(&self, name: &str, pid: Pid, pgid: Pid, contain: &Contain) {
         let Some(dir) = &self.state_dir else { return };
-        let pgid = if spec.process_group { pid } else { nix::unistd::getpgrp() };
         // 0 (not an error) where the session's leader is outside our pid
         // namespace: a real value, which /proc here shows for the tree's
         // members too. An error leaves the session out of the record.
@@ -168,8 +195,8 @@ impl UnixSys {
                 _ => None,
             },
         });
-        if let Err(e) = record.ok_or_else(|| io::Error::from(Errno::ESRCH)).and_then(|r| dir.write(&spec.name, r)) {
-            log::warn!("procsup: recording {} (pid {pid}) in the state directory: {e}", spec.name);
+        if let Err(e) = record.ok_or_else(|| io::Error::from(Errno::ESRCH)).and_then(|r| dir.write(name, r)) {
+            log::warn!("procsup: recording {name} (pid {pid}) in the state directory: {e}");
         }
     }
 
@@ -301,5 +328,36 @@ impl UnixSys {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A poll that reports an exit leaves the record work to the next
+    /// one (the restart comes first), but not forever: a host whose every
+    /// poll reports an exit (a crash-looping pool) still gets it done.
+    #[test]
+    fn record_work_is_put_off_for_exits_a_few_polls_at_most() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mut sys = UnixSys::new().without_cgroups().state_dir(tmp.path()).unwrap();
+        let gone = || ("web".into(), Pid::from_raw(i32::MAX));
+        sys.stale_records.push(gone());
+        for poll in 1..=4 {
+            sys.keep_records(true);
+            assert_eq!(sys.stale_records.len(), 1, "done at poll {poll}, which reported an exit");
+        }
+        sys.keep_records(true);
+        assert!(sys.stale_records.is_empty(), "put off a fifth time");
+        // The count starts over; a poll without an exit does it at once.
+        sys.stale_records.push(gone());
+        sys.keep_records(true);
+        assert_eq!(sys.stale_records.len(), 1);
+        sys.keep_records(false);
+        assert!(sys.stale_records.is_empty());
+        assert_eq!(sys.records_put_off, 0);
     }
 }

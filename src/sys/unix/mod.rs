@@ -83,6 +83,12 @@ use crate::state_dir::StateDir;
 /// How soon a child whose exit wakes no fd is looked at again.
 const RECHECK: Duration = Duration::from_millis(50);
 
+/// How long a new child's record (cgroup path) and a gone child's record
+/// removal wait for a poll with nothing else to do: past the new child's
+/// `execve` and the start of its program, which the host's disk work would
+/// otherwise share a CPU with (see `keep_records`).
+const RECORD_DELAY: Duration = Duration::from_millis(1);
+
 #[derive(Debug)]
 struct Child {
     name: Box<str>,
@@ -163,6 +169,12 @@ pub struct UnixSys {
     /// Records of children that are gone, removed after the next spawn
     /// or at the next poll (`remove_stale_records`).
     stale_records: Vec<(Box<str>, Pid)>,
+    /// Children on the cgroup path whose records are still to be written
+    /// (child, its process group): at a poll with nothing else to do
+    /// (`write_records`), off the restart path.
+    unrecorded: Vec<(Pid, Pid)>,
+    /// Polls in a row that left records to write for a reported exit.
+    records_put_off: u8,
     /// Reaped group leaders whose group is not empty yet.
     group_drains: std::collections::HashSet<Pid>,
     cgroups: Cgroups,
@@ -236,6 +248,8 @@ impl UnixSys {
             boot_id: None,
             members: HashMap::new(),
             stale_records: Vec::new(),
+            unrecorded: Vec::new(),
+            records_put_off: 0,
             group_drains: std::collections::HashSet::new(),
             cgroups: Cgroups::Auto,
             unwatched: BTreeSet::new(),
@@ -334,13 +348,19 @@ impl UnixSys {
     ///
     /// - `.lock`, made if missing (mode 0600), never written to or removed;
     /// - one record per live child, `<name>.<pid>`, whose first line is
-    ///   `procsup-record 1`, removed once the child is gone (after its
-    ///   successor's spawn, or at the next poll);
+    ///   `procsup-record 1`, removed once the child is gone (at a later
+    ///   poll, off the way to its successor's spawn);
     /// - with a cgroup per child, one host record,
     ///   `.procsup-host.procsup-<pid>-<start>-<n>`, written (and `fsync`ed)
     ///   before the host's cgroup directory is made, removed after it: a
     ///   later host stops every populated cgroup in a dead host's directory,
-    ///   also one a crash left with no child record;
+    ///   also one a crash left with no child record. So on that path a
+    ///   child's own record is written at the first poll after its spawn
+    ///   that reports no exit (about a millisecond later; see
+    ///   [`Sys::wake_after`]), once the child runs its program, instead of
+    ///   on the CPU its `execve` needs; on the process-group path, where
+    ///   the record is all that finds the tree, it is written as the spawn
+    ///   returns;
     /// - while a record is written, `.procsup-tmp.<name>.<pid>`, renamed
     ///   into place when whole. A write is atomic, so a crash never leaves
     ///   a record empty or cut short; it may leave that temporary file,
@@ -647,12 +667,14 @@ impl Sys for UnixSys {
     }
 
     fn poll(&mut self, events: &mut Vec<SysEvent>) {
-        self.remove_stale_records();
         self.more = false;
+        let before = events.len();
         self.poll_ready(events);
         self.recheck_draining_groups(events);
         self.poll_orphans(events);
         self.poll_adopted(events);
+        let exited = events[before..].iter().any(|e| matches!(e, SysEvent::Exited { .. }));
+        self.keep_records(exited);
     }
 
     fn scan_orphans(&mut self) -> io::Result<Vec<OrphanScan>> {
@@ -688,15 +710,17 @@ impl Sys for UnixSys {
     }
 
     /// "Now" while captured output is left unread (the per-poll budget ran
-    /// out), a reaped child's last output is still being read, or the
-    /// record of a gone child waits to be removed (after a restart's
-    /// spawn, or at the next poll when nothing was spawned); 50 ms
+    /// out) or a reaped child's last output is still being read; 1 ms
+    /// while a new child's record waits to be written, or a gone child's
+    /// to be removed (see [`UnixSys::state_dir`]); 50 ms
     /// while a child's exit or output wakes no fd (see
     /// [`UnixSys::uses_pidfd`]), or a draining process group has no member
     /// pidfd to wake it; otherwise never.
     fn wake_after(&self) -> Option<Duration> {
-        if self.more || !self.finishing.is_empty() || !self.stale_records.is_empty() {
+        if self.more || !self.finishing.is_empty() {
             Some(Duration::ZERO)
+        } else if !self.stale_records.is_empty() || !self.unrecorded.is_empty() {
+            Some(RECORD_DELAY)
         } else if !self.unwatched.is_empty() || !self.memory_polled.is_empty() || self.has_unwatched_drains() {
             Some(RECHECK)
         } else {

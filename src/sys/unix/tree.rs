@@ -260,14 +260,15 @@ impl UnixSys {
             }
         }
         if self.state_dir.is_some() {
-            // Removed after the next spawn (or at the next poll), not on
-            // the way to a restart: see `remove_stale_records`.
+            // Removed at a later poll, not on the way to a restart: see
+            // `remove_stale_records`.
             self.stale_records.push((child.name, pid));
         }
     }
 
     /// Removes the records of children that are gone. `forget_child`
-    /// leaves this to after the successor's spawn: a record of a dead
+    /// leaves this to a poll that reports no exit (`keep_records`), after
+    /// the successor's spawn and its `execve`: a record of a dead
     /// child is harmless a moment longer (a later host checks the pid's
     /// start time before it signals anything), and its removal (a read
     /// and an unlink on disk) would delay every restart. A record whose
