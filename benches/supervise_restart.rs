@@ -359,7 +359,8 @@ impl Setup {
             .map(|&(tag, _, extra)| {
                 let state = self.state.path().join(format!("{name}-{tag}"));
                 let mut cmd = Command::new(&self.supervise);
-                cmd.args(["--backoff", "fixed:0", "--start-grace", "0.002", "--name", "stamp"]);
+                let grace = std::env::var("PROCSUP_BB_GRACE").unwrap_or_else(|_| "0.002".into());
+                cmd.args(["--backoff", "fixed:0", "--start-grace", &grace, "--name", "stamp"]);
                 cmd.args(extra.iter().map(|a| if *a == "{dir}" { state.as_os_str() } else { a.as_ref() }));
                 cmd.arg("--");
                 (tag, Instance::start(cmd, dir, &format!("{name}-{tag}"), case, &self.stamp))

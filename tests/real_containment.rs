@@ -541,3 +541,44 @@ fn a_child_whose_cgroup_cannot_be_made_is_held_by_its_group() {
     run_until_gone(&mut h, &tree, stop, STOP_TIMEOUT + SLACK);
     finish(h);
 }
+
+/// A child's cgroup wakes the host only once its leader is gone and its
+/// tree is not. Its spawn (the child entering the cgroup, which the kernel
+/// announces in `cgroup.events`) wakes nothing: the host's work never
+/// shares the CPU with the new child's `execve`, and a restart is not
+/// slowed by a second wake as the tree empties (#22). A tree that outlives
+/// its leader is still seen to end (the drain tests above).
+#[test]
+fn a_child_entering_its_cgroup_wakes_nothing() {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use procsup::{Sys, SysEvent};
+    let _serial = real::serial();
+    let mut sys = UnixSys::new();
+    let pid = sys.spawn(&ProcessSpec::new("quiet", "sleep").arg("60")).unwrap();
+    if sys.containment(pid) != Containment::Cgroup {
+        eprintln!("no writable cgroup v2 here: nothing to test");
+        return; // dropping `sys` kills and reaps it
+    }
+    // The kernel announces the cgroup's change at once, or within 20 ms
+    // when it announced one shortly before: 200 ms is ample.
+    let woke = {
+        let fds = sys.readiness_fds();
+        let mut pfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+        poll(&mut pfds, PollTimeout::from(200u8)).unwrap()
+    };
+    let mut events = Vec::new();
+    sys.poll(&mut events);
+    assert_eq!(woke, 0, "the host was woken by the spawn; a poll then said {events:?}");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !events.iter().any(|e| matches!(e, SysEvent::Exited { pid: p, .. } if *p == pid)) {
+        assert!(Instant::now() < deadline, "no exit of {pid} within 10 s");
+        let fds = sys.readiness_fds();
+        let mut pfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+        let _ = poll(&mut pfds, PollTimeout::from(100u8));
+        drop(pfds);
+        drop(fds);
+        events.clear();
+        sys.poll(&mut events);
+    }
+}

@@ -75,14 +75,12 @@ impl UnixSys {
         #[cfg(not(target_os = "linux"))]
         let spawner = (0, None);
         let contain = match cgroup {
+            // Its `cgroup.events` is watched only once the leader is gone
+            // and the tree is not (`leader_reaped`): watched from now on, it
+            // would wake the host as the child enters the cgroup, while its
+            // `execve` needs the CPU, and again as the tree empties, on the
+            // way to its restart (#22).
             Some(cg) => {
-                if let Err(e) = self
-                    .readiness
-                    .as_ref()
-                    .map_or(Ok(()), |r| r.watch_pri(cg.events.as_fd(), Self::token(pid, CGROUP_SLOT)))
-                {
-                    log::warn!("procsup: epoll add cgroup.events: {e}");
-                }
                 if let Some(watch) = &cg.memory {
                     let watched = self.readiness.as_ref().map(|r| {
                         r.watch_pri(watch.fd.as_fd(), Self::token(pid, 0) | MEMORY_TAG).inspect_err(|e| {

@@ -115,7 +115,7 @@ impl UnixSys {
         }
         let lives = match &child.contain {
             Contain::None => false,
-            Contain::Cgroup(cg) => cg.populated(),
+            Contain::Cgroup(cg) => cg.populated() && self.watch_cgroup(pid),
             Contain::Group => !self.watch_group(pid),
         };
         if lives {
@@ -127,6 +127,21 @@ impl UnixSys {
             self.forget_child(pid);
             events.push(SysEvent::Exited { pid, exit });
         }
+    }
+
+    /// Watches `cgroup.events` of the reaped `leader`'s cgroup, which its
+    /// tree outlived, for the tree's end. Returns whether the tree still
+    /// lives once the watch is on: read again after the add, so an end
+    /// between the first read and the add is not missed (a notification
+    /// the kernel holds back, at most one per 20 ms per file, comes later).
+    fn watch_cgroup(&mut self, leader: Pid) -> bool {
+        let Some(Contain::Cgroup(cg)) = self.children.get(&leader).map(|c| &c.contain) else { return false };
+        let token = Self::token(leader, CGROUP_SLOT);
+        if let Some(Err(e)) = self.readiness.as_ref().map(|r| r.watch_pri(std::os::fd::AsFd::as_fd(&cg.events), token))
+        {
+            log::warn!("procsup: epoll add cgroup.events: {e}");
+        }
+        cg.populated()
     }
 
     /// Watches the live members of the group `leader` led, each through a
@@ -185,8 +200,8 @@ impl UnixSys {
     pub(super) fn cgroup_changed(&mut self, leader: Pid, events: &mut Vec<SysEvent>) {
         let Some(child) = self.children.get(&leader) else { return };
         let Contain::Cgroup(cg) = &child.contain else { return };
-        // Reading re-arms the notification, so read even before the
-        // leader was reaped; then its reap finds the tree empty.
+        // Watched only after the leader's reap (`watch_cgroup`); reading
+        // re-arms the notification.
         if !cg.populated() && child.reaped {
             self.forget_child(leader);
             events.push(SysEvent::TreeEmpty { pid: leader });
