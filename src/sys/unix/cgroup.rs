@@ -155,7 +155,7 @@ pub(super) struct CgroupRoot {
     next: u64,
     /// Empty cgroups by child name, oldest first, with the limits last
     /// written to each.
-    spares: std::collections::VecDeque<(Box<str>, PathBuf, CgroupLimits)>,
+    spares: std::collections::VecDeque<(Box<str>, ChildCgroup)>,
     /// Controllers enabled in `cgroup.subtree_control` (see `enable`).
     enabled: Vec<&'static str>,
 }
@@ -229,16 +229,15 @@ impl CgroupRoot {
 
     /// An empty cgroup for `name`: a spare, or a new one.
     fn empty_child(&mut self, name: &str) -> io::Result<(ChildCgroup, OwnedFd, OwnedFd)> {
-        if let Some(at) = self.spares.iter().position(|(n, _, _)| &**n == name) {
-            if let Some((_, dir, limited)) = self.spares.remove(at) {
-                match open_child(&dir) {
-                    Ok((mut cg, procs, fd)) if reusable(&cg, &fd) => {
-                        cg.limited = limited;
-                        return Ok((cg, procs, fd));
-                    }
+        if let Some(at) = self.spares.iter().position(|(n, _)| &**n == name) {
+            if let Some((_, cg)) = self.spares.remove(at) {
+                // Its `cgroup.events` stayed open: only the directory and
+                // `cgroup.procs` are opened again.
+                match open_dir(&cg.dir) {
+                    Ok((procs, fd)) if reusable(&cg, &fd) => return Ok((cg, procs, fd)),
                     // Not as it was left (see `reusable`): made anew below.
                     _ => {
-                        let _ = fs::remove_dir(&dir);
+                        let _ = fs::remove_dir(&cg.dir);
                     }
                 }
             }
@@ -248,8 +247,8 @@ impl CgroupRoot {
         if let Err(e) = fs::create_dir(&dir) {
             // A delegated parent's `cgroup.max.descendants` counts the
             // spares too: give the oldest back and try once more.
-            let (_, oldest, _) = self.spares.pop_front().ok_or(e)?;
-            let _ = fs::remove_dir(oldest);
+            let (_, oldest) = self.spares.pop_front().ok_or(e)?;
+            let _ = fs::remove_dir(&oldest.dir);
             fs::create_dir(&dir)?;
         }
         open_child(&dir).inspect_err(|_| {
@@ -265,15 +264,19 @@ impl CgroupRoot {
     /// at birth (the fork compares the cgroup's kill sequence with the one
     /// read from the *parent's* cgroup, and they differ once the target was
     /// killed).
-    pub(super) fn retire(&mut self, name: &str, cg: ChildCgroup) {
+    pub(super) fn retire(&mut self, name: &str, mut cg: ChildCgroup) {
         if cg.killed.load(Ordering::Relaxed) || cg.populated() {
             cg.remove();
             return;
         }
-        self.spares.push_back((name.into(), cg.dir, cg.limited));
+        // What was its child's: the next child's spawn sets its own.
+        cg.oom_base = None;
+        cg.memory = None;
+        cg.watched = false;
+        self.spares.push_back((name.into(), cg));
         if self.spares.len() > MAX_SPARES {
-            if let Some((_, dir, _)) = self.spares.pop_front() {
-                let _ = fs::remove_dir(dir);
+            if let Some((_, oldest)) = self.spares.pop_front() {
+                let _ = fs::remove_dir(&oldest.dir);
             }
         }
     }
@@ -299,10 +302,9 @@ fn reusable(cg: &ChildCgroup, dir: &OwnedFd) -> bool {
     let empty_and_thawed =
         events.as_deref().is_some_and(|t| t.lines().any(|l| l == "populated 0") && t.lines().any(|l| l == "frozen 0"));
     empty_and_thawed
-        && open_in(dir, "cgroup.subtree_control", OFlag::O_RDONLY).is_ok_and(|fd| {
-            let mut text = String::new();
-            fs::File::from(fd).read_to_string(&mut text).is_ok() && text.trim().is_empty()
-        })
+        && open_in(dir, "cgroup.subtree_control", OFlag::O_RDONLY)
+            .and_then(|fd| read_from_start(&fd))
+            .is_ok_and(|text| text.trim().is_empty())
 }
 
 /// Opens `file` of the cgroup directory open as `dir` (`O_CLOEXEC`).
@@ -310,18 +312,25 @@ fn open_in(dir: &OwnedFd, file: &str, flags: OFlag) -> io::Result<OwnedFd> {
     Ok(nix::fcntl::openat(dir, file, flags | OFlag::O_CLOEXEC, Mode::empty())?)
 }
 
-/// Opens a child cgroup's files: `cgroup.procs` for the child to enter,
-/// `cgroup.events`, and the directory for `CLONE_INTO_CGROUP`.
-fn open_child(dir: &Path) -> io::Result<(ChildCgroup, OwnedFd, OwnedFd)> {
+/// Opens a child cgroup's directory (for `CLONE_INTO_CGROUP`) and its
+/// `cgroup.procs` (for a child to enter by a write): `(procs, dir)`.
+fn open_dir(dir: &Path) -> io::Result<(OwnedFd, OwnedFd)> {
     // The directory first: its files are opened relative to it, not each
     // by its whole path.
     let fd: OwnedFd = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY).open(dir)?.into();
-    let procs = open_in(&fd, "cgroup.procs", OFlag::O_WRONLY)?;
+    Ok((open_in(&fd, "cgroup.procs", OFlag::O_WRONLY)?, fd))
+}
+
+/// Opens a child cgroup's files: `cgroup.procs` for the child to enter,
+/// `cgroup.events`, and the directory for `CLONE_INTO_CGROUP`.
+fn open_child(dir: &Path) -> io::Result<(ChildCgroup, OwnedFd, OwnedFd)> {
+    let (procs, fd) = open_dir(dir)?;
     let events = open_in(&fd, "cgroup.events", OFlag::O_RDONLY)?;
     Ok((
         ChildCgroup {
             dir: dir.to_owned(),
             events,
+            watched: false,
             killed: Default::default(),
             limited: Default::default(),
             oom_base: None,
@@ -334,8 +343,8 @@ fn open_child(dir: &Path) -> io::Result<(ChildCgroup, OwnedFd, OwnedFd)> {
 
 impl Drop for CgroupRoot {
     fn drop(&mut self) {
-        for (_, dir, _) in self.spares.drain(..) {
-            let _ = fs::remove_dir(dir);
+        for (_, spare) in self.spares.drain(..) {
+            let _ = fs::remove_dir(&spare.dir);
         }
         if let Err(e) = fs::remove_dir(&self.dir) {
             log::warn!("procsup: removing cgroup {}: {e}", self.dir.display());
@@ -347,8 +356,10 @@ impl Drop for CgroupRoot {
 #[derive(Debug)]
 pub(super) struct ChildCgroup {
     pub(super) dir: PathBuf,
-    /// `cgroup.events`, watched for `EPOLLPRI`.
+    /// `cgroup.events`, watched for `EPOLLPRI` once the leader is gone
+    /// and the tree is not (`watched`).
     pub(super) events: OwnedFd,
+    pub(super) watched: bool,
     /// `cgroup.kill` was written: never reused (see [`CgroupRoot::retire`]).
     killed: std::sync::atomic::AtomicBool,
     /// The limits last written to its files (a reused cgroup keeps them).
@@ -392,6 +403,7 @@ impl ChildCgroup {
         Ok(ChildCgroup {
             dir: dir.to_owned(),
             events: events.into(),
+            watched: false,
             killed: Default::default(),
             limited: Default::default(),
             oom_base: None,

@@ -578,6 +578,64 @@ mod tests {
         assert!(!root.exists(), "{} left behind", root.display());
     }
 
+    /// A spare someone changed since (frozen, or with a controller enabled
+    /// for sub-cgroups, where `CLONE_INTO_CGROUP` fails) is not reused: the
+    /// restart gets a new cgroup and runs; the changed one is removed.
+    #[test]
+    fn a_spare_changed_by_someone_else_is_made_anew() {
+        let mut sys = UnixSys::new();
+        let spec = ProcessSpec::new("r", "sleep").arg("5");
+        let first = sys.spawn(&spec).unwrap();
+        let Some(root) = sys.cgroup_dir().map(ToOwned::to_owned) else {
+            eprintln!("no writable cgroup here: spares not exercised");
+            sys.signal(first, nix::sys::signal::Signal::SIGKILL).unwrap();
+            assert!(reap(&mut sys, first));
+            return;
+        };
+        let place = |pid: nix::unistd::Pid| {
+            let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+            root.join(own.lines().find_map(|l| l.strip_prefix("0::")).unwrap().rsplit('/').next().unwrap())
+        };
+        // A controller offered to the children's cgroups, so that one can
+        // be enabled below them.
+        let parent = root.parent().unwrap().join("cgroup.controllers");
+        let offered = std::fs::read_to_string(parent).unwrap_or_default();
+        let controller = offered.split_whitespace().find_map(|c| {
+            let c: &'static str = Box::leak(c.to_owned().into_boxed_str());
+            sys.cgroup_root().unwrap().enable(c).is_ok().then_some(c)
+        });
+        let mut pid = first;
+        for change in ["cgroup.freeze", "cgroup.subtree_control"] {
+            let dir = place(pid);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+            assert!(reap(&mut sys, pid));
+            assert_eq!(sys.cgroup_root().unwrap().spares(), 1);
+            match (change, &controller) {
+                ("cgroup.freeze", _) => std::fs::write(dir.join(change), "1").unwrap(),
+                (_, Some(c)) => std::fs::write(dir.join(change), format!("+{c}")).unwrap(),
+                (_, None) => {
+                    eprintln!("no controller offered here: the sub-cgroup controller case is not exercised");
+                    drop(sys);
+                    assert!(!root.exists(), "{} left behind", root.display());
+                    return;
+                }
+            }
+            pid = sys.spawn(&spec).unwrap();
+            assert_ne!(place(pid), dir, "a spare with {change} changed was reused");
+            assert!(!dir.exists(), "{} ({change} changed) left behind", dir.display());
+            let mut events = Vec::new();
+            for _ in 0..5 {
+                sys.poll(&mut events);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(events.is_empty() && sys.child_count() == 1, "{change}: {events:?}");
+        }
+        sys.signal(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        assert!(reap(&mut sys, pid));
+        drop(sys);
+        assert!(!root.exists(), "{} left behind", root.display());
+    }
+
     /// After a `cgroup.kill` of the directory above (an operator, systemd),
     /// Linux 6.x kills a child cloned into a cgroup under it at birth; the
     /// spawn notices (the child never ran), enters that child by

@@ -135,11 +135,12 @@ impl UnixSys {
     /// between the first read and the add is not missed (a notification
     /// the kernel holds back, at most one per 20 ms per file, comes later).
     fn watch_cgroup(&mut self, leader: Pid) -> bool {
-        let Some(Contain::Cgroup(cg)) = self.children.get(&leader).map(|c| &c.contain) else { return false };
+        let Some(Contain::Cgroup(cg)) = self.children.get_mut(&leader).map(|c| &mut c.contain) else { return false };
         let token = Self::token(leader, CGROUP_SLOT);
-        if let Some(Err(e)) = self.readiness.as_ref().map(|r| r.watch_pri(std::os::fd::AsFd::as_fd(&cg.events), token))
-        {
-            log::warn!("procsup: epoll add cgroup.events: {e}");
+        match self.readiness.as_ref().map(|r| r.watch_pri(std::os::fd::AsFd::as_fd(&cg.events), token)) {
+            Some(Ok(())) => cg.watched = true,
+            Some(Err(e)) => log::warn!("procsup: epoll add cgroup.events: {e}"),
+            None => {}
         }
         cg.populated()
     }
@@ -263,7 +264,9 @@ impl UnixSys {
             }
         }
         if let Contain::Cgroup(mut cg) = child.contain {
-            self.unwatch(&cg.events);
+            if cg.watched {
+                self.unwatch(&cg.events);
+            }
             if let Some(watch) = cg.memory.take() {
                 self.unwatch(&watch.fd);
             }
