@@ -29,7 +29,8 @@
 //! `exp:0.1:60:0.25`, which waits 100 ms even after a child that ran; this
 //! bench measures the restart path, not the backoff) and `--start-grace
 //! 0.002` (so the steady child counts as running before it is killed,
-//! without waiting the default 1 s per sample). Everything else is the
+//! without waiting the default 1 s per sample; `PROCSUP_BB_GRACE` sets
+//! another, such as 10 to make each kill a failed start). Everything else is the
 //! CLI's defaults: a cgroup per child where one is writable, die-with-
 //! parent, a process group, a pidfd; its event lines go to a file.
 //! Rows: the defaults plus `--state-dir` (a record per child on disk, the
