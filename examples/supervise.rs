@@ -862,7 +862,7 @@ fn run(
         if waited.is_err() {
             held.flush(&outputs.events);
         }
-        waited?;
+        let control_ready = waited?;
         let now = Instant::now();
         if held.by.is_some_and(|by| now >= by) {
             held.flush(&outputs.events);
@@ -911,7 +911,8 @@ fn run(
             // A file that cannot be opened again is an event=log_failed.
             sup.reopen_logs();
         }
-        if let Some(c) = control.as_mut() {
+        // Not on every wake: no failing accept on the way to a restart.
+        if let Some(c) = control.as_mut().filter(|c| control_ready || !c.is_idle()) {
             c.handle(sup, now);
         }
         sup.tick(now);
@@ -966,8 +967,14 @@ fn send_events(events: impl IntoIterator<Item = Event>, queue: &Queue) {
 
 /// Sleeps until a readiness fd, the wake socket or a control connection
 /// is ready, or the next deadline (the supervisor's, the control
-/// socket's, or `held`: when held event lines are due).
-fn wait(sup: &Supervisor, signals: &Signals, control: Option<&ctl::Control>, held: Option<Instant>) -> io::Result<()> {
+/// socket's, or `held`: when held event lines are due). Says whether the
+/// control socket or one of its connections is ready.
+fn wait(
+    sup: &Supervisor,
+    signals: &Signals,
+    control: Option<&ctl::Control>,
+    held: Option<Instant>,
+) -> io::Result<bool> {
     let now = Instant::now();
     // Whole milliseconds, rounded up: poll's resolution, and no early
     // wakeup that would find the held events not due yet.
@@ -991,7 +998,7 @@ fn wait(sup: &Supervisor, signals: &Signals, control: Option<&ctl::Control>, hel
         let mut buf = [0u8; 64];
         while matches!((&signals.wake).read(&mut buf), Ok(n) if n > 0) {}
     }
-    Ok(())
+    Ok(fds[ready.len() + 1..].iter().any(|fd| fd.revents().is_some_and(|r| !r.is_empty())))
 }
 
 /// One row per process: what `statuses()` knows, for people.

@@ -170,6 +170,12 @@ impl Control {
         Some(Duration::from_millis(u64::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u64::MAX)))
     }
 
+    /// No client is being served and the listener is not paused: nothing
+    /// to do until poll says the listener is readable.
+    pub fn is_idle(&self) -> bool {
+        self.clients.is_empty() && self.paused_until.is_none()
+    }
+
     /// Serves what can be served without blocking: accepts new clients,
     /// reads requests, runs them, writes responses, drops clients that are
     /// done, gone, or late.
