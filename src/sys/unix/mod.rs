@@ -67,7 +67,7 @@ use nix::unistd::Pid;
 use cgroup::CgroupRoot;
 use faults::Faults;
 use orphan::{OrphanEntry, ORPHAN_CGROUP_SLOT, ORPHAN_SLOT};
-use output::{pending_bytes, pipe_token};
+use output::{pending_bytes, pipe_token, OutputReader};
 use readiness::Readiness;
 use spawn::set_nonblocking;
 use subreaper::{Subreaper, ADOPTED_SLOT};
@@ -100,6 +100,16 @@ struct Child {
     last_word: [usize; 2],
     /// Its sd_notify socket or notification-fd pipe (`notify.rs`).
     notify: Option<notify::Notify>,
+}
+
+impl Child {
+    /// Closes one of its capture pipes (`slot` 0: stdout, 1: stderr) and
+    /// takes it out of the readiness set.
+    fn close_pipe(&mut self, slot: usize, readiness: Option<&Readiness>) {
+        if let (Some(fd), Some(r)) = (self.pipes[slot].take(), readiness) {
+            r.unwatch(fd.as_fd());
+        }
+    }
 }
 
 /// The real [`Sys`]. See the module docs.
@@ -152,7 +162,7 @@ pub struct UnixSys {
     /// `None` until the first spawn has found out; then whether pidfds work.
     pidfd: Option<bool>,
     readiness: Option<Readiness>,
-    buf: Vec<u8>,
+    output: OutputReader,
     state_dir: Option<StateDir>,
     orphans: HashMap<Pid, OrphanEntry>,
     subreaper: Option<Subreaper>,
@@ -174,10 +184,6 @@ pub struct UnixSys {
     memory_polled: BTreeSet<Pid>,
     /// Reaped children whose remaining output is still being read.
     finishing: BTreeSet<Pid>,
-    /// The pipe token served last: the next round starts after it.
-    cursor: u64,
-    /// The last poll left output unread for want of budget.
-    more: bool,
     faults: Faults,
     /// How the last spawn was made (a test seam).
     last_spawn: Option<&'static str>,
@@ -229,7 +235,7 @@ impl UnixSys {
             children: HashMap::new(),
             pidfd: if readiness.is_some() { None } else { Some(false) },
             readiness,
-            buf: vec![0; 64 * 1024],
+            output: OutputReader::new(),
             state_dir: None,
             orphans: HashMap::new(),
             subreaper: None,
@@ -241,8 +247,6 @@ impl UnixSys {
             unwatched: BTreeSet::new(),
             memory_polled: BTreeSet::new(),
             finishing: BTreeSet::new(),
-            cursor: 0,
-            more: false,
             faults: Faults::default(),
             last_spawn: None,
             null: Default::default(),
@@ -493,8 +497,8 @@ impl UnixSys {
     }
 
     fn close_pipe(&mut self, pid: Pid, slot: usize) {
-        if let Some(fd) = self.children.get_mut(&pid).and_then(|c| c.pipes[slot].take()) {
-            self.unwatch(&fd);
+        if let Some(child) = self.children.get_mut(&pid) {
+            child.close_pipe(slot, self.readiness.as_ref());
         }
     }
 
@@ -549,7 +553,7 @@ impl UnixSys {
             Some(tokens) => {
                 // A full batch may have left more ready: an edge-triggered
                 // host sees no new edge for those, so ask to be polled again.
-                self.more |= tokens.len() == cap;
+                self.output.more |= tokens.len() == cap;
                 for token in tokens {
                     let (pid, slot) = Self::untoken(token);
                     if token & notify::NOTIFY_TAG != 0 {
@@ -601,7 +605,7 @@ impl UnixSys {
         for &pid in self.unwatched.iter().chain(&self.finishing) {
             pipes.extend([pipe_token(pid, 0), pipe_token(pid, 1)]);
         }
-        self.read_round(pipes, events);
+        self.output.read_round(&mut self.children, self.readiness.as_ref(), pipes, events);
         let done: Vec<Pid> = self
             .finishing
             .iter()
@@ -648,7 +652,7 @@ impl Sys for UnixSys {
 
     fn poll(&mut self, events: &mut Vec<SysEvent>) {
         self.remove_stale_records();
-        self.more = false;
+        self.output.more = false;
         self.poll_ready(events);
         self.recheck_draining_groups(events);
         self.poll_orphans(events);
@@ -695,7 +699,7 @@ impl Sys for UnixSys {
     /// [`UnixSys::uses_pidfd`]), or a draining process group has no member
     /// pidfd to wake it; otherwise never.
     fn wake_after(&self) -> Option<Duration> {
-        if self.more || !self.finishing.is_empty() || !self.stale_records.is_empty() {
+        if self.output.more || !self.finishing.is_empty() || !self.stale_records.is_empty() {
             Some(Duration::ZERO)
         } else if !self.unwatched.is_empty() || !self.memory_polled.is_empty() || self.has_unwatched_drains() {
             Some(RECHECK)

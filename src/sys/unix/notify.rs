@@ -256,7 +256,7 @@ impl UnixSys {
     pub(super) fn read_notify(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
         let Some(child) = self.children.get_mut(&pid) else { return };
         let Some(n) = child.notify.as_mut() else { return };
-        if !n.read(pid, &mut self.buf, events) {
+        if !n.read(pid, &mut self.output.buf, events) {
             let n = child.notify.take().expect("checked above");
             if let Some(r) = &self.readiness {
                 r.unwatch(n.fd());
