@@ -48,6 +48,7 @@ mod orphan;
 mod output;
 mod readiness;
 mod spawn;
+mod spawner;
 mod subreaper;
 mod tree;
 mod usage;
@@ -57,7 +58,7 @@ pub use subreaper::SubreaperMode;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -70,6 +71,7 @@ use orphan::{OrphanEntry, ORPHAN_CGROUP_SLOT, ORPHAN_SLOT};
 use output::{pending_bytes, pipe_token, OutputReader};
 use readiness::Readiness;
 use spawn::set_nonblocking;
+use spawner::Spawner;
 use subreaper::{Subreaper, ADOPTED_SLOT};
 use tree::{Contain, CGROUP_SLOT, MEMBER_SLOT, MEMORY_TAG};
 use wait::{pidfd_open, pidfd_waitid_works, waitid_pidfd, waitpid_nohang, warn_if_spawner_thread_died};
@@ -185,22 +187,8 @@ pub struct UnixSys {
     /// Reaped children whose remaining output is still being read.
     finishing: BTreeSet<Pid>,
     faults: Faults,
-    /// How the last spawn was made (a test seam).
-    last_spawn: Option<&'static str>,
-    /// `/dev/null`, opened once for every child's stdin and null outputs.
-    null: spawn::DevNull,
-    /// What the kernel has for procsup's own spawn, learnt on the way.
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    clone_support: clone::Support,
-    /// The stack its children run on until exec.
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    stack: Option<clone::Stack>,
+    spawner: Spawner,
 }
-
-/// A spawned child: its pid, its pidfd when the spawn made one, our read
-/// ends of its capture pipes, and whether its cgroup refused
-/// `CLONE_INTO_CGROUP` (then it is not reused).
-type Spawned = (Pid, Option<OwnedFd>, [Option<OwnedFd>; 2], bool);
 
 // A host may keep its supervisor in a `Mutex` or move it across threads.
 const _: () = {
@@ -248,12 +236,7 @@ impl UnixSys {
             memory_polled: BTreeSet::new(),
             finishing: BTreeSet::new(),
             faults: Faults::default(),
-            last_spawn: None,
-            null: Default::default(),
-            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-            clone_support: clone::Support::default(),
-            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-            stack: None,
+            spawner: Spawner::default(),
         }
     }
 
@@ -454,7 +437,7 @@ impl UnixSys {
     /// `Command`); `None` before the first spawn.
     #[doc(hidden)]
     pub fn last_spawn_path(&self) -> Option<&'static str> {
-        self.last_spawn
+        self.spawner.last_spawn
     }
 
     /// Whether children get pidfds (known after the first spawn that got
