@@ -73,7 +73,7 @@ use readiness::Readiness;
 use spawn::set_nonblocking;
 use spawner::Spawner;
 use subreaper::{Subreaper, ADOPTED_SLOT};
-use tree::{Contain, CGROUP_SLOT, MEMBER_SLOT, MEMORY_TAG};
+use tree::{Contain, GroupDrains, CGROUP_SLOT, MEMBER_SLOT, MEMORY_TAG};
 use wait::{pidfd_open, pidfd_waitid_works, waitid_pidfd, waitpid_nohang, warn_if_spawner_thread_died};
 
 use super::{Sys, SysEvent};
@@ -170,13 +170,11 @@ pub struct UnixSys {
     subreaper: Option<Subreaper>,
     /// This boot's id, for the records.
     boot_id: Option<String>,
-    /// Members of draining process groups: member -> (leader, pidfd).
-    members: HashMap<Pid, (Pid, OwnedFd)>,
     /// Records of children that are gone, removed after the next spawn
     /// or at the next poll (`remove_stale_records`).
     stale_records: Vec<(Box<str>, Pid)>,
-    /// Reaped group leaders whose group is not empty yet.
-    group_drains: std::collections::HashSet<Pid>,
+    /// Process groups that drain after their leader was reaped.
+    drains: GroupDrains,
     cgroups: Cgroups,
     /// Children whose exit or output wakes no fd (no pidfd for this one,
     /// or an epoll add failed): looked at on every poll.
@@ -228,9 +226,8 @@ impl UnixSys {
             orphans: HashMap::new(),
             subreaper: None,
             boot_id: None,
-            members: HashMap::new(),
             stale_records: Vec::new(),
-            group_drains: std::collections::HashSet::new(),
+            drains: GroupDrains::default(),
             cgroups: Cgroups::Auto,
             unwatched: BTreeSet::new(),
             memory_polled: BTreeSet::new(),
