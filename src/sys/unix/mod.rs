@@ -67,7 +67,7 @@ use nix::unistd::Pid;
 
 use cgroup::CgroupRoot;
 use faults::Faults;
-use orphan::{OrphanEntry, ORPHAN_CGROUP_SLOT, ORPHAN_SLOT};
+use orphan::{Orphans, ORPHAN_CGROUP_SLOT, ORPHAN_SLOT};
 use output::{pending_bytes, pipe_token, OutputReader};
 use readiness::Readiness;
 use spawn::set_nonblocking;
@@ -166,7 +166,8 @@ pub struct UnixSys {
     readiness: Option<Readiness>,
     output: OutputReader,
     state_dir: Option<StateDir>,
-    orphans: HashMap<Pid, OrphanEntry>,
+    /// Trees a crashed earlier run left, being stopped.
+    orphans: Orphans,
     subreaper: Option<Subreaper>,
     /// This boot's id, for the records.
     boot_id: Option<String>,
@@ -223,7 +224,7 @@ impl UnixSys {
             readiness,
             output: OutputReader::new(),
             state_dir: None,
-            orphans: HashMap::new(),
+            orphans: Orphans::default(),
             subreaper: None,
             boot_id: None,
             stale_records: Vec::new(),
@@ -664,7 +665,7 @@ impl Sys for UnixSys {
     }
 
     fn signal_orphan(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
-        self.signal_orphan_tree(pid, signal)
+        self.orphans.signal(pid, signal)
     }
 
     fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
