@@ -57,10 +57,7 @@ impl UnixSys {
                 if let Some(cg) = cgroup {
                     // Still empty: kept for the next try (a crash loop on a
                     // missing program pays no mkdir/rmdir either).
-                    match &mut self.cgroups {
-                        Cgroups::Ready(root) => root.retire(&spec.name, cg),
-                        _ => cg.remove(),
-                    }
+                    self.cgroups.retire(&spec.name, cg);
                 }
                 return Err(e);
             }

@@ -208,6 +208,52 @@ enum Cgroups {
     Off,
 }
 
+impl Cgroups {
+    /// The directory holding the children's cgroups, once made.
+    fn dir(&self) -> Option<&std::path::Path> {
+        match self {
+            Cgroups::Ready(root) => Some(root.dir()),
+            _ => None,
+        }
+    }
+
+    /// Makes the directory on first use (`record` runs before it is made,
+    /// see [`CgroupRoot::create`]), and says once in the log which
+    /// containment children get.
+    fn root(&mut self, record: impl FnOnce(&std::path::Path, i32, u64)) -> Option<&mut CgroupRoot> {
+        let base = match self {
+            Cgroups::Auto => cgroup::discover(),
+            Cgroups::Under(dir) => Ok(dir.clone()),
+            Cgroups::Ready(_) | Cgroups::Off => Err(io::Error::from(Errno::ENOENT)),
+        };
+        if matches!(self, Cgroups::Auto | Cgroups::Under(_)) {
+            *self = match base.and_then(|b| CgroupRoot::create(&b, record)) {
+                Ok(root) => {
+                    log::info!("procsup: containment: a cgroup v2 per child, under {}", root.dir().display());
+                    Cgroups::Ready(root)
+                }
+                Err(e) => {
+                    log::info!("procsup: containment: process groups (no writable cgroup v2: {e})");
+                    Cgroups::Off
+                }
+            };
+        }
+        match self {
+            Cgroups::Ready(root) => Some(root),
+            _ => None,
+        }
+    }
+
+    /// A child's cgroup that is done with: kept for the next child of
+    /// that name (a restart) where the root takes it back, else removed.
+    fn retire(&mut self, name: &str, cg: cgroup::ChildCgroup) {
+        match self {
+            Cgroups::Ready(root) => root.retire(name, cg),
+            _ => cg.remove(),
+        }
+    }
+}
+
 impl Default for UnixSys {
     fn default() -> Self {
         Self::new()
@@ -268,42 +314,19 @@ impl UnixSys {
     /// once the first spawn has made it; `None` when children are held by
     /// process groups.
     pub fn cgroup_dir(&self) -> Option<&std::path::Path> {
-        match &self.cgroups {
-            Cgroups::Ready(root) => Some(root.dir()),
-            _ => None,
-        }
+        self.cgroups.dir()
     }
 
     /// Makes this `UnixSys`'s cgroup directory on first use, and says once
     /// in the log which containment its children get.
     fn cgroup_root(&mut self) -> Option<&mut CgroupRoot> {
-        let base = match &self.cgroups {
-            Cgroups::Auto => cgroup::discover(),
-            Cgroups::Under(dir) => Ok(dir.clone()),
-            Cgroups::Ready(_) | Cgroups::Off => Err(io::Error::from(Errno::ENOENT)),
+        let (state_dir, boot_id) = (&self.state_dir, &self.boot_id);
+        let record = |root: &std::path::Path, pid, start_time| {
+            if let Some(dir) = state_dir {
+                record_host(dir, boot_id, root, pid, start_time);
+            }
         };
-        if matches!(self.cgroups, Cgroups::Auto | Cgroups::Under(_)) {
-            let (state_dir, boot_id) = (&self.state_dir, &self.boot_id);
-            let record = |root: &std::path::Path, pid, start_time| {
-                if let Some(dir) = state_dir {
-                    record_host(dir, boot_id, root, pid, start_time);
-                }
-            };
-            self.cgroups = match base.and_then(|b| CgroupRoot::create(&b, record)) {
-                Ok(root) => {
-                    log::info!("procsup: containment: a cgroup v2 per child, under {}", root.dir().display());
-                    Cgroups::Ready(root)
-                }
-                Err(e) => {
-                    log::info!("procsup: containment: process groups (no writable cgroup v2: {e})");
-                    Cgroups::Off
-                }
-            };
-        }
-        match &mut self.cgroups {
-            Cgroups::Ready(root) => Some(root),
-            _ => None,
-        }
+        self.cgroups.root(record)
     }
 
     /// Records every live child in `dir` (created with mode 0700 if

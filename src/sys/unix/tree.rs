@@ -289,11 +289,8 @@ impl UnixSys {
                 self.unwatch(&watch.fd);
             }
             self.memory_polled.remove(&pid);
-            match &mut self.cgroups {
-                // Kept for the next child of that name (a restart).
-                super::Cgroups::Ready(root) => root.retire(&child.name, cg),
-                _ => cg.remove(),
-            }
+            // Kept for the next child of that name (a restart).
+            self.cgroups.retire(&child.name, cg);
         }
         if self.state_dir.is_some() {
             // Removed after the next spawn (or at the next poll), not on
