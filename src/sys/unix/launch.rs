@@ -74,16 +74,14 @@ impl UnixSys {
         let spawner = (0, None);
         let contain = match cgroup {
             Some(cg) => {
-                if let Err(e) = self
-                    .readiness
-                    .as_ref()
-                    .map_or(Ok(()), |r| r.watch_pri(cg.events.as_fd(), Self::token(pid, CGROUP_SLOT)))
+                if let Err(e) =
+                    self.readiness.as_ref().map_or(Ok(()), |r| r.watch_pri(cg.events.as_fd(), token(pid, CGROUP_SLOT)))
                 {
                     log::warn!("procsup: epoll add cgroup.events: {e}");
                 }
                 if let Some(watch) = &cg.memory {
                     let watched = self.readiness.as_ref().map(|r| {
-                        r.watch_pri(watch.fd.as_fd(), Self::token(pid, 0) | MEMORY_TAG).inspect_err(|e| {
+                        r.watch_pri(watch.fd.as_fd(), token(pid, 0) | MEMORY_TAG).inspect_err(|e| {
                             log::warn!("procsup: epoll add memory events of {}: {e}; looking on every poll", spec.name)
                         })
                     });
@@ -113,7 +111,7 @@ impl UnixSys {
         // watched is looked at on every poll instead.
         let mut unwatched = pidfd.is_none() && self.pidfd != Some(false);
         if let Some(fd) = pidfd {
-            if let Err(e) = self.faults.pidfd_watch().map_or_else(|| self.watch(&fd, Self::token(pid, 0)), Err) {
+            if let Err(e) = self.faults.pidfd_watch().map_or_else(|| self.watch(&fd, token(pid, 0)), Err) {
                 log::warn!("procsup: epoll add pidfd of {} (pid {pid}): {e}; checking it on every poll", spec.name);
                 unwatched = true;
             }

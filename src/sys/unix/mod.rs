@@ -69,7 +69,7 @@ use cgroup::CgroupRoot;
 use faults::Faults;
 use orphan::{Orphans, ORPHAN_CGROUP_SLOT, ORPHAN_SLOT};
 use output::{pending_bytes, pipe_token, OutputReader};
-use readiness::Readiness;
+use readiness::{token, untoken, Readiness};
 use spawn::set_nonblocking;
 use spawner::Spawner;
 use subreaper::{Subreaper, ADOPTED_SLOT};
@@ -477,16 +477,6 @@ impl UnixSys {
         self.children.values().filter(|c| c.exited.is_none()).count()
     }
 
-    /// An epoll token: a pid and a slot (0: pidfd, 1-2: pipes, then the
-    /// slots of tree.rs and orphan.rs).
-    fn token(pid: Pid, slot: u64) -> u64 {
-        (pid.as_raw() as u32 as u64) << 3 | slot
-    }
-
-    fn untoken(token: u64) -> (Pid, u64) {
-        (Pid::from_raw((token >> 3) as u32 as i32), token & 7)
-    }
-
     fn watch(&self, fd: &OwnedFd, token: u64) -> io::Result<()> {
         match &self.readiness {
             Some(r) => r.watch(fd.as_fd(), token),
@@ -559,7 +549,7 @@ impl UnixSys {
                 // host sees no new edge for those, so ask to be polled again.
                 self.output.more |= tokens.len() == cap;
                 for token in tokens {
-                    let (pid, slot) = Self::untoken(token);
+                    let (pid, slot) = untoken(token);
                     if token & notify::NOTIFY_TAG != 0 {
                         self.read_notify(pid, events);
                         continue;

@@ -25,7 +25,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::cgroup::ChildCgroup;
-use super::readiness::Readiness;
+use super::readiness::{token, Readiness};
 use super::wait::{pidfd_open, pidfd_send_signal};
 use super::UnixSys;
 use crate::orphans::{self, Discard, OrphanScan};
@@ -206,12 +206,12 @@ impl UnixSys {
             if let Some(cg) = &entry.cgroup {
                 // The cgroup says when the whole tree is gone: no pidfd.
                 entry.pidfd = None;
-                let token = Self::token(orphan.pid, ORPHAN_CGROUP_SLOT);
+                let token = token(orphan.pid, ORPHAN_CGROUP_SLOT);
                 if let Some(Err(e)) = self.readiness.as_ref().map(|r| r.watch_pri(cg.events.as_fd(), token)) {
                     log::warn!("procsup: epoll add orphan cgroup.events: {e}");
                 }
             } else if let Some(fd) = &entry.pidfd {
-                if let Err(e) = self.watch(fd, Self::token(orphan.pid, ORPHAN_SLOT)) {
+                if let Err(e) = self.watch(fd, token(orphan.pid, ORPHAN_SLOT)) {
                     log::warn!("procsup: epoll add orphan pidfd: {e}");
                 }
             }
@@ -270,7 +270,7 @@ impl UnixSys {
                 "procsup: {} holds a tree of a dead host that no record names (the host died as it spawned): stopping it",
                 cgroup.dir.display()
             );
-            let token = Self::token(pid, ORPHAN_CGROUP_SLOT);
+            let token = token(pid, ORPHAN_CGROUP_SLOT);
             if let Some(Err(e)) = self.readiness.as_ref().map(|r| r.watch_pri(cgroup.events.as_fd(), token)) {
                 log::warn!("procsup: epoll add orphan cgroup.events: {e}");
             }

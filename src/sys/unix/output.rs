@@ -20,8 +20,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
-use super::readiness::Readiness;
-use super::{Child, UnixSys};
+use super::readiness::{token, untoken, Readiness};
+use super::Child;
 use crate::event::Stream;
 use crate::sys::SysEvent;
 
@@ -71,11 +71,11 @@ pub(super) fn pending_bytes(fd: &OwnedFd) -> Option<usize> {
 
 /// The epoll token of a child's pipe (`slot` 0: stdout, 1: stderr).
 pub(super) fn pipe_token(pid: Pid, slot: usize) -> u64 {
-    UnixSys::token(pid, slot as u64 + 1)
+    token(pid, slot as u64 + 1)
 }
 
 fn from_token(token: u64) -> (Pid, usize) {
-    let (pid, slot) = UnixSys::untoken(token);
+    let (pid, slot) = untoken(token);
     (pid, slot as usize - 1)
 }
 

@@ -28,7 +28,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::cgroup::{ChildCgroup, MemoryCheck};
-use super::readiness::Readiness;
+use super::readiness::{token, Readiness};
 use super::wait::{pidfd_open, pidfd_send_signal};
 use super::UnixSys;
 use crate::state::{Containment, Exit};
@@ -39,7 +39,7 @@ pub(super) const CGROUP_SLOT: u64 = 4;
 /// The token slot of a group member's pidfd (keyed by the member).
 pub(super) const MEMBER_SLOT: u64 = 5;
 /// Marks the epoll token of a cgroup's `memory.events`
-/// (`UnixSys::token(leader, 0) | MEMORY_TAG`), watched where the spec
+/// (`token(leader, 0) | MEMORY_TAG`), watched where the spec
 /// restarts the child above a memory threshold: clear of every pid and
 /// slot bit, and of `NOTIFY_TAG`.
 pub(super) const MEMORY_TAG: u64 = 1 << 41;
@@ -136,7 +136,7 @@ impl GroupDrains {
                 // member, not a process that took its pid since.
                 Ok(fd) if !live_in_group(m, leader) => drop(fd),
                 Ok(fd) => {
-                    if let Err(e) = readiness.map_or(Ok(()), |r| r.watch(fd.as_fd(), UnixSys::token(m, MEMBER_SLOT))) {
+                    if let Err(e) = readiness.map_or(Ok(()), |r| r.watch(fd.as_fd(), token(m, MEMBER_SLOT))) {
                         log::warn!("procsup: epoll add member pidfd: {e}");
                     }
                     self.members.insert(m, (leader, fd));
