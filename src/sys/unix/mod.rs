@@ -641,7 +641,7 @@ impl Sys for UnixSys {
     }
 
     fn usage(&self, pid: Pid) -> Option<crate::state::Usage> {
-        self.child_usage(pid)
+        self.children.get(&pid).and_then(|c| usage::tree_usage(pid, &c.contain, c.reaped))
     }
 
     fn poll(&mut self, events: &mut Vec<SysEvent>) {
