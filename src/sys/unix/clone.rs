@@ -512,7 +512,7 @@ mod tests {
         assert_eq!(sys.last_spawn_path(), Some("clone3"));
         assert_eq!(sys.uses_pidfd(), Some(true));
         if let Some(dir) = sys.cgroup_dir().map(ToOwned::to_owned) {
-            assert_eq!(sys.clone_support.into_cgroup, Some(true));
+            assert_eq!(sys.spawner.clone_support.into_cgroup, Some(true));
             let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
             let place = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap().to_owned();
             assert!(place.contains(dir.file_name().unwrap().to_str().unwrap()), "{place} not under {}", dir.display());

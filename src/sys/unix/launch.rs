@@ -1,9 +1,9 @@
 //! Spawning a child: its containment and notify channel, then procsup's
-//! own clone (`clone.rs`) or std's `Command` (`spawn.rs`), then the
-//! bookkeeping that watches it: its pidfd, pipes and record.
+//! own clone (`clone.rs`) or std's `Command` (`spawn.rs`), as the
+//! `Spawner` (`spawner.rs`) picks, then the bookkeeping that watches it:
+//! its pidfd, pipes and record.
 
-use std::ffi::OsString;
-
+use super::spawner::Added;
 use super::*;
 
 impl UnixSys {
@@ -42,9 +42,10 @@ impl UnixSys {
             env.push(("LISTEN_FDNAMES".into(), spec.fds.names().into()));
         }
         let cgroup_fds = procs.as_ref().zip(cgroup_fd.as_ref()).map(|(p, d)| (d.as_raw_fd(), p.as_raw_fd()));
-        let mut spawned = self.spawn_cloned(spec, notify.as_ref(), &env, &pid_vars, cgroup_fds);
+        let added = Added { notify: notify.as_ref(), env: &env, pid_vars: &pid_vars };
+        let mut spawned = self.spawner.cloned(spec, &added, cgroup_fds, self.pidfd != Some(false), self.faults.clone3);
         if spawned.is_none() {
-            spawned = Some(self.spawn_command(spec, notify.as_ref(), &env, &pid_vars, procs.as_ref()));
+            spawned = Some(self.spawner.command(spec, &added, procs.as_ref()));
         }
         drop((procs, cgroup_fd));
         if let Some(n) = &mut notify {
@@ -56,10 +57,7 @@ impl UnixSys {
                 if let Some(cg) = cgroup {
                     // Still empty: kept for the next try (a crash loop on a
                     // missing program pays no mkdir/rmdir either).
-                    match &mut self.cgroups {
-                        Cgroups::Ready(root) => root.retire(&spec.name, cg),
-                        _ => cg.remove(),
-                    }
+                    self.cgroups.retire(&spec.name, cg);
                 }
                 return Err(e);
             }
@@ -83,7 +81,7 @@ impl UnixSys {
             Some(cg) => {
                 if let Some(watch) = &cg.memory {
                     let watched = self.readiness.as_ref().map(|r| {
-                        r.watch_pri(watch.fd.as_fd(), Self::token(pid, 0) | MEMORY_TAG).inspect_err(|e| {
+                        r.watch_pri(watch.fd.as_fd(), token(pid, 0) | MEMORY_TAG).inspect_err(|e| {
                             log::warn!("procsup: epoll add memory events of {}: {e}; looking on every poll", spec.name)
                         })
                     });
@@ -120,7 +118,7 @@ impl UnixSys {
         // watched is looked at on every poll instead.
         let mut unwatched = pidfd.is_none() && self.pidfd != Some(false);
         if let Some(fd) = pidfd {
-            if let Err(e) = self.faults.pidfd_watch().map_or_else(|| self.watch(&fd, Self::token(pid, 0)), Err) {
+            if let Err(e) = self.faults.pidfd_watch().map_or_else(|| self.watch(&fd, token(pid, 0)), Err) {
                 log::warn!("procsup: epoll add pidfd of {} (pid {pid}): {e}; checking it on every poll", spec.name);
                 unwatched = true;
             }
@@ -200,100 +198,6 @@ impl UnixSys {
 
     /// A pidfd for a new child, or `None`: pidfds are off, or this one
     /// failed (see [`UnixSys::uses_pidfd`] for which failure is which).
-    /// Spawns through std's `Command`: the pid, no pidfd, the read ends.
-    fn spawn_command(
-        &mut self,
-        spec: &ProcessSpec,
-        notify: Option<&notify::Notify>,
-        env: &[(OsString, OsString)],
-        pid_vars: &[&str],
-        procs: Option<&OwnedFd>,
-    ) -> io::Result<Spawned> {
-        let (mut cmd, read_ends) = spawn::command(spec, procs.map(AsRawFd::as_raw_fd), &mut self.null)?;
-        cmd.envs(env.iter().map(|(k, v)| (k, v)));
-        if let Some(n) = notify {
-            n.pass_pipe(&mut cmd);
-        }
-        if !pid_vars.is_empty() || !spec.pre_exec.is_empty() {
-            // Last: it replaces std's own exec. With user hooks std forks
-            // and calls glibc's `execvp`, which runs a file of no known
-            // format through /bin/sh; our own `execve` fails with ENOEXEC,
-            // as `posix_spawn` and procsup's own spawn do.
-            exec::exec_with_own_pid(&mut cmd, spec.env_clear, pid_vars)?;
-        }
-        self.last_spawn = Some("command");
-        let child = cmd.spawn()?;
-        drop(cmd); // closes our copies of the pipes' write ends
-        let pid = Pid::from_raw(child.id() as i32);
-        drop(child); // std's Child neither waits nor kills on drop
-        Ok((pid, None, read_ends, false))
-    }
-
-    /// Spawns through procsup's own vfork-class clone (`clone.rs`), or
-    /// `None` where it cannot: a user `pre_exec` hook (it may not be
-    /// vfork-safe), a kernel without it, another system.
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    fn spawn_cloned(
-        &mut self,
-        spec: &ProcessSpec,
-        notify: Option<&notify::Notify>,
-        env: &[(OsString, OsString)],
-        pid_vars: &[&str],
-        cgroup: Option<(RawFd, RawFd)>,
-    ) -> Option<io::Result<Spawned>> {
-        if !spec.pre_exec.is_empty() || !self.clone_support.usable() {
-            return None;
-        }
-        if self.stack.is_none() {
-            match clone::Stack::new() {
-                Ok(stack) => self.stack = Some(stack),
-                Err(e) => return Some(Err(e)),
-            }
-        }
-        let fds = match spawn::child_fds(spec, &mut self.null) {
-            Ok(fds) => fds,
-            Err(e) => return Some(Err(e)),
-        };
-        let mut moves: Vec<(RawFd, RawFd)> = notify.and_then(notify::Notify::pipe_move).into_iter().collect();
-        moves.extend(spec.fds.moves().map(|(fd, target)| (fd.as_raw_fd(), target)));
-        let raw = |fd: &Option<spawn::StdioFd>| fd.as_ref().map(spawn::StdioFd::raw);
-        let extras = clone::Extras {
-            env,
-            pid_vars,
-            stdio: [Some(fds.stdin), raw(&fds.stdout), raw(&fds.stderr)],
-            moves,
-            cgroup,
-            pidfd: self.pidfd != Some(false),
-        };
-        let stack = self.stack.as_ref()?;
-        match clone::spawn(spec, extras, stack, &mut self.clone_support, self.faults.clone3) {
-            clone::Outcome::Spawned(s) => {
-                self.last_spawn = Some(s.path);
-                Some(Ok((s.pid, s.pidfd, fds.read_ends, s.refused_into)))
-            }
-            clone::Outcome::Failed(e, path) => {
-                self.last_spawn = Some(path);
-                Some(Err(e))
-            }
-            clone::Outcome::Unsupported => {
-                log::debug!("procsup: no vfork-class clone with a pidfd here; spawning with std's Command");
-                None
-            }
-        }
-    }
-
-    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
-    fn spawn_cloned(
-        &mut self,
-        _: &ProcessSpec,
-        _: Option<&notify::Notify>,
-        _: &[(OsString, OsString)],
-        _: &[&str],
-        _: Option<(RawFd, RawFd)>,
-    ) -> Option<io::Result<Spawned>> {
-        None
-    }
-
     /// The child's pidfd: the clone's own (`cloned`), else `pidfd_open`.
     fn open_pidfd(&mut self, pid: Pid, cloned: Option<OwnedFd>) -> Option<OwnedFd> {
         if self.pidfd == Some(false) {

@@ -48,6 +48,7 @@ mod orphan;
 mod output;
 mod readiness;
 mod spawn;
+mod spawner;
 mod subreaper;
 mod tree;
 mod usage;
@@ -57,7 +58,7 @@ pub use subreaper::SubreaperMode;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -66,12 +67,13 @@ use nix::unistd::Pid;
 
 use cgroup::CgroupRoot;
 use faults::Faults;
-use orphan::{OrphanEntry, ORPHAN_CGROUP_SLOT, ORPHAN_SLOT};
-use output::{pending_bytes, pipe_token};
-use readiness::Readiness;
+use orphan::{Orphans, ORPHAN_CGROUP_SLOT, ORPHAN_SLOT};
+use output::{pending_bytes, pipe_token, OutputReader};
+use readiness::{token, untoken, Readiness};
 use spawn::set_nonblocking;
+use spawner::Spawner;
 use subreaper::{Subreaper, ADOPTED_SLOT};
-use tree::{Contain, CGROUP_SLOT, MEMBER_SLOT, MEMORY_TAG};
+use tree::{Contain, GroupDrains, CGROUP_SLOT, MEMBER_SLOT, MEMORY_TAG};
 use wait::{pidfd_open, pidfd_waitid_works, waitid_pidfd, waitpid_nohang, warn_if_spawner_thread_died};
 
 use super::{Sys, SysEvent};
@@ -106,6 +108,16 @@ struct Child {
     last_word: [usize; 2],
     /// Its sd_notify socket or notification-fd pipe (`notify.rs`).
     notify: Option<notify::Notify>,
+}
+
+impl Child {
+    /// Closes one of its capture pipes (`slot` 0: stdout, 1: stderr) and
+    /// takes it out of the readiness set.
+    fn close_pipe(&mut self, slot: usize, readiness: Option<&Readiness>) {
+        if let (Some(fd), Some(r)) = (self.pipes[slot].take(), readiness) {
+            r.unwatch(fd.as_fd());
+        }
+    }
 }
 
 /// The real [`Sys`]. See the module docs.
@@ -158,25 +170,24 @@ pub struct UnixSys {
     /// `None` until the first spawn has found out; then whether pidfds work.
     pidfd: Option<bool>,
     readiness: Option<Readiness>,
-    buf: Vec<u8>,
+    output: OutputReader,
     state_dir: Option<StateDir>,
-    orphans: HashMap<Pid, OrphanEntry>,
+    /// Trees a crashed earlier run left, being stopped.
+    orphans: Orphans,
     subreaper: Option<Subreaper>,
     /// This boot's id, for the records.
     boot_id: Option<String>,
-    /// Members of draining process groups: member -> (leader, pidfd).
-    members: HashMap<Pid, (Pid, OwnedFd)>,
-    /// Records of children that are gone, removed after the next spawn
-    /// or at the next poll (`remove_stale_records`).
+    /// Records of children that are gone, removed at a later poll that
+    /// reports no exit (`keep_records`).
     stale_records: Vec<(Box<str>, Pid)>,
     /// Children on the cgroup path whose records are still to be written
     /// (child, its process group): at a poll with nothing else to do
-    /// (`write_records`), off the restart path.
+    /// (`keep_records`), off the restart path.
     unrecorded: Vec<(Pid, Pid)>,
     /// Polls in a row that left records to write for a reported exit.
     records_put_off: u8,
-    /// Reaped group leaders whose group is not empty yet.
-    group_drains: std::collections::HashSet<Pid>,
+    /// Process groups that drain after their leader was reaped.
+    drains: GroupDrains,
     cgroups: Cgroups,
     /// Children whose exit or output wakes no fd (no pidfd for this one,
     /// or an epoll add failed): looked at on every poll.
@@ -186,27 +197,9 @@ pub struct UnixSys {
     memory_polled: BTreeSet<Pid>,
     /// Reaped children whose remaining output is still being read.
     finishing: BTreeSet<Pid>,
-    /// The pipe token served last: the next round starts after it.
-    cursor: u64,
-    /// The last poll left output unread for want of budget.
-    more: bool,
     faults: Faults,
-    /// How the last spawn was made (a test seam).
-    last_spawn: Option<&'static str>,
-    /// `/dev/null`, opened once for every child's stdin and null outputs.
-    null: spawn::DevNull,
-    /// What the kernel has for procsup's own spawn, learnt on the way.
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    clone_support: clone::Support,
-    /// The stack its children run on until exec.
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    stack: Option<clone::Stack>,
+    spawner: Spawner,
 }
-
-/// A spawned child: its pid, its pidfd when the spawn made one, our read
-/// ends of its capture pipes, and whether its cgroup refused
-/// `CLONE_INTO_CGROUP` (then it is not reused).
-type Spawned = (Pid, Option<OwnedFd>, [Option<OwnedFd>; 2], bool);
 
 // A host may keep its supervisor in a `Mutex` or move it across threads.
 const _: () = {
@@ -227,6 +220,52 @@ enum Cgroups {
     Off,
 }
 
+impl Cgroups {
+    /// The directory holding the children's cgroups, once made.
+    fn dir(&self) -> Option<&std::path::Path> {
+        match self {
+            Cgroups::Ready(root) => Some(root.dir()),
+            _ => None,
+        }
+    }
+
+    /// Makes the directory on first use (`record` runs before it is made,
+    /// see [`CgroupRoot::create`]), and says once in the log which
+    /// containment children get.
+    fn root(&mut self, record: impl FnOnce(&std::path::Path, i32, u64)) -> Option<&mut CgroupRoot> {
+        let base = match self {
+            Cgroups::Auto => cgroup::discover(),
+            Cgroups::Under(dir) => Ok(dir.clone()),
+            Cgroups::Ready(_) | Cgroups::Off => Err(io::Error::from(Errno::ENOENT)),
+        };
+        if matches!(self, Cgroups::Auto | Cgroups::Under(_)) {
+            *self = match base.and_then(|b| CgroupRoot::create(&b, record)) {
+                Ok(root) => {
+                    log::info!("procsup: containment: a cgroup v2 per child, under {}", root.dir().display());
+                    Cgroups::Ready(root)
+                }
+                Err(e) => {
+                    log::info!("procsup: containment: process groups (no writable cgroup v2: {e})");
+                    Cgroups::Off
+                }
+            };
+        }
+        match self {
+            Cgroups::Ready(root) => Some(root),
+            _ => None,
+        }
+    }
+
+    /// A child's cgroup that is done with: kept for the next child of
+    /// that name (a restart) where the root takes it back, else removed.
+    fn retire(&mut self, name: &str, cg: cgroup::ChildCgroup) {
+        match self {
+            Cgroups::Ready(root) => root.retire(name, cg),
+            _ => cg.remove(),
+        }
+    }
+}
+
 impl Default for UnixSys {
     fn default() -> Self {
         Self::new()
@@ -241,29 +280,21 @@ impl UnixSys {
             children: HashMap::new(),
             pidfd: if readiness.is_some() { None } else { Some(false) },
             readiness,
-            buf: vec![0; 64 * 1024],
+            output: OutputReader::new(),
             state_dir: None,
-            orphans: HashMap::new(),
+            orphans: Orphans::default(),
             subreaper: None,
             boot_id: None,
-            members: HashMap::new(),
             stale_records: Vec::new(),
             unrecorded: Vec::new(),
             records_put_off: 0,
-            group_drains: std::collections::HashSet::new(),
+            drains: GroupDrains::default(),
             cgroups: Cgroups::Auto,
             unwatched: BTreeSet::new(),
             memory_polled: BTreeSet::new(),
             finishing: BTreeSet::new(),
-            cursor: 0,
-            more: false,
             faults: Faults::default(),
-            last_spawn: None,
-            null: Default::default(),
-            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-            clone_support: clone::Support::default(),
-            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-            stack: None,
+            spawner: Spawner::default(),
         }
     }
 
@@ -297,42 +328,19 @@ impl UnixSys {
     /// once the first spawn has made it; `None` when children are held by
     /// process groups.
     pub fn cgroup_dir(&self) -> Option<&std::path::Path> {
-        match &self.cgroups {
-            Cgroups::Ready(root) => Some(root.dir()),
-            _ => None,
-        }
+        self.cgroups.dir()
     }
 
     /// Makes this `UnixSys`'s cgroup directory on first use, and says once
     /// in the log which containment its children get.
     fn cgroup_root(&mut self) -> Option<&mut CgroupRoot> {
-        let base = match &self.cgroups {
-            Cgroups::Auto => cgroup::discover(),
-            Cgroups::Under(dir) => Ok(dir.clone()),
-            Cgroups::Ready(_) | Cgroups::Off => Err(io::Error::from(Errno::ENOENT)),
+        let (state_dir, boot_id) = (&self.state_dir, &self.boot_id);
+        let record = |root: &std::path::Path, pid, start_time| {
+            if let Some(dir) = state_dir {
+                record_host(dir, boot_id, root, pid, start_time);
+            }
         };
-        if matches!(self.cgroups, Cgroups::Auto | Cgroups::Under(_)) {
-            let (state_dir, boot_id) = (&self.state_dir, &self.boot_id);
-            let record = |root: &std::path::Path, pid, start_time| {
-                if let Some(dir) = state_dir {
-                    record_host(dir, boot_id, root, pid, start_time);
-                }
-            };
-            self.cgroups = match base.and_then(|b| CgroupRoot::create(&b, record)) {
-                Ok(root) => {
-                    log::info!("procsup: containment: a cgroup v2 per child, under {}", root.dir().display());
-                    Cgroups::Ready(root)
-                }
-                Err(e) => {
-                    log::info!("procsup: containment: process groups (no writable cgroup v2: {e})");
-                    Cgroups::Off
-                }
-            };
-        }
-        match &mut self.cgroups {
-            Cgroups::Ready(root) => Some(root),
-            _ => None,
-        }
+        self.cgroups.root(record)
     }
 
     /// Records every live child in `dir` (created with mode 0700 if
@@ -470,7 +478,7 @@ impl UnixSys {
     /// `Command`); `None` before the first spawn.
     #[doc(hidden)]
     pub fn last_spawn_path(&self) -> Option<&'static str> {
-        self.last_spawn
+        self.spawner.last_spawn
     }
 
     /// Whether children get pidfds (known after the first spawn that got
@@ -489,16 +497,6 @@ impl UnixSys {
         self.children.values().filter(|c| c.exited.is_none()).count()
     }
 
-    /// An epoll token: a pid and a slot (0: pidfd, 1-2: pipes, then the
-    /// slots of tree.rs and orphan.rs).
-    fn token(pid: Pid, slot: u64) -> u64 {
-        (pid.as_raw() as u32 as u64) << 3 | slot
-    }
-
-    fn untoken(token: u64) -> (Pid, u64) {
-        (Pid::from_raw((token >> 3) as u32 as i32), token & 7)
-    }
-
     fn watch(&self, fd: &OwnedFd, token: u64) -> io::Result<()> {
         match &self.readiness {
             Some(r) => r.watch(fd.as_fd(), token),
@@ -513,8 +511,8 @@ impl UnixSys {
     }
 
     fn close_pipe(&mut self, pid: Pid, slot: usize) {
-        if let Some(fd) = self.children.get_mut(&pid).and_then(|c| c.pipes[slot].take()) {
-            self.unwatch(&fd);
+        if let Some(child) = self.children.get_mut(&pid) {
+            child.close_pipe(slot, self.readiness.as_ref());
         }
     }
 
@@ -569,9 +567,9 @@ impl UnixSys {
             Some(tokens) => {
                 // A full batch may have left more ready: an edge-triggered
                 // host sees no new edge for those, so ask to be polled again.
-                self.more |= tokens.len() == cap;
+                self.output.more |= tokens.len() == cap;
                 for token in tokens {
-                    let (pid, slot) = Self::untoken(token);
+                    let (pid, slot) = untoken(token);
                     if token & notify::NOTIFY_TAG != 0 {
                         self.read_notify(pid, events);
                         continue;
@@ -621,7 +619,7 @@ impl UnixSys {
         for &pid in self.unwatched.iter().chain(&self.finishing) {
             pipes.extend([pipe_token(pid, 0), pipe_token(pid, 1)]);
         }
-        self.read_round(pipes, events);
+        self.output.read_round(&mut self.children, self.readiness.as_ref(), pipes, events);
         let done: Vec<Pid> = self
             .finishing
             .iter()
@@ -663,11 +661,11 @@ impl Sys for UnixSys {
     }
 
     fn usage(&self, pid: Pid) -> Option<crate::state::Usage> {
-        self.child_usage(pid)
+        self.children.get(&pid).and_then(|c| usage::tree_usage(pid, &c.contain, c.reaped))
     }
 
     fn poll(&mut self, events: &mut Vec<SysEvent>) {
-        self.more = false;
+        self.output.more = false;
         let before = events.len();
         self.poll_ready(events);
         self.recheck_draining_groups(events);
@@ -702,7 +700,7 @@ impl Sys for UnixSys {
     }
 
     fn signal_orphan(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
-        self.signal_orphan_tree(pid, signal)
+        self.orphans.signal(pid, signal)
     }
 
     fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
@@ -717,7 +715,7 @@ impl Sys for UnixSys {
     /// [`UnixSys::uses_pidfd`]), or a draining process group has no member
     /// pidfd to wake it; otherwise never.
     fn wake_after(&self) -> Option<Duration> {
-        if self.more || !self.finishing.is_empty() {
+        if self.output.more || !self.finishing.is_empty() {
             Some(Duration::ZERO)
         } else if !self.stale_records.is_empty() || !self.unrecorded.is_empty() {
             Some(RECORD_DELAY)

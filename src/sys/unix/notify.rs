@@ -35,6 +35,7 @@ use crate::readiness::{NotifyMessage, Readiness, MAX_NOTIFY_LEN};
 use crate::spec::ProcessSpec;
 use crate::sys::SysEvent;
 
+use super::readiness::token;
 use super::UnixSys;
 
 /// Datagrams read from one child's socket per poll: a flood waits in the
@@ -43,7 +44,7 @@ use super::UnixSys;
 pub(super) const NOTIFY_BUDGET: usize = 64;
 
 /// Marks the epoll token of a child's readiness channel
-/// (`UnixSys::token(pid, 0) | NOTIFY_TAG`): clear of every pid and slot bit.
+/// (`token(pid, 0) | NOTIFY_TAG`): clear of every pid and slot bit.
 pub(super) const NOTIFY_TAG: u64 = 1 << 40;
 
 /// The readiness channel of one child.
@@ -244,7 +245,7 @@ impl UnixSys {
     /// Puts a new child's channel in the epoll set.
     pub(super) fn watch_notify(&self, pid: Pid, n: Notify) -> Notify {
         if let Some(r) = &self.readiness {
-            if let Err(e) = r.watch(n.fd(), Self::token(pid, 0) | NOTIFY_TAG) {
+            if let Err(e) = r.watch(n.fd(), token(pid, 0) | NOTIFY_TAG) {
                 log::warn!("procsup: watching the readiness channel of pid {pid}: {e}");
             }
         }
@@ -256,7 +257,7 @@ impl UnixSys {
     pub(super) fn read_notify(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
         let Some(child) = self.children.get_mut(&pid) else { return };
         let Some(n) = child.notify.as_mut() else { return };
-        if !n.read(pid, &mut self.buf, events) {
+        if !n.read(pid, &mut self.output.buf, events) {
             let n = child.notify.take().expect("checked above");
             if let Some(r) = &self.readiness {
                 r.unwatch(n.fd());

@@ -15,14 +15,17 @@
 //!   right before its signal; gone when none is left (looked at on every
 //!   poll).
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::cgroup::ChildCgroup;
+use super::readiness::{token, Readiness};
 use super::wait::{pidfd_open, pidfd_send_signal};
 use super::UnixSys;
 use crate::orphans::{self, Discard, OrphanScan};
@@ -56,12 +59,106 @@ impl OrphanEntry {
     }
 }
 
+/// The trees of a crashed earlier run being stopped, by leader pid.
+#[derive(Debug, Default)]
+pub(super) struct Orphans {
+    trees: HashMap<Pid, OrphanEntry>,
+}
+
+impl Orphans {
+    fn contains(&self, pid: Pid) -> bool {
+        self.trees.contains_key(&pid)
+    }
+
+    /// Whether a tree being stopped holds the cgroup `dir`.
+    fn claims(&self, dir: &Path) -> bool {
+        self.trees.values().any(|o| o.cgroup.as_ref().is_some_and(|c| c.dir == dir))
+    }
+
+    /// Sends `signal` to the tree led by `pid`, reaching only processes
+    /// that provably belong to it (see the module docs).
+    pub(super) fn signal(&self, pid: Pid, signal: Signal) -> io::Result<()> {
+        let Some(o) = self.trees.get(&pid) else { return Err(Errno::ESRCH.into()) };
+        if let Some(cg) = &o.cgroup {
+            return cg.signal(signal);
+        }
+        let mut delivered = false;
+        if o.leader_alive {
+            // The leader first, through its pidfd where there is one: that
+            // can only reach the recorded process.
+            let sent = match &o.pidfd {
+                Some(fd) => pidfd_send_signal(fd.as_raw_fd(), signal),
+                None if orphans::is_live(pid.as_raw(), o.start_time) => {
+                    nix::sys::signal::kill(pid, signal).map_err(io::Error::from)
+                }
+                None => Err(Errno::ESRCH.into()),
+            };
+            delivered = sent.is_ok();
+            // Then the rest of its group, while its leader is still the
+            // recorded process (a live leader's pgid cannot be reused).
+            if o.pgid == pid && orphans::is_live(pid.as_raw(), o.start_time) {
+                let _ = nix::sys::signal::killpg(pid, signal);
+                return Ok(());
+            }
+        }
+        for m in o.members(pid) {
+            // Pinned first, then checked: if the member died and its pid was
+            // taken since, the check fails or the pidfd signal does.
+            let Ok(fd) = pidfd_open(Pid::from_raw(m)) else { continue };
+            if orphans::is_member(m, o.pgid.as_raw(), o.sid, o.start_time)
+                && pidfd_send_signal(fd.as_raw_fd(), signal).is_ok()
+            {
+                delivered = true;
+            }
+        }
+        if delivered {
+            Ok(())
+        } else {
+            Err(Errno::ESRCH.into())
+        }
+    }
+
+    /// The leader of tree `pid` exited: its pidfd leaves the readiness
+    /// set. Whether the tree is gone (no member of its group is left).
+    fn leader_exited(&mut self, pid: Pid, readiness: Option<&Readiness>) -> bool {
+        let Some(o) = self.trees.get_mut(&pid) else { return false };
+        o.leader_alive = false;
+        if let Some(fd) = o.pidfd.take() {
+            if let Some(r) = readiness {
+                r.unwatch(fd.as_fd());
+            }
+        }
+        self.trees.get(&pid).is_some_and(|o| o.members(pid).is_empty())
+    }
+
+    /// Whether the cgroup of tree `pid` is empty.
+    fn cgroup_emptied(&self, pid: Pid) -> bool {
+        self.trees.get(&pid).and_then(|o| o.cgroup.as_ref()).is_some_and(|cg| !cg.populated())
+    }
+
+    /// The trees that are gone though no fd woke for them (`watched`:
+    /// whether there is a readiness set that cgroups wake).
+    fn gone_unwoken(&self, watched: bool) -> Vec<Pid> {
+        self.trees
+            .iter()
+            .filter(|(&pid, o)| match &o.cgroup {
+                Some(cg) => !watched && !cg.populated(),
+                None if o.pidfd.is_some() => false,
+                None => {
+                    let leader = o.leader_alive && orphans::is_live(pid.as_raw(), o.start_time);
+                    !leader && o.members(pid).is_empty()
+                }
+            })
+            .map(|(pid, _)| *pid)
+            .collect()
+    }
+}
+
 impl UnixSys {
     pub(super) fn scan_orphan_trees(&mut self) -> io::Result<Vec<OrphanScan>> {
         let Some(dir) = &self.state_dir else { return Ok(Vec::new()) };
         let (children, known) = (&self.children, &self.orphans);
-        let scans =
-            dir.scan(|pid| children.contains_key(&Pid::from_raw(pid)) || known.contains_key(&Pid::from_raw(pid)))?;
+        let scans = dir.scan(|pid| children.contains_key(&Pid::from_raw(pid)) || known.contains(Pid::from_raw(pid)))?;
         let mut out = Vec::with_capacity(scans.len());
         for scan in scans {
             let OrphanScan::Alive(orphan) = scan else {
@@ -109,16 +206,16 @@ impl UnixSys {
             if let Some(cg) = &entry.cgroup {
                 // The cgroup says when the whole tree is gone: no pidfd.
                 entry.pidfd = None;
-                let token = Self::token(orphan.pid, ORPHAN_CGROUP_SLOT);
+                let token = token(orphan.pid, ORPHAN_CGROUP_SLOT);
                 if let Some(Err(e)) = self.readiness.as_ref().map(|r| r.watch_pri(cg.events.as_fd(), token)) {
                     log::warn!("procsup: epoll add orphan cgroup.events: {e}");
                 }
             } else if let Some(fd) = &entry.pidfd {
-                if let Err(e) = self.watch(fd, Self::token(orphan.pid, ORPHAN_SLOT)) {
+                if let Err(e) = self.watch(fd, token(orphan.pid, ORPHAN_SLOT)) {
                     log::warn!("procsup: epoll add orphan pidfd: {e}");
                 }
             }
-            self.orphans.insert(orphan.pid, entry);
+            self.orphans.trees.insert(orphan.pid, entry);
             out.push(OrphanScan::Alive(orphan));
         }
         self.scan_dead_hosts(&mut out)?;
@@ -145,8 +242,7 @@ impl UnixSys {
             }
             if !other_boot {
                 for (cg, name) in orphans::host_children(&host.root) {
-                    let claimed = self.orphans.values().any(|o| o.cgroup.as_ref().is_some_and(|c| c.dir == cg));
-                    if claimed {
+                    if self.orphans.claims(&cg) {
                         continue;
                     }
                     if !orphans::cgroup_populated(&cg) {
@@ -167,14 +263,14 @@ impl UnixSys {
         }
         for (name, pid, start_time, cgroup) in found {
             let pid = Pid::from_raw(pid);
-            if self.orphans.contains_key(&pid) || self.children.contains_key(&pid) {
+            if self.orphans.contains(pid) || self.children.contains_key(&pid) {
                 continue;
             }
             log::warn!(
                 "procsup: {} holds a tree of a dead host that no record names (the host died as it spawned): stopping it",
                 cgroup.dir.display()
             );
-            let token = Self::token(pid, ORPHAN_CGROUP_SLOT);
+            let token = token(pid, ORPHAN_CGROUP_SLOT);
             if let Some(Err(e)) = self.readiness.as_ref().map(|r| r.watch_pri(cgroup.events.as_fd(), token)) {
                 log::warn!("procsup: epoll add orphan cgroup.events: {e}");
             }
@@ -190,96 +286,36 @@ impl UnixSys {
                 leader_alive: false,
                 cgroup: Some(cgroup),
             };
-            self.orphans.insert(pid, entry);
+            self.orphans.trees.insert(pid, entry);
             out.push(OrphanScan::Alive(orphan));
         }
         Ok(())
     }
 
-    pub(super) fn signal_orphan_tree(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {
-        let Some(o) = self.orphans.get(&pid) else { return Err(Errno::ESRCH.into()) };
-        if let Some(cg) = &o.cgroup {
-            return cg.signal(signal);
-        }
-        let mut delivered = false;
-        if o.leader_alive {
-            // The leader first, through its pidfd where there is one: that
-            // can only reach the recorded process.
-            let sent = match &o.pidfd {
-                Some(fd) => pidfd_send_signal(fd.as_raw_fd(), signal),
-                None if orphans::is_live(pid.as_raw(), o.start_time) => {
-                    nix::sys::signal::kill(pid, signal).map_err(io::Error::from)
-                }
-                None => Err(Errno::ESRCH.into()),
-            };
-            delivered = sent.is_ok();
-            // Then the rest of its group, while its leader is still the
-            // recorded process (a live leader's pgid cannot be reused).
-            if o.pgid == pid && orphans::is_live(pid.as_raw(), o.start_time) {
-                let _ = nix::sys::signal::killpg(pid, signal);
-                return Ok(());
-            }
-        }
-        for m in o.members(pid) {
-            // Pinned first, then checked: if the member died and its pid was
-            // taken since, the check fails or the pidfd signal does.
-            let Ok(fd) = pidfd_open(Pid::from_raw(m)) else { continue };
-            if orphans::is_member(m, o.pgid.as_raw(), o.sid, o.start_time)
-                && pidfd_send_signal(fd.as_raw_fd(), signal).is_ok()
-            {
-                delivered = true;
-            }
-        }
-        if delivered {
-            Ok(())
-        } else {
-            Err(Errno::ESRCH.into())
-        }
-    }
-
     /// The leader of an orphan tree exited: the tree is gone unless members
     /// of its group are left, which are then looked at on every poll.
     pub(super) fn orphan_leader_exited(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
-        let Some(o) = self.orphans.get_mut(&pid) else { return };
-        o.leader_alive = false;
-        if let Some(fd) = o.pidfd.take() {
-            if let Some(r) = &self.readiness {
-                r.unwatch(fd.as_fd());
-            }
-        }
-        if self.orphans.get(&pid).is_some_and(|o| o.members(pid).is_empty()) {
+        if self.orphans.leader_exited(pid, self.readiness.as_ref()) {
             self.orphan_gone(pid, events);
         }
     }
 
     pub(super) fn orphan_cgroup_changed(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
-        if self.orphans.get(&pid).and_then(|o| o.cgroup.as_ref()).is_some_and(|cg| !cg.populated()) {
+        if self.orphans.cgroup_emptied(pid) {
             self.orphan_gone(pid, events);
         }
     }
 
     /// Orphans no fd wakes for: looked at on every poll.
     pub(super) fn poll_orphans(&mut self, events: &mut Vec<SysEvent>) {
-        let gone: Vec<Pid> = self
-            .orphans
-            .iter()
-            .filter(|(&pid, o)| match &o.cgroup {
-                Some(cg) => self.readiness.is_none() && !cg.populated(),
-                None if o.pidfd.is_some() => false,
-                None => {
-                    let leader = o.leader_alive && orphans::is_live(pid.as_raw(), o.start_time);
-                    !leader && o.members(pid).is_empty()
-                }
-            })
-            .map(|(pid, _)| *pid)
-            .collect();
+        let gone = self.orphans.gone_unwoken(self.readiness.is_some());
         for pid in gone {
             self.orphan_gone(pid, events);
         }
     }
 
     pub(super) fn orphan_gone(&mut self, pid: Pid, events: &mut Vec<SysEvent>) {
-        let Some(o) = self.orphans.remove(&pid) else { return };
+        let Some(o) = self.orphans.trees.remove(&pid) else { return };
         if let Some(fd) = &o.pidfd {
             self.unwatch(fd);
         }

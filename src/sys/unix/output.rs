@@ -14,12 +14,14 @@
 //! they take: no line is lost, and a grandchild that keeps the pipe open and
 //! writing cannot hold the exit back.
 
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
-use super::UnixSys;
+use super::readiness::{token, untoken, Readiness};
+use super::Child;
 use crate::event::Stream;
 use crate::sys::SysEvent;
 
@@ -69,19 +71,40 @@ pub(super) fn pending_bytes(fd: &OwnedFd) -> Option<usize> {
 
 /// The epoll token of a child's pipe (`slot` 0: stdout, 1: stderr).
 pub(super) fn pipe_token(pid: Pid, slot: usize) -> u64 {
-    UnixSys::token(pid, slot as u64 + 1)
+    token(pid, slot as u64 + 1)
 }
 
 fn from_token(token: u64) -> (Pid, usize) {
-    let (pid, slot) = UnixSys::untoken(token);
+    let (pid, slot) = untoken(token);
     (pid, slot as usize - 1)
 }
 
-impl UnixSys {
+/// What reading captured output keeps from one poll to the next.
+#[derive(Debug)]
+pub(super) struct OutputReader {
+    /// Scratch space of every read of a pipe (and of a notify channel).
+    pub(super) buf: Vec<u8>,
+    /// The pipe token served last: the next round starts after it.
+    cursor: u64,
+    /// The last poll left output unread for want of budget.
+    pub(super) more: bool,
+}
+
+impl OutputReader {
+    pub(super) fn new() -> Self {
+        OutputReader { buf: vec![0; 64 * 1024], cursor: 0, more: false }
+    }
+
     /// Reads the pipes `tokens` names, round-robin from the last one served,
     /// each up to its share of the budget; finishing children only up to
     /// what their pipes held at the exit.
-    pub(super) fn read_round(&mut self, mut tokens: Vec<u64>, events: &mut Vec<SysEvent>) {
+    pub(super) fn read_round(
+        &mut self,
+        children: &mut HashMap<Pid, Child>,
+        readiness: Option<&Readiness>,
+        mut tokens: Vec<u64>,
+        events: &mut Vec<SysEvent>,
+    ) {
         tokens.sort_unstable();
         tokens.dedup();
         let start = tokens.partition_point(|&t| t <= self.cursor);
@@ -94,15 +117,22 @@ impl UnixSys {
                 return;
             }
             let share = (budget / (n - i)).max(MIN_SHARE).min(budget);
-            budget -= self.read_pipe(token, share, events);
+            budget -= self.read_pipe(children, readiness, token, share, events);
             self.cursor = token;
         }
     }
 
     /// One pipe, up to `share` bytes; how many it read.
-    fn read_pipe(&mut self, token: u64, share: usize, events: &mut Vec<SysEvent>) -> usize {
+    fn read_pipe(
+        &mut self,
+        children: &mut HashMap<Pid, Child>,
+        readiness: Option<&Readiness>,
+        token: u64,
+        share: usize,
+        events: &mut Vec<SysEvent>,
+    ) -> usize {
         let (pid, slot) = from_token(token);
-        let Some(child) = self.children.get_mut(&pid) else { return 0 };
+        let Some(child) = children.get_mut(&pid) else { return 0 };
         let Some(fd) = child.pipes[slot].as_ref() else { return 0 };
         let finishing = child.exited.is_some();
         let limit = if finishing { share.min(child.last_word[slot]) } else { share };
@@ -121,7 +151,7 @@ impl UnixSys {
             events.push(SysEvent::Output { pid, stream, data });
         }
         if done {
-            self.close_pipe(pid, slot);
+            child.close_pipe(slot, readiness);
         }
         read
     }

@@ -7,6 +7,17 @@ use std::os::fd::BorrowedFd;
 
 #[cfg(target_os = "linux")]
 use nix::errno::Errno;
+use nix::unistd::Pid;
+
+/// An epoll token: a pid and a slot (0: pidfd, 1-2: pipes, then the
+/// slots of tree.rs and orphan.rs).
+pub(super) fn token(pid: Pid, slot: u64) -> u64 {
+    (pid.as_raw() as u32 as u64) << 3 | slot
+}
+
+pub(super) fn untoken(token: u64) -> (Pid, u64) {
+    (Pid::from_raw((token >> 3) as u32 as i32), token & 7)
+}
 
 /// One fd that becomes readable when any watched fd does: epoll on Linux.
 /// Elsewhere there is none, and `poll` looks at every child itself.

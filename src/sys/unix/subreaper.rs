@@ -23,6 +23,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
+use super::readiness::token;
 use super::tree::Contain;
 use super::wait::{peek_zombie, pidfd_open, waitid_pidfd, waitpid_nohang};
 use super::UnixSys;
@@ -248,7 +249,7 @@ impl UnixSys {
             return;
         }
         if let Some(fd) = &pidfd {
-            if let Err(e) = self.watch(fd, Self::token(pid, ADOPTED_SLOT)) {
+            if let Err(e) = self.watch(fd, token(pid, ADOPTED_SLOT)) {
                 log::warn!("procsup: epoll add adopted pidfd: {e}");
             }
         }

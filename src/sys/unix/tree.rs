@@ -19,14 +19,16 @@
 //! process's pid and that process make itself a group leader — a pid
 //! wrap-around inside a few system calls.
 
+use std::collections::{HashMap, HashSet};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::cgroup::{ChildCgroup, MemoryCheck};
+use super::readiness::{token, Readiness};
 use super::wait::{pidfd_open, pidfd_send_signal};
 use super::UnixSys;
 use crate::state::{Containment, Exit};
@@ -37,7 +39,7 @@ pub(super) const CGROUP_SLOT: u64 = 4;
 /// The token slot of a group member's pidfd (keyed by the member).
 pub(super) const MEMBER_SLOT: u64 = 5;
 /// Marks the epoll token of a cgroup's `memory.events`
-/// (`UnixSys::token(leader, 0) | MEMORY_TAG`), watched where the spec
+/// (`token(leader, 0) | MEMORY_TAG`), watched where the spec
 /// restarts the child above a memory threshold: clear of every pid and
 /// slot bit, and of `NOTIFY_TAG`.
 pub(super) const MEMORY_TAG: u64 = 1 << 41;
@@ -104,6 +106,77 @@ pub(super) fn group_members(pgid: Pid) -> Vec<Pid> {
     }
 }
 
+/// Process groups whose leader was reaped while members live.
+#[derive(Debug, Default)]
+pub(super) struct GroupDrains {
+    /// Reaped group leaders whose group is not empty yet.
+    leaders: HashSet<Pid>,
+    /// Watched members of those groups: member -> (leader, pidfd).
+    members: HashMap<Pid, (Pid, OwnedFd)>,
+}
+
+impl GroupDrains {
+    /// Watches the live members of the group `leader` led, each through a
+    /// pidfd (where `pidfds` work; else every poll looks). Returns true
+    /// when none is left.
+    fn watch(&mut self, leader: Pid, pidfds: bool, readiness: Option<&Readiness>) -> bool {
+        let members = group_members(leader);
+        if members.is_empty() {
+            return true;
+        }
+        if !pidfds {
+            return false; // looked at again on every poll
+        }
+        for m in members {
+            if self.members.contains_key(&m) {
+                continue;
+            }
+            match pidfd_open(m) {
+                // Still in the group after the open: the pidfd is that
+                // member, not a process that took its pid since.
+                Ok(fd) if !live_in_group(m, leader) => drop(fd),
+                Ok(fd) => {
+                    if let Err(e) = readiness.map_or(Ok(()), |r| r.watch(fd.as_fd(), token(m, MEMBER_SLOT))) {
+                        log::warn!("procsup: epoll add member pidfd: {e}");
+                    }
+                    self.members.insert(m, (leader, fd));
+                }
+                // It died between the look and the open: nothing to watch.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) => log::warn!("procsup: pidfd_open({m}): {e}"),
+            }
+        }
+        false
+    }
+
+    /// A watched member exited: its leader, when it was the last one
+    /// watched for it (then the group is looked at again).
+    fn member_exited(&mut self, member: Pid, readiness: Option<&Readiness>) -> Option<Pid> {
+        let (leader, fd) = self.members.remove(&member)?;
+        if let Some(r) = readiness {
+            r.unwatch(fd.as_fd());
+        }
+        drop(fd);
+        (!self.members.values().any(|(l, _)| *l == leader)).then_some(leader)
+    }
+
+    /// Draining leaders no member pidfd watches.
+    fn unwatched(&self) -> impl Iterator<Item = Pid> + '_ {
+        self.leaders.iter().copied().filter(|&p| !self.members.values().any(|(l, _)| *l == p))
+    }
+
+    /// Drops `leader`'s drain and the watches of its members.
+    fn forget(&mut self, leader: Pid, readiness: Option<&Readiness>) {
+        self.leaders.remove(&leader);
+        let stale: Vec<Pid> = self.members.iter().filter(|(_, (l, _))| *l == leader).map(|(&m, _)| m).collect();
+        for m in stale {
+            if let (Some((_, fd)), Some(r)) = (self.members.remove(&m), readiness) {
+                r.unwatch(fd.as_fd());
+            }
+        }
+    }
+}
+
 impl UnixSys {
     /// The leader `pid` was reaped with `exit` (its pipes are closed and
     /// its pidfd dropped): reports it as gone, or as a draining leader.
@@ -120,7 +193,7 @@ impl UnixSys {
         };
         if lives {
             if matches!(self.children.get(&pid).map(|c| &c.contain), Some(Contain::Group)) {
-                self.group_drains.insert(pid);
+                self.drains.leaders.insert(pid);
             }
             events.push(SysEvent::LeaderExited { pid, exit });
         } else {
@@ -136,7 +209,7 @@ impl UnixSys {
     /// the kernel holds back, at most one per 20 ms per file, comes later).
     fn watch_cgroup(&mut self, leader: Pid) -> bool {
         let Some(Contain::Cgroup(cg)) = self.children.get_mut(&leader).map(|c| &mut c.contain) else { return false };
-        let token = Self::token(leader, CGROUP_SLOT);
+        let token = token(leader, CGROUP_SLOT);
         match self.readiness.as_ref().map(|r| r.watch_pri(std::os::fd::AsFd::as_fd(&cg.events), token)) {
             Some(Ok(())) => cg.watched = true,
             Some(Err(e)) => log::warn!("procsup: epoll add cgroup.events: {e}"),
@@ -145,48 +218,18 @@ impl UnixSys {
         cg.populated()
     }
 
-    /// Watches the live members of the group `leader` led, each through a
-    /// pidfd. Returns true when none is left.
+    /// Watches the live members of the group `leader` led (`GroupDrains`).
+    /// Returns true when none is left.
     fn watch_group(&mut self, leader: Pid) -> bool {
-        let members = group_members(leader);
-        if members.is_empty() {
-            return true;
-        }
-        if self.pidfd != Some(true) {
-            return false; // looked at again on every poll
-        }
-        for m in members {
-            if self.members.contains_key(&m) {
-                continue;
-            }
-            match pidfd_open(m) {
-                // Still in the group after the open: the pidfd is that
-                // member, not a process that took its pid since.
-                Ok(fd) if !live_in_group(m, leader) => drop(fd),
-                Ok(fd) => {
-                    if let Err(e) = self.watch(&fd, Self::token(m, MEMBER_SLOT)) {
-                        log::warn!("procsup: epoll add member pidfd: {e}");
-                    }
-                    self.members.insert(m, (leader, fd));
-                }
-                // It died between the look and the open: nothing to watch.
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                Err(e) => log::warn!("procsup: pidfd_open({m}): {e}"),
-            }
-        }
-        false
+        self.drains.watch(leader, self.pidfd == Some(true), self.readiness.as_ref())
     }
 
     /// A watched group member exited: when it was the last one watched
     /// for its leader, the group is looked at again.
     pub(super) fn member_exited(&mut self, member: Pid, events: &mut Vec<SysEvent>) {
-        let Some((leader, fd)) = self.members.remove(&member) else { return };
-        self.unwatch(&fd);
-        drop(fd);
-        if self.members.values().any(|(l, _)| *l == leader) {
-            return;
+        if let Some(leader) = self.drains.member_exited(member, self.readiness.as_ref()) {
+            self.recheck_group(leader, events);
         }
-        self.recheck_group(leader, events);
     }
 
     /// Reports the tree of a draining group leader empty if it is.
@@ -234,17 +277,16 @@ impl UnixSys {
 
     /// Whether a draining group has no member pidfd to wake the host.
     pub(super) fn has_unwatched_drains(&self) -> bool {
-        self.group_drains.iter().any(|&p| !self.members.values().any(|(l, _)| *l == p))
+        self.drains.unwatched().next().is_some()
     }
 
     /// Draining groups no member pidfd watches (no pidfds, or none could
     /// be opened) are looked at on every poll.
     pub(super) fn recheck_draining_groups(&mut self, events: &mut Vec<SysEvent>) {
-        if self.group_drains.is_empty() {
+        if self.drains.leaders.is_empty() {
             return; // the common case costs nothing
         }
-        let draining: Vec<Pid> =
-            self.group_drains.iter().copied().filter(|&p| !self.members.values().any(|(l, _)| *l == p)).collect();
+        let draining: Vec<Pid> = self.drains.unwatched().collect();
         for leader in draining {
             self.recheck_group(leader, events);
         }
@@ -253,16 +295,10 @@ impl UnixSys {
     /// Drops a child that is gone: its watches, its cgroup, its record.
     pub(super) fn forget_child(&mut self, pid: Pid) {
         let Some(child) = self.children.remove(&pid) else { return };
-        self.group_drains.remove(&pid);
         if let Some(fd) = &child.pidfd {
             self.unwatch(fd);
         }
-        let stale: Vec<Pid> = self.members.iter().filter(|(_, (l, _))| *l == pid).map(|(&m, _)| m).collect();
-        for m in stale {
-            if let Some((_, fd)) = self.members.remove(&m) {
-                self.unwatch(&fd);
-            }
-        }
+        self.drains.forget(pid, self.readiness.as_ref());
         if let Contain::Cgroup(mut cg) = child.contain {
             if cg.watched {
                 self.unwatch(&cg.events);
@@ -271,11 +307,8 @@ impl UnixSys {
                 self.unwatch(&watch.fd);
             }
             self.memory_polled.remove(&pid);
-            match &mut self.cgroups {
-                // Kept for the next child of that name (a restart).
-                super::Cgroups::Ready(root) => root.retire(&child.name, cg),
-                _ => cg.remove(),
-            }
+            // Kept for the next child of that name (a restart).
+            self.cgroups.retire(&child.name, cg);
         }
         if self.state_dir.is_some() {
             // Removed at a later poll, not on the way to a restart: see

@@ -8,19 +8,16 @@ use std::time::Duration;
 use nix::unistd::Pid;
 
 use super::tree::{group_members, Contain};
-use super::UnixSys;
 use crate::state::Usage;
 
-impl UnixSys {
-    /// [`Sys::usage`](super::Sys::usage) for [`UnixSys`].
-    pub(super) fn child_usage(&self, pid: Pid) -> Option<Usage> {
-        let child = self.children.get(&pid)?;
-        match &child.contain {
-            Contain::Cgroup(cg) => Some(cgroup_usage(&cg.dir)),
-            Contain::Group => Some(proc_usage(&group_members(pid))),
-            Contain::None if !child.reaped => Some(proc_usage(&[pid])),
-            Contain::None => None,
-        }
+/// [`Sys::usage`](crate::Sys::usage) of the tree of child `pid`, held by
+/// `contain`; `reaped`: its leader was reaped.
+pub(super) fn tree_usage(pid: Pid, contain: &Contain, reaped: bool) -> Option<Usage> {
+    match contain {
+        Contain::Cgroup(cg) => Some(cgroup_usage(&cg.dir)),
+        Contain::Group => Some(proc_usage(&group_members(pid))),
+        Contain::None if !reaped => Some(proc_usage(&[pid])),
+        Contain::None => None,
     }
 }
 
