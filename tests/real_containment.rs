@@ -581,4 +581,9 @@ fn a_child_entering_its_cgroup_wakes_nothing() {
         events.clear();
         sys.poll(&mut events);
     }
+    // Its pidfd was closed without an explicit removal from the epoll set:
+    // nothing of it is left there to wake the host again.
+    let fds = sys.readiness_fds();
+    let mut pfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+    assert_eq!(poll(&mut pfds, PollTimeout::from(50u8)).unwrap(), 0, "the reaped child still wakes the host");
 }
