@@ -523,24 +523,34 @@ mod tests {
         assert!(reap(&mut sys, pid));
     }
 
+    /// A new `UnixSys`, its first child of `spec`, and its cgroup directory;
+    /// `None` (the child reaped) where no cgroup is writable.
+    fn first_in_a_cgroup(spec: &ProcessSpec) -> Option<(UnixSys, nix::unistd::Pid, std::path::PathBuf)> {
+        let mut sys = UnixSys::new();
+        let first = sys.spawn(spec).unwrap();
+        let Some(root) = sys.cgroup_dir().map(ToOwned::to_owned) else {
+            eprintln!("no writable cgroup here: spares not exercised");
+            sys.signal(first, nix::sys::signal::Signal::SIGKILL).unwrap();
+            assert!(reap(&mut sys, first));
+            return None;
+        };
+        Some((sys, first, root))
+    }
+
+    /// The directory of the cgroup `pid` is in, a child of `root`.
+    fn cgroup_of(root: &std::path::Path, pid: nix::unistd::Pid) -> std::path::PathBuf {
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        root.join(own.lines().find_map(|l| l.strip_prefix("0::")).unwrap().rsplit('/').next().unwrap())
+    }
+
     /// A restarted child reuses its predecessor's empty cgroup (no `mkdir`
     /// or `rmdir` on the restart path); another name gets its own; spares
     /// are bounded, the oldest removed first, and all go with the root.
     #[test]
     fn a_restart_reuses_its_predecessors_empty_cgroup() {
-        let mut sys = UnixSys::new();
         let spec = ProcessSpec::new("r", "sh").args(["-c", "exec sleep 5"]);
-        let first = sys.spawn(&spec).unwrap();
-        let Some(root) = sys.cgroup_dir().map(ToOwned::to_owned) else {
-            eprintln!("no writable cgroup here: spares not exercised");
-            sys.signal(first, nix::sys::signal::Signal::SIGKILL).unwrap();
-            assert!(reap(&mut sys, first));
-            return;
-        };
-        let place = |pid: nix::unistd::Pid| {
-            let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-            own.lines().find_map(|l| l.strip_prefix("0::")).unwrap().to_owned()
-        };
+        let Some((mut sys, first, root)) = first_in_a_cgroup(&spec) else { return };
+        let place = |pid| cgroup_of(&root, pid);
         let first_place = place(first);
         // It dies by itself (a crash): its cgroup is kept for the restart.
         nix::sys::signal::kill(first, nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -583,19 +593,9 @@ mod tests {
     /// restart gets a new cgroup and runs; the changed one is removed.
     #[test]
     fn a_spare_changed_by_someone_else_is_made_anew() {
-        let mut sys = UnixSys::new();
         let spec = ProcessSpec::new("r", "sleep").arg("5");
-        let first = sys.spawn(&spec).unwrap();
-        let Some(root) = sys.cgroup_dir().map(ToOwned::to_owned) else {
-            eprintln!("no writable cgroup here: spares not exercised");
-            sys.signal(first, nix::sys::signal::Signal::SIGKILL).unwrap();
-            assert!(reap(&mut sys, first));
-            return;
-        };
-        let place = |pid: nix::unistd::Pid| {
-            let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-            root.join(own.lines().find_map(|l| l.strip_prefix("0::")).unwrap().rsplit('/').next().unwrap())
-        };
+        let Some((mut sys, first, root)) = first_in_a_cgroup(&spec) else { return };
+        let place = |pid| cgroup_of(&root, pid);
         // A controller offered to the children's cgroups, so that one can
         // be enabled below them.
         let parent = root.parent().unwrap().join("cgroup.controllers");
