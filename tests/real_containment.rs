@@ -581,9 +581,72 @@ fn a_child_entering_its_cgroup_wakes_nothing() {
         events.clear();
         sys.poll(&mut events);
     }
-    // Its pidfd was closed without an explicit removal from the epoll set:
-    // nothing of it is left there to wake the host again.
+    // Nothing of the reaped child is left in the epoll set.
     let fds = sys.readiness_fds();
     let mut pfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
     assert_eq!(poll(&mut pfds, PollTimeout::from(50u8)).unwrap(), 0, "the reaped child still wakes the host");
+}
+
+/// A reaped child's pidfd leaves the host's epoll set even while another
+/// process holds copies of the host's fds (another thread's fork, until
+/// its exec): epoll drops a file only when every fd of it is closed, so a
+/// pidfd merely closed would keep the set ready, and the host would spin.
+#[test]
+fn a_reaped_childs_pidfd_wakes_nothing_while_a_fork_holds_the_hosts_fds() {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use procsup::{Sys, SysEvent};
+    use std::io::Read;
+    let _serial = real::serial();
+    let mut sys = UnixSys::new().without_cgroups();
+    let pid = sys.spawn(&ProcessSpec::new("watched", "sleep").arg("60")).unwrap();
+    let (mut forked, in_fork) = std::os::unix::net::UnixStream::pair().unwrap();
+    let other = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let fd = in_fork.as_raw_fd();
+        // SAFETY: the hook makes async-signal-safe calls only (write(2),
+        // sleep(3)).
+        let spec = unsafe {
+            ProcessSpec::new("held", "true").restart(RestartPolicy::Never).pre_exec(move || {
+                libc::write(fd, b"f".as_ptr().cast(), 1);
+                libc::sleep(3);
+                Ok(())
+            })
+        };
+        // Its own host: its fork copies every fd of this process, the other
+        // host's pidfd included, and holds them until its exec.
+        let mut host = UnixSys::new().without_cgroups();
+        let held = host.spawn(&spec).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut events = Vec::new();
+        while !events.iter().any(|e| matches!(e, SysEvent::Exited { pid: p, .. } if *p == held)) {
+            assert!(Instant::now() < deadline, "no exit of {held} within 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+            events.clear();
+            host.poll(&mut events);
+        }
+    });
+    let mut byte = [0u8; 1];
+    forked.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    forked.read_exact(&mut byte).expect("the other thread's fork within 10 s");
+    // Now a fork holds a copy of the pidfd: the child ends and is reaped.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut events = Vec::new();
+    while !events.iter().any(|e| matches!(e, SysEvent::Exited { pid: p, .. } if *p == pid)) {
+        assert!(Instant::now() < deadline, "no exit of {pid} within 10 s");
+        let fds = sys.readiness_fds();
+        let mut pfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+        let _ = poll(&mut pfds, PollTimeout::from(100u8));
+        drop(pfds);
+        drop(fds);
+        events.clear();
+        sys.poll(&mut events);
+    }
+    let woke = {
+        let fds = sys.readiness_fds();
+        let mut pfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+        poll(&mut pfds, PollTimeout::from(100u8)).unwrap()
+    };
+    assert_eq!(woke, 0, "the reaped child's pidfd still makes the host's epoll set ready");
+    other.join().unwrap();
 }

@@ -528,11 +528,14 @@ impl UnixSys {
             // what is buffered now is the child's last word.
             child.last_word[slot] = child.pipes[slot].as_ref().map_or(0, |fd| pending_bytes(fd).unwrap_or(usize::MAX));
         }
-        // Closed, not taken out of the epoll set first (one system call
-        // less on the way to a restart): epoll(7) drops a file once every
-        // fd that refers to it is closed, and nothing else refers to a
-        // pidfd of ours (close-on-exec, never duplicated).
-        drop(pidfd);
+        // Taken out of the epoll set before it is closed: epoll(7) drops a
+        // file only once every fd that refers to it is closed, and a fork
+        // of another thread (until its exec) holds copies of ours. Left in
+        // the set, the exited child's pidfd would keep it ready: the host
+        // would spin.
+        if let Some(fd) = &pidfd {
+            self.unwatch(fd);
+        }
         self.unwatched.remove(&pid);
         self.finishing.insert(pid);
         if let (Some(sr), Some(child)) = (self.subreaper.as_mut(), self.children.get(&pid)) {
@@ -673,7 +676,7 @@ impl Sys for UnixSys {
         self.recheck_draining_groups(events);
         self.poll_orphans(events);
         self.poll_adopted(events);
-        let exited = events[before..].iter().any(|e| matches!(e, SysEvent::Exited { .. }));
+        let exited = events[before..].iter().any(|e| matches!(e, SysEvent::Exited { .. } | SysEvent::TreeEmpty { .. }));
         self.keep_records(exited);
     }
 
