@@ -155,13 +155,46 @@ pub(super) struct CgroupRoot {
     next: u64,
     /// Empty cgroups by child name, oldest first, with the limits last
     /// written to each.
-    spares: std::collections::VecDeque<(Box<str>, ChildCgroup)>,
+    spares: std::collections::VecDeque<(Box<str>, Spare)>,
+    /// How many of them hold their `cgroup.events` open.
+    open_spares: usize,
     /// Controllers enabled in `cgroup.subtree_control` (see `enable`).
     enabled: Vec<&'static str>,
 }
 
 /// How many empty cgroups are kept for restarts.
 pub(super) const MAX_SPARES: usize = 256;
+
+/// How many of the newest spares keep their `cgroup.events` open (one
+/// `openat` and one `close` less when reused): a host with many names
+/// holds no more fds than this for them.
+pub(super) const OPEN_SPARES: usize = 16;
+
+/// An empty cgroup kept for the next child of its name.
+#[derive(Debug)]
+enum Spare {
+    /// With its `cgroup.events` still open.
+    Open(ChildCgroup),
+    /// Its directory and the limits last written to it.
+    Closed(PathBuf, CgroupLimits),
+}
+
+impl Spare {
+    /// The same spare without its open fd.
+    fn closed(self) -> Spare {
+        match self {
+            Spare::Open(cg) => Spare::Closed(cg.dir, cg.limited),
+            closed => closed,
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        match self {
+            Spare::Open(cg) => &cg.dir,
+            Spare::Closed(dir, _) => dir,
+        }
+    }
+}
 
 impl CgroupRoot {
     /// Makes the directory under `base`. Failing here (not writable, not
@@ -178,7 +211,7 @@ impl CgroupRoot {
         let dir = base.join(format!("{ROOT_PREFIX}{me}-{started}-{n}"));
         before(&dir, me as i32, started);
         fs::create_dir(&dir)?;
-        Ok(CgroupRoot { dir, next: 0, spares: Default::default(), enabled: Vec::new() })
+        Ok(CgroupRoot { dir, next: 0, spares: Default::default(), open_spares: 0, enabled: Vec::new() })
     }
 
     pub(super) fn dir(&self) -> &Path {
@@ -230,15 +263,26 @@ impl CgroupRoot {
     /// An empty cgroup for `name`: a spare, or a new one.
     fn empty_child(&mut self, name: &str) -> io::Result<(ChildCgroup, OwnedFd, OwnedFd)> {
         if let Some(at) = self.spares.iter().position(|(n, _)| &**n == name) {
-            if let Some((_, cg)) = self.spares.remove(at) {
-                // Its `cgroup.events` stayed open: only the directory and
-                // `cgroup.procs` are opened again.
-                match open_dir(&cg.dir) {
-                    Ok((procs, fd)) if reusable(&cg, &fd) => return Ok((cg, procs, fd)),
+            if let Some((_, spare)) = self.spares.remove(at) {
+                let opened = match spare {
+                    // Its `cgroup.events` stayed open: only the directory
+                    // and `cgroup.procs` are opened again.
+                    Spare::Open(cg) => {
+                        self.open_spares -= 1;
+                        open_dir(&cg.dir).map(|(procs, fd)| (cg, procs, fd))
+                    }
+                    Spare::Closed(dir, limited) => open_child(&dir).map(|(mut cg, procs, fd)| {
+                        cg.limited = limited;
+                        (cg, procs, fd)
+                    }),
+                };
+                match opened {
+                    Ok((cg, procs, fd)) if reusable(&cg, &fd) => return Ok((cg, procs, fd)),
                     // Not as it was left (see `reusable`): made anew below.
-                    _ => {
+                    Ok((cg, ..)) => {
                         let _ = fs::remove_dir(&cg.dir);
                     }
+                    Err(_) => {}
                 }
             }
         }
@@ -247,8 +291,7 @@ impl CgroupRoot {
         if let Err(e) = fs::create_dir(&dir) {
             // A delegated parent's `cgroup.max.descendants` counts the
             // spares too: give the oldest back and try once more.
-            let (_, oldest) = self.spares.pop_front().ok_or(e)?;
-            let _ = fs::remove_dir(&oldest.dir);
+            self.drop_oldest_spare().ok_or(e)?;
             fs::create_dir(&dir)?;
         }
         open_child(&dir).inspect_err(|_| {
@@ -273,17 +316,40 @@ impl CgroupRoot {
         cg.oom_base = None;
         cg.memory = None;
         cg.watched = false;
-        self.spares.push_back((name.into(), cg));
-        if self.spares.len() > MAX_SPARES {
-            if let Some((_, oldest)) = self.spares.pop_front() {
-                let _ = fs::remove_dir(&oldest.dir);
+        self.spares.push_back((name.into(), Spare::Open(cg)));
+        self.open_spares += 1;
+        if self.open_spares > OPEN_SPARES {
+            // The oldest open one gives its fd back.
+            if let Some(spare) = self.spares.iter_mut().map(|(_, s)| s).find(|s| matches!(s, Spare::Open(_))) {
+                let open = std::mem::replace(spare, Spare::Closed(PathBuf::new(), CgroupLimits::default()));
+                *spare = open.closed();
+                self.open_spares -= 1;
             }
         }
+        if self.spares.len() > MAX_SPARES {
+            self.drop_oldest_spare();
+        }
+    }
+
+    /// Removes the oldest spare; `None` when there is none.
+    fn drop_oldest_spare(&mut self) -> Option<()> {
+        let (_, oldest) = self.spares.pop_front()?;
+        if matches!(oldest, Spare::Open(_)) {
+            self.open_spares -= 1;
+        }
+        let _ = fs::remove_dir(oldest.dir());
+        Some(())
     }
 
     #[cfg(test)]
     pub(super) fn spares(&self) -> usize {
         self.spares.len()
+    }
+
+    #[cfg(test)]
+    pub(super) fn open_spares(&self) -> usize {
+        debug_assert_eq!(self.open_spares, self.spares.iter().filter(|(_, s)| matches!(s, Spare::Open(_))).count());
+        self.open_spares
     }
 }
 
@@ -344,7 +410,7 @@ fn open_child(dir: &Path) -> io::Result<(ChildCgroup, OwnedFd, OwnedFd)> {
 impl Drop for CgroupRoot {
     fn drop(&mut self) {
         for (_, spare) in self.spares.drain(..) {
-            let _ = fs::remove_dir(&spare.dir);
+            let _ = fs::remove_dir(spare.dir());
         }
         if let Err(e) = fs::remove_dir(&self.dir) {
             log::warn!("procsup: removing cgroup {}: {e}", self.dir.display());

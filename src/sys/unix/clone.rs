@@ -584,6 +584,17 @@ mod tests {
             cg.retire(&format!("n{i}"), child);
         }
         assert_eq!(cg.spares(), super::super::cgroup::MAX_SPARES);
+        // Only the newest keep their cgroup.events open: a host of many
+        // names holds no more fds for them than that.
+        assert_eq!(cg.open_spares(), super::super::cgroup::OPEN_SPARES);
+        // An older one, without its fd, is still reused.
+        let older = format!("n{}", extra - super::super::cgroup::OPEN_SPARES - 1);
+        let before = cg.spares();
+        let (child, _, _) = cg.child(&older, &Default::default()).unwrap();
+        assert_eq!(cg.spares(), before - 1, "{older} was not reused");
+        assert_eq!(cg.open_spares(), super::super::cgroup::OPEN_SPARES);
+        cg.retire(&older, child);
+        assert_eq!(cg.open_spares(), super::super::cgroup::OPEN_SPARES);
         drop(sys);
         assert!(!root.exists(), "{} left behind", root.display());
     }

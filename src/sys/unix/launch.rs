@@ -109,7 +109,7 @@ impl UnixSys {
             let pgid = if spec.process_group { pid } else { nix::unistd::getpgrp() };
             match entry.contain {
                 // Its cgroup and the host record find the tree meanwhile.
-                Contain::Cgroup(_) => self.unrecorded.push((pid, pgid)),
+                Contain::Cgroup(_) if self.host_recorded => self.unrecorded.push((pid, pgid)),
                 _ => self.record(&entry.name, pid, pgid, &entry.contain),
             }
         }
@@ -237,6 +237,31 @@ impl UnixSys {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// On the cgroup path a child's record waits for a quiet poll only
+    /// while the host record stands in for it; without one (its write
+    /// failed) the record is written as the spawn returns, as on the
+    /// process-group path.
+    #[test]
+    fn without_a_host_record_a_childs_record_is_written_at_its_spawn() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mut sys = UnixSys::new().state_dir(tmp.path()).unwrap();
+        let spec = ProcessSpec::new("web", "sleep").arg("60");
+        let first = sys.spawn_child(&spec).unwrap();
+        if !matches!(sys.children[&first].contain, Contain::Cgroup(_)) {
+            eprintln!("no writable cgroup here: nothing to test");
+            return; // dropping `sys` kills and reaps it
+        }
+        let record = |pid: Pid| tmp.path().join(format!("web.{pid}")).exists();
+        assert!(sys.host_recorded);
+        assert!(!record(first), "written before a quiet poll");
+        sys.host_recorded = false;
+        let second = sys.spawn_child(&spec).unwrap();
+        assert!(record(second), "no host record, and the child's own waited");
+        sys.keep_records(false);
+        assert!(record(first));
+    }
 
     /// A poll that reports an exit leaves the record work to the next
     /// one (the restart comes first), but not forever: a host whose every

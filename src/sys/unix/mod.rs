@@ -186,6 +186,9 @@ pub struct UnixSys {
     unrecorded: Vec<(Pid, Pid)>,
     /// Polls in a row that left records to write for a reported exit.
     records_put_off: u8,
+    /// The host record of the cgroup directory is written: it and the
+    /// cgroups find a child's tree before the child's own record is.
+    host_recorded: bool,
     /// Process groups that drain after their leader was reaped.
     drains: GroupDrains,
     cgroups: Cgroups,
@@ -288,6 +291,7 @@ impl UnixSys {
             stale_records: Vec::new(),
             unrecorded: Vec::new(),
             records_put_off: 0,
+            host_recorded: false,
             drains: GroupDrains::default(),
             cgroups: Cgroups::Auto,
             unwatched: BTreeSet::new(),
@@ -335,12 +339,17 @@ impl UnixSys {
     /// in the log which containment its children get.
     fn cgroup_root(&mut self) -> Option<&mut CgroupRoot> {
         let (state_dir, boot_id) = (&self.state_dir, &self.boot_id);
+        let recorded = std::cell::Cell::new(None);
         let record = |root: &std::path::Path, pid, start_time| {
             if let Some(dir) = state_dir {
-                record_host(dir, boot_id, root, pid, start_time);
+                recorded.set(Some(record_host(dir, boot_id, root, pid, start_time)));
             }
         };
-        self.cgroups.root(record)
+        let root = self.cgroups.root(record);
+        if let Some(ok) = recorded.get() {
+            self.host_recorded = ok;
+        }
+        root
     }
 
     /// Records every live child in `dir` (created with mode 0700 if
@@ -413,7 +422,8 @@ impl UnixSys {
         self.boot_id = orphans::boot_id();
         if let Cgroups::Ready(root) = &self.cgroups {
             let pid = std::process::id() as i32;
-            record_host(&dir, &self.boot_id, root.dir(), pid, orphans::start_time(pid).unwrap_or(0));
+            self.host_recorded =
+                record_host(&dir, &self.boot_id, root.dir(), pid, orphans::start_time(pid).unwrap_or(0));
         }
         self.state_dir = Some(dir);
         Ok(self)
@@ -733,11 +743,16 @@ impl Sys for UnixSys {
 }
 
 /// Writes the host record of cgroup directory `root` (see
-/// [`UnixSys::state_dir`]); a failure is logged: containment goes on.
-fn record_host(dir: &StateDir, boot_id: &Option<String>, root: &std::path::Path, pid: i32, start_time: u64) {
+/// [`UnixSys::state_dir`]) and says whether it is there; a failure is
+/// logged: containment goes on, each child's record written at its spawn.
+fn record_host(dir: &StateDir, boot_id: &Option<String>, root: &std::path::Path, pid: i32, start_time: u64) -> bool {
     let r = orphans::HostRecord { pid, start_time, boot_id: boot_id.clone(), root: root.to_owned() };
-    if let Err(e) = dir.write_host(&r) {
-        log::warn!("procsup: recording cgroup {} in the state directory: {e}", root.display());
+    match dir.write_host(&r) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("procsup: recording cgroup {} in the state directory: {e}", root.display());
+            false
+        }
     }
 }
 
