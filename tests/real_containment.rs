@@ -650,3 +650,32 @@ fn a_reaped_childs_pidfd_wakes_nothing_while_a_fork_holds_the_hosts_fds() {
     assert_eq!(woke, 0, "the reaped child's pidfd still makes the host's epoll set ready");
     other.join().unwrap();
 }
+
+/// A tree that outlives its leader, in a cgroup whose `cgroup.events`
+/// cannot be watched (the epoll add fails, as at `max_user_watches`), is
+/// still seen to end: looked at on every poll, with `wake_after` saying
+/// when.
+#[test]
+fn a_drain_whose_cgroup_cannot_be_watched_is_still_seen_to_end() {
+    use procsup::{Sys, SysEvent};
+    let _serial = real::serial();
+    let mut sys = UnixSys::new().fail_cgroup_watch(libc::ENOSPC);
+    let pid = sys.spawn(&ProcessSpec::new("drains", "sh").args(["-c", "sleep 0.3 & exit 0"])).unwrap();
+    if sys.containment(pid) != Containment::Cgroup {
+        eprintln!("no writable cgroup v2 here: nothing to test");
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        return; // dropping `sys` kills and reaps what is left
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e| matches!(e, SysEvent::TreeEmpty { pid: p } if *p == pid)) {
+        assert!(Instant::now() < deadline, "no end of the tree within 10 s: {seen:?}");
+        if seen.iter().any(|e| matches!(e, SysEvent::LeaderExited { .. })) {
+            assert_eq!(sys.wake_after(), Some(Duration::from_millis(50)), "nothing would wake the host");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        sys.poll(&mut seen);
+    }
+    assert!(seen.iter().any(|e| matches!(e, SysEvent::LeaderExited { pid: p, .. } if *p == pid)), "{seen:?}");
+    assert_eq!(sys.wake_after(), None);
+}

@@ -16,6 +16,9 @@ pub(super) struct Faults {
     /// Every `clone3` of a spawn fails with this errno (as under a seccomp
     /// filter that answers ENOSYS or EPERM).
     pub(super) clone3: Option<i32>,
+    /// Every epoll add of a drained cgroup's `cgroup.events` fails with
+    /// this errno.
+    pub(super) cgroup_watch: Option<i32>,
     opens: u32,
     watches: u32,
 }
@@ -64,6 +67,15 @@ impl UnixSys {
     #[doc(hidden)]
     pub fn fail_clone3(mut self, errno: i32) -> Self {
         self.faults.clone3 = Some(errno);
+        self
+    }
+
+    /// Test seam: every epoll add of the `cgroup.events` of a cgroup whose
+    /// tree outlived its leader fails with `errno` (as `ENOSPC` at the
+    /// user's `max_user_watches`): such trees are looked at on every poll.
+    #[doc(hidden)]
+    pub fn fail_cgroup_watch(mut self, errno: i32) -> Self {
+        self.faults.cgroup_watch = Some(errno);
         self
     }
 

@@ -198,6 +198,9 @@ pub struct UnixSys {
     /// Children whose memory events could not be watched (no epoll, or
     /// adding failed): looked at on every poll.
     memory_polled: BTreeSet<Pid>,
+    /// Reaped leaders whose tree lives on and whose `cgroup.events` could
+    /// not be watched: looked at on every poll.
+    cgroup_polled: BTreeSet<Pid>,
     /// Reaped children whose remaining output is still being read.
     finishing: BTreeSet<Pid>,
     faults: Faults,
@@ -296,6 +299,7 @@ impl UnixSys {
             cgroups: Cgroups::Auto,
             unwatched: BTreeSet::new(),
             memory_polled: BTreeSet::new(),
+            cgroup_polled: BTreeSet::new(),
             finishing: BTreeSet::new(),
             faults: Faults::default(),
             spawner: Spawner::default(),
@@ -627,6 +631,10 @@ impl UnixSys {
         for &pid in &look {
             self.check_exit(pid);
         }
+        let drains: Vec<Pid> = self.cgroup_polled.iter().copied().collect();
+        for pid in drains {
+            self.cgroup_changed(pid, events);
+        }
         let polled: Vec<Pid> = self.memory_polled.iter().copied().collect();
         for pid in polled {
             self.memory_changed(pid, events);
@@ -727,14 +735,19 @@ impl Sys for UnixSys {
     /// while a new child's record waits to be written, or a gone child's
     /// to be removed (see [`UnixSys::state_dir`]); 50 ms
     /// while a child's exit or output wakes no fd (see
-    /// [`UnixSys::uses_pidfd`]), or a draining process group has no member
-    /// pidfd to wake it; otherwise never.
+    /// [`UnixSys::uses_pidfd`]), a draining process group has no member
+    /// pidfd to wake it, or a draining cgroup's `cgroup.events` could not
+    /// be watched; otherwise never.
     fn wake_after(&self) -> Option<Duration> {
         if self.output.more || !self.finishing.is_empty() {
             Some(Duration::ZERO)
         } else if !self.stale_records.is_empty() || !self.unrecorded.is_empty() {
             Some(RECORD_DELAY)
-        } else if !self.unwatched.is_empty() || !self.memory_polled.is_empty() || self.has_unwatched_drains() {
+        } else if !self.unwatched.is_empty()
+            || !self.memory_polled.is_empty()
+            || !self.cgroup_polled.is_empty()
+            || self.has_unwatched_drains()
+        {
             Some(RECHECK)
         } else {
             None

@@ -210,10 +210,16 @@ impl UnixSys {
     fn watch_cgroup(&mut self, leader: Pid) -> bool {
         let Some(Contain::Cgroup(cg)) = self.children.get_mut(&leader).map(|c| &mut c.contain) else { return false };
         let token = token(leader, CGROUP_SLOT);
-        match self.readiness.as_ref().map(|r| r.watch_pri(std::os::fd::AsFd::as_fd(&cg.events), token)) {
+        let fault = self.faults.cgroup_watch.map(io::Error::from_raw_os_error);
+        let added = self.readiness.as_ref().map(|r| fault.map_or_else(|| r.watch_pri(cg.events.as_fd(), token), Err));
+        match added {
             Some(Ok(())) => cg.watched = true,
-            Some(Err(e)) => log::warn!("procsup: epoll add cgroup.events: {e}"),
-            None => {}
+            failed => {
+                if let Some(Err(e)) = failed {
+                    log::warn!("procsup: epoll add cgroup.events: {e}; looking at it on every poll");
+                }
+                self.cgroup_polled.insert(leader);
+            }
         }
         cg.populated()
     }
@@ -307,6 +313,7 @@ impl UnixSys {
                 self.unwatch(&watch.fd);
             }
             self.memory_polled.remove(&pid);
+            self.cgroup_polled.remove(&pid);
             // Kept for the next child of that name (a restart).
             self.cgroups.retire(&child.name, cg);
         }
