@@ -23,7 +23,9 @@
 //! alternating order): a C loop that blocks in `waitpid` and then
 //! `fork`+`execv`s the same child (the floor, what runit does), and the
 //! same loop with `vfork` (the physical limit of a spawn that copies no
-//! page table).
+//! page table). With `PROCSUP_BB_LOOP_SETSID` set, both loops' children
+//! call `setsid` before their `execv`, as `supervise`'s do (a session of
+//! their own): the floor with that one guarantee.
 //!
 //! `supervise` runs with `--backoff fixed:0` (the CLI's default is
 //! `exp:0.1:60:0.25`, which waits 100 ms even after a child that ran; this
@@ -99,6 +101,7 @@ const LOOP_C: &str = r#"
 #include <errno.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <stdlib.h>
 #include <unistd.h>
 static volatile pid_t cur;
 static volatile sig_atomic_t stop;
@@ -116,7 +119,13 @@ int main(int argc, char **argv) {
         /* SIGTERM waits until cur names the child, so it is never missed. */
         sigprocmask(SIG_BLOCK, &term, &old);
         pid_t p = use_vfork ? vfork() : fork();
-        if (p == 0) { execv(argv[2], argv + 2); _exit(127); }
+        if (p == 0) {
+            /* PROCSUP_BB_LOOP_SETSID: a session of its own, as supervise's
+               children get: the C floor with that one guarantee. */
+            if (getenv("PROCSUP_BB_LOOP_SETSID")) setsid();
+            execv(argv[2], argv + 2);
+            _exit(127);
+        }
         cur = p;
         sigprocmask(SIG_SETMASK, &old, 0);
         if (p < 0) return 1;
