@@ -550,8 +550,7 @@ fn a_child_whose_cgroup_cannot_be_made_is_held_by_its_group() {
 /// its leader is still seen to end (the drain tests above).
 #[test]
 fn a_child_entering_its_cgroup_wakes_nothing() {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use procsup::{Sys, SysEvent};
+    use procsup::Sys;
     let _serial = real::serial();
     let mut sys = UnixSys::new();
     let pid = sys.spawn(&ProcessSpec::new("quiet", "sleep").arg("60")).unwrap();
@@ -561,30 +560,37 @@ fn a_child_entering_its_cgroup_wakes_nothing() {
     }
     // The kernel announces the cgroup's change at once, or within 20 ms
     // when it announced one shortly before: 200 ms is ample.
-    let woke = {
-        let fds = sys.readiness_fds();
-        let mut pfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
-        poll(&mut pfds, PollTimeout::from(200u8)).unwrap()
-    };
+    let woke = readiness_wakes(&sys, 200);
     let mut events = Vec::new();
     sys.poll(&mut events);
     assert_eq!(woke, 0, "the host was woken by the spawn; a poll then said {events:?}");
+    kill_and_reap(&mut sys, pid);
+    // Nothing of the reaped child is left in the epoll set.
+    assert_eq!(readiness_wakes(&sys, 50), 0, "the reaped child still wakes the host");
+}
+
+/// SIGKILLs the child `pid` of `sys` and polls (waking on its readiness
+/// fds) until its exit is reported, for 10 s at most.
+fn kill_and_reap(sys: &mut UnixSys, pid: nix::unistd::Pid) {
+    use procsup::{Sys, SysEvent};
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut events = Vec::new();
     while !events.iter().any(|e| matches!(e, SysEvent::Exited { pid: p, .. } if *p == pid)) {
         assert!(Instant::now() < deadline, "no exit of {pid} within 10 s");
-        let fds = sys.readiness_fds();
-        let mut pfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
-        let _ = poll(&mut pfds, PollTimeout::from(100u8));
-        drop(pfds);
-        drop(fds);
+        readiness_wakes(sys, 100);
         events.clear();
         sys.poll(&mut events);
     }
-    // Nothing of the reaped child is left in the epoll set.
+}
+
+/// Whether `sys`'s readiness fds become ready within `ms` (poll's count).
+fn readiness_wakes(sys: &UnixSys, ms: u8) -> i32 {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use procsup::Sys;
     let fds = sys.readiness_fds();
     let mut pfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
-    assert_eq!(poll(&mut pfds, PollTimeout::from(50u8)).unwrap(), 0, "the reaped child still wakes the host");
+    poll(&mut pfds, PollTimeout::from(ms)).unwrap()
 }
 
 /// A reaped child's pidfd leaves the host's epoll set even while another
@@ -593,7 +599,6 @@ fn a_child_entering_its_cgroup_wakes_nothing() {
 /// pidfd merely closed would keep the set ready, and the host would spin.
 #[test]
 fn a_reaped_childs_pidfd_wakes_nothing_while_a_fork_holds_the_hosts_fds() {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use procsup::{Sys, SysEvent};
     use std::io::Read;
     let _serial = real::serial();
@@ -629,25 +634,8 @@ fn a_reaped_childs_pidfd_wakes_nothing_while_a_fork_holds_the_hosts_fds() {
     forked.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     forked.read_exact(&mut byte).expect("the other thread's fork within 10 s");
     // Now a fork holds a copy of the pidfd: the child ends and is reaped.
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut events = Vec::new();
-    while !events.iter().any(|e| matches!(e, SysEvent::Exited { pid: p, .. } if *p == pid)) {
-        assert!(Instant::now() < deadline, "no exit of {pid} within 10 s");
-        let fds = sys.readiness_fds();
-        let mut pfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
-        let _ = poll(&mut pfds, PollTimeout::from(100u8));
-        drop(pfds);
-        drop(fds);
-        events.clear();
-        sys.poll(&mut events);
-    }
-    let woke = {
-        let fds = sys.readiness_fds();
-        let mut pfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
-        poll(&mut pfds, PollTimeout::from(100u8)).unwrap()
-    };
-    assert_eq!(woke, 0, "the reaped child's pidfd still makes the host's epoll set ready");
+    kill_and_reap(&mut sys, pid);
+    assert_eq!(readiness_wakes(&sys, 100), 0, "the reaped child's pidfd still makes the host's epoll set ready");
     other.join().unwrap();
 }
 
