@@ -150,14 +150,16 @@ impl UnixSys {
     }
 
     /// Writes the records `spawn_child` left for later and removes those
-    /// of gone children, unless this poll reported an exit: its restart
-    /// comes first (put off at most `PUT_OFF` polls in a row, so a steady
-    /// stream of exits cannot starve it).
-    pub(super) fn keep_records(&mut self, exited: bool) {
+    /// of gone children, unless this poll reported an exit (or a tree's
+    /// end) in `reported`: its restart comes first (put off at most
+    /// `PUT_OFF` polls in a row, so a steady stream of exits cannot starve
+    /// it).
+    pub(super) fn keep_records(&mut self, reported: &[SysEvent]) {
         const PUT_OFF: u8 = 4;
         if self.unrecorded.is_empty() && self.stale_records.is_empty() {
             return;
         }
+        let exited = reported.iter().any(|e| matches!(e, SysEvent::Exited { .. } | SysEvent::TreeEmpty { .. }));
         if exited && self.records_put_off < PUT_OFF {
             self.records_put_off += 1;
             return;
@@ -259,7 +261,7 @@ mod tests {
         sys.host_recorded = false;
         let second = sys.spawn_child(&spec).unwrap();
         assert!(record(second), "no host record, and the child's own waited");
-        sys.keep_records(false);
+        sys.keep_records(&[]);
         assert!(record(first));
     }
 
@@ -268,22 +270,31 @@ mod tests {
     /// poll reports an exit (a crash-looping pool) still gets it done.
     #[test]
     fn record_work_is_put_off_for_exits_a_few_polls_at_most() {
+        let exited = [SysEvent::Exited { pid: Pid::from_raw(1), exit: Exit::Exited(1) }];
         let tmp = tempfile::tempdir().unwrap();
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let mut sys = UnixSys::new().without_cgroups().state_dir(tmp.path()).unwrap();
         let gone = || ("web".into(), Pid::from_raw(i32::MAX));
         sys.stale_records.push(gone());
         for poll in 1..=4 {
-            sys.keep_records(true);
+            sys.keep_records(&exited);
             assert_eq!(sys.stale_records.len(), 1, "done at poll {poll}, which reported an exit");
         }
-        sys.keep_records(true);
+        sys.keep_records(&exited);
         assert!(sys.stale_records.is_empty(), "put off a fifth time");
         // The count starts over; a poll without an exit does it at once.
         sys.stale_records.push(gone());
-        sys.keep_records(true);
+        sys.keep_records(&exited);
         assert_eq!(sys.stale_records.len(), 1);
-        sys.keep_records(false);
+        // A tree's end is followed by a restart as an exit is.
+        sys.keep_records(&[SysEvent::TreeEmpty { pid: Pid::from_raw(1) }]);
+        assert_eq!(sys.stale_records.len(), 1, "done at a poll that reported a tree's end");
+        // Nor is other news a reason to wait.
+        sys.keep_records(&[SysEvent::Output {
+            pid: Pid::from_raw(1),
+            stream: crate::Stream::Stdout,
+            data: b"x".to_vec(),
+        }]);
         assert!(sys.stale_records.is_empty());
         assert_eq!(sys.records_put_off, 0);
     }

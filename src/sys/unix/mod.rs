@@ -694,8 +694,7 @@ impl Sys for UnixSys {
         self.recheck_draining_groups(events);
         self.poll_orphans(events);
         self.poll_adopted(events);
-        let exited = events[before..].iter().any(|e| matches!(e, SysEvent::Exited { .. } | SysEvent::TreeEmpty { .. }));
-        self.keep_records(exited);
+        self.keep_records(&events[before..]);
     }
 
     fn scan_orphans(&mut self) -> io::Result<Vec<OrphanScan>> {
