@@ -106,6 +106,10 @@ options:
                                is an error (exit 2), not a warning
   --subreaper                  adopt orphans (PR_SET_CHILD_SUBREAPER) and reap
                                them, for PID 1 or a container's entrypoint
+  --no-standby                 spawn each restart anew; by default each
+                               running child's successor is made ahead and
+                               parked before its exec (ps: procsup-standby),
+                               so that a restart is one exec
 * --no-cgroups                 hold each child's tree by its process group
                                only, even where a cgroup v2 is writable
 * --capture                    capture the children's stdout and stderr and
@@ -202,6 +206,7 @@ struct Args {
     cgroups: bool,
     instances: Option<u32>,
     subreaper: bool,
+    standby: bool,
     /// A program that is not found fails startup.
     strict: bool,
     capture: bool,
@@ -407,6 +412,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         cgroups: true,
         instances: None,
         subreaper: false,
+        standby: true,
         strict: false,
         capture: false,
         log_dir: None,
@@ -448,6 +454,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--state-dir" => a.state_dir = Some(value(&arg)?.into()),
             "--control" => a.control = Some(value(&arg)?.into()),
             "--subreaper" => a.subreaper = true,
+            "--no-standby" => a.standby = false,
             "--strict" => a.strict = true,
             "--log-level" => {
                 let v = value(&arg)?;
@@ -722,7 +729,11 @@ fn supervise(args: &Args, outputs: &Outputs) -> ExitCode {
         outputs.error(msg);
         ExitCode::from(2)
     };
-    let base = || if args.cgroups { UnixSys::new() } else { UnixSys::new().without_cgroups() };
+    let standby = args.standby;
+    let base = || {
+        let sys = if args.cgroups { UnixSys::new() } else { UnixSys::new().without_cgroups() };
+        sys.standby(standby)
+    };
     let sys = match &args.state_dir {
         Some(dir) => match lock_state_dir(base, dir) {
             Ok(sys) => sys,

@@ -172,6 +172,8 @@ pub struct FakeSys {
     interrupted_polls: u32,
     spawned: u64,
     containment: Option<Containment>,
+    /// Names the supervisor expects to spawn again (its respawn hints).
+    expected: std::collections::BTreeSet<String>,
 }
 
 impl Default for FakeSys {
@@ -197,7 +199,25 @@ impl FakeSys {
             interrupted_polls: 0,
             spawned: 0,
             containment: None,
+            expected: Default::default(),
         }
+    }
+
+    /// The names the supervisor said it will spawn again
+    /// ([`Sys::expect_respawn`]) and has not taken back
+    /// ([`Sys::forget_respawn`]), in name order: what [`UnixSys`](crate::UnixSys)
+    /// holds a successor ready for with [`standby`](crate::UnixSys::standby).
+    ///
+    /// ```
+    /// use procsup::testing::FakeSys;
+    /// use procsup::{ProcessSpec, Supervisor};
+    /// let mut sup = Supervisor::new(FakeSys::new());
+    /// sup.add_process(ProcessSpec::new("web", "web-server")).unwrap();
+    /// sup.start_process("web", std::time::Instant::now()).unwrap();
+    /// assert_eq!(sup.sys().expected_respawns(), ["web"]);
+    /// ```
+    pub fn expected_respawns(&self) -> Vec<&str> {
+        self.expected.iter().map(String::as_str).collect()
     }
 
     /// The child ends and its status is lost: someone else reaped it, as a
@@ -507,6 +527,14 @@ impl FakeSys {
 }
 
 impl Sys for FakeSys {
+    fn expect_respawn(&mut self, spec: &ProcessSpec) {
+        self.expected.insert(spec.name.clone());
+    }
+
+    fn forget_respawn(&mut self, name: &str) {
+        self.expected.remove(name);
+    }
+
     /// Cgroup limits only with [`Containment::Cgroup`] set
     /// ([`set_containment`](FakeSys::set_containment)), as `UnixSys`
     /// without a cgroup refuses them.

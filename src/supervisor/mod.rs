@@ -312,6 +312,15 @@ impl<S: Sys> Supervisor<S> {
     }
 
     fn emit(&mut self, ev: Event) {
+        // Not to be spawned again for now: what the Sys prepared goes.
+        // (A stop asked for, or for a dependency, counts from its start.)
+        if let Event::Stopped { name }
+        | Event::Fatal { name, .. }
+        | Event::Removed { name }
+        | Event::Stopping { name, reason: crate::StopReason::Requested | crate::StopReason::Dependency, .. } = &ev
+        {
+            self.sys.forget_respawn(name);
+        }
         self.log_event(&ev);
         self.events.push_back(ev);
     }

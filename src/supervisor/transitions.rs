@@ -142,6 +142,11 @@ impl<S: Sys> Supervisor<S> {
                 let containment = self.sys.containment(pid);
                 self.p_mut(id).containment = Some(containment);
                 self.pids.insert(pid, id);
+                // Its successor may be made ready now (`UnixSys::standby`).
+                let spec = &self.procs[id].as_ref().expect("spawn_child is called on live slots").spec;
+                if spec.restart != RestartPolicy::Never {
+                    self.sys.expect_respawn(spec);
+                }
                 self.emit(Event::Spawned { name, pid, restart_count });
                 self.begin_start(id, pid, now);
                 Ok(pid)
@@ -352,6 +357,8 @@ impl<S: Sys> Supervisor<S> {
                     self.schedule_restart(id, now, after_running);
                 } else {
                     self.p_mut(id).state = State::Exited;
+                    let name = self.p(id).name.clone();
+                    self.sys.forget_respawn(&name);
                 }
             }
         }

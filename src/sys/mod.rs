@@ -203,6 +203,24 @@ pub trait Sys {
         None
     }
 
+    /// A hint from the supervisor, given after it spawned a child of
+    /// `spec`: when that child ends, the process is to be spawned again
+    /// with this spec (it runs under a restart policy). A `Sys` may prepare
+    /// that spawn ahead of time ([`UnixSys::standby`]); the next
+    /// [`spawn`](Sys::spawn) of this name must still work, hint or not.
+    /// Default: nothing.
+    fn expect_respawn(&mut self, spec: &ProcessSpec) {
+        let _ = spec;
+    }
+
+    /// The hint of [`expect_respawn`](Sys::expect_respawn) taken back:
+    /// `name` is not to be spawned again for now (stopped for good, given
+    /// up, exited for good, removed); what was prepared for it may go.
+    /// Default: nothing.
+    fn forget_respawn(&mut self, name: &str) {
+        let _ = name;
+    }
+
     /// Signals a watched orphan (its process group where it led one), after
     /// checking it is still the recorded process. `ESRCH` when it is not.
     fn signal_orphan(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {

@@ -73,6 +73,11 @@ impl Support {
         self.clone3 != Some(false) || self.clone_pidfd != Some(false)
     }
 
+    /// Whether a child can be held ready: clone3 has worked here.
+    pub(super) fn parks(&self) -> bool {
+        self.clone3 == Some(true)
+    }
+
     /// The clone the next spawn tries first.
     fn path(&self) -> &'static str {
         if self.clone3 == Some(false) {
@@ -168,22 +173,83 @@ pub(super) struct Spawned {
     pub(super) refused_into: bool,
 }
 
-/// What came of a spawn: a child, a failure (and which clone failed), or
-/// no clone to be had here (use `Command`).
+/// What came of a spawn: a child, a child held ready with the memory it
+/// runs on, a failure (and which clone failed), or no clone to be had here
+/// (use `Command`).
 pub(super) enum Outcome {
     Spawned(Spawned),
+    Parked(Spawned, Held),
     Failed(io::Error, &'static str),
     Unsupported,
+}
+
+/// How a spawn goes: at once, on the shared stack (the clone returns once
+/// the child has exec'd), or held ready: the child does every step, then
+/// waits on its end of a socket for the host's word (`standby.rs`).
+pub(super) enum How<'a> {
+    Now(&'a Stack),
+    Park(RawFd),
+}
+
+/// What a child held ready runs on until its exec: its arguments, the
+/// buffers they point into, and its stack. It shares the host's memory and
+/// runs while the host does (no `CLONE_VFORK`), so this must outlive its
+/// use: until its end of the socket closes (its exec or its death) or it
+/// is reaped.
+pub(super) struct Held {
+    args: Box<ChildArgs>,
+    _prepared: Prepared,
+    _cwd: Option<CString>,
+    _stack: Stack,
+}
+
+// SAFETY: the raw pointers in `args` point into `_prepared` and `_cwd`,
+// owned here; the host side only reads the two atomics.
+unsafe impl Send for Held {}
+// SAFETY: as above: `&Held` reads atomics only.
+unsafe impl Sync for Held {}
+
+impl Held {
+    /// Every step is done and the child waits for the word.
+    pub(super) fn parked(&self) -> bool {
+        self.args.parked.load(Ordering::SeqCst)
+    }
+
+    /// The errno of the step (or exec) that failed; 0 if none did.
+    pub(super) fn err(&self) -> i32 {
+        self.args.err.load(Ordering::SeqCst)
+    }
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held").field("parked", &self.parked()).field("err", &self.err()).finish()
+    }
 }
 
 /// Spawns `spec`. `fail_clone3`: a test seam, clone3 answers this errno.
 pub(super) fn spawn(
     spec: &ProcessSpec,
     extras: Extras<'_>,
-    stack: &Stack,
+    how: How<'_>,
     support: &mut Support,
     fail_clone3: Option<i32>,
 ) -> Outcome {
+    // Held ready only where clone3 is known to work: the `clone(2)`
+    // fallback has no such path.
+    let (own_stack, park) = match how {
+        How::Now(_) => (None, -1),
+        How::Park(_) if support.clone3 != Some(true) || fail_clone3.is_some() => return Outcome::Unsupported,
+        How::Park(fd) => match Stack::new() {
+            Ok(stack) => (Some(stack), fd),
+            Err(e) => return Outcome::Failed(e, support.path()),
+        },
+    };
+    let stack = match (&how, &own_stack) {
+        (How::Now(stack), _) => *stack,
+        (_, Some(stack)) => stack,
+        (How::Park(_), None) => return Outcome::Unsupported,
+    };
     let changes = spec
         .envs
         .iter()
@@ -227,6 +293,8 @@ pub(super) fn spawn(
         candidates: prepared.candidates(),
         argv: prepared.argv(),
         envp: prepared.envp(),
+        park,
+        parked: Default::default(),
     });
     for (slot, &m) in args.moves.iter_mut().zip(&moves) {
         *slot = m;
@@ -258,7 +326,7 @@ pub(super) fn spawn(
         loop {
             let mut cl = CloneArgs {
                 flags: libc::CLONE_VM as u64
-                    | libc::CLONE_VFORK as u64
+                    | if park < 0 { libc::CLONE_VFORK as u64 } else { 0 }
                     | if extras.pidfd { CLONE_PIDFD } else { 0 }
                     | if into.is_some() { CLONE_INTO_CGROUP } else { 0 },
                 pidfd: &mut pidfd as *mut libc::c_int as u64,
@@ -271,12 +339,15 @@ pub(super) fn spawn(
             args.cgroup_procs = if into.is_some() { -1 } else { extras.cgroup.map_or(-1, |(_, procs)| procs) };
             let ret = match fail_clone3 {
                 Some(errno) => -(errno as isize),
-                // SAFETY: clone3(2) with CLONE_VM|CLONE_VFORK, a stack of our
-                // own and `child_main` as the child's first function, which
-                // never returns (see clone3_vfork).
+                // SAFETY: clone3(2) with CLONE_VM (and CLONE_VFORK, or a
+                // child held ready whose memory `Held` keeps), a stack of
+                // our own and `child_main` as the child's first function,
+                // which never returns (see clone3_vfork).
                 None => unsafe { clone3_vfork(&mut cl, arg) },
             };
-            if ret >= 0 && into.is_some() && !args.started.load(Ordering::SeqCst) {
+            // (A child held ready runs on: whether it was killed at birth
+            // shows when the host gives the word, as it never parks.)
+            if park < 0 && ret >= 0 && into.is_some() && !args.started.load(Ordering::SeqCst) {
                 // Killed at birth, before its first instruction: Linux 6.x
                 // kills a child cloned into a cgroup that it (or an
                 // ancestor) was ever `cgroup.kill`ed, comparing the kill
@@ -354,7 +425,6 @@ pub(super) fn spawn(
             [libc::SIG_SETMASK as usize, &old as *const u64 as usize, 0, 8, 0, 0],
         );
     }
-    drop(prepared);
     let (ret, path) = match result {
         Ok(ok) => ok,
         Err(_) if !support.usable() => return Outcome::Unsupported,
@@ -363,6 +433,11 @@ pub(super) fn spawn(
     let pid = Pid::from_raw(ret as i32);
     // SAFETY: with CLONE_PIDFD the kernel stored a new fd here, ours alone.
     let pidfd = (extras.pidfd && pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+    if let Some(stack) = own_stack {
+        let spawned = Spawned { pid, pidfd, path, refused_into };
+        return Outcome::Parked(spawned, Held { args, _prepared: prepared, _cwd: cwd, _stack: stack });
+    }
+    drop(prepared);
     let mut errno = args.err.load(Ordering::SeqCst);
     if errno == 0 && !args.started.load(Ordering::SeqCst) {
         // Killed before it ran (see above), where no retry was left.
@@ -485,7 +560,8 @@ mod tests {
             };
             let stack = super::Stack::new().unwrap();
             let mut support = super::Support::default();
-            let super::Outcome::Spawned(s) = super::spawn(&spec, extras, &stack, &mut support, fail) else {
+            let super::Outcome::Spawned(s) = super::spawn(&spec, extras, super::How::Now(&stack), &mut support, fail)
+            else {
                 panic!("{fail:?}: no child");
             };
             assert_eq!(s.path, if fail.is_some() { "clone" } else { "clone3" });

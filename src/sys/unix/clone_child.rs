@@ -22,9 +22,15 @@
 //!    the effective uid or gid changes, so it cannot come before them, as
 //!    the spawn issue's order had it), then `chdir`;
 //! 5. the fd plan: stdio, capture pipes, the notify pipe, passed fds, and
-//!    every other fd above 2 close-on-exec; then `LISTEN_PID` and
-//!    `WATCHDOG_PID`;
+//!    every other fd above 2 close-on-exec; then, for a successor held
+//!    ready (`standby.rs`), the wait for the host's word; then
+//!    `LISTEN_PID` and `WATCHDOG_PID`;
 //! 6. `execve`.
+//!
+//! A successor held ready is cloned without `CLONE_VFORK`: it shares the
+//! host's memory while the host runs on, so the same rules hold for longer,
+//! and the parent keeps [`ChildArgs`] and the stack alive until the child
+//! has exec'd or is gone (`standby.rs`).
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -129,6 +135,11 @@ pub(super) struct ChildArgs {
     pub(super) candidates: *const *const libc::c_char,
     pub(super) argv: *const *const libc::c_char,
     pub(super) envp: *const *const libc::c_char,
+    /// A successor held ready: its end of the socket the host's word comes
+    /// on (-1: none, exec at once).
+    pub(super) park: RawFd,
+    /// Set once it waits for that word, every step before done.
+    pub(super) parked: std::sync::atomic::AtomicBool,
 }
 
 /// The child's entry point, on its own stack. Never returns: it execs or
@@ -270,6 +281,17 @@ unsafe fn run_steps(a: &mut ChildArgs) -> i32 {
         // No indexing that could panic here (the panic machinery would
         // allocate and lock in the host's memory): `get`, and no array
         // initialised in the child (that could call memset).
+        // The park socket first goes above every target, where no move
+        // lands on it (close-on-exec: exec closes it, which the host sees).
+        let mut park = -1;
+        if a.park >= 0 {
+            let ret =
+                syscall6(libc::SYS_fcntl, [a.park as usize, libc::F_DUPFD_CLOEXEC as usize, a.above as usize, 0, 0, 0]);
+            match failed(ret) {
+                Some(e) => return e,
+                None => park = ret as RawFd,
+            }
+        }
         let n = if a.moves_len < MAX_MOVES { a.moves_len } else { MAX_MOVES };
         let mut i = 0;
         while i < n {
@@ -304,6 +326,60 @@ unsafe fn run_steps(a: &mut ChildArgs) -> i32 {
                 return e;
             }
             i += 1;
+        }
+        // Held ready, it may wait long: every fd but its own (the targets
+        // and the park socket) is closed now, not at exec, so that it holds
+        // none of the host's (a listening socket the host closes, another
+        // successor's socket, whose end of file tells that one the host
+        // died). close(2) of each gap below `above`, close_range(2) above.
+        if park >= 0 {
+            let mut fd = 3;
+            while fd < a.above {
+                let mut target = false;
+                let mut k = 0;
+                while k < n {
+                    if let Some(&(_, t)) = a.moves.get(k) {
+                        target |= t == fd;
+                    }
+                    k += 1;
+                }
+                if !target {
+                    syscall6(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0]);
+                }
+                fd += 1;
+            }
+            // (stdin, stdout and stderr stay, moved or inherited.)
+            let low = if a.above > 3 { a.above } else { 3 };
+            if park > low {
+                let ret = syscall6(libc::SYS_close_range, [low as usize, (park - 1) as usize, 0, 0, 0, 0]);
+                if let Some(e) = failed(ret) {
+                    return e;
+                }
+            }
+            let ret = syscall6(libc::SYS_close_range, [(park + 1) as usize, u32::MAX as usize, 0, 0, 0, 0]);
+            if let Some(e) = failed(ret) {
+                return e;
+            }
+        }
+        // Held ready: every step is done; wait for the host's word (read(2)
+        // of one byte). End of file (the host let it go, or died: its end
+        // closed) or an error ends the child.
+        if park >= 0 {
+            // prctl(2) PR_SET_NAME: what `ps` shows until the exec names it
+            // (this task's own comm; the 16 bytes are a constant's).
+            syscall6(libc::SYS_prctl, [libc::PR_SET_NAME as usize, c"procsup-standby".as_ptr() as usize, 0, 0, 0, 0]);
+            a.parked.store(true, Ordering::SeqCst);
+            let mut word = 0u8;
+            loop {
+                let ret = syscall6(libc::SYS_read, [park as usize, &mut word as *mut u8 as usize, 1, 0, 0, 0]);
+                if ret == 1 {
+                    break;
+                }
+                if ret == -(libc::EINTR as isize) {
+                    continue;
+                }
+                syscall6(libc::SYS_exit_group, [0, 0, 0, 0, 0, 0]);
+            }
         }
         // The pid variables: digits written into entries the parent made.
         let slots = if a.pid_slots_len < 2 { a.pid_slots_len } else { 2 };

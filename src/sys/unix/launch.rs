@@ -6,9 +6,46 @@
 use super::spawner::Added;
 use super::*;
 
+/// A child made, not yet watched: what `launch` hands to `register`.
+#[derive(Debug)]
+pub(super) struct Launched {
+    pub(super) pid: Pid,
+    notify: Option<notify::Notify>,
+    cgroup: Option<cgroup::ChildCgroup>,
+    pub(super) pidfd: Option<OwnedFd>,
+    read_ends: [Option<OwnedFd>; 2],
+    /// The thread that cloned it (its parent-death signal follows that
+    /// thread's end).
+    tid: i32,
+}
+
+impl Launched {
+    /// Its cgroup, taken out (a child held ready and let go, once reaped).
+    pub(super) fn take_cgroup(&mut self) -> Option<cgroup::ChildCgroup> {
+        self.cgroup.take()
+    }
+}
+
 impl UnixSys {
-    /// [`Sys::spawn`] for [`UnixSys`].
+    /// [`Sys::spawn`] for [`UnixSys`]: the successor held ready for it
+    /// (`standby.rs`) if there is one, else a child made now.
     pub(super) fn spawn_child(&mut self, spec: &ProcessSpec) -> io::Result<Pid> {
+        if let Some(launched) = self.release_standby(spec) {
+            return Ok(self.register(spec, launched));
+        }
+        let (launched, _) = self.launch(spec, None)?;
+        Ok(self.register(spec, launched))
+    }
+
+    /// Makes a child of `spec`: its containment and notify channel, then the
+    /// clone (or `Command`). With `park` (its end of the host's socket), a
+    /// successor held ready instead, and the memory it runs on.
+    #[cfg_attr(not(all(target_os = "linux", target_arch = "x86_64")), allow(unused_variables))]
+    pub(super) fn launch(
+        &mut self,
+        spec: &ProcessSpec,
+        park: Option<std::os::fd::RawFd>,
+    ) -> io::Result<(Launched, Option<Held>)> {
         let mut notify = notify::Notify::prepare(spec)?;
         let tree = spec.kill_mode == KillMode::Tree;
         let limited = spec.first_cgroup_limit().is_some();
@@ -43,7 +80,22 @@ impl UnixSys {
         }
         let cgroup_fds = procs.as_ref().zip(cgroup_fd.as_ref()).map(|(p, d)| (d.as_raw_fd(), p.as_raw_fd()));
         let added = Added { notify: notify.as_ref(), env: &env, pid_vars: &pid_vars };
-        let mut spawned = self.spawner.cloned(spec, &added, cgroup_fds, self.pidfd != Some(false), self.faults.clone3);
+        let mut held = None;
+        let mut spawned = match park {
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+            Some(fd) => Some(self.spawner.parked(spec, &added, cgroup_fds, fd).map_or_else(
+                || Err(io::Error::from(io::ErrorKind::Unsupported)),
+                |r| {
+                    r.map(|(spawned, h)| {
+                        held = Some(h);
+                        spawned
+                    })
+                },
+            )),
+            #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+            Some(_) => Some(Err(io::Error::from(io::ErrorKind::Unsupported))),
+            None => self.spawner.cloned(spec, &added, cgroup_fds, self.pidfd != Some(false), self.faults.clone3),
+        };
         if spawned.is_none() {
             spawned = Some(self.spawner.command(spec, &added, procs.as_ref()));
         }
@@ -67,11 +119,22 @@ impl UnixSys {
                 cg.taint();
             }
         }
-        let pidfd = self.open_pidfd(pid, clone_pidfd);
         #[cfg(target_os = "linux")]
-        let spawner = (nix::unistd::gettid().as_raw(), spec.die_with_parent.map(|s| s as i32));
+        let tid = nix::unistd::gettid().as_raw();
         #[cfg(not(target_os = "linux"))]
-        let spawner = (0, None);
+        let tid = 0;
+        let launched = Launched { pid, notify, cgroup, pidfd: clone_pidfd, read_ends, tid };
+        Ok((launched, held))
+    }
+
+    /// Watches a child `launch` made: its pidfd, pipes, notify channel and
+    /// record. Nothing here fails: the child exists, and what cannot be
+    /// watched is looked at on every poll instead.
+    pub(super) fn register(&mut self, spec: &ProcessSpec, launched: Launched) -> Pid {
+        let Launched { pid, mut notify, cgroup, pidfd: clone_pidfd, read_ends, tid } = launched;
+        let tree = spec.kill_mode == KillMode::Tree;
+        let pidfd = self.open_pidfd(pid, clone_pidfd);
+        let spawner = (tid, spec.die_with_parent.map(|s| s as i32));
         let contain = match cgroup {
             // Its `cgroup.events` is watched only once the leader is gone
             // and the tree is not (`leader_reaped`): watched from now on, it
@@ -146,7 +209,7 @@ impl UnixSys {
         }
         entry.notify = notify.map(|n| self.watch_notify(pid, n));
         self.children.insert(pid, entry);
-        Ok(pid)
+        pid
     }
 
     /// Writes the records `spawn_child` left for later and removes those

@@ -49,6 +49,7 @@ mod output;
 mod readiness;
 mod spawn;
 mod spawner;
+mod standby;
 mod subreaper;
 mod tree;
 mod usage;
@@ -72,6 +73,7 @@ use output::{pending_bytes, pipe_token, OutputReader};
 use readiness::{token, untoken, Readiness};
 use spawn::set_nonblocking;
 use spawner::Spawner;
+use standby::{Held, Standbys, STANDBY_DELAY};
 use subreaper::{Subreaper, ADOPTED_SLOT};
 use tree::{Contain, GroupDrains, CGROUP_SLOT, MEMBER_SLOT, MEMORY_TAG};
 use wait::{pidfd_open, pidfd_waitid_works, waitid_pidfd, waitpid_nohang, warn_if_spawner_thread_died};
@@ -205,6 +207,8 @@ pub struct UnixSys {
     finishing: BTreeSet<Pid>,
     faults: Faults,
     spawner: Spawner,
+    /// Successors held ready (`standby.rs`).
+    standbys: Standbys,
 }
 
 // A host may keep its supervisor in a `Mutex` or move it across threads.
@@ -303,6 +307,7 @@ impl UnixSys {
             finishing: BTreeSet::new(),
             faults: Faults::default(),
             spawner: Spawner::default(),
+            standbys: Standbys::default(),
         }
     }
 
@@ -695,6 +700,7 @@ impl Sys for UnixSys {
         self.poll_orphans(events);
         self.poll_adopted(events);
         self.keep_records(&events[before..]);
+        self.tend_standbys(&events[before..]);
     }
 
     fn scan_orphans(&mut self) -> io::Result<Vec<OrphanScan>> {
@@ -725,6 +731,14 @@ impl Sys for UnixSys {
         self.orphans.signal(pid, signal)
     }
 
+    fn expect_respawn(&mut self, spec: &ProcessSpec) {
+        self.want_standby(spec);
+    }
+
+    fn forget_respawn(&mut self, name: &str) {
+        self.unwant_standby(name);
+    }
+
     fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
         self.readiness.iter().map(Readiness::fd).collect()
     }
@@ -742,6 +756,8 @@ impl Sys for UnixSys {
             Some(Duration::ZERO)
         } else if !self.stale_records.is_empty() || !self.unrecorded.is_empty() {
             Some(RECORD_DELAY)
+        } else if self.standbys.wants_a_poll() {
+            Some(STANDBY_DELAY)
         } else if !self.unwatched.is_empty()
             || !self.memory_polled.is_empty()
             || !self.cgroup_polled.is_empty()
@@ -798,6 +814,7 @@ impl Drop for UnixSys {
                 }
             }
         }
+        self.end_standbys();
         self.remove_stale_records();
         self.release_adopted();
         // The cgroup directory goes, then the record that names it.

@@ -96,6 +96,44 @@ impl Spawner {
                 Err(e) => return Some(Err(e)),
             }
         }
+        match self.clone_spawn(spec, added, cgroup, pidfd, clone3_fault, None)? {
+            Ok((spawned, _)) => Some(Ok(spawned)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// A successor held ready (`standby.rs`): cloned with every step done
+    /// but the exec, which waits for a byte on `release` (its end of the
+    /// host's socket). `None` where only the spawn at once can be had (no
+    /// clone3 known to work, a `pre_exec` hook).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub(super) fn parked(
+        &mut self,
+        spec: &ProcessSpec,
+        added: &Added<'_>,
+        cgroup: Option<(RawFd, RawFd)>,
+        release: RawFd,
+    ) -> Option<io::Result<(Spawned, clone::Held)>> {
+        if !spec.pre_exec.is_empty() || !self.clone_support.parks() {
+            return None;
+        }
+        match self.clone_spawn(spec, added, cgroup, true, None, Some(release))? {
+            Ok((spawned, Some(held))) => Some(Ok((spawned, held))),
+            Ok((_, None)) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn clone_spawn(
+        &mut self,
+        spec: &ProcessSpec,
+        added: &Added<'_>,
+        cgroup: Option<(RawFd, RawFd)>,
+        pidfd: bool,
+        clone3_fault: Option<i32>,
+        park: Option<RawFd>,
+    ) -> Option<io::Result<(Spawned, Option<clone::Held>)>> {
         let fds = match spawn::child_fds(spec, &mut self.null) {
             Ok(fds) => fds,
             Err(e) => return Some(Err(e)),
@@ -111,12 +149,16 @@ impl Spawner {
             cgroup,
             pidfd,
         };
-        let stack = self.stack.as_ref()?;
-        match clone::spawn(spec, extras, stack, &mut self.clone_support, clone3_fault) {
+        let how = match park {
+            Some(fd) => clone::How::Park(fd),
+            None => clone::How::Now(self.stack.as_ref()?),
+        };
+        match clone::spawn(spec, extras, how, &mut self.clone_support, clone3_fault) {
             clone::Outcome::Spawned(s) => {
                 self.last_spawn = Some(s.path);
-                Some(Ok((s.pid, s.pidfd, fds.read_ends, s.refused_into)))
+                Some(Ok(((s.pid, s.pidfd, fds.read_ends, s.refused_into), None)))
             }
+            clone::Outcome::Parked(s, held) => Some(Ok(((s.pid, s.pidfd, fds.read_ends, false), Some(held)))),
             clone::Outcome::Failed(e, path) => {
                 self.last_spawn = Some(path);
                 Some(Err(e))

@@ -177,7 +177,8 @@ impl UnixSys {
             }
         }
         let exit_seen = self.subreaper.as_ref().is_some_and(|sr| !sr.recent.is_empty());
-        if exit_seen || peek_zombie().is_some_and(|pid| !self.children.contains_key(&pid)) {
+        if exit_seen || peek_zombie().is_some_and(|pid| !self.children.contains_key(&pid) && !self.standbys.holds(pid))
+        {
             self.adopt_new(events);
         }
         if let Some(sr) = &mut self.subreaper {
@@ -191,7 +192,7 @@ impl UnixSys {
             .into_iter()
             .filter(|&p| {
                 let pid = Pid::from_raw(p);
-                !self.children.contains_key(&pid) && !sr.adopted.contains_key(&pid)
+                !self.children.contains_key(&pid) && !sr.adopted.contains_key(&pid) && !self.standbys.holds(pid)
             })
             .collect();
         if candidates.is_empty() {

@@ -113,6 +113,24 @@ pub(super) fn waitid_pidfd(_: RawFd) -> Option<Exit> {
     None
 }
 
+/// Blocking `waitid(P_PIDFD)` for one own child that was sent SIGKILL
+/// (`Drop` only): it returns once the child is gone.
+#[cfg(target_os = "linux")]
+pub(super) fn reap_blocking(fd: RawFd) {
+    loop {
+        // SAFETY: siginfo_t is plain data; all zeroes is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable siginfo_t; `fd` is our pidfd.
+        let rc = unsafe { libc::waitid(libc::P_PIDFD, fd as libc::id_t, &mut info, libc::WEXITED) };
+        if rc == 0 || Errno::last() != Errno::EINTR {
+            return;
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn reap_blocking(_: RawFd) {}
+
 /// `waitpid(pid, WNOHANG)` for one own child: the exit, if it happened.
 pub(super) fn waitpid_nohang(pid: Pid) -> Option<Exit> {
     loop {

@@ -1,0 +1,538 @@
+//! Successors held ready ([`UnixSys::standby`]): once a child runs, the
+//! host clones the child that will replace it, with every step of the
+//! spawn done (its cgroup, session, signals, parent-death signal, fds,
+//! environment), and parks it on a socket before its `execve`. When the
+//! supervisor spawns that name again with the same spec, the spawn is one
+//! byte on that socket: the successor execs at once, and the restart path
+//! holds no clone, no environment copy and no child set-up (#22).
+//!
+//! - **What it is**: a `CLONE_VM` child without `CLONE_VFORK`
+//!   (`clone_child.rs`): it shares the host's memory, so it costs no page
+//!   table copy, however large the host, and the memory it runs on
+//!   ([`Held`]) is kept until its end of the socket closes (its exec, or its
+//!   death). `ps` shows it as `procsup-standby`.
+//! - **It never outlives the host**: a host that dies closes its end of the
+//!   socket, and the parked child's `read` returns end of file: it exits.
+//!   The parent-death signal, where the spec has one, ends it too.
+//! - **When**: [`Sys::expect_respawn`] (the supervisor, after a spawn under
+//!   a restart policy) asks for one; it is made at the next poll that
+//!   reports no exit, so never on a restart's path; the supervisor takes
+//!   the wish back ([`Sys::forget_respawn`]) when the process is stopped
+//!   for good, gives up or is removed, and the successor is then ended.
+//! - **Which specs**: not those that change credentials (the child would
+//!   hold the host's memory under another uid), set cgroup limits (a memory
+//!   OOM kill in its cgroup would kill every process sharing its memory:
+//!   the host), append to a file (opened at the spawn, so that a rotated
+//!   log is followed), run a `pre_exec` hook, or treat an exec error as
+//!   fatal (the exec happens after the spawn has returned: its failure is
+//!   the child's exit 127, logged with its errno).
+//! - **Same spec**: a spawn whose spec differs in anything the spawn uses
+//!   (program, arguments, environment, stdio, fds, readiness, ...) ends the
+//!   successor and spawns anew. The host's own environment and working
+//!   directory are those of the moment the successor was made.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use super::launch::Launched;
+use super::*;
+use crate::spec::Output;
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(super) use super::clone::Held;
+
+/// No child is ever held ready on other systems.
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+#[derive(Debug)]
+pub(super) enum Held {}
+
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+impl Held {
+    fn parked(&self) -> bool {
+        match *self {}
+    }
+
+    fn err(&self) -> i32 {
+        match *self {}
+    }
+}
+
+/// How soon a successor is made, or a let-go one looked at, after the
+/// poll that asked for it: past the new child's `execve`.
+pub(super) const STANDBY_DELAY: Duration = Duration::from_millis(1);
+
+/// One successor held ready.
+#[derive(Debug)]
+struct Standby {
+    spec: ProcessSpec,
+    launched: Launched,
+    held: Held,
+    /// The host's end of the socket: one byte lets it exec.
+    sock: OwnedFd,
+}
+
+/// A successor let go (or ended) whose memory is still its own to use.
+#[derive(Debug)]
+struct Going {
+    name: Box<str>,
+    pid: Pid,
+    /// The host's end: end of file once the child has exec'd or is gone.
+    sock: Option<OwnedFd>,
+    held: Held,
+    /// An ended one's: reaped here, then its cgroup is retired.
+    ended: Option<Launched>,
+}
+
+/// The successors of a [`UnixSys`].
+#[derive(Debug, Default)]
+pub(super) struct Standbys {
+    pub(super) on: bool,
+    /// Names to make one for, with their spec.
+    wanted: HashMap<Box<str>, ProcessSpec>,
+    ready: HashMap<Box<str>, Standby>,
+    going: Vec<Going>,
+}
+
+impl Standbys {
+    /// Whether `pid` is a successor (held ready or ending): not an orphan.
+    pub(super) fn holds(&self, pid: Pid) -> bool {
+        self.ready.values().any(|s| s.launched.pid == pid)
+            || self.going.iter().any(|g| g.ended.is_some() && g.pid == pid)
+    }
+
+    /// How many are held ready now (a test seam).
+    #[cfg(test)]
+    pub(super) fn ready_count(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// The pid held ready for `name` (a test seam).
+    #[cfg(test)]
+    pub(super) fn pid_of(&self, name: &str) -> Option<Pid> {
+        self.ready.get(name).map(|s| s.launched.pid)
+    }
+
+    pub(super) fn wants_a_poll(&self) -> bool {
+        !self.wanted.is_empty() || !self.going.is_empty()
+    }
+}
+
+/// Whether `spec` may have a successor held ready (see the module doc).
+fn eligible(spec: &ProcessSpec) -> bool {
+    spec.pre_exec.is_empty()
+        && spec.uid.is_none()
+        && spec.gid.is_none()
+        && spec.first_cgroup_limit().is_none()
+        && !spec.fatal_exec_errors
+        && spec.restart != crate::RestartPolicy::Never
+        && ![&spec.stdout, &spec.stderr].iter().any(|o| matches!(o, Output::Append(_)))
+}
+
+/// Whether a child of `b` would be spawned as one of `a` is: everything
+/// `launch` reads.
+fn alike(a: &ProcessSpec, b: &ProcessSpec) -> bool {
+    fn fds(s: &ProcessSpec) -> Vec<(Option<&str>, RawFd, *const OwnedFd)> {
+        let listen = s.fds.listen.iter().map(|(n, fd)| (Some(n.as_str()), -1, Arc::as_ptr(fd)));
+        listen.chain(s.fds.extra.iter().map(|(t, fd)| (None, *t, Arc::as_ptr(fd)))).collect()
+    }
+    a.name == b.name
+        && a.program == b.program
+        && a.args == b.args
+        && a.env_clear == b.env_clear
+        && a.envs == b.envs
+        && a.cwd == b.cwd
+        && a.stdout == b.stdout
+        && a.stderr == b.stderr
+        && a.process_group == b.process_group
+        && a.kill_mode == b.kill_mode
+        && a.die_with_parent == b.die_with_parent
+        && a.umask == b.umask
+        && a.rlimits == b.rlimits
+        && a.ready == b.ready
+        && a.watchdog == b.watchdog
+        && a.limits == b.limits
+        && fds(a) == fds(b)
+}
+
+use std::sync::Arc;
+
+impl UnixSys {
+    /// Holds a successor ready for every process the supervisor expects to
+    /// respawn, so that its restart is one byte on a socket, not a spawn:
+    /// off by default. See the module doc of `standby.rs` in the source
+    /// for what it costs (one parked process per supervised child, sharing
+    /// the host's memory) and which specs never get one.
+    ///
+    /// ```
+    /// use procsup::UnixSys;
+    /// let sys = UnixSys::new().standby(true);
+    /// # drop(sys);
+    /// ```
+    pub fn standby(mut self, on: bool) -> Self {
+        self.standbys.on = on;
+        self
+    }
+
+    /// [`Sys::expect_respawn`] for [`UnixSys`].
+    pub(super) fn want_standby(&mut self, spec: &ProcessSpec) {
+        if !self.standbys.on || self.pidfd == Some(false) || !eligible(spec) {
+            return;
+        }
+        if let Some(ready) = self.standbys.ready.get(spec.name.as_str()) {
+            if alike(&ready.spec, spec) {
+                return;
+            }
+            let sb = self.standbys.ready.remove(spec.name.as_str()).expect("just found");
+            self.end_standby(sb);
+        }
+        self.standbys.wanted.insert(spec.name.as_str().into(), spec.clone());
+    }
+
+    /// [`Sys::forget_respawn`] for [`UnixSys`].
+    pub(super) fn unwant_standby(&mut self, name: &str) {
+        self.standbys.wanted.remove(name);
+        if let Some(sb) = self.standbys.ready.remove(name) {
+            self.end_standby(sb);
+        }
+    }
+
+    /// Makes one wanted successor, unless this poll reported an exit or a
+    /// tree's end (`reported`: a restart comes first); and looks after the
+    /// successors let go or ended.
+    pub(super) fn tend_standbys(&mut self, reported: &[SysEvent]) {
+        if !self.standbys.going.is_empty() {
+            self.look_at_going();
+        }
+        if self.standbys.wanted.is_empty()
+            || reported.iter().any(|e| matches!(e, SysEvent::Exited { .. } | SysEvent::TreeEmpty { .. }))
+        {
+            return;
+        }
+        let Some(name) = self.standbys.wanted.keys().next().cloned() else { return };
+        let spec = self.standbys.wanted.remove(&name).expect("just listed");
+        if let Err(e) = self.make_standby(spec) {
+            log::debug!("procsup: no successor held ready for {name}: {e}");
+        }
+    }
+
+    fn make_standby(&mut self, spec: ProcessSpec) -> io::Result<()> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        let (ours, theirs) = (OwnedFd::from(ours), OwnedFd::from(theirs));
+        let (launched, held) = self.launch(&spec, Some(theirs.as_raw_fd()))?;
+        // Ours alone from here: the child has its own copy.
+        drop(theirs);
+        let Some(held) = held else {
+            // Not held (no clone3 here): a child that runs at once is not
+            // what was asked for. Never happens: `launch` fails instead.
+            return Err(io::ErrorKind::Unsupported.into());
+        };
+        let name: Box<str> = spec.name.as_str().into();
+        self.standbys.ready.insert(name, Standby { spec, launched, held, sock: ours });
+        Ok(())
+    }
+
+    /// The successor held ready for `spec`, let go: it execs now. `None`
+    /// (and the successor ended) where there is none, it was made for
+    /// another spec, or it is not parked (still on its steps, failed one,
+    /// or killed).
+    pub(super) fn release_standby(&mut self, spec: &ProcessSpec) -> Option<Launched> {
+        let sb = self.standbys.ready.remove(spec.name.as_str())?;
+        if !alike(&sb.spec, spec) || !sb.held.parked() || sb.held.err() != 0 {
+            self.end_standby(sb);
+            return None;
+        }
+        if let Err(e) = send_word(&sb.sock) {
+            log::debug!("procsup: successor of {} (pid {}) gone: {e}; spawning anew", spec.name, sb.launched.pid);
+            self.end_standby(sb);
+            return None;
+        }
+        let Standby { launched, held, sock, .. } = sb;
+        let name = spec.name.as_str().into();
+        self.standbys.going.push(Going { name, pid: launched.pid, sock: Some(sock), held, ended: None });
+        Some(launched)
+    }
+
+    /// Ends a successor not let go: SIGKILL by its pidfd, then reaped by
+    /// `look_at_going`, which retires its cgroup.
+    fn end_standby(&mut self, sb: Standby) {
+        let Standby { spec, launched, held, sock } = sb;
+        if let Some(fd) = &launched.pidfd {
+            let _ = wait::pidfd_send_signal(fd.as_raw_fd(), Signal::SIGKILL);
+        }
+        drop(sock);
+        let (name, pid) = (spec.name.as_str().into(), launched.pid);
+        self.standbys.going.push(Going { name, pid, sock: None, held, ended: Some(launched) });
+    }
+
+    /// Drops what no successor uses any more: the memory of one that has
+    /// exec'd (its end of the socket closed) and ended ones once reaped.
+    fn look_at_going(&mut self) {
+        let mut i = 0;
+        while i < self.standbys.going.len() {
+            let g = &mut self.standbys.going[i];
+            let done = match (&g.sock, &g.ended) {
+                (Some(sock), _) => socket_closed(sock),
+                (None, Some(ended)) => ended.pidfd.as_ref().is_none_or(|fd| waitid_pidfd(fd.as_raw_fd()).is_some()),
+                (None, None) => true,
+            };
+            if !done {
+                i += 1;
+                continue;
+            }
+            let mut g = self.standbys.going.swap_remove(i);
+            let errno = g.held.err();
+            if g.ended.is_none() && errno != 0 {
+                log::warn!(
+                    "procsup: {} (pid {}): its exec failed after the spawn: {}; it exits 127",
+                    g.name,
+                    g.pid,
+                    io::Error::from_raw_os_error(errno)
+                );
+            }
+            if let Some(cg) = g.ended.as_mut().and_then(Launched::take_cgroup) {
+                self.cgroups.retire(&g.name, cg);
+            }
+        }
+    }
+
+    /// Ends every successor and waits for each (`Drop`): SIGKILL cannot be
+    /// ignored.
+    pub(super) fn end_standbys(&mut self) {
+        let ready: Vec<Box<str>> = self.standbys.ready.keys().cloned().collect();
+        for name in ready {
+            let sb = self.standbys.ready.remove(&name).expect("just listed");
+            self.end_standby(sb);
+        }
+        for g in std::mem::take(&mut self.standbys.going) {
+            match (g.ended, g.sock) {
+                (Some(mut ended), _) => {
+                    if let Some(fd) = &ended.pidfd {
+                        wait::reap_blocking(fd.as_raw_fd());
+                    }
+                    if let Some(cg) = ended.take_cgroup() {
+                        cg.wait_empty(200);
+                        cg.remove();
+                    }
+                    drop(g.held);
+                }
+                // Let go and now a child like any other: `Drop` reaped it
+                // before this; its memory is unused unless that failed.
+                (None, Some(sock)) if !socket_closed(&sock) => std::mem::forget(g.held),
+                _ => drop(g.held),
+            }
+        }
+    }
+}
+
+/// The word that lets a parked successor exec: one byte, never blocking,
+/// and no SIGPIPE where its end is gone (send(2) `MSG_NOSIGNAL`: `EPIPE`).
+fn send_word(sock: &OwnedFd) -> io::Result<()> {
+    // SAFETY: send(2) of one byte from a static buffer on our own socket.
+    let ret = unsafe { libc::send(sock.as_raw_fd(), b"x".as_ptr().cast(), 1, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+    if ret == 1 {
+        Ok(())
+    } else if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Err(io::ErrorKind::WriteZero.into())
+    }
+}
+
+/// Whether the peer's end of `sock` is closed (a non-blocking peek reads
+/// end of file, or the socket failed).
+fn socket_closed(sock: &OwnedFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: recv(2) of at most one byte into a local, without taking it
+    // (`MSG_PEEK`) and without blocking.
+    let ret =
+        unsafe { libc::recv(sock.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    match ret {
+        0 => true,
+        1.. => false,
+        _ => !matches!(Errno::last(), Errno::EAGAIN | Errno::EINTR),
+    }
+}
+
+#[cfg(all(test, target_os = "linux", target_arch = "x86_64"))]
+// A test, not the library: it owns real time and may read clocks and sleep.
+#[allow(clippy::disallowed_methods)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Polls `sys` until `done` (bounded: 10 s), keeping every event.
+    fn poll_until(sys: &mut UnixSys, events: &mut Vec<SysEvent>, mut done: impl FnMut(&UnixSys, &[SysEvent]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done(sys, events) {
+            assert!(Instant::now() < deadline, "not reached in 10 s: {events:?}");
+            sys.poll(events);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn exited(events: &[SysEvent], pid: Pid) -> Option<Exit> {
+        events.iter().find_map(|e| match e {
+            SysEvent::Exited { pid: p, exit } if *p == pid => Some(*exit),
+            _ => None,
+        })
+    }
+
+    /// The comm of `pid` (its name in `ps`), or `None` once it is gone or
+    /// a zombie.
+    fn comm(pid: Pid) -> Option<String> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let state = stat.rsplit_once(") ")?.1.chars().next()?;
+        if state == 'Z' {
+            return None;
+        }
+        Some(std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim().to_owned())
+    }
+
+    /// A parked successor until its restart, then that restart itself:
+    /// the spawn returns the successor's pid, which then runs the program,
+    /// in a session of its own and (where cgroups are writable) a cgroup
+    /// not its predecessor's. Nothing is left behind.
+    #[test]
+    fn a_restart_is_the_successor_held_ready() {
+        for cgroups in [true, false] {
+            let mut sys = UnixSys::new().standby(true);
+            if !cgroups {
+                sys = sys.without_cgroups();
+            }
+            let spec = ProcessSpec::new("sb", "sleep").arg("30");
+            let first = sys.spawn(&spec).unwrap();
+            sys.expect_respawn(&spec);
+            let mut events = Vec::new();
+            assert_eq!(sys.wake_after(), Some(STANDBY_DELAY), "a successor to make: polled soon");
+            poll_until(&mut sys, &mut events, |s, _| s.standbys.ready_count() == 1);
+            let successor = sys.standbys.pid_of("sb").unwrap();
+            assert_ne!(successor, first);
+            poll_until(&mut sys, &mut events, |s, _| s.standbys.ready["sb"].held.parked());
+            assert_eq!(comm(successor).as_deref(), Some("procsup-standby"));
+            // It holds stdin, stdout, stderr and its socket: none of the
+            // host's other fds (a socket the host closes stays closed).
+            let fds: Vec<String> = std::fs::read_dir(format!("/proc/{successor}/fd"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(fds.len(), 4, "{fds:?}");
+            assert_eq!(sys.child_count(), 1, "a successor is no child of the host's yet");
+            nix::sys::signal::kill(first, Signal::SIGKILL).unwrap();
+            poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
+            let second = sys.spawn(&spec).unwrap();
+            assert_eq!(second, successor, "the restart is the successor");
+            assert_eq!(sys.standbys.ready_count(), 0);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while comm(second).as_deref() != Some("sleep") {
+                assert!(Instant::now() < deadline, "never exec'd: {:?}", comm(second));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            assert_eq!(nix::unistd::getsid(Some(second)).unwrap(), second, "a session of its own");
+            if let (true, Some(root)) = (cgroups, sys.cgroup_dir().map(ToOwned::to_owned)) {
+                let place = std::fs::read_to_string(format!("/proc/{second}/cgroup")).unwrap();
+                assert!(place.contains(root.file_name().unwrap().to_str().unwrap()), "{place}");
+                assert_eq!(sys.containment(second), Containment::Cgroup);
+            } else {
+                assert_eq!(sys.containment(second), Containment::ProcessGroup);
+            }
+            // Its memory goes once it has exec'd.
+            poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
+            // Expected again: a new successor; taken back: it is ended and
+            // reaped, not left a zombie.
+            sys.expect_respawn(&spec);
+            poll_until(&mut sys, &mut events, |s, _| s.standbys.ready_count() == 1);
+            let third = sys.standbys.pid_of("sb").unwrap();
+            sys.forget_respawn("sb");
+            assert_eq!(sys.standbys.ready_count(), 0);
+            poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
+            assert!(std::fs::metadata(format!("/proc/{third}")).is_err(), "{third} not reaped");
+            sys.signal(second, Signal::SIGKILL).unwrap();
+            poll_until(&mut sys, &mut events, |_, ev| exited(ev, second).is_some());
+            let root = sys.cgroup_dir().map(ToOwned::to_owned);
+            drop(sys);
+            if let Some(root) = root {
+                assert!(!root.exists(), "{} left behind", root.display());
+            }
+        }
+    }
+
+    /// A spawn with another spec than the successor's ends that successor
+    /// (reaped) and spawns anew; so does a successor killed while parked.
+    #[test]
+    fn a_successor_of_another_spec_or_a_dead_one_is_not_used() {
+        let mut sys = UnixSys::new().standby(true).without_cgroups();
+        let spec = ProcessSpec::new("sb", "sleep").arg("30");
+        let mut events = Vec::new();
+        let first = sys.spawn(&spec).unwrap();
+        sys.expect_respawn(&spec);
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.ready.get("sb").is_some_and(|r| r.held.parked()));
+        let held = sys.standbys.pid_of("sb").unwrap();
+        let other = ProcessSpec::new("sb", "sleep").arg("31");
+        let second = sys.spawn(&other).unwrap();
+        assert_ne!(second, held, "another spec got the successor");
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
+        assert!(std::fs::metadata(format!("/proc/{held}")).is_err(), "{held} not reaped");
+        // Killed while parked (an operator's kill): the restart spawns anew.
+        sys.expect_respawn(&spec);
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.ready.get("sb").is_some_and(|r| r.held.parked()));
+        let held = sys.standbys.pid_of("sb").unwrap();
+        nix::sys::signal::kill(held, Signal::SIGKILL).unwrap();
+        while comm(held).is_some() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let third = sys.spawn(&spec).unwrap();
+        assert_ne!(third, held);
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
+        assert!(std::fs::metadata(format!("/proc/{held}")).is_err(), "{held} not reaped");
+        for pid in [first, second, third] {
+            sys.signal(pid, Signal::SIGKILL).unwrap_or_else(|e| panic!("{pid} of {first} {second} {third}: {e}"));
+            poll_until(&mut sys, &mut events, |_, ev| exited(ev, pid).is_some());
+        }
+        match std::fs::read_to_string("/proc/thread-self/children") {
+            Ok(children) => assert_eq!(children.trim(), "", "left behind"),
+            Err(e) => eprintln!("no /proc/thread-self/children here ({e}): not checked"),
+        }
+    }
+
+    /// The exec happens after the spawn returned: a program gone since the
+    /// successor was made is its exit 127 (and a warning with the errno).
+    #[test]
+    fn an_exec_that_fails_after_the_word_is_exit_127() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("sleeper");
+        std::fs::copy("/bin/sleep", &program).unwrap();
+        let mut sys = UnixSys::new().standby(true).without_cgroups();
+        let spec = ProcessSpec::new("sb", &program).arg("30");
+        let mut events = Vec::new();
+        let first = sys.spawn(&spec).unwrap();
+        sys.expect_respawn(&spec);
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.ready.get("sb").is_some_and(|r| r.held.parked()));
+        std::fs::remove_file(&program).unwrap();
+        sys.signal(first, Signal::SIGKILL).unwrap();
+        poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
+        let second = sys.spawn(&spec).unwrap();
+        poll_until(&mut sys, &mut events, |_, ev| exited(ev, second).is_some());
+        assert_eq!(exited(&events, second), Some(Exit::Exited(127)));
+    }
+
+    /// Specs that never get a successor (see the module doc), and none
+    /// without `standby(true)`.
+    #[test]
+    fn some_specs_never_get_a_successor() {
+        let base = ProcessSpec::new("sb", "sleep").arg("30");
+        for (why, spec) in [
+            ("a uid", base.clone().uid(0)),
+            ("a memory limit", base.clone().memory_max(64 << 20)),
+            ("an exec error fatal", base.clone().fatal_exec_errors(true)),
+            ("no restart", base.clone().restart(crate::RestartPolicy::Never)),
+            ("a file appended to", base.clone().stdout(Output::Append("/dev/null".into()))),
+        ] {
+            assert!(!eligible(&spec), "{why}");
+        }
+        assert!(eligible(&base));
+        let mut off = UnixSys::new().without_cgroups();
+        off.expect_respawn(&base);
+        assert!(!off.standbys.wants_a_poll(), "made without standby(true)");
+    }
+}
