@@ -211,7 +211,7 @@ impl FakeSys {
     /// ```
     /// use procsup::testing::FakeSys;
     /// use procsup::{ProcessSpec, Supervisor};
-    /// let mut sup = Supervisor::new(FakeSys::new());
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
     /// sup.add_process(ProcessSpec::new("web", "web-server")).unwrap();
     /// sup.start_process("web", std::time::Instant::now()).unwrap();
     /// assert_eq!(sup.sys().expected_respawns(), ["web"]);

@@ -32,8 +32,16 @@ fn procs() -> Vec<(i32, i32, i32, char)> {
 }
 
 /// Live (not zombie) children of `host`.
+/// The host's live children, without the successors it holds ready
+/// (parked before their exec: not children of the supervisor's yet).
 fn children_of(host: i32) -> Vec<i32> {
-    procs().into_iter().filter(|&(_, ppid, _, st)| ppid == host && st != 'Z' && st != 'X').map(|p| p.0).collect()
+    let parked =
+        |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "procsup-standby");
+    procs()
+        .into_iter()
+        .filter(|&(pid, ppid, _, st)| ppid == host && st != 'Z' && st != 'X' && !parked(pid))
+        .map(|p| p.0)
+        .collect()
 }
 
 /// Live (not zombie) members of the process groups `pgids`.

@@ -187,6 +187,12 @@ unsafe fn run_steps(a: &mut ChildArgs) -> i32 {
     // pointer arguments name memory owned by `a` or by locals here, of the
     // size the call uses (man pages named at each step).
     unsafe {
+        // Held ready: named first, so that `ps` (and a test counting the
+        // host's children) tells it from the host for its whole wait.
+        // prctl(2) PR_SET_NAME names this task only; the exec renames it.
+        if a.park >= 0 {
+            syscall6(libc::SYS_prctl, [libc::PR_SET_NAME as usize, c"procsup-standby".as_ptr() as usize, 0, 0, 0, 0]);
+        }
         // 1. Signals (sigaction(2), sigprocmask(2)): the kernel's struct,
         //    sigsetsize 8.
         let default = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
@@ -365,9 +371,6 @@ unsafe fn run_steps(a: &mut ChildArgs) -> i32 {
         // of one byte). End of file (the host let it go, or died: its end
         // closed) or an error ends the child.
         if park >= 0 {
-            // prctl(2) PR_SET_NAME: what `ps` shows until the exec names it
-            // (this task's own comm; the 16 bytes are a constant's).
-            syscall6(libc::SYS_prctl, [libc::PR_SET_NAME as usize, c"procsup-standby".as_ptr() as usize, 0, 0, 0, 0]);
             a.parked.store(true, Ordering::SeqCst);
             let mut word = 0u8;
             loop {
