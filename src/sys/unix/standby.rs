@@ -157,15 +157,41 @@ use std::sync::Arc;
 
 impl UnixSys {
     /// Holds a successor ready for every process the supervisor expects to
-    /// respawn, so that its restart is one byte on a socket, not a spawn:
-    /// off by default. See the module doc of `standby.rs` in the source
-    /// for what it costs (one parked process per supervised child, sharing
-    /// the host's memory) and which specs never get one.
+    /// respawn: its restart is then one byte on a socket, not a spawn. Off
+    /// by default; `supervise` turns it on (`--no-standby`).
+    ///
+    /// - **What**: shortly after a child is spawned (at the first poll that
+    ///   reports no exit), the child that will replace it is cloned and
+    ///   does every step of a spawn (cgroup, session, signal reset,
+    ///   parent-death signal, fds, environment), then waits before its
+    ///   `execve`. The next spawn of that name execs it: no clone, no
+    ///   environment copy and no set-up on the restart's path.
+    /// - **Cost**: one parked process per supervised child (`ps` shows
+    ///   `procsup-standby`), which shares the host's memory (no page table
+    ///   is copied) and holds no fd of the host's but stdio and its own
+    ///   socket; one cgroup more per child where cgroups are used.
+    /// - **It never outlives the host**: it exits when its host's end of
+    ///   that socket closes, die-with-parent or not.
+    /// - **Which specs**: none that sets a uid or gid, cgroup limits, an
+    ///   [`Output::Append`](crate::Output::Append) file, a `pre_exec` hook
+    ///   or `fatal_exec_errors`, or never restarts: those always spawn at
+    ///   once. A spawn whose spec differs from the successor's in anything
+    ///   the spawn uses ends that successor and spawns anew.
+    /// - **What differs from a spawn at once**: the successor has the
+    ///   host's environment and working directory of the moment it was
+    ///   made, and its `execve` runs after [`Sys::spawn`] returned, so an
+    ///   exec that fails then (the program deleted meanwhile) is the child's
+    ///   exit 127, logged with its errno, not the spawn's error.
+    /// - **When**: only on the supervisor's word
+    ///   ([`Sys::expect_respawn`], [`Sys::forget_respawn`]); a host calling
+    ///   [`Sys::spawn`] itself gets no successor unless it gives that word.
     ///
     /// ```
-    /// use procsup::UnixSys;
-    /// let sys = UnixSys::new().standby(true);
-    /// # drop(sys);
+    /// use procsup::{ProcessSpec, Supervisor, UnixSys};
+    /// let mut sup = Supervisor::with_sys(UnixSys::new().standby(true));
+    /// sup.add_process(ProcessSpec::new("web", "sleep").arg("60")).unwrap();
+    /// // Each restart of "web" is now the exec of a child made ahead.
+    /// # drop(sup);
     /// ```
     pub fn standby(mut self, on: bool) -> Self {
         self.standbys.on = on;
