@@ -278,7 +278,9 @@ unsafe fn run_steps(a: &mut ChildArgs) -> i32 {
                 return libc::ESRCH;
             }
         }
-        if !a.cwd.is_null() {
+        // (Held ready, it changes directory once let go: a directory
+        // replaced meanwhile, a deploy's moved symlink, is the one it gets.)
+        if !a.cwd.is_null() && a.park < 0 {
             if let Some(e) = failed(syscall6(libc::SYS_chdir, [a.cwd as usize, 0, 0, 0, 0, 0])) {
                 return e;
             }
@@ -382,6 +384,11 @@ unsafe fn run_steps(a: &mut ChildArgs) -> i32 {
                     continue;
                 }
                 syscall6(libc::SYS_exit_group, [0, 0, 0, 0, 0, 0]);
+            }
+            if !a.cwd.is_null() {
+                if let Some(e) = failed(syscall6(libc::SYS_chdir, [a.cwd as usize, 0, 0, 0, 0, 0])) {
+                    return e;
+                }
             }
         }
         // The pid variables: digits written into entries the parent made.

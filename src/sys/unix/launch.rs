@@ -14,6 +14,8 @@ pub(super) struct Launched {
     cgroup: Option<cgroup::ChildCgroup>,
     pub(super) pidfd: Option<OwnedFd>,
     read_ends: [Option<OwnedFd>; 2],
+    /// Its pidfd is in the epoll set already (a successor held ready).
+    pub(super) watched: bool,
     /// The thread that cloned it (its parent-death signal follows that
     /// thread's end).
     tid: i32,
@@ -24,6 +26,13 @@ impl Launched {
     pub(super) fn take_cgroup(&mut self) -> Option<cgroup::ChildCgroup> {
         self.cgroup.take()
     }
+
+    /// Closes what a child that is ended needs no more: its pipes and
+    /// notify channel (its pidfd reaps it, its cgroup is retired after).
+    pub(super) fn strip(&mut self) {
+        self.notify = None;
+        self.read_ends = [None, None];
+    }
 }
 
 impl UnixSys {
@@ -33,7 +42,15 @@ impl UnixSys {
         if let Some(launched) = self.release_standby(spec) {
             return Ok(self.register(spec, launched));
         }
-        let (launched, _) = self.launch(spec, None)?;
+        let launched = match self.launch(spec, None) {
+            // Successors are a head start, never a reason to fail: out of
+            // fds, they are ended (their fds closed) and the spawn retried.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) && self.end_standbys_for_room() => {
+                log::warn!("procsup: spawning {}: {e}; the successors held ready were ended to make room", spec.name);
+                self.launch(spec, None)?.0
+            }
+            r => r?.0,
+        };
         Ok(self.register(spec, launched))
     }
 
@@ -80,6 +97,7 @@ impl UnixSys {
         }
         let cgroup_fds = procs.as_ref().zip(cgroup_fd.as_ref()).map(|(p, d)| (d.as_raw_fd(), p.as_raw_fd()));
         let added = Added { notify: notify.as_ref(), env: &env, pid_vars: &pid_vars };
+        #[cfg_attr(not(all(target_os = "linux", target_arch = "x86_64")), allow(unused_mut))]
         let mut held = None;
         let mut spawned = match park {
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
@@ -123,7 +141,7 @@ impl UnixSys {
         let tid = nix::unistd::gettid().as_raw();
         #[cfg(not(target_os = "linux"))]
         let tid = 0;
-        let launched = Launched { pid, notify, cgroup, pidfd: clone_pidfd, read_ends, tid };
+        let launched = Launched { pid, notify, cgroup, pidfd: clone_pidfd, read_ends, watched: false, tid };
         Ok((launched, held))
     }
 
@@ -131,7 +149,7 @@ impl UnixSys {
     /// record. Nothing here fails: the child exists, and what cannot be
     /// watched is looked at on every poll instead.
     pub(super) fn register(&mut self, spec: &ProcessSpec, launched: Launched) -> Pid {
-        let Launched { pid, mut notify, cgroup, pidfd: clone_pidfd, read_ends, tid } = launched;
+        let Launched { pid, mut notify, cgroup, pidfd: clone_pidfd, read_ends, watched, tid } = launched;
         let tree = spec.kill_mode == KillMode::Tree;
         let pidfd = self.open_pidfd(pid, clone_pidfd);
         let spawner = (tid, spec.die_with_parent.map(|s| s as i32));
@@ -181,7 +199,11 @@ impl UnixSys {
         // watched is looked at on every poll instead.
         let mut unwatched = pidfd.is_none() && self.pidfd != Some(false);
         if let Some(fd) = pidfd {
-            if let Err(e) = self.faults.pidfd_watch().map_or_else(|| self.watch(&fd, token(pid, 0)), Err) {
+            let watch = match watched {
+                true => Ok(()),
+                false => self.faults.pidfd_watch().map_or_else(|| self.watch(&fd, token(pid, 0)), Err),
+            };
+            if let Err(e) = watch {
                 log::warn!("procsup: epoll add pidfd of {} (pid {pid}): {e}; checking it on every poll", spec.name);
                 unwatched = true;
             }

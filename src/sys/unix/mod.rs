@@ -577,8 +577,13 @@ impl UnixSys {
         self.leader_reaped(pid, exit, events);
     }
 
-    /// Looks for the exit of one own child not yet reaped.
+    /// Looks for the exit of one own child not yet reaped (or of a
+    /// successor held ready, whose pidfd has the token its child's will).
     fn check_exit(&mut self, pid: Pid) {
+        if !self.children.contains_key(&pid) {
+            self.standby_died(pid);
+            return;
+        }
         if let Some(exit) = self.try_wait(pid) {
             self.reaped(pid, exit);
         }

@@ -28,8 +28,22 @@
 //!   the child's exit 127, logged with its errno).
 //! - **Same spec**: a spawn whose spec differs in anything the spawn uses
 //!   (program, arguments, environment, stdio, fds, readiness, ...) ends the
-//!   successor and spawns anew. The host's own environment and working
-//!   directory are those of the moment the successor was made.
+//!   successor and spawns anew. The host's own environment, and its working
+//!   directory for a spec without one, are those of the moment the
+//!   successor was made; a spec's `current_dir` is entered once the
+//!   successor is let go (a deploy's moved symlink is followed), and a
+//!   failure there is its exit 127 as an exec's.
+//! - **Never a reason to fail**: a spawn that runs out of fds ends every
+//!   successor (closing their fds) and tries again; none is made in the
+//!   last quarter of the fd limit; one that dies while parked is reaped at
+//!   once (its pidfd is watched).
+
+// Elsewhere `Held`, and so a successor, cannot exist: what follows one is
+// unreachable there.
+#![cfg_attr(
+    not(all(target_os = "linux", target_arch = "x86_64")),
+    allow(unreachable_code, unused_variables, unused_mut)
+)]
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -178,10 +192,15 @@ impl UnixSys {
     ///   once. A spawn whose spec differs from the successor's in anything
     ///   the spawn uses ends that successor and spawns anew.
     /// - **What differs from a spawn at once**: the successor has the
-    ///   host's environment and working directory of the moment it was
-    ///   made, and its `execve` runs after [`Sys::spawn`] returned, so an
-    ///   exec that fails then (the program deleted meanwhile) is the child's
-    ///   exit 127, logged with its errno, not the spawn's error.
+    ///   host's environment (and, for a spec without
+    ///   [`current_dir`](crate::ProcessSpec::current_dir), its working
+    ///   directory) of the moment it was made; its `chdir` and `execve` run
+    ///   after [`Sys::spawn`] returned, so one that fails then (the program
+    ///   deleted meanwhile) is the child's exit 127, logged with its errno,
+    ///   not the spawn's error.
+    /// - **Never a reason to fail**: a spawn out of fds ends the successors
+    ///   and tries again, and none is made in the last quarter of the fd
+    ///   limit.
     /// - **When**: only on the supervisor's word
     ///   ([`Sys::expect_respawn`], [`Sys::forget_respawn`]); a host calling
     ///   [`Sys::spawn`] itself gets no successor unless it gives that word.
@@ -243,9 +262,28 @@ impl UnixSys {
     fn make_standby(&mut self, spec: ProcessSpec) -> io::Result<()> {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
         let (ours, theirs) = (OwnedFd::from(ours), OwnedFd::from(theirs));
-        let (launched, held) = self.launch(&spec, Some(theirs.as_raw_fd()))?;
+        // A successor takes a few of the host's fds (its socket, pidfd and
+        // pipes): none is made in the last quarter of the fd limit, which
+        // spawns need more.
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit(2) fills the local struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        #[allow(clippy::unnecessary_cast)] // rlim_t is i64 on some Unixes
+        let soft = limit.rlim_cur as u64;
+        if theirs.as_raw_fd() as u64 >= soft.saturating_sub(soft / 4) {
+            return Err(io::Error::from_raw_os_error(libc::EMFILE));
+        }
+        let (mut launched, held) = self.launch(&spec, Some(theirs.as_raw_fd()))?;
         // Ours alone from here: the child has its own copy.
         drop(theirs);
+        // Its pidfd is watched from now on, under the token its child's will
+        // have: a successor that dies while parked (killed, or a failed
+        // step) is reaped at once (`standby_died`), not left a zombie.
+        if let Some(fd) = &launched.pidfd {
+            launched.watched = self.watch(fd, token(launched.pid, 0)).is_ok();
+        }
         let Some(held) = held else {
             // Not held (no clone3 here): a child that runs at once is not
             // what was asked for. Never happens: `launch` fails instead.
@@ -277,11 +315,30 @@ impl UnixSys {
         Some(launched)
     }
 
+    /// A watched pidfd fired for `pid`, which is no child: a successor
+    /// that died while held ready is ended (reaped, its cgroup retired). It
+    /// is not made again until the supervisor's next word: one whose step
+    /// fails would otherwise be made and fail on every poll.
+    pub(super) fn standby_died(&mut self, pid: Pid) {
+        let Some(name) = self.standbys.ready.iter().find(|(_, s)| s.launched.pid == pid).map(|(n, _)| n.clone()) else {
+            return;
+        };
+        let sb = self.standbys.ready.remove(&name).expect("just found");
+        log::debug!("procsup: the successor held ready for {name} (pid {pid}) died (errno {})", sb.held.err());
+        self.end_standby(sb);
+    }
+
     /// Ends a successor not let go: SIGKILL by its pidfd, then reaped by
     /// `look_at_going`, which retires its cgroup.
     fn end_standby(&mut self, sb: Standby) {
-        let Standby { spec, launched, held, sock } = sb;
+        let Standby { spec, mut launched, held, sock } = sb;
+        launched.strip();
         if let Some(fd) = &launched.pidfd {
+            // Out of the epoll set first: a dead one's pidfd would keep it
+            // ready (reaped by looking, `look_at_going`).
+            if launched.watched {
+                self.unwatch(fd);
+            }
             let _ = wait::pidfd_send_signal(fd.as_raw_fd(), Signal::SIGKILL);
         }
         drop(sock);
@@ -320,6 +377,19 @@ impl UnixSys {
         }
     }
 
+    /// Ends every successor held ready (closing their fds but for the
+    /// pidfds that reap them) and wants none until the supervisor's next
+    /// word: a spawn ran out of fds. Whether there was any.
+    pub(super) fn end_standbys_for_room(&mut self) -> bool {
+        self.standbys.wanted.clear();
+        let names: Vec<Box<str>> = self.standbys.ready.keys().cloned().collect();
+        for name in &names {
+            let sb = self.standbys.ready.remove(name).expect("just listed");
+            self.end_standby(sb);
+        }
+        !names.is_empty()
+    }
+
     /// Ends every successor and waits for each (`Drop`): SIGKILL cannot be
     /// ignored.
     pub(super) fn end_standbys(&mut self) {
@@ -352,8 +422,13 @@ impl UnixSys {
 /// The word that lets a parked successor exec: one byte, never blocking,
 /// and no SIGPIPE where its end is gone (send(2) `MSG_NOSIGNAL`: `EPIPE`).
 fn send_word(sock: &OwnedFd) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+    // (No successor is ever held ready elsewhere.)
+    #[cfg(not(target_os = "linux"))]
+    let flags = libc::MSG_DONTWAIT;
     // SAFETY: send(2) of one byte from a static buffer on our own socket.
-    let ret = unsafe { libc::send(sock.as_raw_fd(), b"x".as_ptr().cast(), 1, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+    let ret = unsafe { libc::send(sock.as_raw_fd(), b"x".as_ptr().cast(), 1, flags) };
     if ret == 1 {
         Ok(())
     } else if ret < 0 {
