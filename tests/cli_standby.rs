@@ -112,3 +112,92 @@ fn a_host_killed_takes_its_parked_successor_with_it() {
         }
     }
 }
+
+/// The host's open fds.
+fn fd_count(host: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{host}/fd")).map_or(0, |d| d.count())
+}
+
+/// The host's children that are parked successors.
+fn parked_count(host: i32) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{host}/task")).unwrap();
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().filter_map(|p| p.parse::<i32>().ok()).collect::<Vec<_>>())
+        .filter(|&p| comm(p).as_deref() == Some("procsup-standby"))
+        .count()
+}
+
+/// Each parked successor holds about three of the host's fds (its pidfd,
+/// the host's end of its socket, its cgroup's `cgroup.events`; more with
+/// capture or readiness), made as soon as a poll is quiet, whatever the
+/// room left under `RLIMIT_NOFILE`. A host that runs fine without standby
+/// must not fail its restarts with `EMFILE` because of them: a successor is
+/// an optimisation, a restart is the job. (Review finding: with 20
+/// processes under a 70-fd limit, the successors take the room and the
+/// restarts fail, over and over; `--no-standby` restarts all 20.)
+#[test]
+fn successors_never_take_the_fds_a_restart_needs() {
+    const LIMIT: usize = 70;
+    for standby in [false, true] {
+        let bin = bin::supervise_bin();
+        let mut args: Vec<String> = vec![
+            "-c".into(),
+            format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\""),
+            bin.to_string_lossy().into_owned(),
+            "--start-grace".into(),
+            "0.01".into(),
+            "--backoff".into(),
+            "fixed:0.2".into(),
+            "--instances".into(),
+            "20".into(),
+            "-p".into(),
+            "a=sleep 60".into(),
+        ];
+        if !standby {
+            args.push("--no-standby".into());
+        }
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(&args);
+        let mut cli = Cli::start_command(cmd);
+        let host = cli.child.id() as i32;
+        cli.expect_count("event=running", 20);
+        if standby {
+            // Successors are made one a quiet poll, none in the last
+            // quarter of the fd limit: wait until no more come.
+            let mut last = (usize::MAX, Instant::now());
+            wait_until("the successors to stop coming", || {
+                let now = parked_count(host);
+                if now != last.0 {
+                    last = (now, Instant::now());
+                }
+                now == 20 || last.1.elapsed() > Duration::from_millis(300)
+            });
+            assert!(parked_count(host) > 0, "no successor at all under {LIMIT} fds");
+            assert!(fd_count(host) < LIMIT, "{} fds held of {LIMIT}: no room left", fd_count(host));
+        }
+        // One crash at a time, as they come in life: each restart waited for.
+        let children: Vec<i32> = cli.pids_of("event=spawned", 20);
+        let spawned = |cli: &Cli| cli.seen.iter().filter(|l| l.contains("event=spawned")).count();
+        let failed = |cli: &Cli| cli.seen.iter().filter(|l| l.contains("event=spawn_failed")).count();
+        for (i, &pid) in children.iter().enumerate() {
+            kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+            while spawned(&cli) < 21 + i && failed(&cli) == 0 {
+                cli.expect("event=");
+            }
+            if failed(&cli) > 0 {
+                break;
+            }
+        }
+        let (restarts, failures) = (spawned(&cli) - 20, failed(&cli));
+        let first_failure = cli.seen.iter().find(|l| l.contains("event=spawn_failed")).cloned();
+        cli.signal(Signal::SIGTERM);
+        assert_eq!(cli.wait(), 0, "{:#?}", cli.seen);
+        assert!(
+            failures == 0 && restarts == 20,
+            "standby {standby}: {restarts} of 20 restarted, {failures} spawn failures under RLIMIT_NOFILE {LIMIT}: \
+             {first_failure:?}"
+        );
+    }
+}

@@ -248,3 +248,56 @@ fn supervise_subreaper_reaps_and_reports_a_double_forked_daemon() {
     cli.signal(Signal::SIGTERM);
     assert_eq!(cli.wait(), 0);
 }
+
+/// The pid of a parked successor (`UnixSys::standby`) among this test
+/// process's children, if there is one.
+fn parked_child() -> Option<i32> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().filter_map(|p| p.parse::<i32>().ok()).collect::<Vec<_>>())
+        .find(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "procsup-standby"))
+}
+
+/// Standby and subreaper together: a parked successor killed by someone
+/// else is a zombie the `UnixSys` holds (`Standbys::holds`) and does not
+/// reap. The subreaper's non-reaping peek (`waitid(P_ALL, WNOWAIT)`) answers
+/// one zombie, the oldest child first: that one. An orphan adopted while its
+/// supervised child lives must still be found and reaped. (Review finding:
+/// it is not; no exit of ours comes to announce it.)
+#[test]
+fn a_dead_parked_successor_hides_no_orphan_from_the_peek() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("grandchild");
+    let go = dir.path().join("go");
+    let sys = subreaper(UnixSys::new, SubreaperMode::SupervisedTrees).standby(true);
+    let mut h = Host::new(sys);
+    let inner =
+        format!("echo $$ > {}; while [ ! -e {} ]; do sleep 0.01; done; exit 7", pidfile.display(), go.display());
+    h.add(ProcessSpec::new("c", "sh").args(["-c", &format!("( sh -c '{inner}' & ); exec sleep 60")]));
+    h.start_all();
+    let grandchild = read_pid(&pidfile);
+    let _reaper = Reaper(grandchild);
+    let mut successor = None;
+    h.run_until(Duration::from_secs(10), |_| {
+        successor = parked_child();
+        successor.is_some()
+    });
+    let successor = successor.unwrap();
+    kill(Pid::from_raw(successor), Signal::SIGKILL).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || !alive(successor)));
+    std::fs::write(&go, b"").unwrap();
+    assert!(wait_for(Duration::from_secs(10), || !alive(grandchild)));
+    let end = std::time::Instant::now() + Duration::from_secs(3);
+    while h.count("adopted_exited") == 0 && std::time::Instant::now() < end {
+        h.turn(Duration::from_millis(20));
+    }
+    let found = h.count("adopted_exited");
+    let zombie = !reaped(grandchild);
+    // Leave nothing: our own waitpid of the orphan if it was not reaped.
+    if zombie {
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(grandchild), None);
+    }
+    assert_eq!(found, 1, "the orphan's zombie hid behind the dead successor's for 3 s: {:#?}", h.kinds());
+}

@@ -617,6 +617,89 @@ mod tests {
         assert_eq!(exited(&events, second), Some(Exit::Exited(127)));
     }
 
+    /// A successor that dies while parked (an operator's `kill`, its
+    /// parent-death signal when the polling thread ends) is the host's
+    /// child and a zombie: it is to be reaped (and made again) on the polls
+    /// that follow, not only at the next spawn of its name, which may never
+    /// come. (Review finding: today it stays a zombie for as long as its
+    /// predecessor runs.)
+    #[test]
+    fn a_successor_that_dies_while_parked_is_reaped_without_a_spawn() {
+        let mut sys = UnixSys::new().standby(true).without_cgroups();
+        let spec = ProcessSpec::new("sb", "sleep").arg("30");
+        let mut events = Vec::new();
+        let first = sys.spawn(&spec).unwrap();
+        sys.expect_respawn(&spec);
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.ready.get("sb").is_some_and(|r| r.held.parked()));
+        let held = sys.standbys.pid_of("sb").unwrap();
+        nix::sys::signal::kill(held, Signal::SIGKILL).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while comm(held).is_some() {
+            assert!(Instant::now() < deadline, "{held} never died");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // The host's loop goes on, its child running: 2 s of polls.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut reaped = false;
+        while Instant::now() < deadline {
+            sys.poll(&mut events);
+            if std::fs::metadata(format!("/proc/{held}")).is_err() {
+                reaped = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let lingering = std::fs::read_to_string(format!("/proc/{held}/stat")).unwrap_or_default();
+        // Cleanup before the verdict: the first child, then the successor.
+        sys.signal(first, Signal::SIGKILL).unwrap();
+        poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
+        sys.forget_respawn("sb");
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
+        assert!(reaped, "a successor killed while parked is still the host's zombie after 2 s of polls: {lingering}");
+    }
+
+    /// The spec's working directory is a path, looked up at each spawn: a
+    /// deploy that swaps what the path names (`current -> release-2`) is
+    /// seen by the next restart, as the program path is. The successor
+    /// made before the swap did its `chdir` then. (Review finding: the
+    /// restart runs the new path's program in the old release's directory.)
+    #[test]
+    fn a_restart_runs_in_the_directory_its_cwd_names_at_the_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two, current) =
+            (dir.path().join("release-1"), dir.path().join("release-2"), dir.path().join("current"));
+        std::fs::create_dir(&one).unwrap();
+        std::fs::create_dir(&two).unwrap();
+        std::os::unix::fs::symlink(&one, &current).unwrap();
+        let out = dir.path().join("pwd");
+        let script =
+            format!("pwd -P > {}.tmp && mv {}.tmp {}; exec sleep 30", out.display(), out.display(), out.display());
+        let spec = ProcessSpec::new("sb", "sh").args(["-c", &script]).current_dir(&current);
+        let mut sys = UnixSys::new().standby(true).without_cgroups();
+        let mut events = Vec::new();
+        let first = sys.spawn(&spec).unwrap();
+        sys.expect_respawn(&spec);
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.ready.get("sb").is_some_and(|r| r.held.parked()));
+        // The deploy: `current` names release-2 from now on.
+        let tmp = dir.path().join("current.new");
+        std::os::unix::fs::symlink(&two, &tmp).unwrap();
+        std::fs::rename(&tmp, &current).unwrap();
+        let _ = std::fs::remove_file(&out);
+        sys.signal(first, Signal::SIGKILL).unwrap();
+        poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
+        let second = sys.spawn(&spec).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !out.exists() {
+            assert!(Instant::now() < deadline, "the restart never wrote its directory");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let seen = std::fs::read_to_string(&out).unwrap();
+        sys.forget_respawn("sb");
+        sys.signal(second, Signal::SIGKILL).unwrap();
+        poll_until(&mut sys, &mut events, |s, ev| exited(ev, second).is_some() && s.standbys.going.is_empty());
+        assert_eq!(seen.trim(), two.canonicalize().unwrap().to_str().unwrap(), "the restart ran in the old release");
+    }
+
     /// Specs that never get a successor (see the module doc), and none
     /// without `standby(true)`.
     #[test]
