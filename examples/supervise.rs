@@ -109,7 +109,8 @@ options:
   --no-standby                 spawn each restart anew; by default each
                                running child's successor is made ahead and
                                parked before its exec (ps: procsup-standby),
-                               so that a restart is one exec
+                               so that a restart is one exec; it has this
+                               host's environment and credentials as of then
 * --no-cgroups                 hold each child's tree by its process group
                                only, even where a cgroup v2 is writable
 * --capture                    capture the children's stdout and stderr and

@@ -197,7 +197,7 @@ pub(super) enum How<'a> {
 /// use: until its end of the socket closes (its exec or its death) or it
 /// is reaped.
 pub(super) struct Held {
-    args: Box<ChildArgs>,
+    args: ArgsPtr,
     _prepared: Prepared,
     _cwd: Option<CString>,
     _stack: Stack,
@@ -212,12 +212,62 @@ unsafe impl Sync for Held {}
 impl Held {
     /// Every step is done and the child waits for the word.
     pub(super) fn parked(&self) -> bool {
-        self.args.parked.load(Ordering::SeqCst)
+        self.args.parked()
     }
 
     /// The errno of the step (or exec) that failed; 0 if none did.
     pub(super) fn err(&self) -> i32 {
-        self.args.err.load(Ordering::SeqCst)
+        self.args.err()
+    }
+}
+
+/// The child's [`ChildArgs`], from `Box::into_raw` once they are filled:
+/// the child writes through this pointer (its steps' errno, the lifted
+/// fds, `parked`), for a child held ready while the host runs, so the
+/// host never makes a reference to the whole struct after that, only to
+/// its atomics, and writes only before the clone.
+struct ArgsPtr(std::ptr::NonNull<ChildArgs>);
+
+impl ArgsPtr {
+    fn new(args: Box<ChildArgs>) -> ArgsPtr {
+        ArgsPtr(std::ptr::NonNull::from(Box::leak(args)))
+    }
+
+    /// The pointer the child gets.
+    fn arg(&self) -> *mut libc::c_void {
+        self.0.as_ptr().cast()
+    }
+
+    /// Sets the `cgroup.procs` fd the child writes to (before a clone).
+    fn set_cgroup_procs(&mut self, fd: RawFd) {
+        // SAFETY: a live allocation; no child runs on it before the clone
+        // this precedes (a vfork child is done once its clone returns).
+        unsafe { (*self.0.as_ptr()).cgroup_procs = fd };
+    }
+
+    fn started(&self) -> bool {
+        // SAFETY: a live allocation; the atomic may be shared with the
+        // child that writes it.
+        unsafe { (*std::ptr::addr_of!((*self.0.as_ptr()).started)).load(Ordering::SeqCst) }
+    }
+
+    fn parked(&self) -> bool {
+        // SAFETY: as in `started`.
+        unsafe { (*std::ptr::addr_of!((*self.0.as_ptr()).parked)).load(Ordering::SeqCst) }
+    }
+
+    fn err(&self) -> i32 {
+        // SAFETY: as in `started`.
+        unsafe { (*std::ptr::addr_of!((*self.0.as_ptr()).err)).load(Ordering::SeqCst) }
+    }
+}
+
+impl Drop for ArgsPtr {
+    fn drop(&mut self) {
+        // SAFETY: made by `Box::leak` in `new`, dropped once; a vfork child
+        // is done with it once its clone returned, and a `Held`'s owner
+        // drops it only once the child has exec'd or is gone.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
     }
 }
 
@@ -306,7 +356,8 @@ pub(super) fn spawn(
     }
 
     let mut pidfd: libc::c_int = -1;
-    let arg = (&*args as *const ChildArgs).cast_mut().cast::<libc::c_void>();
+    let mut args = ArgsPtr::new(args);
+    let arg = args.arg();
     let (lowest, size) = stack.range();
     let mut result: Result<(isize, &'static str), i32> = Err(libc::ENOSYS);
     let mut refused_into = false;
@@ -336,7 +387,7 @@ pub(super) fn spawn(
                 cgroup: into.map_or(0, |(dir, _)| dir as u64),
                 ..CloneArgs::default()
             };
-            args.cgroup_procs = if into.is_some() { -1 } else { extras.cgroup.map_or(-1, |(_, procs)| procs) };
+            args.set_cgroup_procs(if into.is_some() { -1 } else { extras.cgroup.map_or(-1, |(_, procs)| procs) });
             let ret = match fail_clone3 {
                 Some(errno) => -(errno as isize),
                 // SAFETY: clone3(2) with CLONE_VM (and CLONE_VFORK, or a
@@ -347,7 +398,7 @@ pub(super) fn spawn(
             };
             // (A child held ready runs on: whether it was killed at birth
             // shows when the host gives the word, as it never parks.)
-            if park < 0 && ret >= 0 && into.is_some() && !args.started.load(Ordering::SeqCst) {
+            if park < 0 && ret >= 0 && into.is_some() && !args.started() {
                 // Killed at birth, before its first instruction: Linux 6.x
                 // kills a child cloned into a cgroup that it (or an
                 // ancestor) was ever `cgroup.kill`ed, comparing the kill
@@ -391,7 +442,7 @@ pub(super) fn spawn(
         }
     }
     if support.clone3 == Some(false) && support.clone_pidfd != Some(false) {
-        args.cgroup_procs = extras.cgroup.map_or(-1, |(_, procs)| procs);
+        args.set_cgroup_procs(extras.cgroup.map_or(-1, |(_, procs)| procs));
         let flags =
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD | if extras.pidfd { libc::CLONE_PIDFD } else { 0 };
         // SAFETY: glibc's clone(2) wrapper with CLONE_VM|CLONE_VFORK, the
@@ -438,8 +489,8 @@ pub(super) fn spawn(
         return Outcome::Parked(spawned, Held { args, _prepared: prepared, _cwd: cwd, _stack: stack });
     }
     drop(prepared);
-    let mut errno = args.err.load(Ordering::SeqCst);
-    if errno == 0 && !args.started.load(Ordering::SeqCst) {
+    let mut errno = args.err();
+    if errno == 0 && !args.started() {
         // Killed before it ran (see above), where no retry was left.
         errno = libc::ECANCELED;
     }

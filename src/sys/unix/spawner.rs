@@ -102,6 +102,17 @@ impl Spawner {
         }
     }
 
+    /// Whether a successor can be held ready here (clone3 has worked).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub(super) fn parks(&self) -> bool {
+        self.clone_support.parks()
+    }
+
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    pub(super) fn parks(&self) -> bool {
+        false
+    }
+
     /// A successor held ready (`standby.rs`): cloned with every step done
     /// but the exec, which waits for a byte on `release` (its end of the
     /// host's socket). `None` where only the spawn at once can be had (no

@@ -191,13 +191,18 @@ impl UnixSys {
     ///   or `fatal_exec_errors`, or never restarts: those always spawn at
     ///   once. A spawn whose spec differs from the successor's in anything
     ///   the spawn uses ends that successor and spawns anew.
-    /// - **What differs from a spawn at once**: the successor has the
-    ///   host's environment (and, for a spec without
-    ///   [`current_dir`](crate::ProcessSpec::current_dir), its working
-    ///   directory) of the moment it was made; its `chdir` and `execve` run
-    ///   after [`Sys::spawn`] returned, so one that fails then (the program
-    ///   deleted meanwhile) is the child's exit 127, logged with its errno,
-    ///   not the spawn's error.
+    /// - **What differs from a spawn at once**: the successor has what it
+    ///   inherits from the host as of the moment it was made: the host's
+    ///   environment, credentials, rlimits, CPU affinity and seccomp
+    ///   filters, an inherited stdout or stderr (a host that `dup2`s its own
+    ///   later is not followed), and, for a spec without
+    ///   [`current_dir`](crate::ProcessSpec::current_dir), the host's
+    ///   working directory. A host that changes any of those should leave
+    ///   this off. Its `chdir` and `execve` run after [`Sys::spawn`]
+    ///   returned, so one that fails then (the program deleted meanwhile)
+    ///   is the child's exit 127, logged with its errno, not the spawn's
+    ///   error. Until its exec, `ps` shows it with the host's command line
+    ///   and memory (it shares them); its start time is when it was made.
     /// - **Never a reason to fail**: a spawn out of fds ends the successors
     ///   and tries again, and none is made in the last quarter of the fd
     ///   limit.
@@ -219,7 +224,7 @@ impl UnixSys {
 
     /// [`Sys::expect_respawn`] for [`UnixSys`].
     pub(super) fn want_standby(&mut self, spec: &ProcessSpec) {
-        if !self.standbys.on || self.pidfd == Some(false) || !eligible(spec) {
+        if !self.standbys.on || self.pidfd == Some(false) || !self.spawner.parks() || !eligible(spec) {
             return;
         }
         if let Some(ready) = self.standbys.ready.get(spec.name.as_str()) {
@@ -290,7 +295,11 @@ impl UnixSys {
             return Err(io::ErrorKind::Unsupported.into());
         };
         let name: Box<str> = spec.name.as_str().into();
-        self.standbys.ready.insert(name, Standby { spec, launched, held, sock: ours });
+        // (A name is never both wanted and ready; should one be, the older
+        // successor is ended, never dropped with its memory in use.)
+        if let Some(old) = self.standbys.ready.insert(name, Standby { spec, launched, held, sock: ours }) {
+            self.end_standby(old);
+        }
         Ok(())
     }
 
@@ -299,6 +308,9 @@ impl UnixSys {
     /// another spec, or it is not parked (still on its steps, failed one,
     /// or killed).
     pub(super) fn release_standby(&mut self, spec: &ProcessSpec) -> Option<Launched> {
+        // A wish not yet made into a successor is the old spawn's: the
+        // supervisor gives its word again after this one.
+        self.standbys.wanted.remove(spec.name.as_str());
         let sb = self.standbys.ready.remove(spec.name.as_str())?;
         if !alike(&sb.spec, spec) || !sb.held.parked() || sb.held.err() != 0 {
             self.end_standby(sb);
