@@ -141,12 +141,23 @@ fn eligible(spec: &ProcessSpec) -> bool {
         && ![&spec.stdout, &spec.stderr].iter().any(|o| matches!(o, Output::Append(_)))
 }
 
+/// The readiness channel a spawn makes (`notify.rs`): an sd_notify socket,
+/// a pipe at an fd, or none (the other sources are the supervisor's).
+fn channel(ready: &crate::Readiness) -> Option<Option<i32>> {
+    match ready {
+        crate::Readiness::Notify => Some(None),
+        crate::Readiness::Fd(target) => Some(Some(*target)),
+        _ => None,
+    }
+}
+
 /// Whether a child of `b` would be spawned as one of `a` is: everything
 /// `launch` reads.
 fn alike(a: &ProcessSpec, b: &ProcessSpec) -> bool {
-    fn fds(s: &ProcessSpec) -> Vec<(Option<&str>, RawFd, *const OwnedFd)> {
+    // The same fds (not copies: the successor holds these), no allocation.
+    fn fds(s: &ProcessSpec) -> impl Iterator<Item = (Option<&str>, RawFd, *const OwnedFd)> {
         let listen = s.fds.listen.iter().map(|(n, fd)| (Some(n.as_str()), -1, Arc::as_ptr(fd)));
-        listen.chain(s.fds.extra.iter().map(|(t, fd)| (None, *t, Arc::as_ptr(fd)))).collect()
+        listen.chain(s.fds.extra.iter().map(|(t, fd)| (None, *t, Arc::as_ptr(fd))))
     }
     a.name == b.name
         && a.program == b.program
@@ -161,10 +172,10 @@ fn alike(a: &ProcessSpec, b: &ProcessSpec) -> bool {
         && a.die_with_parent == b.die_with_parent
         && a.umask == b.umask
         && a.rlimits == b.rlimits
-        && a.ready == b.ready
+        && channel(&a.ready) == channel(&b.ready)
         && a.watchdog == b.watchdog
         && a.limits == b.limits
-        && fds(a) == fds(b)
+        && fds(a).eq(fds(b))
 }
 
 use std::sync::Arc;
@@ -710,6 +721,38 @@ mod tests {
         sys.signal(second, Signal::SIGKILL).unwrap();
         poll_until(&mut sys, &mut events, |s, ev| exited(ev, second).is_some() && s.standbys.going.is_empty());
         assert_eq!(seen.trim(), two.canonicalize().unwrap().to_str().unwrap(), "the restart ran in the old release");
+    }
+
+    /// Every field the spawn reads tells two specs apart; what it does not
+    /// read (the backoff, the start grace) does not.
+    #[test]
+    fn alike_tells_apart_every_field_the_spawn_reads() {
+        let base = ProcessSpec::new("sb", "sleep").arg("30");
+        let fd: Arc<OwnedFd> = Arc::new(std::fs::File::open("/dev/null").unwrap().into());
+        let with_fd = base.clone().pass_fd(5, fd.clone());
+        assert!(alike(&with_fd, &base.clone().pass_fd(5, fd)), "the same fd");
+        let other: Arc<OwnedFd> = Arc::new(std::fs::File::open("/dev/null").unwrap().into());
+        for (what, spec) in [
+            ("program", ProcessSpec::new("sb", "true").arg("30")),
+            ("args", base.clone().arg("31")),
+            ("env", base.clone().env("A", "1")),
+            ("env_clear", base.clone().env_clear()),
+            ("cwd", base.clone().current_dir("/tmp")),
+            ("stdout", base.clone().stdout(Output::Null)),
+            ("umask", base.clone().umask(0o77)),
+            ("process_group", base.clone().process_group(false)),
+            ("die_with_parent", base.clone().die_with_parent(None)),
+            ("rlimit", base.clone().rlimit(crate::Rlimit::Core, 0, 0)),
+            ("ready", base.clone().ready(crate::Readiness::Notify)),
+            ("ready fd", base.clone().ready(crate::Readiness::Fd(4))),
+            ("an fd", base.clone().pass_fd(5, other.clone())),
+            ("another fd", with_fd.clone().pass_fd(6, other)),
+        ] {
+            assert!(!alike(&base, &spec) || what == "another fd" && alike(&with_fd, &spec), "{what}");
+            assert!(!alike(&spec, &base), "{what}");
+        }
+        let later = base.clone().backoff(crate::Backoff::fixed(Duration::from_secs(3))).start_grace(Duration::ZERO);
+        assert!(alike(&base, &later));
     }
 
     /// Specs that never get a successor (see the module doc), and none
