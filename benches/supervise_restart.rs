@@ -65,9 +65,12 @@ use nix::unistd::Pid;
 const SAMPLES: usize = 30;
 
 /// The stamp child: `stamp REPORT steady` or `stamp REPORT crash GATE`.
+/// Without arguments (runit's `./run`) it reads them from `STAMP_REPORT`,
+/// `STAMP_CASE` and `STAMP_GATE`.
 const STAMP_C: &str = r#"
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,12 +81,15 @@ static long long now(void) {
 }
 int main(int argc, char **argv) {
     long long t0 = now();
+    const char *report = argc > 1 ? argv[1] : getenv("STAMP_REPORT");
+    const char *mode = argc > 2 ? argv[2] : getenv("STAMP_CASE");
+    const char *gate_path = argc > 3 ? argv[3] : getenv("STAMP_GATE");
     char buf[64];
-    int fd = open(argv[1], O_WRONLY | O_APPEND);
+    int fd = report ? open(report, O_WRONLY | O_APPEND) : -1;
     int n = snprintf(buf, sizeof buf, "S %d %lld\n", (int)getpid(), t0);
     if (fd < 0 || write(fd, buf, n) != n) return 2;
-    if (argc > 3 && strcmp(argv[2], "crash") == 0) {
-        int gate = open(argv[3], O_RDONLY);
+    if (mode && gate_path && strcmp(mode, "crash") == 0) {
+        int gate = open(gate_path, O_RDONLY);
         char c;
         if (gate < 0 || read(gate, &c, 1) != 1) return 2;
         long long t1 = now();
@@ -243,22 +249,52 @@ impl Instance {
     /// Starts `cmd`, whose child is `stamp REPORT case [GATE]`, and waits for
     /// its first child's stamp.
     fn start(mut cmd: Command, dir: &Path, tag: &str, case: Case, stamp: &Path) -> Instance {
+        let (fifo, reports, gate) = Self::channels(dir, tag, case);
+        cmd.arg(stamp).arg(&fifo);
+        match &gate {
+            None => cmd.arg("steady"),
+            Some((path, _)) => cmd.arg("crash").arg(path),
+        };
+        Self::launch(cmd, dir, tag, reports, gate.map(|(_, f)| f))
+    }
+
+    /// Starts `runsv` on a service directory whose `./run` is the stamp
+    /// child itself (a symlink), its arguments in the environment, which
+    /// runsv passes on. Its `supervise/` (the records it rewrites at every
+    /// death and start) is a symlink to `records`, as Debian links it into
+    /// `/run`.
+    fn start_runsv(runsv: &Path, dir: &Path, tag: &str, case: Case, stamp: &Path, records: &Path) -> Instance {
+        let (fifo, reports, gate) = Self::channels(dir, tag, case);
+        let service = dir.join(format!("{tag}.sv"));
+        std::fs::create_dir(&service).expect("service dir");
+        std::os::unix::fs::symlink(stamp, service.join("run")).expect("./run");
+        let records = records.join(tag);
+        std::fs::create_dir(&records).expect("runsv records dir");
+        std::os::unix::fs::symlink(&records, service.join("supervise")).expect("./supervise");
+        let mut cmd = Command::new(runsv);
+        cmd.arg(&service).env("STAMP_REPORT", &fifo);
+        match &gate {
+            None => cmd.env("STAMP_CASE", "steady"),
+            Some((path, _)) => cmd.env("STAMP_CASE", "crash").env("STAMP_GATE", path),
+        };
+        Self::launch(cmd, dir, tag, reports, gate.map(|(_, f)| f))
+    }
+
+    /// The report FIFO (opened) and, for a crash loop, the gate FIFO.
+    fn channels(dir: &Path, tag: &str, case: Case) -> (PathBuf, Reports, Option<(PathBuf, File)>) {
         let fifo = dir.join(format!("{tag}.reports"));
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
-        let mut reports = Reports::open(&fifo);
-        cmd.arg(stamp).arg(&fifo);
-        let gate = match case {
-            Case::Steady => {
-                cmd.arg("steady");
-                None
-            }
-            Case::Crash => {
-                let gate = dir.join(format!("{tag}.gate"));
-                nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
-                cmd.arg("crash").arg(&gate);
-                Some(std::fs::OpenOptions::new().read(true).write(true).open(&gate).expect("open gate"))
-            }
-        };
+        let reports = Reports::open(&fifo);
+        let gate = (case == Case::Crash).then(|| {
+            let gate = dir.join(format!("{tag}.gate"));
+            nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+            let file = std::fs::OpenOptions::new().read(true).write(true).open(&gate).expect("open gate");
+            (gate, file)
+        });
+        (fifo, reports, gate)
+    }
+
+    fn launch(mut cmd: Command, dir: &Path, tag: &str, mut reports: Reports, gate: Option<File>) -> Instance {
         let log = File::create(dir.join(format!("{tag}.log"))).expect("log file");
         cmd.stdin(Stdio::null()).stdout(log.try_clone().expect("dup")).stderr(log);
         let process = cmd.spawn().expect("start the supervisor");
@@ -318,6 +354,8 @@ struct World {
     vfork: Instance,
     /// `supervise` rows, by tag.
     sups: Vec<(&'static str, Instance)>,
+    /// runit's `runsv`, steady case only, where it is installed.
+    runit: Option<Instance>,
 }
 
 /// The `supervise` rows: tag, what, extra arguments (`{dir}`: a state dir).
@@ -336,6 +374,11 @@ struct Setup {
     static_stamp: bool,
     looper: PathBuf,
     supervise: PathBuf,
+    /// `runsv` from `PROCSUP_BB_RUNSV` or the `PATH`, if any.
+    runsv: Option<PathBuf>,
+    /// Where runsv keeps its records: a tmpfs (`/dev/shm`) where there is
+    /// one, as Debian's `/run/runit/supervise.NAME`; else `dir`.
+    runit_records: Option<tempfile::TempDir>,
 }
 
 impl Setup {
@@ -349,7 +392,11 @@ impl Setup {
         };
         let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
         let state = tempfile::tempdir_in(&base).unwrap_or_else(|_| tempfile::tempdir().expect("tempdir"));
-        Some(Setup { dir, state, stamp, static_stamp, looper, supervise: build_supervise() })
+        let runsv = std::env::var_os("PROCSUP_BB_RUNSV").map(PathBuf::from).or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join("runsv")).find(|p| p.is_file())
+        });
+        let runit_records = tempfile::tempdir_in("/dev/shm").ok();
+        Some(Setup { dir, state, stamp, static_stamp, looper, supervise: build_supervise(), runsv, runit_records })
     }
 
     fn world(&self, case: Case) -> World {
@@ -376,7 +423,16 @@ impl Setup {
                 (tag, Instance::start(cmd, dir, &format!("{name}-{tag}"), case, &self.stamp))
             })
             .collect();
-        World { fork, vfork, sups }
+        // runsv waits 1 s before a restart of a child that ran less than
+        // 1 s, always: there is no crash loop to measure against it.
+        let runit = match (&self.runsv, case, runit_rounds()) {
+            (Some(runsv), Case::Steady, 1..) => {
+                let records = self.runit_records.as_ref().map_or(dir, |d| d.path());
+                Some(Instance::start_runsv(runsv, dir, &format!("{name}-runit"), case, &self.stamp, records))
+            }
+            _ => None,
+        };
+        World { fork, vfork, sups, runit }
     }
 }
 
@@ -384,6 +440,9 @@ impl World {
     fn stop(self) {
         self.fork.stop();
         self.vfork.stop();
+        if let Some(runit) = self.runit {
+            runit.stop();
+        }
         for (_, s) in self.sups {
             s.stop();
         }
@@ -419,7 +478,7 @@ fn bench_row(
     let mut samples = Vec::new();
     g.bench_function(tag, |b| {
         b.iter_custom(|iters| {
-            let World { fork, vfork, sups } = &mut *world;
+            let World { fork, vfork, sups, .. } = &mut *world;
             let base = if vfork_base { vfork } else { fork };
             let ours = &mut sups.iter_mut().find(|(t, _)| *t == tag).expect("row").1;
             let mut sample = Sample { baseline: Vec::new(), ours: Vec::new() };
@@ -446,6 +505,74 @@ fn bench_row(
     }
     let measured = samples.split_off(samples.len().saturating_sub(SAMPLES));
     rows.push(Row { case, what, baseline: if vfork_base { "C vfork loop" } else { "C fork loop" }, samples: measured });
+}
+
+/// Rounds of the runit comparison: `PROCSUP_BB_RUNIT_ROUNDS`, default 20
+/// (0: none).
+fn runit_rounds() -> usize {
+    std::env::var("PROCSUP_BB_RUNIT_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
+}
+
+/// How long each child lives in a runit round: past the 1 s under which
+/// runsv waits 1 s before it restarts (its throttle, not its restart path).
+const RUNIT_UP: Duration = Duration::from_millis(1200);
+
+/// One side of the runit comparison: who, and µs per round.
+struct Side {
+    who: String,
+    times: Vec<f64>,
+}
+
+/// The runit comparison, outside criterion (a round takes over a second):
+/// every child of the steady world lives `RUNIT_UP`, then each is ended in
+/// turn and its successor timed, the order turned by one each round. The
+/// first side is the C fork loop, the third runsv.
+fn runit_compare(world: &mut World) -> Vec<Side> {
+    let World { fork, vfork, sups, runit } = world;
+    let Some(runit) = runit.as_mut() else {
+        return Vec::new();
+    };
+    let mut sides: Vec<(String, &mut Instance)> =
+        vec![("C fork loop".into(), fork), ("C vfork loop".into(), vfork), ("runit (runsv)".into(), runit)];
+    sides.extend(sups.iter_mut().map(|(tag, i)| (format!("supervise, {tag}"), i)));
+    let mut times = vec![Vec::new(); sides.len()];
+    for round in 0..runit_rounds() {
+        std::thread::sleep(RUNIT_UP);
+        for k in 0..sides.len() {
+            let i = (round + k) % sides.len();
+            times[i].push(sides[i].1.restart());
+        }
+    }
+    sides.into_iter().zip(times).map(|((who, _), times)| Side { who, times }).collect()
+}
+
+fn print_runit(sides: &[Side], records_on_tmpfs: bool) {
+    let [fork, _, runit, ..] = sides else {
+        return;
+    };
+    let paired =
+        |side: &Side, base: &Side| median(side.times.iter().zip(&base.times).map(|(ours, base)| ours / base).collect());
+    println!();
+    println!(
+        "steady against runit: each child up {} ms, then SIGKILL; {} rounds, each ends every side in turn;",
+        RUNIT_UP.as_millis(),
+        fork.times.len()
+    );
+    println!(
+        "runsv's records on {}; supervise's state_dir on disk; µs from the kill to the successor's main, median;",
+        if records_on_tmpfs { "a tmpfs (/dev/shm)" } else { "disk" }
+    );
+    println!("paired = median of the per-round ratio");
+    println!("{:<28} {:>9} {:>14} {:>15}", "who", "µs", "vs fork loop", "vs runit");
+    for side in sides {
+        println!(
+            "{:<28} {:>9.1} {:>13.2}x {:>14.2}x",
+            side.who,
+            median(side.times.clone()),
+            paired(side, fork),
+            paired(side, runit)
+        );
+    }
 }
 
 fn print_table(rows: &[Row], static_stamp: bool) {
@@ -491,6 +618,7 @@ fn main() {
     let listing = std::env::args().any(|a| a == "--list");
     let setup = if listing { None } else { Setup::new() };
     let mut rows = Vec::new();
+    let mut runit = Vec::new();
     for case in [Case::Steady, Case::Crash] {
         let name = if case == Case::Steady { "supervise_restart_steady" } else { "supervise_restart_crash" };
         let mut g = c.benchmark_group(name);
@@ -512,10 +640,17 @@ fn main() {
             bench_row(&mut g, &mut world, (case, tag, what), &mut rows);
         }
         g.finish();
+        if case == Case::Steady {
+            runit = runit_compare(&mut world);
+        }
         world.stop();
     }
     c.final_summary();
     if let Some(setup) = &setup {
         print_table(&rows, setup.static_stamp);
+        match &setup.runsv {
+            Some(_) => print_runit(&runit, setup.runit_records.is_some()),
+            None => println!("\nno runsv (runit) here, nor PROCSUP_BB_RUNSV: no runit comparison"),
+        }
     }
 }
