@@ -16,7 +16,9 @@
 //!   The parent-death signal, where the spec has one, ends it too.
 //! - **When**: [`Sys::expect_respawn`] (the supervisor, after a spawn under
 //!   a restart policy) asks for one; it is made at the next poll that
-//!   reports no exit, so never on a restart's path; the supervisor takes
+//!   reports no exit, so never on a restart's path, once the child it
+//!   follows has exec'd (a let-go successor's exec closes its socket,
+//!   which wakes the host: `GOING_TAG`); the supervisor takes
 //!   the wish back ([`Sys::forget_respawn`]) when the process is stopped
 //!   for good, gives up or is removed, and the successor is then ended.
 //! - **Which specs**: not those that change credentials (the child would
@@ -33,6 +35,9 @@
 //!   successor was made; a spec's `current_dir` is entered once the
 //!   successor is let go (a deploy's moved symlink is followed), and a
 //!   failure there is its exit 127 as an exec's.
+//! - **A crash loop faster than a successor's steps** lets it go still on
+//!   them: the word waits in its socket and it execs once they are done
+//!   (a step that fails then is its exit 127, logged, as an exec's).
 //! - **Never a reason to fail**: a spawn that runs out of fds ends every
 //!   successor (closing their fds) and tries again; none is made in the
 //!   last quarter of the fd limit; one that dies while parked is reaped at
@@ -70,9 +75,15 @@ impl Held {
     }
 }
 
-/// How soon a successor is made, or a let-go one looked at, after the
-/// poll that asked for it: past the new child's `execve`.
+/// How soon an ended successor is looked at again (it is reaped by
+/// looking), or a let-go one whose socket could not be watched.
 pub(super) const STANDBY_DELAY: Duration = Duration::from_millis(1);
+
+/// The epoll token of a let-go successor's socket is `token(pid, 0) |
+/// GOING_TAG`: it wakes the host once the child has exec'd (its end
+/// closes), when the next successor can be made. Clear of every pid and
+/// slot bit, and of the other tags.
+pub(super) const GOING_TAG: u64 = 1 << 42;
 
 /// One successor held ready.
 #[derive(Debug)]
@@ -91,6 +102,8 @@ struct Going {
     pid: Pid,
     /// The host's end: end of file once the child has exec'd or is gone.
     sock: Option<OwnedFd>,
+    /// `sock` is in the epoll set (`GOING_TAG`).
+    watched: bool,
     held: Held,
     /// An ended one's: reaped here, then its cgroup is retired.
     ended: Option<Launched>,
@@ -125,8 +138,19 @@ impl Standbys {
         self.ready.get(name).map(|s| s.launched.pid)
     }
 
-    pub(super) fn wants_a_poll(&self) -> bool {
-        !self.wanted.is_empty() || !self.going.is_empty()
+    /// When the host should poll for the successors' sake: soon while one
+    /// wakes nothing (an ended one, reaped by looking); at once for one
+    /// to make when every child spawned has exec'd (nothing is let go:
+    /// a spawn at once returns after its child's `execve`); else when a
+    /// let-go child's exec wakes it (its socket, `GOING_TAG`).
+    pub(super) fn wake_after(&self) -> Option<Duration> {
+        if self.going.iter().any(|g| !g.watched) {
+            Some(STANDBY_DELAY)
+        } else if !self.wanted.is_empty() && self.going.is_empty() {
+            Some(Duration::ZERO)
+        } else {
+            None
+        }
     }
 }
 
@@ -212,7 +236,9 @@ impl UnixSys {
     ///   this off. Its `chdir` and `execve` run after [`Sys::spawn`]
     ///   returned, so one that fails then (the program deleted meanwhile)
     ///   is the child's exit 127, logged with its errno, not the spawn's
-    ///   error. Until its exec, `ps` shows it with the host's command line
+    ///   error; so is a failed step of a successor let go before its steps
+    ///   were done (a restart within a few hundred microseconds of the
+    ///   last, in a crash loop without backoff). Until its exec, `ps` shows it with the host's command line
     ///   and memory (it shares them); its start time is when it was made.
     /// - **Never a reason to fail**: a spawn out of fds ends the successors
     ///   and tries again, and none is made in the last quarter of the fd
@@ -314,16 +340,17 @@ impl UnixSys {
         Ok(())
     }
 
-    /// The successor held ready for `spec`, let go: it execs now. `None`
-    /// (and the successor ended) where there is none, it was made for
-    /// another spec, or it is not parked (still on its steps, failed one,
-    /// or killed).
+    /// The successor held ready for `spec`, let go: it execs now, or once
+    /// its steps are done if it is still on them (the word waits in its
+    /// socket; a step that fails then is its exit 127, as an exec's).
+    /// `None` (and the successor ended) where there is none, it was made
+    /// for another spec, or a step of it failed.
     pub(super) fn release_standby(&mut self, spec: &ProcessSpec) -> Option<Launched> {
         // A wish not yet made into a successor is the old spawn's: the
         // supervisor gives its word again after this one.
         self.standbys.wanted.remove(spec.name.as_str());
         let sb = self.standbys.ready.remove(spec.name.as_str())?;
-        if !alike(&sb.spec, spec) || !sb.held.parked() || sb.held.err() != 0 {
+        if !alike(&sb.spec, spec) || sb.held.err() != 0 {
             self.end_standby(sb);
             return None;
         }
@@ -334,7 +361,8 @@ impl UnixSys {
         }
         let Standby { launched, held, sock, .. } = sb;
         let name = spec.name.as_str().into();
-        self.standbys.going.push(Going { name, pid: launched.pid, sock: Some(sock), held, ended: None });
+        let watched = self.readiness.is_some() && self.watch(&sock, token(launched.pid, 0) | GOING_TAG).is_ok();
+        self.standbys.going.push(Going { name, pid: launched.pid, sock: Some(sock), watched, held, ended: None });
         Some(launched)
     }
 
@@ -366,7 +394,7 @@ impl UnixSys {
         }
         drop(sock);
         let (name, pid) = (spec.name.as_str().into(), launched.pid);
-        self.standbys.going.push(Going { name, pid, sock: None, held, ended: Some(launched) });
+        self.standbys.going.push(Going { name, pid, sock: None, watched: false, held, ended: Some(launched) });
     }
 
     /// Drops what no successor uses any more: the memory of one that has
@@ -385,10 +413,15 @@ impl UnixSys {
                 continue;
             }
             let mut g = self.standbys.going.swap_remove(i);
+            // Out of the epoll set before it is closed (a fork of another
+            // thread may hold a copy of it until its exec).
+            if let Some(sock) = g.sock.as_ref().filter(|_| g.watched) {
+                self.unwatch(sock);
+            }
             let errno = g.held.err();
             if g.ended.is_none() && errno != 0 {
                 log::warn!(
-                    "procsup: {} (pid {}): its exec failed after the spawn: {}; it exits 127",
+                    "procsup: {} (pid {}): a step or its exec failed after the spawn: {}; it exits 127",
                     g.name,
                     g.pid,
                     io::Error::from_raw_os_error(errno)
@@ -494,6 +527,46 @@ mod tests {
         }
     }
 
+    /// A restart that comes before its successor has parked (a crash loop
+    /// faster than a successor's steps) still takes it: the word waits in
+    /// its socket, and it execs once its steps are done.
+    #[test]
+    fn a_successor_still_on_its_steps_is_let_go() {
+        let mut sys = UnixSys::new().standby(true).without_cgroups();
+        let spec = ProcessSpec::new("sb", "sleep").arg("30");
+        let mut children = vec![sys.spawn(&spec).unwrap()];
+        let mut unparked = false;
+        // Made here, the successor is let go a few microseconds after its
+        // clone: nearly always before its steps are done. Tried until one
+        // was.
+        for _ in 0..20 {
+            sys.expect_respawn(&spec);
+            let wanted = sys.standbys.wanted.remove("sb").unwrap();
+            sys.make_standby(wanted).unwrap();
+            let sb = &sys.standbys.ready["sb"];
+            let (successor, parked) = (sb.launched.pid, sb.held.parked());
+            let pid = sys.spawn(&spec).unwrap();
+            assert_eq!(pid, successor, "the restart is the successor (parked: {parked})");
+            children.push(pid);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while comm(pid).as_deref() != Some("sleep") {
+                assert!(Instant::now() < deadline, "never exec'd: {:?}", comm(pid));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if !parked {
+                unparked = true;
+                break;
+            }
+        }
+        assert!(unparked, "every successor had parked before its spawn: nothing tested");
+        let mut events = Vec::new();
+        for &pid in &children {
+            sys.signal(pid, Signal::SIGKILL).unwrap();
+        }
+        poll_until(&mut sys, &mut events, |_, ev| children.iter().all(|&p| exited(ev, p).is_some()));
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
+    }
+
     fn exited(events: &[SysEvent], pid: Pid) -> Option<Exit> {
         events.iter().find_map(|e| match e {
             SysEvent::Exited { pid: p, exit } if *p == pid => Some(*exit),
@@ -527,7 +600,8 @@ mod tests {
             let first = sys.spawn(&spec).unwrap();
             sys.expect_respawn(&spec);
             let mut events = Vec::new();
-            assert_eq!(sys.wake_after(), Some(STANDBY_DELAY), "a successor to make: polled soon");
+            // The spawn returned after its child's exec (CLONE_VFORK).
+            assert_eq!(sys.wake_after(), Some(Duration::ZERO), "a successor to make: polled at once");
             poll_until(&mut sys, &mut events, |s, _| s.standbys.ready_count() == 1);
             let successor = sys.standbys.pid_of("sb").unwrap();
             assert_ne!(successor, first);
@@ -547,6 +621,15 @@ mod tests {
             let second = sys.spawn(&spec).unwrap();
             assert_eq!(second, successor, "the restart is the successor");
             assert_eq!(sys.standbys.ready_count(), 0);
+            // No timer: its exec wakes the host (its end of the socket
+            // closes), and the next successor can be made then.
+            assert_eq!(sys.standbys.wake_after(), None);
+            let ready = {
+                let fds = sys.readiness_fds();
+                let mut pfd = [nix::poll::PollFd::new(fds[0], nix::poll::PollFlags::POLLIN)];
+                nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(10_000u16)).unwrap()
+            };
+            assert_eq!(ready, 1, "its exec woke nothing");
             let deadline = Instant::now() + Duration::from_secs(10);
             while comm(second).as_deref() != Some("sleep") {
                 assert!(Instant::now() < deadline, "never exec'd: {:?}", comm(second));
@@ -772,6 +855,6 @@ mod tests {
         assert!(eligible(&base));
         let mut off = UnixSys::new().without_cgroups();
         off.expect_respawn(&base);
-        assert!(!off.standbys.wants_a_poll(), "made without standby(true)");
+        assert_eq!(off.standbys.wake_after(), None, "made without standby(true)");
     }
 }
