@@ -38,6 +38,16 @@
 //! Rows: the defaults plus `--state-dir` (a record per child on disk, the
 //! defaults of issue #22), the defaults alone, and `--no-cgroups`.
 //!
+//! Against runit, where `runsv` is installed (on the `PATH`, or
+//! `PROCSUP_BB_RUNSV`), a second table after criterion's rows: runsv
+//! supervises the same stamp child (its `./run` is the stamp itself), its
+//! records (`supervise/`, rewritten at every death and start) on a tmpfs
+//! where `/dev/shm` is one, as Debian links them into `/run`. runsv waits
+//! 1 s before restarting a child that ran less than 1 s, so each of
+//! `PROCSUP_BB_RUNIT_ROUNDS` rounds (default 20; 0: none) lets every
+//! child of the steady case live 1.2 s, then kills each in turn, the order
+//! turned by one each round; there is no crash loop against it.
+//!
 //! Run: `cargo bench --bench supervise_restart` (needs gcc; `-static` where
 //! libc.a is installed, else a dynamic stamp, said in the table). It builds
 //! `supervise` with `cargo build --release --example supervise` first.
@@ -547,7 +557,7 @@ fn runit_compare(world: &mut World) -> Vec<Side> {
 }
 
 fn print_runit(sides: &[Side], records_on_tmpfs: bool) {
-    let [fork, _, runit, ..] = sides else {
+    let [fork, vfork, runit, ..] = sides else {
         return;
     };
     let paired =
@@ -563,13 +573,14 @@ fn print_runit(sides: &[Side], records_on_tmpfs: bool) {
         if records_on_tmpfs { "a tmpfs (/dev/shm)" } else { "disk" }
     );
     println!("paired = median of the per-round ratio");
-    println!("{:<28} {:>9} {:>14} {:>15}", "who", "µs", "vs fork loop", "vs runit");
+    println!("{:<28} {:>9} {:>14} {:>15} {:>15}", "who", "µs", "vs fork loop", "vs vfork loop", "vs runit");
     for side in sides {
         println!(
-            "{:<28} {:>9.1} {:>13.2}x {:>14.2}x",
+            "{:<28} {:>9.1} {:>13.2}x {:>14.2}x {:>14.2}x",
             side.who,
             median(side.times.clone()),
             paired(side, fork),
+            paired(side, vfork),
             paired(side, runit)
         );
     }
