@@ -16,9 +16,7 @@
 //!   The parent-death signal, where the spec has one, ends it too.
 //! - **When**: [`Sys::expect_respawn`] (the supervisor, after a spawn under
 //!   a restart policy) asks for one; it is made at the next poll that
-//!   reports no exit, so never on a restart's path, once the child it
-//!   follows has exec'd (a let-go successor's exec closes its socket,
-//!   which wakes the host: `GOING_TAG`); the supervisor takes
+//!   reports no exit, so never on a restart's path; the supervisor takes
 //!   the wish back ([`Sys::forget_respawn`]) when the process is stopped
 //!   for good, gives up or is removed, and the successor is then ended.
 //! - **Which specs**: not those that change credentials (the child would
@@ -72,15 +70,11 @@ impl Held {
     }
 }
 
-/// How soon an ended successor is looked at again (it is reaped by
-/// looking), or a let-go one whose socket could not be watched.
+/// How soon a successor is made, or a let-go one looked at, after the
+/// poll that asked for it: past the new child's `execve` and the start of
+/// its program. (Made at once, at the wake its exec gives, it measured
+/// slower restarts: the host's work then shares a CPU with that start.)
 pub(super) const STANDBY_DELAY: Duration = Duration::from_millis(1);
-
-/// The epoll token of a let-go successor's socket is `token(pid, 0) |
-/// GOING_TAG`: it wakes the host once the child has exec'd (its end
-/// closes), when the next successor can be made. Clear of every pid and
-/// slot bit, and of the other tags.
-pub(super) const GOING_TAG: u64 = 1 << 42;
 
 /// One successor held ready.
 #[derive(Debug)]
@@ -99,8 +93,6 @@ struct Going {
     pid: Pid,
     /// The host's end: end of file once the child has exec'd or is gone.
     sock: Option<OwnedFd>,
-    /// `sock` is in the epoll set (`GOING_TAG`).
-    watched: bool,
     held: Held,
     /// An ended one's: reaped here, then its cgroup is retired.
     ended: Option<Launched>,
@@ -135,19 +127,8 @@ impl Standbys {
         self.ready.get(name).map(|s| s.launched.pid)
     }
 
-    /// When the host should poll for the successors' sake: soon while one
-    /// wakes nothing (an ended one, reaped by looking); at once for one
-    /// to make when every child spawned has exec'd (nothing is let go:
-    /// a spawn at once returns after its child's `execve`); else when a
-    /// let-go child's exec wakes it (its socket, `GOING_TAG`).
-    pub(super) fn wake_after(&self) -> Option<Duration> {
-        if self.going.iter().any(|g| !g.watched) {
-            Some(STANDBY_DELAY)
-        } else if !self.wanted.is_empty() && self.going.is_empty() {
-            Some(Duration::ZERO)
-        } else {
-            None
-        }
+    pub(super) fn wants_a_poll(&self) -> bool {
+        !self.wanted.is_empty() || !self.going.is_empty()
     }
 }
 
@@ -356,8 +337,7 @@ impl UnixSys {
         }
         let Standby { launched, held, sock, .. } = sb;
         let name = spec.name.as_str().into();
-        let watched = self.readiness.is_some() && self.watch(&sock, token(launched.pid, 0) | GOING_TAG).is_ok();
-        self.standbys.going.push(Going { name, pid: launched.pid, sock: Some(sock), watched, held, ended: None });
+        self.standbys.going.push(Going { name, pid: launched.pid, sock: Some(sock), held, ended: None });
         Some(launched)
     }
 
@@ -389,7 +369,7 @@ impl UnixSys {
         }
         drop(sock);
         let (name, pid) = (spec.name.as_str().into(), launched.pid);
-        self.standbys.going.push(Going { name, pid, sock: None, watched: false, held, ended: Some(launched) });
+        self.standbys.going.push(Going { name, pid, sock: None, held, ended: Some(launched) });
     }
 
     /// Drops what no successor uses any more: the memory of one that has
@@ -408,11 +388,6 @@ impl UnixSys {
                 continue;
             }
             let mut g = self.standbys.going.swap_remove(i);
-            // Out of the epoll set before it is closed (a fork of another
-            // thread may hold a copy of it until its exec).
-            if let Some(sock) = g.sock.as_ref().filter(|_| g.watched) {
-                self.unwatch(sock);
-            }
             let errno = g.held.err();
             if g.ended.is_none() && errno != 0 {
                 log::warn!(
@@ -765,8 +740,7 @@ mod tests {
             let first = sys.spawn(&spec).unwrap();
             sys.expect_respawn(&spec);
             let mut events = Vec::new();
-            // The spawn returned after its child's exec (CLONE_VFORK).
-            assert_eq!(sys.wake_after(), Some(Duration::ZERO), "a successor to make: polled at once");
+            assert_eq!(sys.wake_after(), Some(STANDBY_DELAY), "a successor to make: polled soon");
             poll_until(&mut sys, &mut events, |s, _| s.standbys.ready_count() == 1);
             let successor = sys.standbys.pid_of("sb").unwrap();
             assert_ne!(successor, first);
@@ -786,15 +760,6 @@ mod tests {
             let second = sys.spawn(&spec).unwrap();
             assert_eq!(second, successor, "the restart is the successor");
             assert_eq!(sys.standbys.ready_count(), 0);
-            // No timer: its exec wakes the host (its end of the socket
-            // closes), and the next successor can be made then.
-            assert_eq!(sys.standbys.wake_after(), None);
-            let ready = {
-                let fds = sys.readiness_fds();
-                let mut pfd = [nix::poll::PollFd::new(fds[0], nix::poll::PollFlags::POLLIN)];
-                nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(10_000u16)).unwrap()
-            };
-            assert_eq!(ready, 1, "its exec woke nothing");
             let deadline = Instant::now() + Duration::from_secs(10);
             while comm(second).as_deref() != Some("sleep") {
                 assert!(Instant::now() < deadline, "never exec'd: {:?}", comm(second));
@@ -1020,6 +985,6 @@ mod tests {
         assert!(eligible(&base));
         let mut off = UnixSys::new().without_cgroups();
         off.expect_respawn(&base);
-        assert_eq!(off.standbys.wake_after(), None, "made without standby(true)");
+        assert!(!off.standbys.wants_a_poll(), "made without standby(true)");
     }
 }
