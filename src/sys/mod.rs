@@ -208,9 +208,11 @@ pub trait Sys {
     /// with this spec (it runs under a restart policy). A `Sys` may prepare
     /// that spawn ahead of time ([`UnixSys::standby`]); the next
     /// [`spawn`](Sys::spawn) of this name must still work, hint or not.
-    /// Default: nothing.
-    fn expect_respawn(&mut self, spec: &ProcessSpec) {
-        let _ = spec;
+    /// `soon`: the child follows a failed start (its failure streak is
+    /// on, as in a crash loop), so it may well end at once: what is
+    /// prepared is best ready soon. Default: nothing.
+    fn expect_respawn(&mut self, spec: &ProcessSpec, soon: bool) {
+        let _ = (spec, soon);
     }
 
     /// The hint of [`expect_respawn`](Sys::expect_respawn) taken back:

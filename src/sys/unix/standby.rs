@@ -104,6 +104,9 @@ pub(super) struct Standbys {
     pub(super) on: bool,
     /// Names to make one for, with their spec.
     wanted: HashMap<Box<str>, ProcessSpec>,
+    /// Wanted names whose child follows a failed start: made at the next
+    /// poll, not 1 ms on (a crash loop restarts at once).
+    soon: std::collections::HashSet<Box<str>>,
     ready: HashMap<Box<str>, Standby>,
     going: Vec<Going>,
 }
@@ -127,8 +130,20 @@ impl Standbys {
         self.ready.get(name).map(|s| s.launched.pid)
     }
 
-    pub(super) fn wants_a_poll(&self) -> bool {
-        !self.wanted.is_empty() || !self.going.is_empty()
+    /// When to poll for the successors' sake: at once for one to make
+    /// soon, 1 ms on for another, or for one let go or ended to look at.
+    pub(super) fn wake_after(&self) -> Option<Duration> {
+        if self.soon_wanted().is_some() {
+            Some(Duration::ZERO)
+        } else if !self.wanted.is_empty() || !self.going.is_empty() {
+            Some(STANDBY_DELAY)
+        } else {
+            None
+        }
+    }
+
+    fn soon_wanted(&self) -> Option<&str> {
+        self.soon.iter().map(|n| &**n).find(|n| self.wanted.contains_key(*n))
     }
 }
 
@@ -236,7 +251,7 @@ impl UnixSys {
     }
 
     /// [`Sys::expect_respawn`] for [`UnixSys`].
-    pub(super) fn want_standby(&mut self, spec: &ProcessSpec) {
+    pub(super) fn want_standby(&mut self, spec: &ProcessSpec, soon: bool) {
         if !self.standbys.on || self.pidfd == Some(false) || !self.spawner.parks() || !eligible(spec) {
             return;
         }
@@ -248,11 +263,17 @@ impl UnixSys {
             self.end_standby(sb);
         }
         self.standbys.wanted.insert(spec.name.as_str().into(), spec.clone());
+        if soon {
+            self.standbys.soon.insert(spec.name.as_str().into());
+        } else {
+            self.standbys.soon.remove(spec.name.as_str());
+        }
     }
 
     /// [`Sys::forget_respawn`] for [`UnixSys`].
     pub(super) fn unwant_standby(&mut self, name: &str) {
         self.standbys.wanted.remove(name);
+        self.standbys.soon.remove(name);
         if let Some(sb) = self.standbys.ready.remove(name) {
             self.end_standby(sb);
         }
@@ -270,8 +291,10 @@ impl UnixSys {
         {
             return;
         }
-        let Some(name) = self.standbys.wanted.keys().next().cloned() else { return };
+        let first = self.standbys.soon_wanted().or_else(|| self.standbys.wanted.keys().next().map(|n| &**n));
+        let Some(name) = first.map(Box::<str>::from) else { return };
         let spec = self.standbys.wanted.remove(&name).expect("just listed");
+        self.standbys.soon.remove(&name);
         if let Err(e) = self.make_standby(spec) {
             log::debug!("procsup: no successor held ready for {name}: {e}");
         }
@@ -408,6 +431,7 @@ impl UnixSys {
     /// word: a spawn ran out of fds. Whether there was any.
     pub(super) fn end_standbys_for_room(&mut self) -> bool {
         self.standbys.wanted.clear();
+        self.standbys.soon.clear();
         let names: Vec<Box<str>> = self.standbys.ready.keys().cloned().collect();
         for name in &names {
             let sb = self.standbys.ready.remove(name).expect("just listed");
@@ -509,7 +533,7 @@ mod tests {
     /// machine) before its `setsid`: what a restart in a crash loop faster
     /// than its steps lets go. `None` if it got past `setsid` first.
     fn a_successor_stopped_before_its_setsid(sys: &mut UnixSys, spec: &ProcessSpec) -> Option<Pid> {
-        sys.expect_respawn(spec);
+        sys.expect_respawn(spec, false);
         let wanted = sys.standbys.wanted.remove(spec.name.as_str()).unwrap();
         sys.make_standby(wanted).unwrap();
         let pid = sys.standbys.pid_of(&spec.name).unwrap();
@@ -592,7 +616,7 @@ mod tests {
         let mut sys = UnixSys::new().standby(true).without_cgroups();
         let spec = ProcessSpec::new("sb", "sleep").arg("30");
         let _first = sys.spawn(&spec).unwrap();
-        sys.expect_respawn(&spec);
+        sys.expect_respawn(&spec, false);
         let wanted = sys.standbys.wanted.remove("sb").unwrap();
         sys.make_standby(wanted).unwrap();
         let second = sys.spawn(&spec).unwrap();
@@ -624,7 +648,7 @@ mod tests {
         let mut sys = UnixSys::new().standby(true).without_cgroups().state_dir(tmp.path()).unwrap();
         let spec = ProcessSpec::new("sb", "sleep").arg("30");
         let first = sys.spawn(&spec).unwrap();
-        sys.expect_respawn(&spec);
+        sys.expect_respawn(&spec, false);
         let wanted = sys.standbys.wanted.remove("sb").unwrap();
         sys.make_standby(wanted).unwrap();
         let second = sys.spawn(&spec).unwrap();
@@ -675,7 +699,7 @@ mod tests {
         let mut restarts = Vec::new();
         let mut dead = 0;
         for _ in 0..10 {
-            sys.expect_respawn(&spec);
+            sys.expect_respawn(&spec, false);
             let wanted = sys.standbys.wanted.remove("w").unwrap();
             sys.make_standby(wanted).unwrap();
             let pid = sys.spawn(&spec).unwrap();
@@ -738,7 +762,7 @@ mod tests {
             }
             let spec = ProcessSpec::new("sb", "sleep").arg("30");
             let first = sys.spawn(&spec).unwrap();
-            sys.expect_respawn(&spec);
+            sys.expect_respawn(&spec, false);
             let mut events = Vec::new();
             assert_eq!(sys.wake_after(), Some(STANDBY_DELAY), "a successor to make: polled soon");
             poll_until(&mut sys, &mut events, |s, _| s.standbys.ready_count() == 1);
@@ -777,7 +801,7 @@ mod tests {
             poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
             // Expected again: a new successor; taken back: it is ended and
             // reaped, not left a zombie.
-            sys.expect_respawn(&spec);
+            sys.expect_respawn(&spec, false);
             poll_until(&mut sys, &mut events, |s, _| s.standbys.ready_count() == 1);
             let third = sys.standbys.pid_of("sb").unwrap();
             sys.forget_respawn("sb");
@@ -802,7 +826,7 @@ mod tests {
         let spec = ProcessSpec::new("sb", "sleep").arg("30");
         let mut events = Vec::new();
         let first = sys.spawn(&spec).unwrap();
-        sys.expect_respawn(&spec);
+        sys.expect_respawn(&spec, false);
         poll_until(&mut sys, &mut events, |s, _| s.standbys.ready.get("sb").is_some_and(|r| r.held.parked()));
         let held = sys.standbys.pid_of("sb").unwrap();
         let other = ProcessSpec::new("sb", "sleep").arg("31");
@@ -811,7 +835,7 @@ mod tests {
         poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
         assert!(std::fs::metadata(format!("/proc/{held}")).is_err(), "{held} not reaped");
         // Killed while parked (an operator's kill): the restart spawns anew.
-        sys.expect_respawn(&spec);
+        sys.expect_respawn(&spec, false);
         poll_until(&mut sys, &mut events, |s, _| s.standbys.ready.get("sb").is_some_and(|r| r.held.parked()));
         let held = sys.standbys.pid_of("sb").unwrap();
         nix::sys::signal::kill(held, Signal::SIGKILL).unwrap();
@@ -843,7 +867,7 @@ mod tests {
         let spec = ProcessSpec::new("sb", &program).arg("30");
         let mut events = Vec::new();
         let first = sys.spawn(&spec).unwrap();
-        sys.expect_respawn(&spec);
+        sys.expect_respawn(&spec, false);
         poll_until(&mut sys, &mut events, |s, _| s.standbys.ready.get("sb").is_some_and(|r| r.held.parked()));
         std::fs::remove_file(&program).unwrap();
         sys.signal(first, Signal::SIGKILL).unwrap();
@@ -865,7 +889,7 @@ mod tests {
         let spec = ProcessSpec::new("sb", "sleep").arg("30");
         let mut events = Vec::new();
         let first = sys.spawn(&spec).unwrap();
-        sys.expect_respawn(&spec);
+        sys.expect_respawn(&spec, false);
         poll_until(&mut sys, &mut events, |s, _| s.standbys.ready.get("sb").is_some_and(|r| r.held.parked()));
         let held = sys.standbys.pid_of("sb").unwrap();
         nix::sys::signal::kill(held, Signal::SIGKILL).unwrap();
@@ -914,7 +938,7 @@ mod tests {
         let mut sys = UnixSys::new().standby(true).without_cgroups();
         let mut events = Vec::new();
         let first = sys.spawn(&spec).unwrap();
-        sys.expect_respawn(&spec);
+        sys.expect_respawn(&spec, false);
         poll_until(&mut sys, &mut events, |s, _| s.standbys.ready.get("sb").is_some_and(|r| r.held.parked()));
         // The deploy: `current` names release-2 from now on.
         let tmp = dir.path().join("current.new");
@@ -938,6 +962,27 @@ mod tests {
 
     /// Every field the spawn reads tells two specs apart; what it does not
     /// read (the backoff, the start grace) does not.
+    /// After a failed start (`soon`) the successor is made at the next
+    /// poll, with no timer between: a crash loop restarts at once. Else a
+    /// poll 1 ms on makes it, past the new child's start.
+    #[test]
+    fn a_successor_expected_soon_is_made_at_the_next_poll() {
+        let mut sys = UnixSys::new().standby(true).without_cgroups();
+        let spec = ProcessSpec::new("sb", "sleep").arg("30");
+        let first = sys.spawn(&spec).unwrap();
+        sys.expect_respawn(&spec, false);
+        assert_eq!(sys.wake_after(), Some(STANDBY_DELAY));
+        sys.expect_respawn(&spec, true);
+        assert_eq!(sys.wake_after(), Some(Duration::ZERO), "soon: polled at once");
+        let mut events = Vec::new();
+        sys.poll(&mut events);
+        assert_eq!(sys.standbys.ready_count(), 1, "made at that poll: {events:?}");
+        assert_ne!(sys.wake_after(), Some(Duration::ZERO), "nothing left to make at once");
+        sys.forget_respawn("sb");
+        sys.signal(first, Signal::SIGKILL).unwrap();
+        poll_until(&mut sys, &mut events, |s, ev| exited(ev, first).is_some() && s.standbys.going.is_empty());
+    }
+
     #[test]
     fn alike_tells_apart_every_field_the_spawn_reads() {
         let base = ProcessSpec::new("sb", "sleep").arg("30");
@@ -984,7 +1029,7 @@ mod tests {
         }
         assert!(eligible(&base));
         let mut off = UnixSys::new().without_cgroups();
-        off.expect_respawn(&base);
-        assert!(!off.standbys.wants_a_poll(), "made without standby(true)");
+        off.expect_respawn(&base, false);
+        assert_eq!(off.standbys.wake_after(), None, "made without standby(true)");
     }
 }
