@@ -731,6 +731,20 @@ mod tests {
         assert_eq!(dead, 0, "{dead} of {} restarts were successors killed at birth", restarts.len());
     }
 
+    /// Spawns `spec` and polls until its successor is parked; the child.
+    fn spawn_with_a_parked_successor(sys: &mut UnixSys, spec: &ProcessSpec, events: &mut Vec<SysEvent>) -> Pid {
+        let first = sys.spawn(spec).unwrap();
+        park_a_successor(sys, spec, events);
+        first
+    }
+
+    /// Expects `spec` again and polls until its successor is parked.
+    fn park_a_successor(sys: &mut UnixSys, spec: &ProcessSpec, events: &mut Vec<SysEvent>) {
+        sys.expect_respawn(spec, false);
+        let name = spec.name.as_str();
+        poll_until(sys, events, |s, _| s.standbys.ready.get(name).is_some_and(|r| r.held.parked()));
+    }
+
     fn exited(events: &[SysEvent], pid: Pid) -> Option<Exit> {
         events.iter().find_map(|e| match e {
             SysEvent::Exited { pid: p, exit } if *p == pid => Some(*exit),
@@ -825,9 +839,7 @@ mod tests {
         let mut sys = UnixSys::new().standby(true).without_cgroups();
         let spec = ProcessSpec::new("sb", "sleep").arg("30");
         let mut events = Vec::new();
-        let first = sys.spawn(&spec).unwrap();
-        sys.expect_respawn(&spec, false);
-        poll_until(&mut sys, &mut events, |s, _| s.standbys.ready.get("sb").is_some_and(|r| r.held.parked()));
+        let first = spawn_with_a_parked_successor(&mut sys, &spec, &mut events);
         let held = sys.standbys.pid_of("sb").unwrap();
         let other = ProcessSpec::new("sb", "sleep").arg("31");
         let second = sys.spawn(&other).unwrap();
@@ -835,8 +847,7 @@ mod tests {
         poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
         assert!(std::fs::metadata(format!("/proc/{held}")).is_err(), "{held} not reaped");
         // Killed while parked (an operator's kill): the restart spawns anew.
-        sys.expect_respawn(&spec, false);
-        poll_until(&mut sys, &mut events, |s, _| s.standbys.ready.get("sb").is_some_and(|r| r.held.parked()));
+        park_a_successor(&mut sys, &spec, &mut events);
         let held = sys.standbys.pid_of("sb").unwrap();
         nix::sys::signal::kill(held, Signal::SIGKILL).unwrap();
         while comm(held).is_some() {
@@ -866,9 +877,7 @@ mod tests {
         let mut sys = UnixSys::new().standby(true).without_cgroups();
         let spec = ProcessSpec::new("sb", &program).arg("30");
         let mut events = Vec::new();
-        let first = sys.spawn(&spec).unwrap();
-        sys.expect_respawn(&spec, false);
-        poll_until(&mut sys, &mut events, |s, _| s.standbys.ready.get("sb").is_some_and(|r| r.held.parked()));
+        let first = spawn_with_a_parked_successor(&mut sys, &spec, &mut events);
         std::fs::remove_file(&program).unwrap();
         sys.signal(first, Signal::SIGKILL).unwrap();
         poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
@@ -888,9 +897,7 @@ mod tests {
         let mut sys = UnixSys::new().standby(true).without_cgroups();
         let spec = ProcessSpec::new("sb", "sleep").arg("30");
         let mut events = Vec::new();
-        let first = sys.spawn(&spec).unwrap();
-        sys.expect_respawn(&spec, false);
-        poll_until(&mut sys, &mut events, |s, _| s.standbys.ready.get("sb").is_some_and(|r| r.held.parked()));
+        let first = spawn_with_a_parked_successor(&mut sys, &spec, &mut events);
         let held = sys.standbys.pid_of("sb").unwrap();
         nix::sys::signal::kill(held, Signal::SIGKILL).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -937,9 +944,7 @@ mod tests {
         let spec = ProcessSpec::new("sb", "sh").args(["-c", &script]).current_dir(&current);
         let mut sys = UnixSys::new().standby(true).without_cgroups();
         let mut events = Vec::new();
-        let first = sys.spawn(&spec).unwrap();
-        sys.expect_respawn(&spec, false);
-        poll_until(&mut sys, &mut events, |s, _| s.standbys.ready.get("sb").is_some_and(|r| r.held.parked()));
+        let first = spawn_with_a_parked_successor(&mut sys, &spec, &mut events);
         // The deploy: `current` names release-2 from now on.
         let tmp = dir.path().join("current.new");
         std::os::unix::fs::symlink(&two, &tmp).unwrap();
