@@ -16,7 +16,9 @@
 //!   The parent-death signal, where the spec has one, ends it too.
 //! - **When**: [`Sys::expect_respawn`] (the supervisor, after a spawn under
 //!   a restart policy) asks for one; it is made at the next poll that
-//!   reports no exit, so never on a restart's path; the supervisor takes
+//!   reports no exit, so never on a restart's path: 1 ms on, past the new
+//!   child's start, or at once after a failed start (`soon`: a crash loop
+//!   restarts within the millisecond); the supervisor takes
 //!   the wish back ([`Sys::forget_respawn`]) when the process is stopped
 //!   for good, gives up or is removed, and the successor is then ended.
 //! - **Which specs**: not those that change credentials (the child would
@@ -203,7 +205,8 @@ impl UnixSys {
     /// by default; `supervise` turns it on (`--no-standby`).
     ///
     /// - **What**: shortly after a child is spawned (at the first poll that
-    ///   reports no exit), the child that will replace it is cloned and
+    ///   reports no exit, 1 ms on; at the next poll after a failed start,
+    ///   as in a crash loop), the child that will replace it is cloned and
     ///   does every step of a spawn (cgroup, session, signal reset,
     ///   parent-death signal, fds, environment), then waits before its
     ///   `execve`. The next spawn of that name execs it: no clone, no
