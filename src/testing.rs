@@ -172,8 +172,8 @@ pub struct FakeSys {
     interrupted_polls: u32,
     spawned: u64,
     containment: Option<Containment>,
-    /// Names the supervisor expects to spawn again (its respawn hints).
-    /// Names expected again, and whether soon (`Sys::expect_respawn`).
+    /// Names the supervisor expects to spawn again (its respawn hints),
+    /// and whether soon (`Sys::expect_respawn`).
     expected: std::collections::BTreeMap<String, bool>,
 }
 
@@ -222,8 +222,9 @@ impl FakeSys {
     }
 
     /// Whether the supervisor's last [`Sys::expect_respawn`] for `name`
-    /// said "soon": its child follows a failed start. `false` for a name
-    /// not expected.
+    /// said "soon": the process's failure streak is on (its last child
+    /// failed to start, or was OOM-killed). `false` for a name not
+    /// expected.
     ///
     /// ```
     /// use procsup::testing::FakeSys;

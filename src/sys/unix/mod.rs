@@ -760,7 +760,7 @@ impl Sys for UnixSys {
     /// pidfd to wake it, or a draining cgroup's `cgroup.events` could not
     /// be watched; otherwise never.
     fn wake_after(&self) -> Option<Duration> {
-        if self.output.more || !self.finishing.is_empty() {
+        if self.output.more || !self.finishing.is_empty() || self.standbys.soon_wanted().is_some() {
             Some(Duration::ZERO)
         } else if !self.stale_records.is_empty() || !self.unrecorded.is_empty() {
             Some(RECORD_DELAY)
