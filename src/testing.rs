@@ -172,9 +172,8 @@ pub struct FakeSys {
     interrupted_polls: u32,
     spawned: u64,
     containment: Option<Containment>,
-    /// Names the supervisor expects to spawn again (its respawn hints),
-    /// and whether soon (`Sys::expect_respawn`).
-    expected: std::collections::BTreeMap<String, bool>,
+    /// Names the supervisor expects to spawn again (its respawn hints).
+    expected: std::collections::BTreeSet<String>,
 }
 
 impl Default for FakeSys {
@@ -218,31 +217,7 @@ impl FakeSys {
     /// assert_eq!(sup.sys().expected_respawns(), ["web"]);
     /// ```
     pub fn expected_respawns(&self) -> Vec<&str> {
-        self.expected.keys().map(String::as_str).collect()
-    }
-
-    /// Whether the supervisor's last [`Sys::expect_respawn`] for `name`
-    /// said "soon": the process's failure streak is on (its last child
-    /// failed to start, or was OOM-killed). `false` for a name not
-    /// expected.
-    ///
-    /// ```
-    /// use procsup::testing::FakeSys;
-    /// use procsup::{Exit, ProcessSpec, Supervisor};
-    /// use std::time::{Duration, Instant};
-    /// let mut sup = Supervisor::with_sys(FakeSys::new());
-    /// sup.add_process(ProcessSpec::new("web", "web-server").backoff(procsup::Backoff::fixed(Duration::ZERO)))
-    ///     .unwrap();
-    /// let now = Instant::now();
-    /// sup.start_process("web", now).unwrap();
-    /// assert!(!sup.sys().respawn_expected_soon("web"), "a first start");
-    /// let pid = sup.status("web").unwrap().pid.unwrap();
-    /// assert!(sup.sys_mut().exit(pid, Exit::Exited(1))); // before its start grace
-    /// sup.tick(now);
-    /// assert!(sup.sys().respawn_expected_soon("web"), "after a failed start");
-    /// ```
-    pub fn respawn_expected_soon(&self, name: &str) -> bool {
-        self.expected.get(name).copied().unwrap_or(false)
+        self.expected.iter().map(String::as_str).collect()
     }
 
     /// The child ends and its status is lost: someone else reaped it, as a
@@ -552,8 +527,8 @@ impl FakeSys {
 }
 
 impl Sys for FakeSys {
-    fn expect_respawn(&mut self, spec: &ProcessSpec, soon: bool) {
-        self.expected.insert(spec.name.clone(), soon);
+    fn expect_respawn(&mut self, spec: &ProcessSpec) {
+        self.expected.insert(spec.name.clone());
     }
 
     fn forget_respawn(&mut self, name: &str) {

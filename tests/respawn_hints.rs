@@ -71,30 +71,3 @@ fn a_failed_spawn_gives_no_hint() {
     h.start("a");
     assert!(expected(&h).is_empty(), "no child, no successor: {:?}", h.kinds());
 }
-
-/// A respawn after a failed start is expected soon (a crash loop restarts
-/// at once, so what is prepared is best ready at once); a first start, or
-/// a respawn after a child that ran past its start grace, is not.
-#[test]
-fn a_respawn_after_a_failed_start_is_expected_soon() {
-    let mut h = Harness::with([spec("a")]);
-    h.start("a");
-    assert!(!h.sup.sys().respawn_expected_soon("a"), "a first start");
-    // Dead before its 1 s start grace: a failed start, respawned after 2 s.
-    h.exit("a", Exit::Exited(1));
-    h.tick();
-    h.advance(2.0);
-    h.tick();
-    assert_eq!(h.spawn_times(), 2);
-    assert!(h.sup.sys().respawn_expected_soon("a"), "after a failed start: {:?}", h.kinds());
-    // Past its grace (Running), then an exit: not soon.
-    h.advance(1.5);
-    h.tick();
-    h.exit("a", Exit::Exited(1));
-    h.tick();
-    h.advance(2.0);
-    h.tick();
-    assert_eq!(h.spawn_times(), 3);
-    assert!(!h.sup.sys().respawn_expected_soon("a"), "after a run: {:?}", h.kinds());
-    assert!(!h.sup.sys().respawn_expected_soon("nobody"), "a name never expected");
-}

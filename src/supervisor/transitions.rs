@@ -142,11 +142,10 @@ impl<S: Sys> Supervisor<S> {
                 let containment = self.sys.containment(pid);
                 self.p_mut(id).containment = Some(containment);
                 self.pids.insert(pid, id);
-                // Its successor may be made ready now (`UnixSys::standby`),
-                // soon after a failed start: a crash loop restarts at once.
-                let p = self.procs[id].as_ref().expect("spawn_child is called on live slots");
-                if p.spec.restart != RestartPolicy::Never {
-                    self.sys.expect_respawn(&p.spec, p.streak > 0);
+                // Its successor may be made ready now (`UnixSys::standby`).
+                let spec = &self.procs[id].as_ref().expect("spawn_child is called on live slots").spec;
+                if spec.restart != RestartPolicy::Never {
+                    self.sys.expect_respawn(spec);
                 }
                 self.emit(Event::Spawned { name, pid, restart_count });
                 self.begin_start(id, pid, now);

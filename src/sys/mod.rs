@@ -208,25 +208,9 @@ pub trait Sys {
     /// with this spec (it runs under a restart policy). A `Sys` may prepare
     /// that spawn ahead of time ([`UnixSys::standby`]); the next
     /// [`spawn`](Sys::spawn) of this name must still work, hint or not.
-    /// `soon`: the process's failure streak is on (its
-    /// [`failure_streak`](crate::ProcessStatus::failure_streak) is not 0:
-    /// the last child failed to start, as in a crash loop, or was
-    /// OOM-killed, which a streak carries through a run), so the child
-    /// may well end at once: what is prepared is best ready soon. Default:
-    /// nothing.
-    ///
-    /// ```
-    /// use procsup::testing::FakeSys;
-    /// use procsup::{ProcessSpec, Supervisor};
-    /// let mut sup = Supervisor::with_sys(FakeSys::new());
-    /// sup.add_process(ProcessSpec::new("web", "web-server")).unwrap();
-    /// sup.start_process("web", std::time::Instant::now()).unwrap();
-    /// // Given after the spawn: expected again, not soon (a first start).
-    /// assert_eq!(sup.sys().expected_respawns(), ["web"]);
-    /// assert!(!sup.sys().respawn_expected_soon("web"));
-    /// ```
-    fn expect_respawn(&mut self, spec: &ProcessSpec, soon: bool) {
-        let _ = (spec, soon);
+    /// Default: nothing.
+    fn expect_respawn(&mut self, spec: &ProcessSpec) {
+        let _ = spec;
     }
 
     /// The hint of [`expect_respawn`](Sys::expect_respawn) taken back:

@@ -73,7 +73,7 @@ use output::{pending_bytes, pipe_token, OutputReader};
 use readiness::{token, untoken, Readiness};
 use spawn::set_nonblocking;
 use spawner::Spawner;
-use standby::{Held, Standbys};
+use standby::{Held, Standbys, STANDBY_DELAY};
 use subreaper::{Subreaper, ADOPTED_SLOT};
 use tree::{Contain, GroupDrains, CGROUP_SLOT, MEMBER_SLOT, MEMORY_TAG};
 use wait::{pidfd_open, pidfd_waitid_works, waitid_pidfd, waitpid_nohang, warn_if_spawner_thread_died};
@@ -736,8 +736,8 @@ impl Sys for UnixSys {
         self.orphans.signal(pid, signal)
     }
 
-    fn expect_respawn(&mut self, spec: &ProcessSpec, soon: bool) {
-        self.want_standby(spec, soon);
+    fn expect_respawn(&mut self, spec: &ProcessSpec) {
+        self.want_standby(spec);
     }
 
     fn forget_respawn(&mut self, name: &str) {
@@ -751,21 +751,18 @@ impl Sys for UnixSys {
     /// "Now" while captured output is left unread (the per-poll budget ran
     /// out) or a reaped child's last output is still being read; 1 ms
     /// while a new child's record waits to be written, or a gone child's
-    /// to be removed (see [`UnixSys::state_dir`]); with
-    /// [`UnixSys::standby`], 1 ms while a successor is to be made or one
-    /// let go or ended is to be looked at, "now" for one to make after a
-    /// failed start; 50 ms
+    /// to be removed (see [`UnixSys::state_dir`]); 50 ms
     /// while a child's exit or output wakes no fd (see
     /// [`UnixSys::uses_pidfd`]), a draining process group has no member
     /// pidfd to wake it, or a draining cgroup's `cgroup.events` could not
     /// be watched; otherwise never.
     fn wake_after(&self) -> Option<Duration> {
-        if self.output.more || !self.finishing.is_empty() || self.standbys.soon_wanted().is_some() {
+        if self.output.more || !self.finishing.is_empty() {
             Some(Duration::ZERO)
         } else if !self.stale_records.is_empty() || !self.unrecorded.is_empty() {
             Some(RECORD_DELAY)
-        } else if let Some(d) = self.standbys.wake_after() {
-            Some(d)
+        } else if self.standbys.wants_a_poll() {
+            Some(STANDBY_DELAY)
         } else if !self.unwatched.is_empty()
             || !self.memory_polled.is_empty()
             || !self.cgroup_polled.is_empty()

@@ -16,9 +16,7 @@
 //!   The parent-death signal, where the spec has one, ends it too.
 //! - **When**: [`Sys::expect_respawn`] (the supervisor, after a spawn under
 //!   a restart policy) asks for one; it is made at the next poll that
-//!   reports no exit, so never on a restart's path: 1 ms on, past the new
-//!   child's start, or at once after a failed start (`soon`: a crash loop
-//!   restarts within the millisecond); the supervisor takes
+//!   reports no exit, so never on a restart's path; the supervisor takes
 //!   the wish back ([`Sys::forget_respawn`]) when the process is stopped
 //!   for good, gives up or is removed, and the successor is then ended.
 //! - **Which specs**: not those that change credentials (the child would
@@ -106,9 +104,6 @@ pub(super) struct Standbys {
     pub(super) on: bool,
     /// Names to make one for, with their spec.
     wanted: HashMap<Box<str>, ProcessSpec>,
-    /// Wanted names whose child follows a failed start: made at the next
-    /// poll, not 1 ms on (a crash loop restarts at once).
-    soon: std::collections::HashSet<Box<str>>,
     ready: HashMap<Box<str>, Standby>,
     going: Vec<Going>,
 }
@@ -132,21 +127,8 @@ impl Standbys {
         self.ready.get(name).map(|s| s.launched.pid)
     }
 
-    /// When to poll for the successors' sake: at once for one to make
-    /// soon, 1 ms on for another, or for one let go or ended to look at.
-    pub(super) fn wake_after(&self) -> Option<Duration> {
-        if self.soon_wanted().is_some() {
-            Some(Duration::ZERO)
-        } else if !self.wanted.is_empty() || !self.going.is_empty() {
-            Some(STANDBY_DELAY)
-        } else {
-            None
-        }
-    }
-
-    /// A wanted name to make a successor for at once (`soon`).
-    pub(super) fn soon_wanted(&self) -> Option<&str> {
-        self.soon.iter().map(|n| &**n).find(|n| self.wanted.contains_key(*n))
+    pub(super) fn wants_a_poll(&self) -> bool {
+        !self.wanted.is_empty() || !self.going.is_empty()
     }
 }
 
@@ -206,8 +188,7 @@ impl UnixSys {
     /// by default; `supervise` turns it on (`--no-standby`).
     ///
     /// - **What**: shortly after a child is spawned (at the first poll that
-    ///   reports no exit, 1 ms on; at the next poll after a failed start,
-    ///   as in a crash loop), the child that will replace it is cloned and
+    ///   reports no exit), the child that will replace it is cloned and
     ///   does every step of a spawn (cgroup, session, signal reset,
     ///   parent-death signal, fds, environment), then waits before its
     ///   `execve`. The next spawn of that name execs it: no clone, no
@@ -255,7 +236,7 @@ impl UnixSys {
     }
 
     /// [`Sys::expect_respawn`] for [`UnixSys`].
-    pub(super) fn want_standby(&mut self, spec: &ProcessSpec, soon: bool) {
+    pub(super) fn want_standby(&mut self, spec: &ProcessSpec) {
         if !self.standbys.on || self.pidfd == Some(false) || !self.spawner.parks() || !eligible(spec) {
             return;
         }
@@ -267,17 +248,11 @@ impl UnixSys {
             self.end_standby(sb);
         }
         self.standbys.wanted.insert(spec.name.as_str().into(), spec.clone());
-        if soon {
-            self.standbys.soon.insert(spec.name.as_str().into());
-        } else {
-            self.standbys.soon.remove(spec.name.as_str());
-        }
     }
 
     /// [`Sys::forget_respawn`] for [`UnixSys`].
     pub(super) fn unwant_standby(&mut self, name: &str) {
         self.standbys.wanted.remove(name);
-        self.standbys.soon.remove(name);
         if let Some(sb) = self.standbys.ready.remove(name) {
             self.end_standby(sb);
         }
@@ -295,10 +270,8 @@ impl UnixSys {
         {
             return;
         }
-        let first = self.standbys.soon_wanted().or_else(|| self.standbys.wanted.keys().next().map(|n| &**n));
-        let Some(name) = first.map(Box::<str>::from) else { return };
+        let Some(name) = self.standbys.wanted.keys().next().cloned() else { return };
         let spec = self.standbys.wanted.remove(&name).expect("just listed");
-        self.standbys.soon.remove(&name);
         if let Err(e) = self.make_standby(spec) {
             log::debug!("procsup: no successor held ready for {name}: {e}");
         }
@@ -435,7 +408,6 @@ impl UnixSys {
     /// word: a spawn ran out of fds. Whether there was any.
     pub(super) fn end_standbys_for_room(&mut self) -> bool {
         self.standbys.wanted.clear();
-        self.standbys.soon.clear();
         let names: Vec<Box<str>> = self.standbys.ready.keys().cloned().collect();
         for name in &names {
             let sb = self.standbys.ready.remove(name).expect("just listed");
@@ -537,7 +509,7 @@ mod tests {
     /// machine) before its `setsid`: what a restart in a crash loop faster
     /// than its steps lets go. `None` if it got past `setsid` first.
     fn a_successor_stopped_before_its_setsid(sys: &mut UnixSys, spec: &ProcessSpec) -> Option<Pid> {
-        sys.expect_respawn(spec, false);
+        sys.expect_respawn(spec);
         let wanted = sys.standbys.wanted.remove(spec.name.as_str()).unwrap();
         sys.make_standby(wanted).unwrap();
         let pid = sys.standbys.pid_of(&spec.name).unwrap();
@@ -620,7 +592,7 @@ mod tests {
         let mut sys = UnixSys::new().standby(true).without_cgroups();
         let spec = ProcessSpec::new("sb", "sleep").arg("30");
         let _first = sys.spawn(&spec).unwrap();
-        sys.expect_respawn(&spec, false);
+        sys.expect_respawn(&spec);
         let wanted = sys.standbys.wanted.remove("sb").unwrap();
         sys.make_standby(wanted).unwrap();
         let second = sys.spawn(&spec).unwrap();
@@ -652,7 +624,7 @@ mod tests {
         let mut sys = UnixSys::new().standby(true).without_cgroups().state_dir(tmp.path()).unwrap();
         let spec = ProcessSpec::new("sb", "sleep").arg("30");
         let first = sys.spawn(&spec).unwrap();
-        sys.expect_respawn(&spec, false);
+        sys.expect_respawn(&spec);
         let wanted = sys.standbys.wanted.remove("sb").unwrap();
         sys.make_standby(wanted).unwrap();
         let second = sys.spawn(&spec).unwrap();
@@ -703,7 +675,7 @@ mod tests {
         let mut restarts = Vec::new();
         let mut dead = 0;
         for _ in 0..10 {
-            sys.expect_respawn(&spec, false);
+            sys.expect_respawn(&spec);
             let wanted = sys.standbys.wanted.remove("w").unwrap();
             sys.make_standby(wanted).unwrap();
             let pid = sys.spawn(&spec).unwrap();
@@ -744,7 +716,7 @@ mod tests {
 
     /// Expects `spec` again and polls until its successor is parked.
     fn park_a_successor(sys: &mut UnixSys, spec: &ProcessSpec, events: &mut Vec<SysEvent>) {
-        sys.expect_respawn(spec, false);
+        sys.expect_respawn(spec);
         let name = spec.name.as_str();
         poll_until(sys, events, |s, _| s.standbys.ready.get(name).is_some_and(|r| r.held.parked()));
     }
@@ -780,7 +752,7 @@ mod tests {
             }
             let spec = ProcessSpec::new("sb", "sleep").arg("30");
             let first = sys.spawn(&spec).unwrap();
-            sys.expect_respawn(&spec, false);
+            sys.expect_respawn(&spec);
             let mut events = Vec::new();
             assert_eq!(sys.wake_after(), Some(STANDBY_DELAY), "a successor to make: polled soon");
             poll_until(&mut sys, &mut events, |s, _| s.standbys.ready_count() == 1);
@@ -819,7 +791,7 @@ mod tests {
             poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
             // Expected again: a new successor; taken back: it is ended and
             // reaped, not left a zombie.
-            sys.expect_respawn(&spec, false);
+            sys.expect_respawn(&spec);
             poll_until(&mut sys, &mut events, |s, _| s.standbys.ready_count() == 1);
             let third = sys.standbys.pid_of("sb").unwrap();
             sys.forget_respawn("sb");
@@ -969,51 +941,6 @@ mod tests {
         assert_eq!(seen.trim(), two.canonicalize().unwrap().to_str().unwrap(), "the restart ran in the old release");
     }
 
-    /// After a failed start (`soon`) the successor is made at the next
-    /// poll, with no timer between: a crash loop restarts at once. Else a
-    /// poll 1 ms on makes it, past the new child's start.
-    #[test]
-    fn a_successor_expected_soon_is_made_at_the_next_poll() {
-        let mut sys = UnixSys::new().standby(true).without_cgroups();
-        let spec = ProcessSpec::new("sb", "sleep").arg("30");
-        let first = sys.spawn(&spec).unwrap();
-        sys.expect_respawn(&spec, false);
-        assert_eq!(sys.wake_after(), Some(STANDBY_DELAY));
-        sys.expect_respawn(&spec, true);
-        assert_eq!(sys.wake_after(), Some(Duration::ZERO), "soon: polled at once");
-        let mut events = Vec::new();
-        sys.poll(&mut events);
-        assert_eq!(sys.standbys.ready_count(), 1, "made at that poll: {events:?}");
-        assert_ne!(sys.wake_after(), Some(Duration::ZERO), "nothing left to make at once");
-        sys.forget_respawn("sb");
-        sys.signal(first, Signal::SIGKILL).unwrap();
-        poll_until(&mut sys, &mut events, |s, ev| exited(ev, first).is_some() && s.standbys.going.is_empty());
-    }
-
-    /// With a state directory, a crash loop's restart always leaves the
-    /// dead child's record to remove (`stale_records`, 1 ms): a successor
-    /// to make soon is polled for at once all the same. (A review found
-    /// the records' 1 ms put first.)
-    #[test]
-    fn a_soon_successor_is_polled_at_once_with_a_state_dir() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-        let mut sys = UnixSys::new().standby(true).without_cgroups().state_dir(tmp.path()).unwrap();
-        let spec = ProcessSpec::new("sb", "sleep").arg("30");
-        let mut events = Vec::new();
-        let first = sys.spawn(&spec).unwrap();
-        sys.signal(first, Signal::SIGKILL).unwrap();
-        poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
-        // The restart after that failed start, as the supervisor does it.
-        let second = sys.spawn(&spec).unwrap();
-        sys.expect_respawn(&spec, true);
-        let wake = sys.wake_after();
-        sys.forget_respawn("sb");
-        sys.signal(second, Signal::SIGKILL).unwrap();
-        poll_until(&mut sys, &mut events, |s, ev| exited(ev, second).is_some() && s.standbys.going.is_empty());
-        assert_eq!(wake, Some(Duration::ZERO), "soon, with a state dir: polled at once");
-    }
-
     /// Every field the spawn reads tells two specs apart; what it does not
     /// read (the backoff, the start grace) does not.
     #[test]
@@ -1062,7 +989,7 @@ mod tests {
         }
         assert!(eligible(&base));
         let mut off = UnixSys::new().without_cgroups();
-        off.expect_respawn(&base, false);
-        assert_eq!(off.standbys.wake_after(), None, "made without standby(true)");
+        off.expect_respawn(&base);
+        assert!(!off.standbys.wants_a_poll(), "made without standby(true)");
     }
 }
