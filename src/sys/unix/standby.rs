@@ -921,6 +921,13 @@ mod tests {
         let mut sys = UnixSys::new().standby(true).without_cgroups();
         let mut events = Vec::new();
         let first = spawn_with_a_parked_successor(&mut sys, &spec, &mut events);
+        // The first child has said where it runs (on a busy machine it may
+        // not have yet: its word would then be taken for the restart's).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !out.exists() {
+            assert!(Instant::now() < deadline, "the first child never wrote its directory");
+            std::thread::sleep(Duration::from_millis(2));
+        }
         // The deploy: `current` names release-2 from now on.
         let tmp = dir.path().join("current.new");
         std::os::unix::fs::symlink(&two, &tmp).unwrap();
