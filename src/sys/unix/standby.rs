@@ -552,10 +552,9 @@ mod tests {
                 break;
             }
         }
-        let Some(held) = held else {
-            eprintln!("every successor got past setsid before its SIGSTOP: not exercised");
-            return;
-        };
+        // Its steps before `setsid` (64 signal dispositions) take far longer
+        // than the host's kill right after the clone: nearly always caught.
+        let held = held.expect("every successor got past setsid before its SIGSTOP, 50 times: nothing tested");
         // (Before 68387e0 an unparked successor was ended: a spawn anew.)
         let second = sys.spawn(&spec).unwrap();
         eprintln!("the restart is the successor: {}", second == held);
