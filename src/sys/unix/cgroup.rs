@@ -688,6 +688,36 @@ fn read_from_start(fd: &OwnedFd) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&buf[..n as usize]).into_owned())
 }
 
+/// A test's own cgroup directory under the writable hierarchy, removed
+/// when dropped (empty by then: drop it after what ran in it).
+#[cfg(test)]
+pub(super) struct ScratchCgroup(pub(super) PathBuf);
+
+#[cfg(test)]
+impl ScratchCgroup {
+    /// `procsup-test-TAG-PID` under the hierarchy; `None` (said on stderr)
+    /// where no cgroup is writable.
+    pub(super) fn new(tag: &str) -> Option<Self> {
+        let Ok(base) = discover() else {
+            eprintln!("no writable cgroup here: not exercised");
+            return None;
+        };
+        let dir = base.join(format!("procsup-test-{tag}-{}", std::process::id()));
+        if let Err(e) = fs::create_dir(&dir) {
+            eprintln!("cgroup {} not writable ({e}): not exercised", base.display());
+            return None;
+        }
+        Some(ScratchCgroup(dir))
+    }
+}
+
+#[cfg(test)]
+impl Drop for ScratchCgroup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -780,22 +780,8 @@ mod tests {
     /// `cgroup.procs` instead, and that cgroup is not reused.
     #[test]
     fn a_child_killed_at_birth_is_spawned_again_by_cgroup_procs() {
-        let Ok(base) = super::super::cgroup::discover() else {
-            eprintln!("no writable cgroup here: not exercised");
-            return;
-        };
-        let parent = base.join(format!("procsup-test-birth-{}", std::process::id()));
-        if std::fs::create_dir(&parent).is_err() {
-            eprintln!("cgroup {} not writable: not exercised", base.display());
-            return;
-        }
-        struct Rmdir(std::path::PathBuf);
-        impl Drop for Rmdir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir(&self.0);
-            }
-        }
-        let _rmdir = Rmdir(parent.clone());
+        let Some(scratch) = super::super::cgroup::ScratchCgroup::new("birth") else { return };
+        let parent = scratch.0.clone();
         let mut sys = UnixSys::new().cgroup_parent(&parent).unwrap();
         let spec = ProcessSpec::new("w", "sh").args(["-c", "exec sleep 5"]);
         let first = sys.spawn(&spec).unwrap();

@@ -509,9 +509,7 @@ mod tests {
     /// machine) before its `setsid`: what a restart in a crash loop faster
     /// than its steps lets go. `None` if it got past `setsid` first.
     fn a_successor_stopped_before_its_setsid(sys: &mut UnixSys, spec: &ProcessSpec) -> Option<Pid> {
-        sys.expect_respawn(spec);
-        let wanted = sys.standbys.wanted.remove(spec.name.as_str()).unwrap();
-        sys.make_standby(wanted).unwrap();
+        make_a_successor_now(sys, spec);
         let pid = sys.standbys.pid_of(&spec.name).unwrap();
         nix::sys::signal::kill(pid, Signal::SIGSTOP).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -591,9 +589,7 @@ mod tests {
         let mut sys = UnixSys::new().standby(true).without_cgroups();
         let spec = ProcessSpec::new("sb", "sleep").arg("30");
         let _first = sys.spawn(&spec).unwrap();
-        sys.expect_respawn(&spec);
-        let wanted = sys.standbys.wanted.remove("sb").unwrap();
-        sys.make_standby(wanted).unwrap();
+        make_a_successor_now(&mut sys, &spec);
         let second = sys.spawn(&spec).unwrap();
         // A watchdog ends the restart after 10 s should Drop not have.
         let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -623,9 +619,7 @@ mod tests {
         let mut sys = UnixSys::new().standby(true).without_cgroups().state_dir(tmp.path()).unwrap();
         let spec = ProcessSpec::new("sb", "sleep").arg("30");
         let first = sys.spawn(&spec).unwrap();
-        sys.expect_respawn(&spec);
-        let wanted = sys.standbys.wanted.remove("sb").unwrap();
-        sys.make_standby(wanted).unwrap();
+        make_a_successor_now(&mut sys, &spec);
         let second = sys.spawn(&spec).unwrap();
         let record = std::fs::read_to_string(tmp.path().join(format!("sb.{second}"))).unwrap_or_default();
         let mut events = Vec::new();
@@ -648,22 +642,8 @@ mod tests {
     /// never ran whose SIGKILL would be reported as the restart's exit.
     #[test]
     fn a_successor_killed_at_birth_is_not_the_restart() {
-        let Ok(base) = super::super::cgroup::discover() else {
-            eprintln!("no writable cgroup here: not exercised");
-            return;
-        };
-        let parent = base.join(format!("procsup-test-sb-birth-{}", std::process::id()));
-        if std::fs::create_dir(&parent).is_err() {
-            eprintln!("cgroup {} not writable: not exercised", base.display());
-            return;
-        }
-        struct Rmdir(std::path::PathBuf);
-        impl Drop for Rmdir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir(&self.0);
-            }
-        }
-        let _rmdir = Rmdir(parent.clone());
+        let Some(scratch) = super::super::cgroup::ScratchCgroup::new("sb-birth") else { return };
+        let parent = scratch.0.clone();
         let mut sys = UnixSys::new().standby(true).cgroup_parent(&parent).unwrap();
         let spec = ProcessSpec::new("w", "sleep").arg("30");
         let first = sys.spawn(&spec).unwrap();
@@ -674,9 +654,7 @@ mod tests {
         let mut restarts = Vec::new();
         let mut dead = 0;
         for _ in 0..10 {
-            sys.expect_respawn(&spec);
-            let wanted = sys.standbys.wanted.remove("w").unwrap();
-            sys.make_standby(wanted).unwrap();
+            make_a_successor_now(&mut sys, &spec);
             let pid = sys.spawn(&spec).unwrap();
             restarts.push(pid);
             // Lives and execs, or dies.
@@ -704,6 +682,14 @@ mod tests {
         });
         drop(sys);
         assert_eq!(dead, 0, "{dead} of {} restarts were successors killed at birth", restarts.len());
+    }
+
+    /// Expects `spec` again and makes its successor here and now, not at a
+    /// later poll: a spawn that follows at once finds it still on its steps.
+    fn make_a_successor_now(sys: &mut UnixSys, spec: &ProcessSpec) {
+        sys.expect_respawn(spec);
+        let wanted = sys.standbys.wanted.remove(spec.name.as_str()).unwrap();
+        sys.make_standby(wanted).unwrap();
     }
 
     /// Spawns `spec` and polls until its successor is parked; the child.
