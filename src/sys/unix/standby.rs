@@ -497,12 +497,13 @@ mod tests {
         }
     }
 
-    /// The session of `pid` (`/proc/<pid>/stat`), and its state.
+    /// The state and session of `pid` (`/proc/<pid>/stat`, the fields
+    /// after its comm: state, ppid, pgrp, session).
     fn session_and_state(pid: Pid) -> Option<(i32, char)> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let rest = stat.rsplit_once(") ")?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        Some((fields.get(3)?.parse().ok()?, fields.first()?.chars().next()?))
+        let mut fields = stat.rsplit_once(") ")?.1.split_whitespace();
+        let state = fields.next()?.chars().next()?;
+        Some((fields.nth(2)?.parse().ok()?, state))
     }
 
     /// A successor made, then held (SIGSTOP: a descheduled child on a busy
@@ -716,9 +717,7 @@ mod tests {
     /// The comm of `pid` (its name in `ps`), or `None` once it is gone or
     /// a zombie.
     fn comm(pid: Pid) -> Option<String> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let state = stat.rsplit_once(") ")?.1.chars().next()?;
-        if state == 'Z' {
+        if session_and_state(pid)?.1 == 'Z' {
             return None;
         }
         Some(std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim().to_owned())
