@@ -175,15 +175,7 @@ impl Backoff {
         if after_running && self.immediate_after_running {
             return Duration::ZERO;
         }
-        let base = match self.growth {
-            Growth::Fixed => self.initial,
-            Growth::Linear => self.initial.saturating_mul(streak.saturating_add(1)).min(self.max),
-            Growth::Exponential => 1u32
-                .checked_shl(streak)
-                .and_then(|factor| self.initial.checked_mul(factor))
-                .unwrap_or(self.max)
-                .min(self.max),
-        };
+        let base = self.base(streak);
         let jittered = if self.jitter > 0.0 {
             // `check` keeps jitter in [0, 1], so the factor is in [0, 2] and
             // `mul_f64` cannot panic on a negative or overflowing result.
@@ -192,6 +184,25 @@ impl Backoff {
             base
         };
         jittered.max(self.floor)
+    }
+
+    /// Whether [`delay`](Backoff::delay) is zero for this streak, whatever
+    /// the jitter draws: a zero base stays zero, and no floor raises it.
+    pub(crate) fn is_zero(&self, streak: u32, after_running: bool) -> bool {
+        (after_running && self.immediate_after_running) || (self.base(streak).is_zero() && self.floor.is_zero())
+    }
+
+    /// The capped delay of the `streak`-th failure, before jitter and floor.
+    fn base(&self, streak: u32) -> Duration {
+        match self.growth {
+            Growth::Fixed => self.initial,
+            Growth::Linear => self.initial.saturating_mul(streak.saturating_add(1)).min(self.max),
+            Growth::Exponential => 1u32
+                .checked_shl(streak)
+                .and_then(|factor| self.initial.checked_mul(factor))
+                .unwrap_or(self.max)
+                .min(self.max),
+        }
     }
 }
 
@@ -277,5 +288,30 @@ mod tests {
             assert!(Backoff::exponential(secs(1.0)).jitter(j).check().is_err(), "{j}");
         }
         assert!(Backoff::exponential(secs(1.0)).jitter(1.0).check().is_ok());
+    }
+    #[test]
+    fn is_zero_says_what_delay_draws() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let zero = Duration::ZERO;
+        let cases = [
+            Backoff::none(),
+            Backoff::fixed(secs(1.0)),
+            Backoff::exponential(zero).jitter(0.5),
+            // 2^32 overflows: the cap, not 0 * 2^n.
+            Backoff::exponential(zero).max(secs(60.0)),
+            Backoff::linear(zero).floor(secs(0.5)),
+            Backoff::exponential(secs(0.1)).immediate_after_running(true),
+            Backoff::default(),
+        ];
+        for b in &cases {
+            for streak in [0, 1, 31, 32, 40, u32::MAX] {
+                for after_running in [false, true] {
+                    let zero_drawn = (0..50).all(|_| b.delay(streak, after_running, &mut rng).is_zero());
+                    assert_eq!(b.is_zero(streak, after_running), zero_drawn, "{b:?} streak {streak} {after_running}");
+                }
+            }
+        }
+        assert!(!Backoff::exponential(zero).max(secs(60.0)).is_zero(32, false));
+        assert!(Backoff::exponential(zero).max(secs(60.0)).is_zero(31, false));
     }
 }

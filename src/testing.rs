@@ -174,6 +174,10 @@ pub struct FakeSys {
     containment: Option<Containment>,
     /// Names the supervisor expects to spawn again (its respawn hints).
     expected: std::collections::BTreeSet<String>,
+    /// Children whose death the supervisor said is restarted at once.
+    at_once: std::collections::BTreeSet<Pid>,
+    /// Names whose child died so (reported by `poll`), not spawned since.
+    owed: Vec<String>,
 }
 
 impl Default for FakeSys {
@@ -200,7 +204,58 @@ impl FakeSys {
             spawned: 0,
             containment: None,
             expected: Default::default(),
+            at_once: Default::default(),
+            owed: Vec::new(),
         }
+    }
+
+    /// The children whose death the supervisor last said is restarted at
+    /// once ([`Sys::respawn_at_once`]), in pid order: those
+    /// [`UnixSys`](crate::UnixSys) lets a successor go for as it sees
+    /// the death.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use procsup::testing::FakeSys;
+    /// use procsup::{Backoff, ProcessSpec, Supervisor};
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// sup.add_process(ProcessSpec::new("web", "web-server").backoff(Backoff::none())).unwrap();
+    /// let now = Instant::now();
+    /// sup.start_process("web", now).unwrap();
+    /// sup.tick(now); // told before each poll
+    /// let pid = sup.status("web").unwrap().pid.unwrap();
+    /// assert_eq!(sup.sys().restarts_at_once(), [pid]);
+    /// sup.stop_process("web", now).unwrap();
+    /// sup.tick(now);
+    /// assert!(sup.sys().restarts_at_once().is_empty());
+    /// ```
+    pub fn restarts_at_once(&self) -> Vec<Pid> {
+        self.at_once.iter().copied().collect()
+    }
+
+    /// The names whose child died while the supervisor said its death is
+    /// restarted at once, and that no [`Sys::spawn`] has been asked for
+    /// since: a promise broken, had a successor been let go early. Empty
+    /// after every [`tick`](crate::Supervisor::tick) of a supervisor that
+    /// keeps the promise.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use procsup::testing::FakeSys;
+    /// use procsup::{Backoff, Exit, ProcessSpec, Supervisor};
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// sup.add_process(ProcessSpec::new("web", "web-server").backoff(Backoff::none())).unwrap();
+    /// let now = Instant::now();
+    /// sup.start_process("web", now).unwrap();
+    /// sup.tick(now);
+    /// let pid = sup.status("web").unwrap().pid.unwrap();
+    /// assert!(sup.sys_mut().exit(pid, Exit::Signaled(9)));
+    /// sup.tick(now); // reaped, and spawned again in the same tick
+    /// assert!(sup.sys().owed_respawns().is_empty());
+    /// assert_ne!(sup.status("web").unwrap().pid, Some(pid));
+    /// ```
+    pub fn owed_respawns(&self) -> Vec<&str> {
+        self.owed.iter().map(String::as_str).collect()
     }
 
     /// The names the supervisor said it will spawn again
@@ -535,6 +590,14 @@ impl Sys for FakeSys {
         self.expected.remove(name);
     }
 
+    fn respawn_at_once(&mut self, pid: Pid, at_once: bool) {
+        if at_once && self.children.contains_key(&pid) {
+            self.at_once.insert(pid);
+        } else {
+            self.at_once.remove(&pid);
+        }
+    }
+
     /// Cgroup limits only with [`Containment::Cgroup`] set
     /// ([`set_containment`](FakeSys::set_containment)), as `UnixSys`
     /// without a cgroup refuses them.
@@ -556,6 +619,7 @@ impl Sys for FakeSys {
             Ok(pid)
         });
         self.spawned += 1;
+        self.owed.retain(|n| *n != spec.name);
         if let Ok(pid) = result {
             let tree = spec.kill_mode == KillMode::Tree;
             let containment = match self.containment {
@@ -643,6 +707,16 @@ impl Sys for FakeSys {
             return;
         }
         for ev in self.pending.drain(..) {
+            if let SysEvent::Exited { pid, .. } = ev {
+                if let Some(child) = self.children.get(&pid).filter(|_| self.at_once.contains(&pid)) {
+                    self.owed.push(child.name.clone());
+                }
+            }
+            if let SysEvent::Exited { pid, .. } | SysEvent::LeaderExited { pid, .. } | SysEvent::TreeEmpty { pid } = ev
+            {
+                // (A leader reaped while its tree lives: no early start.)
+                self.at_once.remove(&pid);
+            }
             if let SysEvent::Exited { pid, .. } | SysEvent::TreeEmpty { pid } = ev {
                 self.children.remove(&pid);
             }

@@ -635,6 +635,13 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             })
             .collect();
         removed.sort_unstable();
+        // A death the supervisor said was restarted at once was: spawned
+        // again in the tick that reaped it (`Sys::respawn_at_once`).
+        prop_assert!(
+            sup.sys().owed_respawns().is_empty(),
+            "step {step} ({op:?}): told at once, not spawned again: {:?}",
+            sup.sys().owed_respawns()
+        );
         compare(&sup, &model, &removed, step)?;
         model.removed.clear();
     }

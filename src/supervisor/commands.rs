@@ -111,6 +111,8 @@ impl<S: Sys> Supervisor<S> {
             waiting_on: None,
             held: false,
             live: Default::default(),
+            at_once: None,
+            at_once_dirty: false,
         };
         let proc = Box::new(proc);
         let id = match self.free.pop() {

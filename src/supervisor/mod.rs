@@ -1,5 +1,6 @@
 //! The supervisor: the steps and the state machine.
 
+mod at_once;
 mod commands;
 mod deps;
 mod drain;
@@ -117,6 +118,8 @@ pub struct Supervisor<S: Sys = UnixSys> {
     backlog: VecDeque<SysEvent>,
     /// The open log files of `Output::Log`, by path.
     logs: HashMap<std::path::PathBuf, logs::OpenLog>,
+    /// Which children's death is restarted at once, as told to the `Sys`.
+    at_once: at_once::AtOnce,
 }
 
 impl Supervisor<UnixSys> {
@@ -171,6 +174,7 @@ impl<S: Sys> Supervisor<S> {
             group: strategy::Group::default(),
             backlog: VecDeque::new(),
             logs: HashMap::new(),
+            at_once: at_once::AtOnce::default(),
         }
     }
 
@@ -279,8 +283,16 @@ impl<S: Sys> Supervisor<S> {
         self.procs[id].as_ref().expect("ids in names/pids/timers always point at live slots")
     }
 
+    /// A slot to change: its answer to `respawn_at_once` is looked at
+    /// again before the next poll (`at_once.rs`).
     fn p_mut(&mut self, id: usize) -> &mut Proc {
-        self.procs[id].as_mut().expect("ids in names/pids/timers always point at live slots")
+        let slots = self.procs.len();
+        let p = self.procs[id].as_mut().expect("ids in names/pids/timers always point at live slots");
+        if !p.at_once_dirty {
+            p.at_once_dirty = true;
+            self.at_once.mark(id, slots);
+        }
+        p
     }
 
     fn live(&self) -> impl Iterator<Item = &Proc> {

@@ -124,6 +124,11 @@ pub(super) struct Proc {
     pub(super) held: bool,
     /// Readiness, start timeout, watchdog and probes of the current child.
     pub(super) live: super::ready::Liveness,
+    /// The child the `Sys` was told is restarted at once
+    /// ([`Sys::respawn_at_once`](crate::Sys::respawn_at_once)).
+    pub(super) at_once: Option<Pid>,
+    /// Changed since that was last looked at (`at_once.rs`).
+    pub(super) at_once_dirty: bool,
 }
 
 impl Proc {

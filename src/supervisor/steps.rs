@@ -53,6 +53,9 @@ impl<S: Sys> Supervisor<S> {
     pub fn reap_processes(&mut self, now: Instant) -> Vec<Reaped> {
         let now = self.observe(now);
         if self.backlog.is_empty() {
+            // Every command since the last poll is seen: which deaths this
+            // poll may find are restarted at once (`at_once.rs`).
+            self.tell_at_once();
             let mut fresh = std::mem::take(&mut self.scratch);
             self.sys.poll(&mut fresh);
             self.backlog.extend(fresh.drain(..));

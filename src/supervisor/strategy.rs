@@ -112,6 +112,12 @@ impl Group {
         self.intensity.or((self.strategy != Strategy::OneForOne).then_some(OTP_DEFAULT_INTENSITY))
     }
 
+    /// One-for-one with no intensity and no group restart pending: a
+    /// crash is the crashed process's business alone.
+    pub(super) fn plain(&self) -> bool {
+        self.strategy == Strategy::OneForOne && self.limit().is_none() && self.pending.is_none()
+    }
+
     /// A restart now: whether it stays within the intensity.
     fn count(&mut self, now: Instant) -> Result<(), FatalReason> {
         match self.limit() {

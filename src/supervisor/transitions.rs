@@ -390,6 +390,9 @@ impl<S: Sys> Supervisor<S> {
         now: Instant,
         after_running: bool,
     ) -> Result<Duration, FatalReason> {
+        // Marked through `p_mut` (the window and streak change), then
+        // borrowed beside the RNG.
+        self.p_mut(id);
         let p = self.procs[id].as_mut().expect("restart_verdict is called on live slots");
         let prior = if after_running { 0 } else { p.streak };
         p.streak = if after_running { 0 } else { p.streak.saturating_add(1) };

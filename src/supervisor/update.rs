@@ -148,7 +148,8 @@ impl<S: Sys> Supervisor<S> {
             version = v;
         }
         for (id, added, spec, v) in update.procs {
-            if let Some(p) = self.procs.get_mut(id).and_then(Option::as_mut).filter(|p| p.added_seq == added) {
+            if self.procs.get(id).and_then(Option::as_ref).is_some_and(|p| p.added_seq == added) {
+                let p = self.p_mut(id);
                 p.spec = spec;
                 p.spec_version = v;
                 version = v;

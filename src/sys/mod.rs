@@ -221,6 +221,26 @@ pub trait Sys {
         let _ = name;
     }
 
+    /// A hint from the supervisor, given just before a [`poll`](Sys::poll):
+    /// whether the death of child `pid` (its tree empty, reported as
+    /// [`SysEvent::Exited`] in that poll) is to be followed at once, in the
+    /// same tick, by a [`spawn`](Sys::spawn) of its process with the spec
+    /// last given to [`expect_respawn`](Sys::expect_respawn). The
+    /// supervisor says so only when nothing but that death is left to
+    /// decide (restart `Always`, a zero backoff, no limit about to give up,
+    /// no stop, update, roll, dependency or group strategy in the way),
+    /// and takes it back (`false`) as soon as anything of that changes.
+    ///
+    /// A `Sys` may then let the successor it prepared go as it sees the
+    /// death, before the supervisor hears of it ([`UnixSys::standby`]). The
+    /// spawn that follows must claim that successor when its spec is the
+    /// same, and end it otherwise; so must
+    /// [`forget_respawn`](Sys::forget_respawn) of that name (a host's stop
+    /// between the poll and the spawn). Default: nothing.
+    fn respawn_at_once(&mut self, pid: Pid, at_once: bool) {
+        let _ = (pid, at_once);
+    }
+
     /// Signals a watched orphan (its process group where it led one), after
     /// checking it is still the recorded process. `ESRCH` when it is not.
     fn signal_orphan(&mut self, pid: Pid, signal: Signal) -> io::Result<()> {

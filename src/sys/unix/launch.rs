@@ -22,6 +22,11 @@ pub(super) struct Launched {
 }
 
 impl Launched {
+    /// Whether it was put in a cgroup of its own.
+    pub(super) fn in_cgroup(&self) -> bool {
+        self.cgroup.is_some()
+    }
+
     /// Its cgroup, taken out (a child held ready and let go, once reaped).
     pub(super) fn take_cgroup(&mut self) -> Option<cgroup::ChildCgroup> {
         self.cgroup.take()

@@ -557,6 +557,9 @@ impl UnixSys {
         }
         self.unwatched.remove(&pid);
         self.finishing.insert(pid);
+        if self.standbys.armed.remove(&pid) {
+            self.let_go_early(pid);
+        }
         if let (Some(sr), Some(child)) = (self.subreaper.as_mut(), self.children.get(&pid)) {
             sr.note_reaped(pid, &child.name);
         }
@@ -742,6 +745,10 @@ impl Sys for UnixSys {
 
     fn forget_respawn(&mut self, name: &str) {
         self.unwant_standby(name);
+    }
+
+    fn respawn_at_once(&mut self, pid: Pid, at_once: bool) {
+        self.arm_standby(pid, at_once);
     }
 
     fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {

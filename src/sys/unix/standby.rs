@@ -45,7 +45,7 @@
     allow(unreachable_code, unused_variables, unused_mut)
 )]
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use super::launch::Launched;
 use super::*;
@@ -106,12 +106,18 @@ pub(super) struct Standbys {
     wanted: HashMap<Box<str>, ProcessSpec>,
     ready: HashMap<Box<str>, Standby>,
     going: Vec<Going>,
+    /// Children whose death the supervisor restarts at once
+    /// ([`Sys::respawn_at_once`]): their successor is let go as the death
+    /// is seen (`let_go_early`).
+    pub(super) armed: std::collections::HashSet<Pid>,
+    /// Successors let go so, each until the spawn that claims it.
+    early: HashMap<Box<str>, Standby>,
 }
 
 impl Standbys {
     /// Whether `pid` is a successor (held ready or ending): not an orphan.
     pub(super) fn holds(&self, pid: Pid) -> bool {
-        self.ready.values().any(|s| s.launched.pid == pid)
+        self.ready.values().chain(self.early.values()).any(|s| s.launched.pid == pid)
             || self.going.iter().any(|g| g.ended.is_some() && g.pid == pid)
     }
 
@@ -125,6 +131,12 @@ impl Standbys {
     #[cfg(test)]
     pub(super) fn pid_of(&self, name: &str) -> Option<Pid> {
         self.ready.get(name).map(|s| s.launched.pid)
+    }
+
+    /// The pid let go early for `name` (a test seam).
+    #[cfg(test)]
+    pub(super) fn early_pid(&self, name: &str) -> Option<Pid> {
+        self.early.get(name).map(|s| s.launched.pid)
     }
 
     pub(super) fn wants_a_poll(&self) -> bool {
@@ -256,6 +268,64 @@ impl UnixSys {
         if let Some(sb) = self.standbys.ready.remove(name) {
             self.end_standby(sb);
         }
+        if let Some(sb) = self.standbys.early.remove(name) {
+            // Let go on the supervisor's word that it would restart at
+            // once, and then not spawned: a host's stop came between.
+            log::debug!(
+                "procsup: the successor let go early for {name} (pid {}) is not wanted: ended",
+                sb.launched.pid
+            );
+            self.end_standby(sb);
+        }
+    }
+
+    /// [`Sys::respawn_at_once`] for [`UnixSys`].
+    pub(super) fn arm_standby(&mut self, pid: Pid, at_once: bool) {
+        if at_once && self.standbys.on && self.children.get(&pid).is_some_and(|c| c.exited.is_none()) {
+            self.standbys.armed.insert(pid);
+        } else {
+            self.standbys.armed.remove(&pid);
+        }
+    }
+
+    /// The early word (#22): child `pid`, whose death the supervisor
+    /// restarts at once, was just reaped. When its tree is empty and its
+    /// successor parked, the successor is let go now, before the exit is
+    /// reported, the pidfd is taken out of the epoll set and the
+    /// supervisor decides: the spawn that follows claims it
+    /// (`release_standby`). Not when the old child's pipes still hold
+    /// output (its exit may then be reported at a later poll, after a
+    /// host's command), and not where a host crash in between could leave
+    /// the running successor unfound: on a process group with a state
+    /// directory and no parent-death signal, its record is written only as
+    /// the spawn returns.
+    pub(super) fn let_go_early(&mut self, pid: Pid) {
+        let Some(child) = self.children.get(&pid) else { return };
+        if child.last_word.iter().any(|&n| n != 0) {
+            return;
+        }
+        let empty = match &child.contain {
+            Contain::None => true,
+            // The leader is reaped: no zombie holds the group's id.
+            Contain::Group => nix::sys::signal::killpg(pid, None) == Err(Errno::ESRCH),
+            Contain::Cgroup(cg) => !cg.populated(),
+        };
+        let Some(sb) = self.standbys.ready.get(&child.name) else { return };
+        // After a host crash: nothing to find, or it dies with the host, or
+        // the host record finds its populated cgroup.
+        let found = self.state_dir.is_none()
+            || sb.spec.die_with_parent.is_some()
+            || (sb.launched.in_cgroup() && self.host_recorded);
+        if !empty || !found || !sb.held.parked() || sb.held.err() != 0 {
+            return;
+        }
+        let name = child.name.clone();
+        let sb = self.standbys.ready.remove(&name).expect("just found");
+        if let Err(e) = send_word(&sb.sock) {
+            log::debug!("procsup: successor of {name} (pid {}) gone: {e}", sb.launched.pid);
+            return self.end_standby(sb);
+        }
+        self.standbys.early.insert(name, sb);
     }
 
     /// Makes one wanted successor, unless this poll reported an exit or a
@@ -325,16 +395,32 @@ impl UnixSys {
         // A wish not yet made into a successor is the old spawn's: the
         // supervisor gives its word again after this one.
         self.standbys.wanted.remove(spec.name.as_str());
-        let sb = self.standbys.ready.remove(spec.name.as_str())?;
-        if !alike(&sb.spec, spec) || !sb.held.parked() || sb.held.err() != 0 {
-            self.end_standby(sb);
-            return None;
-        }
-        if let Err(e) = send_word(&sb.sock) {
-            log::debug!("procsup: successor of {} (pid {}) gone: {e}; spawning anew", spec.name, sb.launched.pid);
-            self.end_standby(sb);
-            return None;
-        }
+        let sb = match self.standbys.early.remove(spec.name.as_str()) {
+            // Let go early (`let_go_early`): it runs already.
+            Some(sb) if alike(&sb.spec, spec) => sb,
+            Some(sb) => {
+                log::debug!("procsup: the successor let go early for {} is of another spec: ended", spec.name);
+                self.end_standby(sb);
+                return None;
+            }
+            None => {
+                let sb = self.standbys.ready.remove(spec.name.as_str())?;
+                if !alike(&sb.spec, spec) || !sb.held.parked() || sb.held.err() != 0 {
+                    self.end_standby(sb);
+                    return None;
+                }
+                if let Err(e) = send_word(&sb.sock) {
+                    log::debug!(
+                        "procsup: successor of {} (pid {}) gone: {e}; spawning anew",
+                        spec.name,
+                        sb.launched.pid
+                    );
+                    self.end_standby(sb);
+                    return None;
+                }
+                sb
+            }
+        };
         let Standby { launched, held, sock, .. } = sb;
         let name = spec.name.as_str().into();
         self.standbys.going.push(Going { name, pid: launched.pid, sock: Some(sock), held, ended: None });
@@ -346,6 +432,18 @@ impl UnixSys {
     /// is not made again until the supervisor's next word: one whose step
     /// fails would otherwise be made and fail on every poll.
     pub(super) fn standby_died(&mut self, pid: Pid) {
+        if let Some(sb) = self.standbys.early.values_mut().find(|s| s.launched.pid == pid) {
+            // Let go early and ended before its spawn: the spawn claims it
+            // (and reaps it as its child). Out of the epoll set meanwhile,
+            // where its pidfd would stay ready; the claim watches it again.
+            if let Some(fd) = sb.launched.pidfd.as_ref().filter(|_| sb.launched.watched) {
+                if let Some(r) = &self.readiness {
+                    r.unwatch(fd.as_fd());
+                }
+            }
+            sb.launched.watched = false;
+            return;
+        }
         let Some(name) = self.standbys.ready.iter().find(|(_, s)| s.launched.pid == pid).map(|(n, _)| n.clone()) else {
             return;
         };
@@ -422,6 +520,9 @@ impl UnixSys {
         let ready: Vec<Box<str>> = self.standbys.ready.keys().cloned().collect();
         for name in ready {
             let sb = self.standbys.ready.remove(&name).expect("just listed");
+            self.end_standby(sb);
+        }
+        for (_, sb) in std::mem::take(&mut self.standbys.early) {
             self.end_standby(sb);
         }
         for g in std::mem::take(&mut self.standbys.going) {
@@ -982,5 +1083,166 @@ mod tests {
         let mut off = UnixSys::new().without_cgroups();
         off.expect_respawn(&base);
         assert!(!off.standbys.wants_a_poll(), "made without standby(true)");
+    }
+    /// Parks a successor of `spec`'s child `first` and arms the early word
+    /// for `first`, as the supervisor does before a poll.
+    fn armed(sys: &mut UnixSys, spec: &ProcessSpec, events: &mut Vec<SysEvent>) -> (Pid, Pid) {
+        let first = spawn_with_a_parked_successor(sys, spec, events);
+        sys.respawn_at_once(first, true);
+        (first, sys.standbys.pid_of(&spec.name).unwrap())
+    }
+
+    /// Waits (bounded, no polls) until `pid` runs `name`.
+    fn wait_for_comm(pid: Pid, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while comm(pid).as_deref() != Some(name) {
+            assert!(Instant::now() < deadline, "{pid} never ran {name}: {:?}", comm(pid));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The early word (#22): a death the supervisor restarts at once lets
+    /// its successor go in the poll that reaps it, before any spawn; the
+    /// spawn that follows returns that successor, contained as a spawn's.
+    #[test]
+    fn an_armed_death_lets_its_successor_go_in_the_poll_that_reaps_it() {
+        for cgroups in [true, false] {
+            let mut sys = UnixSys::new().standby(true);
+            if !cgroups {
+                sys = sys.without_cgroups();
+            }
+            let spec = ProcessSpec::new("sb", "sleep").arg("30");
+            let mut events = Vec::new();
+            let (first, successor) = armed(&mut sys, &spec, &mut events);
+            nix::sys::signal::kill(first, Signal::SIGKILL).unwrap();
+            poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
+            assert_eq!(sys.standbys.early_pid("sb"), Some(successor), "let go in the poll that reaped {first}");
+            // It runs the program with no spawn yet.
+            wait_for_comm(successor, "sleep");
+            let second = sys.spawn(&spec).unwrap();
+            assert_eq!(second, successor, "the spawn claims it");
+            assert_eq!(sys.standbys.early_pid("sb"), None);
+            let kind =
+                if cgroups && sys.cgroup_dir().is_some() { Containment::Cgroup } else { Containment::ProcessGroup };
+            assert_eq!(sys.containment(second), kind);
+            sys.signal(second, Signal::SIGKILL).unwrap();
+            poll_until(&mut sys, &mut events, |s, ev| exited(ev, second).is_some() && s.standbys.going.is_empty());
+            assert_eq!(exited(&events, second), Some(Exit::Signaled(9)));
+        }
+    }
+
+    /// What the early word must not do: let go while the old tree lives,
+    /// when the word was taken back, or where a host crash could leave the
+    /// running successor unfound (a process group, a state directory, no
+    /// parent-death signal). The successor stays parked each time.
+    #[test]
+    fn no_early_word_while_the_tree_lives_unarmed_or_unfindable() {
+        let mut events = Vec::new();
+        // A member of the old group outlives its leader.
+        let mut sys = UnixSys::new().standby(true).without_cgroups();
+        let spec = ProcessSpec::new("sb", "sh").args(["-c", "sleep 30 & wait"]);
+        let (first, successor) = armed(&mut sys, &spec, &mut events);
+        nix::sys::signal::kill(first, Signal::SIGKILL).unwrap();
+        poll_until(&mut sys, &mut events, |_, ev| {
+            ev.iter().any(|e| matches!(e, SysEvent::LeaderExited { pid, .. } if *pid == first))
+        });
+        assert_eq!(sys.standbys.early_pid("sb"), None, "let go while its group lives");
+        assert_eq!(sys.standbys.pid_of("sb"), Some(successor));
+        sys.signal(first, Signal::SIGKILL).unwrap();
+        poll_until(&mut sys, &mut events, |_, ev| {
+            ev.iter().any(|e| matches!(e, SysEvent::TreeEmpty { pid } if *pid == first))
+        });
+        sys.forget_respawn("sb");
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
+        // Taken back.
+        let spec = ProcessSpec::new("sb", "sleep").arg("30");
+        let (first, successor) = armed(&mut sys, &spec, &mut events);
+        sys.respawn_at_once(first, false);
+        nix::sys::signal::kill(first, Signal::SIGKILL).unwrap();
+        poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
+        assert_eq!(sys.standbys.early_pid("sb"), None, "let go after the word was taken back");
+        assert_eq!(comm(successor).as_deref(), Some("procsup-standby"));
+        sys.forget_respawn("sb");
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
+        drop(sys);
+        // Unfindable after a crash.
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let mut sys = UnixSys::new().standby(true).without_cgroups().state_dir(tmp.path()).unwrap();
+        let spec = ProcessSpec::new("sb", "sleep").arg("30").die_with_parent(None);
+        let (first, _) = armed(&mut sys, &spec, &mut events);
+        nix::sys::signal::kill(first, Signal::SIGKILL).unwrap();
+        poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
+        assert_eq!(sys.standbys.early_pid("sb"), None, "let go with no record to find it by");
+        sys.forget_respawn("sb");
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
+    }
+
+    /// A successor let go early and then not claimed (a spawn of another
+    /// spec, or the wish taken back: a host's stop came between) is ended
+    /// and reaped, never left running.
+    #[test]
+    fn an_unclaimed_early_successor_is_ended_and_reaped() {
+        let mut sys = UnixSys::new().standby(true).without_cgroups();
+        let spec = ProcessSpec::new("sb", "sleep").arg("30");
+        let mut events = Vec::new();
+        for other_spec in [true, false] {
+            let (first, early) = armed(&mut sys, &spec, &mut events);
+            nix::sys::signal::kill(first, Signal::SIGKILL).unwrap();
+            poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
+            assert_eq!(sys.standbys.early_pid("sb"), Some(early));
+            let mut spawned = None;
+            if other_spec {
+                let pid = sys.spawn(&ProcessSpec::new("sb", "sleep").arg("31")).unwrap();
+                assert_ne!(pid, early);
+                spawned = Some(pid);
+            } else {
+                sys.forget_respawn("sb");
+            }
+            assert_eq!(sys.standbys.early_pid("sb"), None);
+            poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
+            assert!(std::fs::metadata(format!("/proc/{early}")).is_err(), "{early} not reaped");
+            if let Some(pid) = spawned {
+                sys.signal(pid, Signal::SIGKILL).unwrap();
+                poll_until(&mut sys, &mut events, |_, ev| exited(ev, pid).is_some());
+            }
+        }
+    }
+
+    /// A successor let go early that dies before its spawn (a crash loop)
+    /// is reaped by that spawn as its child, with its own exit status, and
+    /// does not keep the epoll fd ready meanwhile.
+    #[test]
+    fn an_early_successor_that_dies_before_its_spawn_is_that_spawn_s_exit() {
+        let mut sys = UnixSys::new().standby(true).without_cgroups();
+        let spec = ProcessSpec::new("sb", "sh").args(["-c", "exit 3"]);
+        let mut events = Vec::new();
+        let first = sys.spawn(&spec).unwrap();
+        poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
+        // A successor parked for the next child, which is then armed.
+        let second = sys.spawn(&ProcessSpec::new("sb", "sh").args(["-c", "exit 3"])).unwrap();
+        park_a_successor(&mut sys, &spec, &mut events);
+        let early = sys.standbys.pid_of("sb").unwrap();
+        sys.respawn_at_once(second, true);
+        poll_until(&mut sys, &mut events, |s, ev| exited(ev, second).is_some() && s.standbys.early_pid("sb").is_some());
+        // It exits (a zombie): the polls that follow leave it to the spawn.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while session_and_state(early).is_some_and(|(_, st)| st != 'Z') {
+            assert!(Instant::now() < deadline, "{early} never exited");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        sys.poll(&mut events);
+        assert_eq!(sys.standbys.early_pid("sb"), Some(early));
+        let fd = sys.readiness.as_ref().map(|r| r.fd().as_raw_fd()).unwrap();
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll(2) on one pollfd of our own, without waiting.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 0) };
+        assert_eq!(ready, 0, "the epoll fd is ready with nothing to report but the early successor's end");
+        let third = sys.spawn(&spec).unwrap();
+        assert_eq!(third, early);
+        poll_until(&mut sys, &mut events, |s, ev| exited(ev, third).is_some() && s.standbys.going.is_empty());
+        assert_eq!(exited(&events, third), Some(Exit::Exited(3)));
+        sys.forget_respawn("sb");
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
     }
 }
