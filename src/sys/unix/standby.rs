@@ -33,6 +33,14 @@
 //!   successor was made; a spec's `current_dir` is entered once the
 //!   successor is let go (a deploy's moved symlink is followed), and a
 //!   failure there is its exit 127 as an exec's.
+//! - **The early word**: for a child whose death the supervisor restarts
+//!   at once ([`Sys::respawn_at_once`], told before each poll), the
+//!   successor is let go in the poll that reaps it, right after `waitid`
+//!   and a check that the tree is empty (`killpg(pgid, 0)` is `ESRCH`, the
+//!   cgroup is not populated), before the exit is reported and decided;
+//!   the spawn that follows claims it, one of another spec or
+//!   [`Sys::forget_respawn`] ends it. Not where a host crash in that
+//!   window could leave it unfound (see `let_go_early`).
 //! - **Never a reason to fail**: a spawn that runs out of fds ends every
 //!   successor (closing their fds) and tries again; none is made in the
 //!   last quarter of the fd limit; one that dies while parked is reaped at
@@ -234,6 +242,15 @@ impl UnixSys {
     /// - **When**: only on the supervisor's word
     ///   ([`Sys::expect_respawn`], [`Sys::forget_respawn`]); a host calling
     ///   [`Sys::spawn`] itself gets no successor unless it gives that word.
+    /// - **Sooner still**: where the supervisor says a child's death is
+    ///   restarted at once ([`Sys::respawn_at_once`]: restart `Always`, a
+    ///   zero backoff, nothing else to decide), the successor is let go in
+    ///   the poll that reaps that child, once its tree is empty, ahead of
+    ///   the supervisor's decision; the spawn that follows claims it. Not
+    ///   when the spec has no parent-death signal and a crash of the host
+    ///   in between could leave it unrecorded (a process group with a
+    ///   [`state_dir`](UnixSys::state_dir)). A host's stop that lands in
+    ///   between ends it: it may then have run for the length of a tick.
     ///
     /// ```
     /// use procsup::{ProcessSpec, Supervisor, UnixSys};
@@ -304,19 +321,22 @@ impl UnixSys {
         if child.last_word.iter().any(|&n| n != 0) {
             return;
         }
-        let empty = match &child.contain {
-            Contain::None => true,
-            // The leader is reaped: no zombie holds the group's id.
-            Contain::Group => nix::sys::signal::killpg(pid, None) == Err(Errno::ESRCH),
-            Contain::Cgroup(cg) => !cg.populated(),
-        };
         let Some(sb) = self.standbys.ready.get(&child.name) else { return };
         // After a host crash: nothing to find, or it dies with the host, or
         // the host record finds its populated cgroup.
         let found = self.state_dir.is_none()
             || sb.spec.die_with_parent.is_some()
             || (sb.launched.in_cgroup() && self.host_recorded);
-        if !empty || !found || !sb.held.parked() || sb.held.err() != 0 {
+        if !found || !sb.held.parked() || sb.held.err() != 0 {
+            return;
+        }
+        let empty = match &child.contain {
+            Contain::None => true,
+            // The leader is reaped: no zombie holds the group's id.
+            Contain::Group => nix::sys::signal::killpg(pid, None) == Err(Errno::ESRCH),
+            Contain::Cgroup(cg) => !cg.populated(),
+        };
+        if !empty {
             return;
         }
         let name = child.name.clone();
