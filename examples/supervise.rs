@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use procsup::nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use procsup::nix::poll::{PollFd, PollFlags};
 use procsup::{
     Backoff, Condition, Event, Exit, Output, ProcessSpec, RestartPolicy, Signal, State, Strategy, Supervisor, UnixSys,
 };
@@ -977,6 +977,22 @@ fn send_events(events: impl IntoIterator<Item = Event>, queue: &Queue) {
     }
 }
 
+/// `poll(2)` with a timeout to the nanosecond (`ppoll`, no signal mask
+/// change), where the system has it.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn sleep(fds: &mut [PollFd], timeout: Option<Duration>) -> procsup::nix::Result<i32> {
+    procsup::nix::poll::ppoll(fds, timeout.map(procsup::nix::sys::time::TimeSpec::from_duration), None)
+}
+
+/// `poll(2)` in whole milliseconds, rounded up: never an early wakeup that
+/// finds nothing due and spins.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn sleep(fds: &mut [PollFd], timeout: Option<Duration>) -> procsup::nix::Result<i32> {
+    use procsup::nix::poll::{poll, PollTimeout};
+    let ms = |d: Duration| PollTimeout::try_from(d.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX);
+    poll(fds, timeout.map_or(PollTimeout::NONE, ms))
+}
+
 /// Sleeps until a readiness fd, the wake socket or a control connection
 /// is ready, or the next deadline (the supervisor's, the control
 /// socket's, or `held`: when held event lines are due). Says whether the
@@ -988,20 +1004,19 @@ fn wait(
     held: Option<Instant>,
 ) -> io::Result<bool> {
     let now = Instant::now();
-    // Whole milliseconds, rounded up: poll's resolution, and no early
-    // wakeup that would find the held events not due yet.
-    let held =
-        held.map(|by| Duration::from_millis(by.saturating_duration_since(now).as_micros().div_ceil(1000) as u64));
-    let timeout = [sup.poll_timeout(now), control.and_then(|c| c.timeout(now)), held]
+    let held = held.map(|by| by.saturating_duration_since(now));
+    // To the nanosecond: the OS layer asks for a poll 300 µs after a
+    // spawn (a successor to make, a record to write), which `poll`'s whole
+    // milliseconds would put off to 1 ms.
+    let timeout = [sup.poll_timeout_in(now, Duration::ZERO), control.and_then(|c| c.timeout(now)), held]
         .into_iter()
         .flatten()
-        .min()
-        .map_or(PollTimeout::NONE, |d| PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX));
+        .min();
     let ready = sup.readiness_fds();
     let mut fds: Vec<PollFd> = ready.iter().map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
     fds.push(PollFd::new(signals.wake.as_fd(), PollFlags::POLLIN));
     fds.extend(control.map(ctl::Control::poll_fds).unwrap_or_default());
-    match poll(&mut fds, timeout) {
+    match sleep(&mut fds, timeout) {
         Ok(_) | Err(procsup::Errno::EINTR) => {}
         Err(e) => return Err(e.into()),
     }

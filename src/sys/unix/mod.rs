@@ -89,9 +89,11 @@ const RECHECK: Duration = Duration::from_millis(50);
 
 /// How long a new child's record (cgroup path) and a gone child's record
 /// removal wait for a poll with nothing else to do: past the new child's
-/// `execve` and the start of its program, which the host's disk work would
-/// otherwise share a CPU with (see `keep_records`).
-const RECORD_DELAY: Duration = Duration::from_millis(1);
+/// `execve`, which the host's disk work would otherwise share a CPU with
+/// (see `keep_records`). The moment a successor is made, so that one poll
+/// does both (a later one here put off every successor of a crash loop
+/// with a state directory).
+const RECORD_DELAY: Duration = STANDBY_DELAY;
 
 #[derive(Debug)]
 struct Child {
@@ -382,9 +384,9 @@ impl UnixSys {
     ///   later host stops every populated cgroup in a dead host's directory,
     ///   also one a crash left with no child record. So on that path a
     ///   child's own record is written at the first poll after its spawn
-    ///   that reports no exit (about a millisecond later; see
-    ///   [`Sys::wake_after`]), once the child runs its program, instead of
-    ///   on the CPU its `execve` needs; on the process-group path, where
+    ///   that reports no exit (300 µs later where the host's timer has that
+    ///   resolution, else a millisecond; see [`Sys::wake_after`]), once the
+    ///   child's `execve` is done, instead of on the CPU that needs; on the process-group path, where
     ///   the record is all that finds the tree, it is written as the spawn
     ///   returns;
     /// - while a record is written, `.procsup-tmp.<name>.<pid>`, renamed
@@ -756,9 +758,10 @@ impl Sys for UnixSys {
     }
 
     /// "Now" while captured output is left unread (the per-poll budget ran
-    /// out) or a reaped child's last output is still being read; 1 ms
-    /// while a new child's record waits to be written, or a gone child's
-    /// to be removed (see [`UnixSys::state_dir`]); 50 ms
+    /// out) or a reaped child's last output is still being read; 300 µs
+    /// while a new child's record waits to be written, a gone child's to
+    /// be removed (see [`UnixSys::state_dir`]), or a successor to be made
+    /// or looked at (see [`UnixSys::standby`]); 50 ms
     /// while a child's exit or output wakes no fd (see
     /// [`UnixSys::uses_pidfd`]), a draining process group has no member
     /// pidfd to wake it, or a draining cgroup's `cgroup.events` could not

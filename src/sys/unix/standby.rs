@@ -79,10 +79,16 @@ impl Held {
 }
 
 /// How soon a successor is made, or a let-go one looked at, after the
-/// poll that asked for it: past the new child's `execve` and the start of
-/// its program. (Made at once, at the wake its exec gives, it measured
-/// slower restarts: the host's work then shares a CPU with that start.)
-pub(super) const STANDBY_DELAY: Duration = Duration::from_millis(1);
+/// poll that asked for it: past the new child's `execve` (100-150 µs
+/// here), and soon enough that a child crash-looping at once (dead within
+/// a millisecond) finds its successor parked. (Made at once, at the wake
+/// its exec gives, it measured slower restarts: the host's work then
+/// shares a CPU with that exec. At 1 ms, about half the restarts of the
+/// bench's crash loop came before it and spawned at once: `--no-cgroups`
+/// measured 1.13x the vfork loop there, against 0.99x-1.04x at 300 µs,
+/// the steady rows unchanged.) A host whose timer has 1 ms resolution
+/// rounds it up (`Supervisor::poll_timeout`).
+pub(super) const STANDBY_DELAY: Duration = Duration::from_micros(300);
 
 /// One successor held ready.
 #[derive(Debug)]
