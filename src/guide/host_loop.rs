@@ -25,7 +25,12 @@
 //! - **The timeout** ([`poll_timeout`](crate::Supervisor::poll_timeout)):
 //!   the time to the next deadline, **rounded up** to the millisecond
 //!   ([`poll_timeout_in`](crate::Supervisor::poll_timeout_in) takes another
-//!   resolution). Rounding down, as `PollTimeout::try_from(Duration)` does,
+//!   resolution: a host that sleeps in `ppoll`, `epoll_pwait2` or a
+//!   timerfd passes `Duration::ZERO` and gets the nanosecond, and with
+//!   [`UnixSys::standby`](crate::UnixSys::standby) its successors are made
+//!   300 µs after a spawn instead of 1 ms, soon enough for a child that
+//!   crash-loops at once; `supervise` does). Rounding down, as
+//!   `PollTimeout::try_from(Duration)` does,
 //!   wakes up to a millisecond early and then spins through zero-timeout
 //!   polls until the deadline comes. `None` means no deadline: sleep until
 //!   the fd fires. `Some(ZERO)` means work is due now, including input that
