@@ -1,7 +1,7 @@
 //! Spawning a child: its containment and notify channel, then procsup's
 //! own clone (`clone.rs`) or std's `Command` (`spawn.rs`), as the
 //! `Spawner` (`spawner.rs`) picks, then the bookkeeping that watches it:
-//! its pidfd, pipes and record.
+//! its pidfd, pipes and record (`records.rs`).
 
 use super::spawner::Added;
 use super::*;
@@ -191,14 +191,7 @@ impl UnixSys {
             last_word: [0; 2],
             notify: None,
         };
-        if self.state_dir.is_some() {
-            let pgid = if spec.process_group { pid } else { nix::unistd::getpgrp() };
-            match entry.contain {
-                // Its cgroup and the host record find the tree meanwhile.
-                Contain::Cgroup(_) if self.host_recorded => self.unrecorded.push((pid, pgid)),
-                _ => self.record(&entry.name, pid, pgid, &entry.contain),
-            }
-        }
+        self.records.note_spawned(&entry.name, pid, spec.process_group, &entry.contain);
         // The child exists now: from here on nothing may fail the spawn, or
         // the caller would lose track of a live child. What cannot be
         // watched is looked at on every poll instead.
@@ -239,55 +232,6 @@ impl UnixSys {
         pid
     }
 
-    /// Writes the records `spawn_child` left for later and removes those
-    /// of gone children, unless this poll reported an exit (or a tree's
-    /// end) in `reported`: its restart comes first (put off at most
-    /// `PUT_OFF` polls in a row, so a steady stream of exits cannot starve
-    /// it).
-    pub(super) fn keep_records(&mut self, reported: &[SysEvent]) {
-        const PUT_OFF: u8 = 4;
-        if self.unrecorded.is_empty() && self.stale_records.is_empty() {
-            return;
-        }
-        let exited = reported.iter().any(|e| matches!(e, SysEvent::Exited { .. } | SysEvent::TreeEmpty { .. }));
-        if exited && self.records_put_off < PUT_OFF {
-            self.records_put_off += 1;
-            return;
-        }
-        self.records_put_off = 0;
-        for (pid, pgid) in std::mem::take(&mut self.unrecorded) {
-            // A child reaped meanwhile needs none.
-            if let Some(child) = self.children.get(&pid).filter(|c| c.exited.is_none()) {
-                self.record(&child.name, pid, pgid, &child.contain);
-            }
-        }
-        self.remove_stale_records();
-    }
-
-    /// Records a new child in the state directory, with what finds its
-    /// tree after a crash.
-    fn record(&self, name: &str, pid: Pid, pgid: Pid, contain: &Contain) {
-        let Some(dir) = &self.state_dir else { return };
-        // 0 (not an error) where the session's leader is outside our pid
-        // namespace: a real value, which /proc here shows for the tree's
-        // members too. An error leaves the session out of the record.
-        let sid = nix::unistd::getsid(Some(pid)).ok().map(Pid::as_raw);
-        let record = orphans::start_time(pid.as_raw()).map(|start_time| Record {
-            pid: pid.as_raw(),
-            pgid: pgid.as_raw(),
-            sid,
-            start_time,
-            boot_id: self.boot_id.clone(),
-            cgroup: match contain {
-                Contain::Cgroup(cg) => Some(cg.dir.clone()),
-                _ => None,
-            },
-        });
-        if let Err(e) = record.ok_or_else(|| io::Error::from(Errno::ESRCH)).and_then(|r| dir.write(name, r)) {
-            log::warn!("procsup: recording {name} (pid {pid}) in the state directory: {e}");
-        }
-    }
-
     /// A pidfd for a new child, or `None`: pidfds are off, or this one
     /// failed (see [`UnixSys::uses_pidfd`] for which failure is which).
     /// The child's pidfd: the clone's own (`cloned`), else `pidfd_open`.
@@ -322,70 +266,5 @@ impl UnixSys {
                 None
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    /// On the cgroup path a child's record waits for a quiet poll only
-    /// while the host record stands in for it; without one (its write
-    /// failed) the record is written as the spawn returns, as on the
-    /// process-group path.
-    #[test]
-    fn without_a_host_record_a_childs_record_is_written_at_its_spawn() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let mut sys = UnixSys::new().state_dir(tmp.path()).unwrap();
-        let spec = ProcessSpec::new("web", "sleep").arg("60");
-        let first = sys.spawn_child(&spec).unwrap();
-        if !matches!(sys.children[&first].contain, Contain::Cgroup(_)) {
-            eprintln!("no writable cgroup here: nothing to test");
-            return; // dropping `sys` kills and reaps it
-        }
-        let record = |pid: Pid| tmp.path().join(format!("web.{pid}")).exists();
-        assert!(sys.host_recorded);
-        assert!(!record(first), "written before a quiet poll");
-        sys.host_recorded = false;
-        let second = sys.spawn_child(&spec).unwrap();
-        assert!(record(second), "no host record, and the child's own waited");
-        sys.keep_records(&[]);
-        assert!(record(first));
-    }
-
-    /// A poll that reports an exit leaves the record work to the next
-    /// one (the restart comes first), but not forever: a host whose every
-    /// poll reports an exit (a crash-looping pool) still gets it done.
-    #[test]
-    fn record_work_is_put_off_for_exits_a_few_polls_at_most() {
-        let exited = [SysEvent::Exited { pid: Pid::from_raw(1), exit: Exit::Exited(1) }];
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let mut sys = UnixSys::new().without_cgroups().state_dir(tmp.path()).unwrap();
-        let gone = || ("web".into(), Pid::from_raw(i32::MAX));
-        sys.stale_records.push(gone());
-        for poll in 1..=4 {
-            sys.keep_records(&exited);
-            assert_eq!(sys.stale_records.len(), 1, "done at poll {poll}, which reported an exit");
-        }
-        sys.keep_records(&exited);
-        assert!(sys.stale_records.is_empty(), "put off a fifth time");
-        // The count starts over; a poll without an exit does it at once.
-        sys.stale_records.push(gone());
-        sys.keep_records(&exited);
-        assert_eq!(sys.stale_records.len(), 1);
-        // A tree's end is followed by a restart as an exit is.
-        sys.keep_records(&[SysEvent::TreeEmpty { pid: Pid::from_raw(1) }]);
-        assert_eq!(sys.stale_records.len(), 1, "done at a poll that reported a tree's end");
-        // Nor is other news a reason to wait.
-        sys.keep_records(&[SysEvent::Output {
-            pid: Pid::from_raw(1),
-            stream: crate::Stream::Stdout,
-            data: b"x".to_vec(),
-        }]);
-        assert!(sys.stale_records.is_empty());
-        assert_eq!(sys.records_put_off, 0);
     }
 }

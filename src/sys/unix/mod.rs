@@ -47,6 +47,7 @@ mod notify;
 mod orphan;
 mod output;
 mod readiness;
+mod records;
 mod spawn;
 mod spawner;
 mod standby;
@@ -71,6 +72,7 @@ use faults::Faults;
 use orphan::{Orphans, ORPHAN_CGROUP_SLOT, ORPHAN_SLOT};
 use output::{pending_bytes, pipe_token, OutputReader};
 use readiness::{token, untoken, Readiness};
+use records::{Records, RECORD_DELAY};
 use spawn::set_nonblocking;
 use spawner::Spawner;
 use standby::{Held, Standbys, STANDBY_DELAY};
@@ -79,21 +81,13 @@ use tree::{Contain, GroupDrains, CGROUP_SLOT, MEMBER_SLOT, MEMORY_TAG};
 use wait::{pidfd_open, pidfd_waitid_works, waitid_pidfd, waitpid_nohang, warn_if_spawner_thread_died};
 
 use super::{Sys, SysEvent};
-use crate::orphans::{self, OrphanScan, Record};
+use crate::orphans::OrphanScan;
 use crate::spec::{KillMode, ProcessSpec};
 use crate::state::{Containment, Exit};
 use crate::state_dir::StateDir;
 
 /// How soon a child whose exit wakes no fd is looked at again.
 const RECHECK: Duration = Duration::from_millis(50);
-
-/// How long a new child's record (cgroup path) and a gone child's record
-/// removal wait for a poll with nothing else to do: past the new child's
-/// `execve`, which the host's disk work would otherwise share a CPU with
-/// (see `keep_records`). The moment a successor is made, so that one poll
-/// does both (a later one here put off every successor of a crash loop
-/// with a state directory).
-const RECORD_DELAY: Duration = STANDBY_DELAY;
 
 #[derive(Debug)]
 struct Child {
@@ -175,24 +169,11 @@ pub struct UnixSys {
     pidfd: Option<bool>,
     readiness: Option<Readiness>,
     output: OutputReader,
-    state_dir: Option<StateDir>,
+    /// Its state directory's records (`records.rs`).
+    records: Records,
     /// Trees a crashed earlier run left, being stopped.
     orphans: Orphans,
     subreaper: Option<Subreaper>,
-    /// This boot's id, for the records.
-    boot_id: Option<String>,
-    /// Records of children that are gone, removed at a later poll that
-    /// reports no exit (`keep_records`).
-    stale_records: Vec<(Box<str>, Pid)>,
-    /// Children on the cgroup path whose records are still to be written
-    /// (child, its process group): at a poll with nothing else to do
-    /// (`keep_records`), off the restart path.
-    unrecorded: Vec<(Pid, Pid)>,
-    /// Polls in a row that left records to write for a reported exit.
-    records_put_off: u8,
-    /// The host record of the cgroup directory is written: it and the
-    /// cgroups find a child's tree before the child's own record is.
-    host_recorded: bool,
     /// Process groups that drain after their leader was reaped.
     drains: GroupDrains,
     cgroups: Cgroups,
@@ -293,14 +274,9 @@ impl UnixSys {
             pidfd: if readiness.is_some() { None } else { Some(false) },
             readiness,
             output: OutputReader::new(),
-            state_dir: None,
+            records: Records::default(),
             orphans: Orphans::default(),
             subreaper: None,
-            boot_id: None,
-            stale_records: Vec::new(),
-            unrecorded: Vec::new(),
-            records_put_off: 0,
-            host_recorded: false,
             drains: GroupDrains::default(),
             cgroups: Cgroups::Auto,
             unwatched: BTreeSet::new(),
@@ -349,18 +325,8 @@ impl UnixSys {
     /// Makes this `UnixSys`'s cgroup directory on first use, and says once
     /// in the log which containment its children get.
     fn cgroup_root(&mut self) -> Option<&mut CgroupRoot> {
-        let (state_dir, boot_id) = (&self.state_dir, &self.boot_id);
-        let recorded = std::cell::Cell::new(None);
-        let record = |root: &std::path::Path, pid, start_time| {
-            if let Some(dir) = state_dir {
-                recorded.set(Some(record_host(dir, boot_id, root, pid, start_time)));
-            }
-        };
-        let root = self.cgroups.root(record);
-        if let Some(ok) = recorded.get() {
-            self.host_recorded = ok;
-        }
-        root
+        let records = &mut self.records;
+        self.cgroups.root(|root, pid, start_time| records.record_host(root, pid, start_time))
     }
 
     /// Records every live child in `dir` (created with mode 0700 if
@@ -430,13 +396,7 @@ impl UnixSys {
     /// ```
     pub fn state_dir(mut self, dir: impl AsRef<std::path::Path>) -> crate::Result<Self> {
         let dir = StateDir::open(dir.as_ref())?;
-        self.boot_id = orphans::boot_id();
-        if let Cgroups::Ready(root) = &self.cgroups {
-            let pid = std::process::id() as i32;
-            self.host_recorded =
-                record_host(&dir, &self.boot_id, root.dir(), pid, orphans::start_time(pid).unwrap_or(0));
-        }
-        self.state_dir = Some(dir);
+        self.records.open(dir, self.cgroups.dir());
         Ok(self)
     }
 
@@ -709,7 +669,7 @@ impl Sys for UnixSys {
         self.recheck_draining_groups(events);
         self.poll_orphans(events);
         self.poll_adopted(events);
-        self.keep_records(&events[before..]);
+        self.records.catch_up(&events[before..], &self.children);
         self.tend_standbys(&events[before..]);
     }
 
@@ -718,7 +678,7 @@ impl Sys for UnixSys {
     }
 
     fn state_dir(&self) -> Option<&std::path::Path> {
-        self.state_dir.as_ref().map(StateDir::path)
+        self.records.dir().map(StateDir::path)
     }
 
     /// Refused without a cgroup per child ([`UnixSys::without_cgroups`],
@@ -769,7 +729,7 @@ impl Sys for UnixSys {
     fn wake_after(&self) -> Option<Duration> {
         if self.output.more || !self.finishing.is_empty() {
             Some(Duration::ZERO)
-        } else if !self.stale_records.is_empty() || !self.unrecorded.is_empty() {
+        } else if self.records.wants_a_poll() {
             Some(RECORD_DELAY)
         } else if self.standbys.wants_a_poll() {
             Some(STANDBY_DELAY)
@@ -781,20 +741,6 @@ impl Sys for UnixSys {
             Some(RECHECK)
         } else {
             None
-        }
-    }
-}
-
-/// Writes the host record of cgroup directory `root` (see
-/// [`UnixSys::state_dir`]) and says whether it is there; a failure is
-/// logged: containment goes on, each child's record written at its spawn.
-fn record_host(dir: &StateDir, boot_id: &Option<String>, root: &std::path::Path, pid: i32, start_time: u64) -> bool {
-    let r = orphans::HostRecord { pid, start_time, boot_id: boot_id.clone(), root: root.to_owned() };
-    match dir.write_host(&r) {
-        Ok(()) => true,
-        Err(e) => {
-            log::warn!("procsup: recording cgroup {} in the state directory: {e}", root.display());
-            false
         }
     }
 }
@@ -820,9 +766,7 @@ impl Drop for UnixSys {
                     // Blocking reap of our own child: waitpid on one pid only.
                     while let Err(Errno::EINTR) = nix::sys::wait::waitpid(pid, None) {}
                 }
-                if let Some(dir) = &self.state_dir {
-                    dir.remove(&child.name, pid.as_raw());
-                }
+                self.records.remove(&child.name, pid);
                 if let Contain::Cgroup(cg) = &child.contain {
                     cg.wait_empty(200);
                     cg.remove();
@@ -830,15 +774,13 @@ impl Drop for UnixSys {
             }
         }
         self.end_standbys();
-        self.remove_stale_records();
+        self.records.remove_stale(&self.children);
         self.release_adopted();
         // The cgroup directory goes, then the record that names it.
         if let Cgroups::Ready(root) = std::mem::replace(&mut self.cgroups, Cgroups::Off) {
             let dir = root.dir().to_owned();
             drop(root);
-            if let Some(state) = &self.state_dir {
-                state.forget_host(&dir);
-            }
+            self.records.forget_host(&dir);
         }
     }
 }

@@ -156,7 +156,7 @@ impl Orphans {
 
 impl UnixSys {
     pub(super) fn scan_orphan_trees(&mut self) -> io::Result<Vec<OrphanScan>> {
-        let Some(dir) = &self.state_dir else { return Ok(Vec::new()) };
+        let Some(dir) = self.records.dir() else { return Ok(Vec::new()) };
         let (children, known) = (&self.children, &self.orphans);
         let scans = dir.scan(|pid| children.contains_key(&Pid::from_raw(pid)) || known.contains(Pid::from_raw(pid)))?;
         let mut out = Vec::with_capacity(scans.len());
@@ -194,9 +194,7 @@ impl UnixSys {
                 None => !entry.members(orphan.pid).is_empty(),
             };
             if !leader_alive && !rest {
-                if let Some(d) = &self.state_dir {
-                    d.remove(&orphan.name, orphan.pid.as_raw());
-                }
+                self.records.remove(&orphan.name, orphan.pid);
                 if let Some(cg) = &entry.cgroup {
                     orphans::remove_cgroup(&cg.dir);
                 }
@@ -228,7 +226,7 @@ impl UnixSys {
     /// lost: the host died between the spawn and the record); empty ones
     /// are removed, and a record whose directory is gone with them.
     fn scan_dead_hosts(&mut self, out: &mut Vec<OrphanScan>) -> io::Result<()> {
-        let Some(dir) = &self.state_dir else { return Ok(()) };
+        let Some(dir) = self.records.dir() else { return Ok(()) };
         let (hosts, refused) = dir.host_records()?;
         out.extend(refused);
         let now_boot = orphans::boot_id();
@@ -323,11 +321,9 @@ impl UnixSys {
             self.unwatch(&cg.events);
             orphans::remove_cgroup(&cg.dir);
         }
-        if let Some(dir) = &self.state_dir {
-            dir.remove(&o.name, pid.as_raw());
-            if let Some(root) = o.cgroup.as_ref().and_then(|cg| cg.dir.parent()) {
-                dir.forget_host(root);
-            }
+        self.records.remove(&o.name, pid);
+        if let Some(root) = o.cgroup.as_ref().and_then(|cg| cg.dir.parent()) {
+            self.records.forget_host(root);
         }
         events.push(SysEvent::OrphanGone { pid });
     }

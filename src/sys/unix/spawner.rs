@@ -1,7 +1,8 @@
 //! Which path makes a child, and what spawning keeps from one child to the
 //! next: procsup's own vfork-class clone (`clone.rs`) where it can, std's
 //! `Command` (`spawn.rs`) otherwise. The bookkeeping around a spawn (its
-//! containment, pidfd, pipes and record) is `launch.rs`'s.
+//! containment, pidfd, pipes and record) is `launch.rs`'s (the record
+//! itself, `records.rs`'s).
 
 use std::ffi::OsString;
 use std::io;

@@ -330,9 +330,7 @@ impl UnixSys {
         let Some(sb) = self.standbys.ready.get(&child.name) else { return };
         // After a host crash: nothing to find, or it dies with the host, or
         // the host record finds its populated cgroup.
-        let found = self.state_dir.is_none()
-            || sb.spec.die_with_parent.is_some()
-            || (sb.launched.in_cgroup() && self.host_recorded);
+        let found = sb.spec.die_with_parent.is_some() || self.records.finds_unrecorded(sb.launched.in_cgroup());
         if !found || !sb.held.parked() || sb.held.err() != 0 {
             return;
         }

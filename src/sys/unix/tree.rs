@@ -317,36 +317,7 @@ impl UnixSys {
             // Kept for the next child of that name (a restart).
             self.cgroups.retire(&child.name, cg);
         }
-        // A record not written yet is not needed any more (and its pid may
-        // be the next child's).
-        self.unrecorded.retain(|&(p, _)| p != pid);
-        if self.state_dir.is_some() {
-            // Removed at a later poll, not on the way to a restart: see
-            // `remove_stale_records`.
-            self.stale_records.push((child.name, pid));
-        }
-    }
-
-    /// Removes the records of children that are gone. `forget_child`
-    /// leaves this to a poll that reports no exit (`keep_records`), after
-    /// the successor's spawn and its `execve`: a record of a dead
-    /// child is harmless a moment longer (a later host checks the pid's
-    /// start time before it signals anything), and its removal (a read
-    /// and an unlink on disk) would delay every restart. A record whose
-    /// pid is a live child's of the same name again (the successor got
-    /// it) is that child's: kept.
-    pub(super) fn remove_stale_records(&mut self) {
-        if self.stale_records.is_empty() {
-            return;
-        }
-        let Some(dir) = &self.state_dir else { return };
-        for (name, pid) in self.stale_records.drain(..) {
-            // A pid a child of the same name has again names that child's
-            // record (the same file): kept. Of another name, it is not.
-            if self.children.get(&pid).is_none_or(|c| c.name != name) {
-                dir.remove(&name, pid.as_raw());
-            }
-        }
+        self.records.note_gone(child.name, pid);
     }
 
     /// Sends `signal` to the tree of the child `pid`, as its containment
