@@ -172,8 +172,9 @@ pub struct FakeSys {
     interrupted_polls: u32,
     spawned: u64,
     containment: Option<Containment>,
-    /// Names the supervisor expects to spawn again (its respawn hints).
-    expected: std::collections::BTreeSet<String>,
+    /// Names the supervisor expects to spawn again (its respawn hints),
+    /// each with its `last_run`.
+    expected: std::collections::BTreeMap<String, Option<Duration>>,
     /// Children whose death the supervisor said is restarted at once.
     at_once: std::collections::BTreeSet<Pid>,
     /// Names whose child died so (reported by `poll`), not spawned since.
@@ -272,7 +273,32 @@ impl FakeSys {
     /// assert_eq!(sup.sys().expected_respawns(), ["web"]);
     /// ```
     pub fn expected_respawns(&self) -> Vec<&str> {
-        self.expected.iter().map(String::as_str).collect()
+        self.expected.keys().map(String::as_str).collect()
+    }
+
+    /// The `last_run` of the supervisor's standing [`Sys::expect_respawn`]
+    /// for `name`: the time since the previous child was spawned; `None`
+    /// for a first child, or with no hint standing.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use procsup::testing::{FakeSys, VirtualClock};
+    /// use procsup::{Backoff, Exit, ProcessSpec, Supervisor};
+    /// let mut clock = VirtualClock::new();
+    /// let mut sup = Supervisor::with_sys(FakeSys::new());
+    /// sup.add_process(ProcessSpec::new("web", "web-server").backoff(Backoff::fixed(Duration::ZERO)))?;
+    /// sup.start_process("web", clock.now())?;
+    /// assert_eq!(sup.sys().respawn_last_run("web"), None, "a first child");
+    /// let first = sup.status("web").unwrap().pid.unwrap();
+    /// clock.advance(Duration::from_millis(3));
+    /// assert!(sup.sys_mut().exit(first, Exit::Exited(1)));
+    /// sup.tick(clock.now());
+    /// assert_ne!(sup.status("web").unwrap().pid, Some(first), "spawned again");
+    /// assert_eq!(sup.sys().respawn_last_run("web"), Some(Duration::from_millis(3)));
+    /// # Ok::<(), procsup::Error>(())
+    /// ```
+    pub fn respawn_last_run(&self, name: &str) -> Option<Duration> {
+        self.expected.get(name).copied().flatten()
     }
 
     /// The child ends and its status is lost: someone else reaped it, as a
@@ -582,8 +608,8 @@ impl FakeSys {
 }
 
 impl Sys for FakeSys {
-    fn expect_respawn(&mut self, spec: &ProcessSpec) {
-        self.expected.insert(spec.name.clone());
+    fn expect_respawn(&mut self, spec: &ProcessSpec, last_run: Option<Duration>) {
+        self.expected.insert(spec.name.clone(), last_run);
     }
 
     fn forget_respawn(&mut self, name: &str) {

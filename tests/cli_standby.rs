@@ -70,7 +70,7 @@ fn a_restart_is_the_parked_successor_and_no_standby_turns_it_off() {
     let mut cli = Cli::start(&["--no-standby", "--start-grace", "0.01", "-p", "a=sleep 60"]);
     let host = cli.child.id() as i32;
     cli.expect("event=running");
-    // Past the moment a successor would be made (300 µs after a quiet poll).
+    // Past the moment a successor would be made (1 ms after a quiet poll).
     std::thread::sleep(Duration::from_millis(100));
     let tasks = std::fs::read_to_string(format!("/proc/{host}/task/{host}/children")).unwrap();
     assert_eq!(tasks.split_whitespace().count(), 1, "--no-standby made one: {tasks}");

@@ -510,11 +510,11 @@ fn a_child_gone_before_its_record_never_gets_one() {
 /// all that finds the tree, as the spawn returns. A gone child's record is
 /// removed at such a poll too, never on the way to its successor's spawn
 /// (a read and an unlink would delay every restart). Until then the host
-/// is asked to come back within a millisecond (300 µs).
+/// is asked to come back within a millisecond.
 #[test]
 fn records_are_written_and_removed_off_the_restart_path() {
     use procsup::{Containment, Sys};
-    let soon = Some(Duration::from_micros(300));
+    let soon = Some(Duration::from_millis(1));
     for (label, sys) in [("cgroup", UnixSys::new()), ("group", UnixSys::new().without_cgroups())] {
         let tmp = tempfile::tempdir().unwrap();
         let state = private_dir(tmp.path());

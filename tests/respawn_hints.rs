@@ -71,3 +71,31 @@ fn a_failed_spawn_gives_no_hint() {
     h.start("a");
     assert!(expected(&h).is_empty(), "no child, no successor: {:?}", h.kinds());
 }
+
+/// `last_run` says how long ago the previous child was spawned: `None`
+/// for the first, then the run (and any backoff) before this spawn. A
+/// brief one lets `UnixSys` make the successor sooner (a crash loop).
+#[test]
+fn a_respawn_hint_says_how_long_the_child_before_ran() {
+    let mut h = Harness::with([spec("a")]);
+    h.start("a");
+    let last_run = |h: &Harness| h.sup.sys().respawn_last_run("a");
+    assert_eq!(last_run(&h), None, "a first child");
+    // Dies 0.25 s in, within its start grace: spawned again after the
+    // 2 s backoff.
+    h.advance(0.25);
+    h.exit("a", Exit::Exited(1));
+    h.tick();
+    h.advance(2.0);
+    h.tick();
+    assert_eq!(h.spawn_times(), 2);
+    assert_eq!(last_run(&h), Some(secs(2.25)), "its run and the backoff: {:?}", h.kinds());
+    // Stopped and started again: the time since the last spawn still.
+    h.advance(1.0);
+    h.stop("a");
+    h.exit("a", Exit::Signaled(15));
+    h.tick();
+    h.start("a");
+    assert_eq!(h.spawn_times(), 3);
+    assert_eq!(last_run(&h), Some(secs(1.0)));
+}

@@ -125,6 +125,7 @@ impl<S: Sys> Supervisor<S> {
         p.after_exit = AfterExit::Policy;
         match result {
             Ok(pid) => {
+                let last_run = p.started_at.map(|t| now.saturating_duration_since(t));
                 p.pid = Some(pid);
                 p.started_at = Some(now);
                 p.start_seq = seq;
@@ -143,9 +144,9 @@ impl<S: Sys> Supervisor<S> {
                 self.p_mut(id).containment = Some(containment);
                 self.pids.insert(pid, id);
                 // Its successor may be made ready now (`UnixSys::standby`).
-                let spec = &self.procs[id].as_ref().expect("spawn_child is called on live slots").spec;
-                if spec.restart != RestartPolicy::Never {
-                    self.sys.expect_respawn(spec);
+                let p = self.procs[id].as_ref().expect("spawn_child is called on live slots");
+                if p.spec.restart != RestartPolicy::Never {
+                    self.sys.expect_respawn(&p.spec, last_run);
                 }
                 self.emit(Event::Spawned { name, pid, restart_count });
                 self.begin_start(id, pid, now);

@@ -208,9 +208,14 @@ pub trait Sys {
     /// with this spec (it runs under a restart policy). A `Sys` may prepare
     /// that spawn ahead of time ([`UnixSys::standby`]); the next
     /// [`spawn`](Sys::spawn) of this name must still work, hint or not.
-    /// Default: nothing.
-    fn expect_respawn(&mut self, spec: &ProcessSpec) {
-        let _ = spec;
+    ///
+    /// `last_run` is the time since the process's previous child was
+    /// spawned (that child's run and whatever came between: a backoff, a
+    /// stop), `None` for its first child. A child that ran briefly may be
+    /// followed by one as brief (a crash loop), whose successor is then
+    /// wanted early. Default: nothing.
+    fn expect_respawn(&mut self, spec: &ProcessSpec, last_run: Option<std::time::Duration>) {
+        let _ = (spec, last_run);
     }
 
     /// The hint of [`expect_respawn`](Sys::expect_respawn) taken back:

@@ -75,7 +75,7 @@ use readiness::{token, untoken, Readiness};
 use records::{Records, RECORD_DELAY};
 use spawn::set_nonblocking;
 use spawner::Spawner;
-use standby::{Held, Standbys, STANDBY_DELAY};
+use standby::{Held, Standbys};
 use subreaper::{Subreaper, ADOPTED_SLOT};
 use tree::{Contain, GroupDrains, CGROUP_SLOT, MEMBER_SLOT, MEMORY_TAG};
 use wait::{pidfd_open, pidfd_waitid_works, waitid_pidfd, waitpid_nohang, warn_if_spawner_thread_died};
@@ -350,9 +350,9 @@ impl UnixSys {
     ///   later host stops every populated cgroup in a dead host's directory,
     ///   also one a crash left with no child record. So on that path a
     ///   child's own record is written at the first poll after its spawn
-    ///   that reports no exit (300 µs later where the host's timer has that
-    ///   resolution, else a millisecond; see [`Sys::wake_after`]), once the
-    ///   child's `execve` is done, instead of on the CPU that needs; on the process-group path, where
+    ///   that reports no exit (about a millisecond later; see
+    ///   [`Sys::wake_after`]), once the child runs its program, instead of
+    ///   on the CPU its `execve` needs; on the process-group path, where
     ///   the record is all that finds the tree, it is written as the spawn
     ///   returns;
     /// - while a record is written, `.procsup-tmp.<name>.<pid>`, renamed
@@ -701,8 +701,8 @@ impl Sys for UnixSys {
         self.orphans.signal(pid, signal)
     }
 
-    fn expect_respawn(&mut self, spec: &ProcessSpec) {
-        self.want_standby(spec);
+    fn expect_respawn(&mut self, spec: &ProcessSpec, last_run: Option<Duration>) {
+        self.want_standby(spec, last_run.is_some_and(|run| run < standby::SOON_AFTER_A_RUN_OF));
     }
 
     fn forget_respawn(&mut self, name: &str) {
@@ -719,9 +719,10 @@ impl Sys for UnixSys {
 
     /// "Now" while captured output is left unread (the per-poll budget ran
     /// out) or a reaped child's last output is still being read; 300 µs
-    /// while a new child's record waits to be written, a gone child's to
-    /// be removed (see [`UnixSys::state_dir`]), or a successor to be made
-    /// or looked at (see [`UnixSys::standby`]); 50 ms
+    /// while a successor is to be made soon (see [`UnixSys::standby`]);
+    /// 1 ms while one is to be made or looked at otherwise, a new child's
+    /// record waits to be written, or a gone child's to be removed (see
+    /// [`UnixSys::state_dir`]); 50 ms
     /// while a child's exit or output wakes no fd (see
     /// [`UnixSys::uses_pidfd`]), a draining process group has no member
     /// pidfd to wake it, or a draining cgroup's `cgroup.events` could not
@@ -729,10 +730,10 @@ impl Sys for UnixSys {
     fn wake_after(&self) -> Option<Duration> {
         if self.output.more || !self.finishing.is_empty() {
             Some(Duration::ZERO)
-        } else if self.records.wants_a_poll() {
-            Some(RECORD_DELAY)
-        } else if self.standbys.wants_a_poll() {
-            Some(STANDBY_DELAY)
+        } else if let Some(soon) =
+            [self.records.wants_a_poll().then_some(RECORD_DELAY), self.standbys.poll_in()].into_iter().flatten().min()
+        {
+            Some(soon)
         } else if !self.unwatched.is_empty()
             || !self.memory_polled.is_empty()
             || !self.cgroup_polled.is_empty()

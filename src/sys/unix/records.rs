@@ -7,7 +7,7 @@
 //! removed, and on the cgroup path (while the host record stands in for
 //! it) a new child's record is written, at a later poll that reports no
 //! exit, or after a few in a row that do (`catch_up`), which
-//! [`RECORD_DELAY`] asks for 300 µs on.
+//! [`RECORD_DELAY`] asks for about a millisecond on.
 
 use std::collections::HashMap;
 use std::io;
@@ -24,11 +24,11 @@ use crate::sys::SysEvent;
 
 /// How long a new child's record (cgroup path) and a gone child's record
 /// removal wait for a poll with nothing else to do: past the new child's
-/// `execve`, which the host's disk work would otherwise share a CPU with
-/// (see `catch_up`). The moment a successor is made, so that one poll
-/// does both (a later one here put off every successor of a crash loop
-/// with a state directory).
-pub(super) const RECORD_DELAY: Duration = super::standby::STANDBY_DELAY;
+/// `execve` and the start of its program, which the host's disk work would
+/// otherwise share a CPU with (see `catch_up`). A successor wanted sooner
+/// (`STANDBY_SOON`) brings the poll forward, and the records are written
+/// in it too.
+pub(super) const RECORD_DELAY: Duration = Duration::from_millis(1);
 
 /// What a [`UnixSys`](super::UnixSys) keeps in its state directory, and
 /// what it still has to write there or remove. Without a state directory

@@ -79,16 +79,37 @@ impl Held {
 }
 
 /// How soon a successor is made, or a let-go one looked at, after the
-/// poll that asked for it: past the new child's `execve` (100-150 µs
-/// here), and soon enough that a child crash-looping at once (dead within
-/// a millisecond) finds its successor parked. (Made at once, at the wake
-/// its exec gives, it measured slower restarts: the host's work then
-/// shares a CPU with that exec. At 1 ms, about half the restarts of the
-/// bench's crash loop came before it and spawned at once: `--no-cgroups`
-/// measured 1.13x the vfork loop there, against 0.99x-1.04x at 300 µs,
-/// the steady rows unchanged.) A host whose timer has 1 ms resolution
-/// rounds it up (`Supervisor::poll_timeout`).
-pub(super) const STANDBY_DELAY: Duration = Duration::from_micros(300);
+/// poll that asked for it: past the new child's `execve` and the start of
+/// its program. (Made at once, at the wake its exec gives, it measured
+/// slower restarts: the host's work then shares a CPU with that start.
+/// Made at [`STANDBY_SOON`] after every spawn, the children up 1.2 s of
+/// the bench's runit table restarted 1.13x-1.25x the fork loop, against
+/// 0.86x-1.04x at 1 ms: its making shares the CPUs with the start of
+/// the child the measure ends at.)
+pub(super) const STANDBY_DELAY: Duration = Duration::from_millis(1);
+
+/// How soon when the child before ran less than [`SOON_AFTER_A_RUN_OF`]
+/// ([`Sys::expect_respawn`]'s `last_run`): past the new child's `execve` (100-150 µs
+/// here), and soon enough that a child crash-looping at once, dead within
+/// a millisecond, finds its successor parked. (At 1 ms, about half the
+/// restarts of the bench's crash loop came before it and spawned at once:
+/// `--no-cgroups` measured 1.13x the vfork loop there, 0.99x-1.04x at
+/// 300 µs.) A host whose timer has 1 ms resolution rounds it up
+/// (`Supervisor::poll_timeout`); `supervise` sleeps in `ppoll`.
+pub(super) const STANDBY_SOON: Duration = Duration::from_micros(300);
+
+/// A child whose predecessor ran less than this may end before
+/// [`STANDBY_DELAY`] too: an order of magnitude above it, as one brief
+/// run predicts another only roughly.
+pub(super) const SOON_AFTER_A_RUN_OF: Duration = Duration::from_millis(10);
+
+/// A successor to make.
+#[derive(Debug)]
+struct Wanted {
+    spec: ProcessSpec,
+    /// The child before ran briefly: made [`STANDBY_SOON`] after the spawn.
+    soon: bool,
+}
 
 /// One successor held ready.
 #[derive(Debug)]
@@ -117,7 +138,7 @@ struct Going {
 pub(super) struct Standbys {
     pub(super) on: bool,
     /// Names to make one for, with their spec.
-    wanted: HashMap<Box<str>, ProcessSpec>,
+    wanted: HashMap<Box<str>, Wanted>,
     ready: HashMap<Box<str>, Standby>,
     going: Vec<Going>,
     /// Children whose death the supervisor restarts at once
@@ -153,8 +174,16 @@ impl Standbys {
         self.early.get(name).map(|s| s.launched.pid)
     }
 
-    pub(super) fn wants_a_poll(&self) -> bool {
-        !self.wanted.is_empty() || !self.going.is_empty()
+    /// How soon a poll is wanted: one to make soon (after a brief run),
+    /// else one to make or a let-go one to look at.
+    pub(super) fn poll_in(&self) -> Option<Duration> {
+        if self.wanted.values().any(|w| w.soon) {
+            Some(STANDBY_SOON)
+        } else if !self.wanted.is_empty() || !self.going.is_empty() {
+            Some(STANDBY_DELAY)
+        } else {
+            None
+        }
     }
 }
 
@@ -271,7 +300,7 @@ impl UnixSys {
     }
 
     /// [`Sys::expect_respawn`] for [`UnixSys`].
-    pub(super) fn want_standby(&mut self, spec: &ProcessSpec) {
+    pub(super) fn want_standby(&mut self, spec: &ProcessSpec, soon: bool) {
         if !self.standbys.on || self.pidfd == Some(false) || !self.spawner.parks() || !eligible(spec) {
             return;
         }
@@ -282,7 +311,7 @@ impl UnixSys {
             let sb = self.standbys.ready.remove(spec.name.as_str()).expect("just found");
             self.end_standby(sb);
         }
-        self.standbys.wanted.insert(spec.name.as_str().into(), spec.clone());
+        self.standbys.wanted.insert(spec.name.as_str().into(), Wanted { spec: spec.clone(), soon });
     }
 
     /// [`Sys::forget_respawn`] for [`UnixSys`].
@@ -364,8 +393,13 @@ impl UnixSys {
         {
             return;
         }
-        let Some(name) = self.standbys.wanted.keys().next().cloned() else { return };
-        let spec = self.standbys.wanted.remove(&name).expect("just listed");
+        // One a poll, those wanted soon first.
+        let wanted = &self.standbys.wanted;
+        let Some(name) = wanted.iter().find(|(_, w)| w.soon).or_else(|| wanted.iter().next()).map(|(n, _)| n.clone())
+        else {
+            return;
+        };
+        let Wanted { spec, .. } = self.standbys.wanted.remove(&name).expect("just listed");
         if let Err(e) = self.make_standby(spec) {
             log::debug!("procsup: no successor held ready for {name}: {e}");
         }
@@ -813,9 +847,9 @@ mod tests {
     /// Expects `spec` again and makes its successor here and now, not at a
     /// later poll: a spawn that follows at once finds it still on its steps.
     fn make_a_successor_now(sys: &mut UnixSys, spec: &ProcessSpec) {
-        sys.expect_respawn(spec);
+        sys.expect_respawn(spec, None);
         let wanted = sys.standbys.wanted.remove(spec.name.as_str()).unwrap();
-        sys.make_standby(wanted).unwrap();
+        sys.make_standby(wanted.spec).unwrap();
     }
 
     /// Spawns `spec` and polls until its successor is parked; the child.
@@ -827,7 +861,7 @@ mod tests {
 
     /// Expects `spec` again and polls until its successor is parked.
     fn park_a_successor(sys: &mut UnixSys, spec: &ProcessSpec, events: &mut Vec<SysEvent>) {
-        sys.expect_respawn(spec);
+        sys.expect_respawn(spec, None);
         let name = spec.name.as_str();
         poll_until(sys, events, |s, _| s.standbys.ready.get(name).is_some_and(|r| r.held.parked()));
     }
@@ -848,6 +882,45 @@ mod tests {
         Some(std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim().to_owned())
     }
 
+    /// A child whose predecessor ran briefly has its successor made after
+    /// [`STANDBY_SOON`], not [`STANDBY_DELAY`]; so are the records waiting
+    /// beside it (a host record on the cgroup path puts a new child's off),
+    /// whose own, later delay must not put the successor off.
+    #[test]
+    fn a_child_after_a_brief_run_gets_its_successor_sooner() {
+        assert!(STANDBY_SOON < STANDBY_DELAY);
+        let brief = Some(SOON_AFTER_A_RUN_OF - Duration::from_nanos(1));
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let mut sys = UnixSys::new().standby(true).state_dir(tmp.path()).unwrap();
+        let spec = ProcessSpec::new("sb", "sleep").arg("30");
+        sys.spawn(&spec).unwrap();
+        if !sys.spawner.parks() {
+            eprintln!("no clone3 here: no successors to test");
+            return;
+        }
+        for long in [None, Some(SOON_AFTER_A_RUN_OF)] {
+            sys.expect_respawn(&spec, long);
+            assert_eq!(sys.wake_after(), Some(STANDBY_DELAY), "after {long:?}");
+        }
+        sys.expect_respawn(&spec, brief);
+        assert_eq!(sys.wake_after(), Some(STANDBY_SOON), "soon, records waiting or not");
+        let mut events = Vec::new();
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.ready_count() == 1);
+        // A second name wanted at once, soon: made first.
+        let other = ProcessSpec::new("other", "sleep").arg("30");
+        sys.spawn(&other).unwrap();
+        let late = ProcessSpec::new("late", "sleep").arg("30");
+        sys.spawn(&late).unwrap();
+        sys.expect_respawn(&late, None);
+        sys.expect_respawn(&other, brief);
+        assert_eq!(sys.wake_after(), Some(STANDBY_SOON));
+        sys.poll(&mut events);
+        assert!(sys.standbys.pid_of("other").is_some(), "the soon one first");
+        assert!(sys.standbys.pid_of("late").is_none());
+        assert_eq!(sys.standbys.poll_in(), Some(STANDBY_DELAY), "the other one at the usual delay");
+    }
+
     /// A parked successor until its restart, then that restart itself:
     /// the spawn returns the successor's pid, which then runs the program,
     /// in a session of its own and (where cgroups are writable) a cgroup
@@ -861,7 +934,7 @@ mod tests {
             }
             let spec = ProcessSpec::new("sb", "sleep").arg("30");
             let first = sys.spawn(&spec).unwrap();
-            sys.expect_respawn(&spec);
+            sys.expect_respawn(&spec, None);
             let mut events = Vec::new();
             assert_eq!(sys.wake_after(), Some(STANDBY_DELAY), "a successor to make: polled soon");
             poll_until(&mut sys, &mut events, |s, _| s.standbys.ready_count() == 1);
@@ -900,7 +973,7 @@ mod tests {
             poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
             // Expected again: a new successor; taken back: it is ended and
             // reaped, not left a zombie.
-            sys.expect_respawn(&spec);
+            sys.expect_respawn(&spec, None);
             poll_until(&mut sys, &mut events, |s, _| s.standbys.ready_count() == 1);
             let third = sys.standbys.pid_of("sb").unwrap();
             sys.forget_respawn("sb");
@@ -1105,8 +1178,8 @@ mod tests {
         }
         assert!(eligible(&base));
         let mut off = UnixSys::new().without_cgroups();
-        off.expect_respawn(&base);
-        assert!(!off.standbys.wants_a_poll(), "made without standby(true)");
+        off.expect_respawn(&base, None);
+        assert_eq!(off.standbys.poll_in(), None, "made without standby(true)");
     }
     /// Parks a successor of `spec`'s child `first` and arms the early word
     /// for `first`, as the supervisor does before a poll.
