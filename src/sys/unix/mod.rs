@@ -509,6 +509,10 @@ impl UnixSys {
             // what is buffered now is the child's last word.
             child.last_word[slot] = child.pipes[slot].as_ref().map_or(0, |fd| pending_bytes(fd).unwrap_or(usize::MAX));
         }
+        // The successor first: nothing below is needed before it goes.
+        if self.standbys.armed.remove(&pid) {
+            self.let_go_early(pid);
+        }
         // Taken out of the epoll set before it is closed: epoll(7) drops a
         // file only once every fd that refers to it is closed, and a fork
         // of another thread (until its exec) holds copies of ours. Left in
@@ -519,9 +523,6 @@ impl UnixSys {
         }
         self.unwatched.remove(&pid);
         self.finishing.insert(pid);
-        if self.standbys.armed.remove(&pid) {
-            self.let_go_early(pid);
-        }
         if let (Some(sr), Some(child)) = (self.subreaper.as_mut(), self.children.get(&pid)) {
             sr.note_reaped(pid, &child.name);
         }
