@@ -989,7 +989,7 @@ fn sleep(fds: &mut [PollFd], timeout: Option<Duration>) -> procsup::nix::Result<
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
 fn sleep(fds: &mut [PollFd], timeout: Option<Duration>) -> procsup::nix::Result<i32> {
     use procsup::nix::poll::{poll, PollTimeout};
-    let ms = |d: Duration| PollTimeout::try_from(d.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX);
+    let ms = |d: Duration| PollTimeout::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(PollTimeout::MAX);
     poll(fds, timeout.map_or(PollTimeout::NONE, ms))
 }
 
@@ -1006,8 +1006,8 @@ fn wait(
     let now = Instant::now();
     let held = held.map(|by| by.saturating_duration_since(now));
     // To the nanosecond: the OS layer asks for a poll 300 µs after a
-    // spawn (a successor to make, a record to write), which `poll`'s whole
-    // milliseconds would put off to 1 ms.
+    // spawn that came close after the one before (a successor to make),
+    // which `poll`'s whole milliseconds would put off to 1 ms.
     let timeout = [sup.poll_timeout_in(now, Duration::ZERO), control.and_then(|c| c.timeout(now)), held]
         .into_iter()
         .flatten()

@@ -173,7 +173,7 @@ pub struct FakeSys {
     spawned: u64,
     containment: Option<Containment>,
     /// Names the supervisor expects to spawn again (its respawn hints),
-    /// each with its `last_run`.
+    /// each with its `since_last_spawn`.
     expected: std::collections::BTreeMap<String, Option<Duration>>,
     /// Children whose death the supervisor said is restarted at once.
     at_once: std::collections::BTreeSet<Pid>,
@@ -276,9 +276,10 @@ impl FakeSys {
         self.expected.keys().map(String::as_str).collect()
     }
 
-    /// The `last_run` of the supervisor's standing [`Sys::expect_respawn`]
-    /// for `name`: the time since the previous child was spawned; `None`
-    /// for a first child, or with no hint standing.
+    /// The `since_last_spawn` of the supervisor's standing
+    /// [`Sys::expect_respawn`] for `name`: `None` with no hint standing,
+    /// `Some(None)` for a first child, else the time from the previous
+    /// child's spawn to this one's.
     ///
     /// ```
     /// use std::time::{Duration, Instant};
@@ -288,17 +289,18 @@ impl FakeSys {
     /// let mut sup = Supervisor::with_sys(FakeSys::new());
     /// sup.add_process(ProcessSpec::new("web", "web-server").backoff(Backoff::fixed(Duration::ZERO)))?;
     /// sup.start_process("web", clock.now())?;
-    /// assert_eq!(sup.sys().respawn_last_run("web"), None, "a first child");
+    /// assert_eq!(sup.sys().respawn_since_last_spawn("web"), Some(None), "a first child");
     /// let first = sup.status("web").unwrap().pid.unwrap();
     /// clock.advance(Duration::from_millis(3));
     /// assert!(sup.sys_mut().exit(first, Exit::Exited(1)));
     /// sup.tick(clock.now());
     /// assert_ne!(sup.status("web").unwrap().pid, Some(first), "spawned again");
-    /// assert_eq!(sup.sys().respawn_last_run("web"), Some(Duration::from_millis(3)));
+    /// assert_eq!(sup.sys().respawn_since_last_spawn("web"), Some(Some(Duration::from_millis(3))));
+    /// assert_eq!(sup.sys().respawn_since_last_spawn("db"), None, "no hint");
     /// # Ok::<(), procsup::Error>(())
     /// ```
-    pub fn respawn_last_run(&self, name: &str) -> Option<Duration> {
-        self.expected.get(name).copied().flatten()
+    pub fn respawn_since_last_spawn(&self, name: &str) -> Option<Option<Duration>> {
+        self.expected.get(name).copied()
     }
 
     /// The child ends and its status is lost: someone else reaped it, as a
@@ -608,8 +610,8 @@ impl FakeSys {
 }
 
 impl Sys for FakeSys {
-    fn expect_respawn(&mut self, spec: &ProcessSpec, last_run: Option<Duration>) {
-        self.expected.insert(spec.name.clone(), last_run);
+    fn expect_respawn(&mut self, spec: &ProcessSpec, since_last_spawn: Option<Duration>) {
+        self.expected.insert(spec.name.clone(), since_last_spawn);
     }
 
     fn forget_respawn(&mut self, name: &str) {

@@ -72,15 +72,16 @@ fn a_failed_spawn_gives_no_hint() {
     assert!(expected(&h).is_empty(), "no child, no successor: {:?}", h.kinds());
 }
 
-/// `last_run` says how long ago the previous child was spawned: `None`
-/// for the first, then the run (and any backoff) before this spawn. A
-/// brief one lets `UnixSys` make the successor sooner (a crash loop).
+/// `since_last_spawn` says how long ago the previous child was spawned:
+/// `None` for the first, then the run (and any backoff) before this
+/// spawn. A short one lets `UnixSys` make the successor sooner (a crash
+/// loop).
 #[test]
-fn a_respawn_hint_says_how_long_the_child_before_ran() {
+fn a_respawn_hint_says_how_long_since_the_last_spawn() {
     let mut h = Harness::with([spec("a")]);
     h.start("a");
-    let last_run = |h: &Harness| h.sup.sys().respawn_last_run("a");
-    assert_eq!(last_run(&h), None, "a first child");
+    let since = |h: &Harness| h.sup.sys().respawn_since_last_spawn("a");
+    assert_eq!(since(&h), Some(None), "a first child");
     // Dies 0.25 s in, within its start grace: spawned again after the
     // 2 s backoff.
     h.advance(0.25);
@@ -89,7 +90,7 @@ fn a_respawn_hint_says_how_long_the_child_before_ran() {
     h.advance(2.0);
     h.tick();
     assert_eq!(h.spawn_times(), 2);
-    assert_eq!(last_run(&h), Some(secs(2.25)), "its run and the backoff: {:?}", h.kinds());
+    assert_eq!(since(&h), Some(Some(secs(2.25))), "its run and the backoff: {:?}", h.kinds());
     // Stopped and started again: the time since the last spawn still.
     h.advance(1.0);
     h.stop("a");
@@ -97,5 +98,32 @@ fn a_respawn_hint_says_how_long_the_child_before_ran() {
     h.tick();
     h.start("a");
     assert_eq!(h.spawn_times(), 3);
-    assert_eq!(last_run(&h), Some(secs(1.0)));
+    assert_eq!(since(&h), Some(Some(secs(1.0))));
+}
+
+/// A failed spawn gives no hint and is no spawn: the next hint spans it.
+/// A restart asked for 3 ms after a spawn counts as close: it is the time
+/// between spawns, not why.
+#[test]
+fn the_time_since_the_last_spawn_spans_a_failed_spawn_and_a_restart() {
+    let mut h = Harness::with([spec("a")]);
+    h.start("a");
+    h.advance(0.5);
+    h.exit("a", Exit::Exited(1));
+    h.tick();
+    h.sup.sys_mut().fail_next_spawn(Errno::EAGAIN);
+    h.advance(2.0);
+    h.tick();
+    assert!(h.kinds().ends_with(&["spawn_failed", "backoff"]), "{:?}", h.kinds());
+    h.advance(2.0);
+    h.tick();
+    assert_eq!(h.kinds().last(), Some(&"spawned"), "{:?}", h.kinds());
+    assert_eq!(h.sup.sys().respawn_since_last_spawn("a"), Some(Some(secs(4.5))));
+    h.advance(0.003);
+    let now = h.now();
+    h.sup.restart_process("a", now).unwrap();
+    h.exit("a", Exit::Signaled(15));
+    h.tick();
+    assert_eq!(h.kinds().iter().filter(|k| **k == "spawned").count(), 3, "{:?}", h.kinds());
+    assert_eq!(h.sup.sys().respawn_since_last_spawn("a"), Some(Some(secs(0.003))));
 }

@@ -469,3 +469,17 @@ fn stop_all_during_a_roll_ends_it_with_a_defined_event() {
         assert_eq!(h.state(&format!("web:{i}")), State::Stopped);
     }
 }
+
+/// A roll's replacement is spawned while the old child still runs: its
+/// respawn hint counts from the old child's spawn (its age then), so a
+/// roll of children up a while is not taken for a crash loop.
+#[test]
+fn a_replacement_counts_from_the_old_childs_spawn() {
+    let mut h = running(1);
+    h.advance(2.0);
+    let now = h.now();
+    h.sup.rolling_restart(Some("web"), now).unwrap();
+    h.tick();
+    replacement(&h, "web:0");
+    assert_eq!(h.sup.sys().respawn_since_last_spawn("web:0"), Some(Some(secs(3.0))), "{:?}", h.kinds());
+}

@@ -125,7 +125,7 @@ impl<S: Sys> Supervisor<S> {
         p.after_exit = AfterExit::Policy;
         match result {
             Ok(pid) => {
-                let last_run = p.started_at.map(|t| now.saturating_duration_since(t));
+                let since_last_spawn = p.started_at.map(|t| now.saturating_duration_since(t));
                 p.pid = Some(pid);
                 p.started_at = Some(now);
                 p.start_seq = seq;
@@ -146,7 +146,7 @@ impl<S: Sys> Supervisor<S> {
                 // Its successor may be made ready now (`UnixSys::standby`).
                 let p = self.procs[id].as_ref().expect("spawn_child is called on live slots");
                 if p.spec.restart != RestartPolicy::Never {
-                    self.sys.expect_respawn(&p.spec, last_run);
+                    self.sys.expect_respawn(&p.spec, since_last_spawn);
                 }
                 self.emit(Event::Spawned { name, pid, restart_count });
                 self.begin_start(id, pid, now);

@@ -209,13 +209,25 @@ pub trait Sys {
     /// that spawn ahead of time ([`UnixSys::standby`]); the next
     /// [`spawn`](Sys::spawn) of this name must still work, hint or not.
     ///
-    /// `last_run` is the time since the process's previous child was
-    /// spawned (that child's run and whatever came between: a backoff, a
-    /// stop), `None` for its first child. A child that ran briefly may be
-    /// followed by one as brief (a crash loop), whose successor is then
-    /// wanted early. Default: nothing.
-    fn expect_respawn(&mut self, spec: &ProcessSpec, last_run: Option<std::time::Duration>) {
-        let _ = (spec, last_run);
+    /// `since_last_spawn` is the time since the process's previous child
+    /// was spawned (that child's run and whatever came between: a
+    /// backoff, a stop, a restart asked for), `None` for its first child.
+    /// Children spawned close together (a crash loop) may go on so, and
+    /// then what is prepared is wanted early. Default: nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procsup::{ProcessSpec, Sys};
+    /// // A layer that prepares nothing keeps the default; one that does
+    /// // might hurry when children come close together:
+    /// fn hurry(since_last_spawn: Option<Duration>) -> bool {
+    ///     since_last_spawn.is_some_and(|d| d < Duration::from_millis(10))
+    /// }
+    /// assert!(hurry(Some(Duration::from_millis(2))));
+    /// assert!(!hurry(None), "a first child");
+    /// ```
+    fn expect_respawn(&mut self, spec: &ProcessSpec, since_last_spawn: Option<std::time::Duration>) {
+        let _ = (spec, since_last_spawn);
     }
 
     /// The hint of [`expect_respawn`](Sys::expect_respawn) taken back:

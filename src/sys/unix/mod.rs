@@ -702,8 +702,8 @@ impl Sys for UnixSys {
         self.orphans.signal(pid, signal)
     }
 
-    fn expect_respawn(&mut self, spec: &ProcessSpec, last_run: Option<Duration>) {
-        self.want_standby(spec, last_run.is_some_and(|run| run < standby::SOON_AFTER_A_RUN_OF));
+    fn expect_respawn(&mut self, spec: &ProcessSpec, since_last_spawn: Option<Duration>) {
+        self.want_standby(spec, since_last_spawn.is_some_and(|d| d < standby::CLOSE_SPAWNS));
     }
 
     fn forget_respawn(&mut self, name: &str) {

@@ -88,26 +88,30 @@ impl Held {
 /// the child the measure ends at.)
 pub(super) const STANDBY_DELAY: Duration = Duration::from_millis(1);
 
-/// How soon when the child before ran less than [`SOON_AFTER_A_RUN_OF`]
-/// ([`Sys::expect_respawn`]'s `last_run`): past the new child's `execve` (100-150 µs
+/// How soon when the child before was spawned less than [`CLOSE_SPAWNS`]
+/// earlier ([`Sys::expect_respawn`]'s `since_last_spawn`): past the new
+/// child's `execve` (100-150 µs
 /// here), and soon enough that a child crash-looping at once, dead within
 /// a millisecond, finds its successor parked. (At 1 ms, about half the
 /// restarts of the bench's crash loop came before it and spawned at once:
 /// `--no-cgroups` measured 1.13x the vfork loop there, 0.99x-1.04x at
 /// 300 µs.) A host whose timer has 1 ms resolution rounds it up
-/// (`Supervisor::poll_timeout`); `supervise` sleeps in `ppoll`.
+/// (`Supervisor::poll_timeout`); `supervise` sleeps in `ppoll`. Like every
+/// `wake_after`, it counts from the `now` of the tick that spawned, not
+/// from the spawn: a tick that takes longer (a slow or loaded host, a
+/// debug build) leaves less of it, down to none.
 pub(super) const STANDBY_SOON: Duration = Duration::from_micros(300);
 
-/// A child whose predecessor ran less than this may end before
-/// [`STANDBY_DELAY`] too: an order of magnitude above it, as one brief
-/// run predicts another only roughly.
-pub(super) const SOON_AFTER_A_RUN_OF: Duration = Duration::from_millis(10);
+/// A child spawned less than this after its predecessor (a brief run, a
+/// zero backoff) may end before [`STANDBY_DELAY`] too: an order of
+/// magnitude above it, as one brief run predicts another only roughly.
+pub(super) const CLOSE_SPAWNS: Duration = Duration::from_millis(10);
 
 /// A successor to make.
 #[derive(Debug)]
 struct Wanted {
     spec: ProcessSpec,
-    /// The child before ran briefly: made [`STANDBY_SOON`] after the spawn.
+    /// Spawned close after the child before: made [`STANDBY_SOON`] after.
     soon: bool,
 }
 
@@ -174,8 +178,8 @@ impl Standbys {
         self.early.get(name).map(|s| s.launched.pid)
     }
 
-    /// How soon a poll is wanted: one to make soon (after a brief run),
-    /// else one to make or a let-go one to look at.
+    /// How soon a poll is wanted: one to make soon (spawns close
+    /// together), else one to make or a let-go one to look at.
     pub(super) fn poll_in(&self) -> Option<Duration> {
         if self.wanted.values().any(|w| w.soon) {
             Some(STANDBY_SOON)
@@ -889,7 +893,7 @@ mod tests {
     #[test]
     fn a_child_after_a_brief_run_gets_its_successor_sooner() {
         assert!(STANDBY_SOON < STANDBY_DELAY);
-        let brief = Some(SOON_AFTER_A_RUN_OF - Duration::from_nanos(1));
+        let brief = Some(CLOSE_SPAWNS - Duration::from_nanos(1));
         let tmp = tempfile::tempdir().unwrap();
         std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
         let mut sys = UnixSys::new().standby(true).state_dir(tmp.path()).unwrap();
@@ -899,7 +903,7 @@ mod tests {
             eprintln!("no clone3 here: no successors to test");
             return;
         }
-        for long in [None, Some(SOON_AFTER_A_RUN_OF)] {
+        for long in [None, Some(CLOSE_SPAWNS)] {
             sys.expect_respawn(&spec, long);
             assert_eq!(sys.wake_after(), Some(STANDBY_DELAY), "after {long:?}");
         }
@@ -907,18 +911,49 @@ mod tests {
         assert_eq!(sys.wake_after(), Some(STANDBY_SOON), "soon, records waiting or not");
         let mut events = Vec::new();
         poll_until(&mut sys, &mut events, |s, _| s.standbys.ready_count() == 1);
-        // A second name wanted at once, soon: made first.
+        // One name wanted soon among four that are not: made first (in a
+        // map's order, a one in five chance).
+        let lates: Vec<ProcessSpec> = (0..4).map(|i| ProcessSpec::new(format!("late{i}"), "sleep").arg("30")).collect();
+        for late in &lates {
+            sys.spawn(late).unwrap();
+            sys.expect_respawn(late, None);
+        }
         let other = ProcessSpec::new("other", "sleep").arg("30");
         sys.spawn(&other).unwrap();
-        let late = ProcessSpec::new("late", "sleep").arg("30");
-        sys.spawn(&late).unwrap();
-        sys.expect_respawn(&late, None);
         sys.expect_respawn(&other, brief);
         assert_eq!(sys.wake_after(), Some(STANDBY_SOON));
         sys.poll(&mut events);
         assert!(sys.standbys.pid_of("other").is_some(), "the soon one first");
-        assert!(sys.standbys.pid_of("late").is_none());
-        assert_eq!(sys.standbys.poll_in(), Some(STANDBY_DELAY), "the other one at the usual delay");
+        assert!(lates.iter().all(|l| sys.standbys.pid_of(l.name.as_str()).is_none()));
+        assert_eq!(sys.standbys.poll_in(), Some(STANDBY_DELAY), "the others at the usual delay");
+    }
+
+    /// Records waiting (a gone child's removal, on either path) do not put
+    /// a soon successor off to their 1 ms: the poll comes at 300 µs and
+    /// does both.
+    #[test]
+    fn records_waiting_do_not_put_off_a_soon_successor() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let mut sys = UnixSys::new().standby(true).without_cgroups().state_dir(tmp.path()).unwrap();
+        let spec = ProcessSpec::new("sb", "sleep").arg("30");
+        sys.spawn(&spec).unwrap();
+        if !sys.spawner.parks() {
+            eprintln!("no clone3 here: no successors to test");
+            return;
+        }
+        assert_eq!(sys.wake_after(), None, "nothing waits yet");
+        sys.records.note_gone("gone".into(), Pid::from_raw(i32::MAX));
+        assert_eq!(sys.wake_after(), Some(super::super::records::RECORD_DELAY));
+        sys.expect_respawn(&spec, Some(Duration::from_millis(1)));
+        assert_eq!(sys.wake_after(), Some(STANDBY_SOON), "the records' 1 ms put the soon successor off");
+        sys.expect_respawn(&spec, Some(CLOSE_SPAWNS));
+        assert_eq!(sys.wake_after(), Some(STANDBY_DELAY));
+        sys.expect_respawn(&spec, Some(Duration::ZERO));
+        let mut events = Vec::new();
+        sys.poll(&mut events);
+        assert!(!sys.records.wants_a_poll(), "the record's removal rides the 300 µs poll");
+        assert!(sys.standbys.pid_of("sb").is_some());
     }
 
     /// A parked successor until its restart, then that restart itself:
