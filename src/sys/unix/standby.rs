@@ -285,8 +285,13 @@ impl UnixSys {
     ///   restarted at once ([`Sys::respawn_at_once`]: restart `Always`, a
     ///   zero backoff, nothing else to decide), the successor is let go in
     ///   the poll that reaps that child, once its tree is empty, ahead of
-    ///   the supervisor's decision; the spawn that follows claims it. Not
-    ///   when the spec has no parent-death signal and a crash of the host
+    ///   the supervisor's decision; the spawn that follows claims it. The
+    ///   host then yields its CPU (`sched_yield`) once, so that the
+    ///   successor, which the word wakes on that CPU, runs at once as a
+    ///   vforked child would: the rest of that tick waits for the
+    ///   scheduler's next turn (the successor sleeps or its slice ends, or
+    ///   either moves to an idle CPU). Not when the spec has no
+    ///   parent-death signal and a crash of the host
     ///   in between could leave it unrecorded (a process group with a
     ///   [`state_dir`](UnixSys::state_dir)). A host's stop that lands in
     ///   between ends it: it may then have run for the length of a tick.
@@ -383,6 +388,12 @@ impl UnixSys {
             return self.end_standby(sb);
         }
         self.standbys.early.insert(name, sb);
+        // The word's wakeup is synchronous (a unix socket's): it queues the
+        // successor on this CPU, behind the rest of this tick. Let it run
+        // first, as a vforked child would.
+        // SAFETY: sched_yield(2) (POSIX) takes no arguments, touches no
+        // memory and only gives up the CPU; on Linux it always succeeds.
+        unsafe { libc::sched_yield() };
     }
 
     /// Makes one wanted successor, unless this poll reported an exit or a
