@@ -13,14 +13,19 @@
 //!   stamp.
 //! - **crash**: the child stamps `S pid t0`, waits for one byte on its gate
 //!   FIFO (so the loop goes at the bench's pace, not as fast as it can on
-//!   2 shared cores), then stamps `E pid t1` and exits 1 at once: a failed
+//!   2 shared cores: the bench opens it once it has read the start stamp,
+//!   so each child dies right after its start, well within a millisecond
+//!   of its spawn), then stamps `E pid t1` and exits 1 at once: a failed
 //!   start every time. Measured from `t1` to the successor's stamp (so the
 //!   child's own `write` and `exit` are in it, alike for every row).
 //!
 //! Baselines, in the same run and interleaved with each row sample by
-//! sample (every process is started once and sits idle between rounds, so
-//! each round kills one baseline child and one `supervise` child, in
-//! alternating order): a C loop that blocks in `waitpid` and then
+//! sample (every process is started once and sits idle between samples;
+//! each sample restarts one side `iters` times, waits [`SETTLE`], then the
+//! other, the order turned each sample, so that no host's work after a
+//! restart, such as a successor made or records written, overlaps the
+//! other side's restart: done restart by restart, that slowed the C loops
+//! and flattered `supervise` by up to 0.2x): a C loop that blocks in `waitpid` and then
 //! `fork`+`execv`s the same child (the floor, what runit does), and the
 //! same loop with `vfork` (the physical limit of a spawn that copies no
 //! page table). With `PROCSUP_BB_LOOP_SETSID` set, both loops' children
@@ -45,8 +50,9 @@
 //! where `/dev/shm` is one, as Debian links them into `/run`. runsv waits
 //! 1 s before restarting a child that ran less than 1 s, so each of
 //! `PROCSUP_BB_RUNIT_ROUNDS` rounds (default 20; 0: none) lets every
-//! child of the steady case live 1.2 s, then kills each in turn, the order
-//! turned by one each round; there is no crash loop against it.
+//! child of the steady case live 1.2 s, then kills each in turn,
+//! [`SETTLE`] apart, the order turned by one each round; there is no crash
+//! loop against it.
 //!
 //! Run: `cargo bench --bench supervise_restart` (needs gcc; `-static` where
 //! libc.a is installed, else a dynamic stamp, said in the table). It builds
@@ -69,6 +75,11 @@ use criterion::{BenchmarkGroup, Criterion, SamplingMode};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+/// Quiet before each block of one side's restarts, and between the sides
+/// of a runit round: past every delayed piece of a host's work after a
+/// restart (a successor made 1 ms on, records, held event lines: 5 ms).
+const SETTLE: Duration = Duration::from_millis(10);
 
 /// Criterion's sample count per row; the table uses the last this many
 /// calls (the measurement phase).
@@ -492,17 +503,24 @@ fn bench_row(
             let base = if vfork_base { vfork } else { fork };
             let ours = &mut sups.iter_mut().find(|(t, _)| *t == tag).expect("row").1;
             let mut sample = Sample { baseline: Vec::new(), ours: Vec::new() };
-            for i in 0..iters {
-                if case == Case::Steady {
-                    // Both children live past the start grace: running.
-                    std::thread::sleep(up);
-                }
-                if i % 2 == 0 {
-                    sample.baseline.push(base.restart());
-                    sample.ours.push(ours.restart());
+            // One side's restarts, then the other's, the order turned each
+            // sample: neither host's work after a restart (a successor
+            // made, records, event lines) ever overlaps the other side's
+            // restart, which would slow that side and flatter this one.
+            let ours_first = samples.len() % 2 == 1;
+            for block in 0..2 {
+                std::thread::sleep(SETTLE);
+                let (side, times) = if (block == 0) == ours_first {
+                    (&mut *ours, &mut sample.ours)
                 } else {
-                    sample.ours.push(ours.restart());
-                    sample.baseline.push(base.restart());
+                    (&mut *base, &mut sample.baseline)
+                };
+                for _ in 0..iters {
+                    if case == Case::Steady {
+                        // The child lives past the start grace: running.
+                        std::thread::sleep(up);
+                    }
+                    times.push(side.restart());
                 }
             }
             let total = Duration::from_secs_f64(sample.ours.iter().sum::<f64>() / 1e6);
@@ -550,6 +568,10 @@ fn runit_compare(world: &mut World) -> Vec<Side> {
         std::thread::sleep(RUNIT_UP);
         for k in 0..sides.len() {
             let i = (round + k) % sides.len();
+            if k > 0 {
+                // The side before is done with its restart's aftermath.
+                std::thread::sleep(SETTLE);
+            }
             times[i].push(sides[i].1.restart());
         }
     }
