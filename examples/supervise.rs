@@ -1005,9 +1005,8 @@ fn wait(
 ) -> io::Result<bool> {
     let now = Instant::now();
     let held = held.map(|by| by.saturating_duration_since(now));
-    // To the nanosecond: the OS layer asks for a poll 300 µs after a
-    // spawn that came close after the one before (a successor to make),
-    // which `poll`'s whole milliseconds would put off to 1 ms.
+    // To the nanosecond: whole milliseconds would put every deadline off
+    // by up to one (a successor made 1 ms after a spawn, a stop timeout).
     let timeout = [sup.poll_timeout_in(now, Duration::ZERO), control.and_then(|c| c.timeout(now)), held]
         .into_iter()
         .flatten()

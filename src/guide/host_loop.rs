@@ -26,11 +26,8 @@
 //!   the time to the next deadline, **rounded up** to the millisecond
 //!   ([`poll_timeout_in`](crate::Supervisor::poll_timeout_in) takes another
 //!   resolution: a host that sleeps in `ppoll`, `epoll_pwait2` or a
-//!   timerfd passes `Duration::ZERO` and gets the nanosecond, and with
-//!   [`UnixSys::standby`](crate::UnixSys::standby) the successor of a
-//!   child spawned close after the one before (a crash loop) is made
-//!   300 µs after its spawn instead of 1 ms, soon enough for a child that
-//!   dies at once; `supervise` does). Rounding down, as
+//!   timerfd passes `Duration::ZERO` and gets the nanosecond; `supervise`
+//!   does). Rounding down, as
 //!   `PollTimeout::try_from(Duration)` does,
 //!   wakes up to a millisecond early and then spins through zero-timeout
 //!   polls until the deadline comes. `None` means no deadline: sleep until

@@ -221,9 +221,9 @@ pub trait Sys {
     /// // A layer that prepares nothing keeps the default; one that does
     /// // might hurry when children come close together:
     /// fn hurry(since_last_spawn: Option<Duration>) -> bool {
-    ///     since_last_spawn.is_some_and(|d| d < Duration::from_millis(10))
+    ///     since_last_spawn.is_some_and(|d| d < Duration::from_millis(2))
     /// }
-    /// assert!(hurry(Some(Duration::from_millis(2))));
+    /// assert!(hurry(Some(Duration::from_micros(500))));
     /// assert!(!hurry(None), "a first child");
     /// ```
     fn expect_respawn(&mut self, spec: &ProcessSpec, since_last_spawn: Option<std::time::Duration>) {

@@ -719,8 +719,9 @@ impl Sys for UnixSys {
     }
 
     /// "Now" while captured output is left unread (the per-poll budget ran
-    /// out) or a reaped child's last output is still being read; 300 µs
-    /// while a successor is to be made soon (see [`UnixSys::standby`]);
+    /// out), a reaped child's last output is still being read, or a
+    /// successor is to be made at once (a brief run before, see
+    /// [`UnixSys::standby`]);
     /// 1 ms while one is to be made or looked at otherwise, a new child's
     /// record waits to be written, or a gone child's to be removed (see
     /// [`UnixSys::state_dir`]); 50 ms

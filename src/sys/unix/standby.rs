@@ -82,36 +82,39 @@ impl Held {
 /// poll that asked for it: past the new child's `execve` and the start of
 /// its program. (Made at once, at the wake its exec gives, it measured
 /// slower restarts: the host's work then shares a CPU with that start.
-/// Made at [`STANDBY_SOON`] after every spawn, the children up 1.2 s of
-/// the bench's runit table restarted 1.13x-1.25x the fork loop, against
-/// 0.86x-1.04x at 1 ms: its making shares the CPUs with the start of
-/// the child the measure ends at.)
+/// Made 300 µs after every spawn, the children up 1.2 s of the bench's
+/// runit table restarted 1.13x-1.25x the fork loop, against 0.86x-1.04x
+/// at 1 ms: its making shares the CPUs with the start of the child the
+/// measure ends at.) A child after a brief run is the exception
+/// ([`STANDBY_SOON`]).
 pub(super) const STANDBY_DELAY: Duration = Duration::from_millis(1);
 
 /// How soon when the child before was spawned less than [`CLOSE_SPAWNS`]
-/// earlier ([`Sys::expect_respawn`]'s `since_last_spawn`): past the new
-/// child's `execve` (100-150 µs
-/// here), and soon enough that a child crash-looping at once, dead within
-/// a millisecond, finds its successor parked. (At 1 ms, about half the
-/// restarts of the bench's crash loop came before it and spawned at once:
-/// `--no-cgroups` measured 1.13x the vfork loop there, 0.99x-1.04x at
-/// 300 µs.) A host whose timer has 1 ms resolution rounds it up
-/// (`Supervisor::poll_timeout`); `supervise` sleeps in `ppoll`. Like every
-/// `wake_after`, it counts from the `now` of the tick that spawned, not
-/// from the spawn: a tick that takes longer (a slow or loaded host, a
-/// debug build) leaves less of it, down to none.
-pub(super) const STANDBY_SOON: Duration = Duration::from_micros(300);
+/// earlier ([`Sys::expect_respawn`]'s `since_last_spawn`): at the next
+/// poll, so that a child crash-looping at once, dead within a millisecond
+/// of its spawn (a few hundred µs here), finds its successor parked. The
+/// bench's crash loop (each child gated to die as soon as its `main` has
+/// run), one side at a time: 300 µs on, about 35 % of restarts found none
+/// and spawned at once, 1.28x-1.31x the vfork loop for `--no-cgroups`; at
+/// the next poll about 1 % did, 1.03x-1.04x (and 0.83x-0.88x the fork loop
+/// with cgroups, against 1.07x-1.10x). Its making then shares the CPUs
+/// with the new child's start, which is why a longer run waits
+/// [`STANDBY_DELAY`].
+pub(super) const STANDBY_SOON: Duration = Duration::ZERO;
 
 /// A child spawned less than this after its predecessor (a brief run, a
-/// zero backoff) may end before [`STANDBY_DELAY`] too: an order of
-/// magnitude above it, as one brief run predicts another only roughly.
-pub(super) const CLOSE_SPAWNS: Duration = Duration::from_millis(10);
+/// zero backoff) may end before [`STANDBY_DELAY`] too: twice that, as one
+/// brief run predicts another only roughly. (At 10 ms the bench's steady
+/// children, up 5 ms, had theirs made 300 µs on, during their successor's
+/// start: 0.93x-1.06x the fork loop, against 0.86x-0.90x at 1 ms.)
+pub(super) const CLOSE_SPAWNS: Duration = Duration::from_millis(2);
 
 /// A successor to make.
 #[derive(Debug)]
 struct Wanted {
     spec: ProcessSpec,
-    /// Spawned close after the child before: made [`STANDBY_SOON`] after.
+    /// Spawned close after the child before: made at the next poll
+    /// ([`STANDBY_SOON`]).
     soon: bool,
 }
 
@@ -897,13 +900,14 @@ mod tests {
         Some(std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim().to_owned())
     }
 
-    /// A child whose predecessor ran briefly has its successor made after
-    /// [`STANDBY_SOON`], not [`STANDBY_DELAY`]; so are the records waiting
+    /// A child whose predecessor ran briefly has its successor made at the
+    /// next poll ([`STANDBY_SOON`]), not [`STANDBY_DELAY`] on, and one up
+    /// longer (5 ms) after the delay; so are the records waiting
     /// beside it (a host record on the cgroup path puts a new child's off),
     /// whose own, later delay must not put the successor off.
     #[test]
     fn a_child_after_a_brief_run_gets_its_successor_sooner() {
-        assert!(STANDBY_SOON < STANDBY_DELAY);
+        assert_eq!(STANDBY_SOON, Duration::ZERO, "at the next poll");
         let brief = Some(CLOSE_SPAWNS - Duration::from_nanos(1));
         let tmp = tempfile::tempdir().unwrap();
         std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
@@ -914,7 +918,10 @@ mod tests {
             eprintln!("no clone3 here: no successors to test");
             return;
         }
-        for long in [None, Some(CLOSE_SPAWNS)] {
+        // A child up 5 ms (the bench's steady one) is not brief: its
+        // successor made at once shares the CPUs with its start, and 1 ms
+        // on is well within its run.
+        for long in [None, Some(CLOSE_SPAWNS), Some(Duration::from_millis(5))] {
             sys.expect_respawn(&spec, long);
             assert_eq!(sys.wake_after(), Some(STANDBY_DELAY), "after {long:?}");
         }
@@ -940,7 +947,7 @@ mod tests {
     }
 
     /// Records waiting (a gone child's removal, on either path) do not put
-    /// a soon successor off to their 1 ms: the poll comes at 300 µs and
+    /// a soon successor off to their 1 ms: the next poll comes at once and
     /// does both.
     #[test]
     fn records_waiting_do_not_put_off_a_soon_successor() {
@@ -963,7 +970,7 @@ mod tests {
         sys.expect_respawn(&spec, Some(Duration::ZERO));
         let mut events = Vec::new();
         sys.poll(&mut events);
-        assert!(!sys.records.wants_a_poll(), "the record's removal rides the 300 µs poll");
+        assert!(!sys.records.wants_a_poll(), "the record's removal rides the successor's poll");
         assert!(sys.standbys.pid_of("sb").is_some());
     }
 
