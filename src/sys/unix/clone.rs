@@ -133,6 +133,12 @@ impl Stack {
         Ok(Stack { base })
     }
 
+    /// Where the mapping starts (a test seam: a stack used again).
+    #[cfg(test)]
+    pub(super) fn base(&self) -> usize {
+        self.base as usize
+    }
+
     /// The usable range: (lowest address, size), 16-byte aligned.
     fn range(&self) -> (usize, usize) {
         (self.base as usize + GUARD, STACK_LEN - GUARD)
@@ -188,7 +194,9 @@ pub(super) enum Outcome {
 /// waits on its end of a socket for the host's word (`standby.rs`).
 pub(super) enum How<'a> {
     Now(&'a Stack),
-    Park(RawFd),
+    /// The socket's child end, and a stack to run on if one is spare
+    /// (a new one is mapped otherwise).
+    Park(RawFd, Option<Stack>),
 }
 
 /// What a child held ready runs on until its exec: its arguments, the
@@ -218,6 +226,19 @@ impl Held {
     /// The errno of the step (or exec) that failed; 0 if none did.
     pub(super) fn err(&self) -> i32 {
         self.args.err()
+    }
+
+    /// The stack, for another successor: only once this one is done with
+    /// it (exec'd: its end of the socket closed, which `execve` does after
+    /// it left this memory; or reaped), as for dropping it.
+    pub(super) fn into_stack(self) -> Stack {
+        self._stack
+    }
+
+    /// Where its stack starts (a test seam).
+    #[cfg(test)]
+    pub(super) fn stack_base(&self) -> usize {
+        self._stack.base()
     }
 }
 
@@ -287,18 +308,19 @@ pub(super) fn spawn(
 ) -> Outcome {
     // Held ready only where clone3 is known to work: the `clone(2)`
     // fallback has no such path.
-    let (own_stack, park) = match how {
-        How::Now(_) => (None, -1),
-        How::Park(_) if support.clone3 != Some(true) || fail_clone3.is_some() => return Outcome::Unsupported,
-        How::Park(fd) => match Stack::new() {
-            Ok(stack) => (Some(stack), fd),
+    let (shared, own_stack, park) = match how {
+        How::Now(stack) => (Some(stack), None, -1),
+        How::Park(..) if support.clone3 != Some(true) || fail_clone3.is_some() => return Outcome::Unsupported,
+        How::Park(fd, Some(spare)) => (None, Some(spare), fd),
+        How::Park(fd, None) => match Stack::new() {
+            Ok(stack) => (None, Some(stack), fd),
             Err(e) => return Outcome::Failed(e, support.path()),
         },
     };
-    let stack = match (&how, &own_stack) {
-        (How::Now(stack), _) => *stack,
-        (_, Some(stack)) => stack,
-        (How::Park(_), None) => return Outcome::Unsupported,
+    let stack = match (shared, &own_stack) {
+        (Some(stack), _) => stack,
+        (None, Some(stack)) => stack,
+        (None, None) => return Outcome::Unsupported,
     };
     let changes = spec
         .envs

@@ -44,7 +44,23 @@ pub(super) struct Spawner {
     /// The stack its children run on until exec.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     stack: Option<clone::Stack>,
+    /// Stacks of successors done with them, for the next ones (at most
+    /// [`SPARE_STACKS`]).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    spares: Vec<clone::Stack>,
 }
+
+/// How many stacks of successors done with them are kept for the next: a
+/// stack unmapped, or mapped and guarded, in memory that successors share
+/// with the host has the kernel flush that memory's TLB entries on every
+/// CPU running in it (an interrupt to each, waited for), such as a
+/// successor just let go, still in its `execve`. Counted in the bench's
+/// `--no-cgroups` crash loop (`perf`, `tlb:tlb_flush`): about one such
+/// flush per restart before, about one in 200 restarts with spares. A few
+/// cover a host whose children restart at about the same time; the rest
+/// are unmapped.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+const SPARE_STACKS: usize = 4;
 
 impl Spawner {
     /// Spawns through std's `Command`: the pid, no pidfd, the read ends.
@@ -101,6 +117,21 @@ impl Spawner {
             Ok((spawned, _)) => Some(Ok(spawned)),
             Err(e) => Some(Err(e)),
         }
+    }
+
+    /// Keeps the stack of a successor done with it for the next one, or
+    /// unmaps it where [`SPARE_STACKS`] are kept already.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub(super) fn keep_spare(&mut self, stack: clone::Stack) {
+        if self.spares.len() < SPARE_STACKS {
+            self.spares.push(stack);
+        }
+    }
+
+    /// How many stacks are spare (a test seam).
+    #[cfg(all(test, target_os = "linux", target_arch = "x86_64"))]
+    pub(super) fn spare_stacks(&self) -> impl Iterator<Item = usize> + '_ {
+        self.spares.iter().map(clone::Stack::base)
     }
 
     /// Whether a successor can be held ready here (clone3 has worked).
@@ -162,7 +193,7 @@ impl Spawner {
             pidfd,
         };
         let how = match park {
-            Some(fd) => clone::How::Park(fd),
+            Some(fd) => clone::How::Park(fd, self.spares.pop()),
             None => clone::How::Now(self.stack.as_ref()?),
         };
         match clone::spawn(spec, extras, how, &mut self.clone_support, clone3_fault) {

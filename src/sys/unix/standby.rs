@@ -574,7 +574,17 @@ impl UnixSys {
             if let Some(cg) = g.ended.as_mut().and_then(Launched::take_cgroup) {
                 self.cgroups.retire(&g.name, cg);
             }
+            self.recycle(g.held);
         }
+    }
+
+    /// The memory a successor ran on, once it is done with it: its stack
+    /// is kept for the next (`Spawner::keep_spare`), the rest dropped.
+    fn recycle(&mut self, held: Held) {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        self.spawner.keep_spare(held.into_stack());
+        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+        match held {}
     }
 
     /// Ends every successor held ready (closing their fds but for the
@@ -1040,6 +1050,40 @@ mod tests {
             if let Some(root) = root {
                 assert!(!root.exists(), "{} left behind", root.display());
             }
+        }
+    }
+
+    /// A successor done with its stack (exec'd, or ended and reaped) hands
+    /// it to the next: no mapping made or unmapped on a restart's way,
+    /// each of which would interrupt every CPU running in the host's
+    /// memory. At most `SPARE_STACKS` are kept.
+    #[test]
+    fn a_successor_runs_on_the_stack_of_the_one_before() {
+        let mut sys = UnixSys::new().standby(true).without_cgroups();
+        let spec = ProcessSpec::new("sb", "sleep").arg("30");
+        let mut events = Vec::new();
+        let first = spawn_with_a_parked_successor(&mut sys, &spec, &mut events);
+        let stack = sys.standbys.ready["sb"].held.stack_base();
+        assert_eq!(sys.spawner.spare_stacks().count(), 0);
+        sys.signal(first, Signal::SIGKILL).unwrap();
+        poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
+        let second = sys.spawn(&spec).unwrap();
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
+        assert_eq!(sys.spawner.spare_stacks().collect::<Vec<_>>(), [stack], "kept once it exec'd");
+        park_a_successor(&mut sys, &spec, &mut events);
+        assert_eq!(sys.standbys.ready["sb"].held.stack_base(), stack, "the next runs on it");
+        assert_eq!(sys.spawner.spare_stacks().count(), 0);
+        // Ended (another spec) and reaped: its stack is kept too.
+        let third = sys.spawn(&ProcessSpec::new("sb", "sleep").arg("31")).unwrap();
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
+        assert_eq!(sys.spawner.spare_stacks().collect::<Vec<_>>(), [stack]);
+        for _ in 0..6 {
+            sys.spawner.keep_spare(super::super::clone::Stack::new().unwrap());
+        }
+        assert_eq!(sys.spawner.spare_stacks().count(), 4, "no more than SPARE_STACKS");
+        for pid in [second, third] {
+            sys.signal(pid, Signal::SIGKILL).unwrap();
+            poll_until(&mut sys, &mut events, |_, ev| exited(ev, pid).is_some());
         }
     }
 
