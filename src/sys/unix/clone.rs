@@ -88,16 +88,21 @@ impl Support {
     }
 }
 
-/// The child's stack: mapped once per `UnixSys` and reused (spawns are
-/// sequential, and a child is done with it once the clone returns), with
-/// a guard page below it.
+/// A child's stack, with a guard page below it. A spawn at once uses one
+/// mapped once per `UnixSys` (spawns are sequential, and such a child is
+/// done with it once the clone returns). A successor held ready has its
+/// own, inside its [`Held`], which is dropped or handed to the next
+/// successor (`Spawner::keep_spare`) only once that child is done with
+/// it: its end of the socket closed (`execve` closes it after leaving
+/// this memory, `exit` after releasing it) or it was reaped.
 #[derive(Debug)]
 pub(super) struct Stack {
     base: *mut libc::c_void,
 }
 
-// SAFETY: the mapping is owned by this value and only used by the thread
-// that holds `&mut UnixSys` during a spawn.
+// SAFETY: the mapping is owned by this value; the host only maps, unmaps
+// or hands it on, from the thread that holds `&mut UnixSys`, and a child
+// runs on it only as said above.
 unsafe impl Send for Stack {}
 // SAFETY: `&Stack` gives no access to the mapping.
 unsafe impl Sync for Stack {}
@@ -147,8 +152,8 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        // SAFETY: munmap(2) of the mapping this value owns; no child uses
-        // it once a spawn has returned.
+        // SAFETY: munmap(2) of the mapping this value owns; no child runs
+        // on it any more (see the type's doc).
         unsafe { libc::munmap(self.base, STACK_LEN) };
     }
 }

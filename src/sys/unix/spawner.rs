@@ -51,7 +51,7 @@ pub(super) struct Spawner {
 }
 
 /// How many stacks of successors done with them are kept for the next: a
-/// stack unmapped, or mapped and guarded, in memory that successors share
+/// stack unmapped (its touched pages) in memory that successors share
 /// with the host has the kernel flush that memory's TLB entries on every
 /// CPU running in it (an interrupt to each, waited for), such as a
 /// successor just let go, still in its `execve`. Counted in the bench's

@@ -552,10 +552,22 @@ impl UnixSys {
         let mut i = 0;
         while i < self.standbys.going.len() {
             let g = &mut self.standbys.going[i];
+            // Whether the child is known to be off its memory (exec'd or
+            // dead, or reaped), not only gone from sight.
+            let mut off = true;
             let done = match (&g.sock, &g.ended) {
                 (Some(sock), _) => socket_closed(sock),
-                (None, Some(ended)) => ended.pidfd.as_ref().is_none_or(|fd| waitid_pidfd(fd.as_raw_fd()).is_some()),
-                (None, None) => true,
+                (None, Some(ended)) => match &ended.pidfd {
+                    Some(fd) => waitid_pidfd(fd.as_raw_fd()).is_some(),
+                    None => {
+                        off = false;
+                        true
+                    }
+                },
+                (None, None) => {
+                    off = false;
+                    true
+                }
             };
             if !done {
                 i += 1;
@@ -574,7 +586,13 @@ impl UnixSys {
             if let Some(cg) = g.ended.as_mut().and_then(Launched::take_cgroup) {
                 self.cgroups.retire(&g.name, cg);
             }
-            self.recycle(g.held);
+            if off {
+                self.recycle(g.held);
+            } else {
+                // Never so (a successor always has a pidfd, `want_standby`):
+                // its memory is left, not handed to the next.
+                std::mem::forget(g.held);
+            }
         }
     }
 
@@ -1085,6 +1103,37 @@ mod tests {
             sys.signal(pid, Signal::SIGKILL).unwrap();
             poll_until(&mut sys, &mut events, |_, ev| exited(ev, pid).is_some());
         }
+    }
+
+    /// A successor let go but not yet exec'd (stopped before it read the
+    /// word) still runs on its stack: it is not handed on until its exec.
+    #[test]
+    fn a_stack_is_not_handed_on_while_its_successor_may_run_on_it() {
+        let mut sys = UnixSys::new().standby(true).without_cgroups();
+        let spec = ProcessSpec::new("sb", "sleep").arg("30");
+        let mut events = Vec::new();
+        let first = spawn_with_a_parked_successor(&mut sys, &spec, &mut events);
+        let successor = sys.standbys.pid_of("sb").unwrap();
+        let stack = sys.standbys.ready["sb"].held.stack_base();
+        nix::sys::signal::kill(successor, Signal::SIGSTOP).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while session_and_state(successor).map(|(_, st)| st) != Some('T') {
+            assert!(Instant::now() < deadline, "{successor} not stopped in 10 s");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        sys.signal(first, Signal::SIGKILL).unwrap();
+        poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
+        assert_eq!(sys.spawn(&spec).unwrap(), successor, "the restart is the stopped successor");
+        for _ in 0..20 {
+            sys.poll(&mut events);
+            assert_eq!(sys.spawner.spare_stacks().count(), 0, "handed on before its exec");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        nix::sys::signal::kill(successor, Signal::SIGCONT).unwrap();
+        poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
+        assert_eq!(sys.spawner.spare_stacks().collect::<Vec<_>>(), [stack], "kept once it exec'd");
+        sys.signal(successor, Signal::SIGKILL).unwrap();
+        poll_until(&mut sys, &mut events, |_, ev| exited(ev, successor).is_some());
     }
 
     /// A spawn with another spec than the successor's ends that successor
