@@ -322,10 +322,8 @@ pub(super) fn spawn(
             Err(e) => return Outcome::Failed(e, support.path()),
         },
     };
-    let stack = match (shared, &own_stack) {
-        (Some(stack), _) => stack,
-        (None, Some(stack)) => stack,
-        (None, None) => return Outcome::Unsupported,
+    let Some(stack) = shared.or(own_stack.as_ref()) else {
+        return Outcome::Unsupported;
     };
     let changes = spec
         .envs

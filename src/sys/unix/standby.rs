@@ -552,22 +552,12 @@ impl UnixSys {
         let mut i = 0;
         while i < self.standbys.going.len() {
             let g = &mut self.standbys.going[i];
-            // Whether the child is known to be off its memory (exec'd or
-            // dead, or reaped), not only gone from sight.
-            let mut off = true;
-            let done = match (&g.sock, &g.ended) {
-                (Some(sock), _) => socket_closed(sock),
-                (None, Some(ended)) => match &ended.pidfd {
-                    Some(fd) => waitid_pidfd(fd.as_raw_fd()).is_some(),
-                    None => {
-                        off = false;
-                        true
-                    }
-                },
-                (None, None) => {
-                    off = false;
-                    true
-                }
+            // Done, and whether the child is known to be off its memory
+            // (exec'd or dead, or reaped), not only gone from sight.
+            let (done, off) = match (&g.sock, g.ended.as_ref().and_then(|e| e.pidfd.as_ref())) {
+                (Some(sock), _) => (socket_closed(sock), true),
+                (None, Some(fd)) => (waitid_pidfd(fd.as_raw_fd()).is_some(), true),
+                (None, None) => (true, false),
             };
             if !done {
                 i += 1;
