@@ -102,8 +102,8 @@ fn a_respawn_hint_says_how_long_since_the_last_spawn() {
 }
 
 /// A failed spawn gives no hint and is no spawn: the next hint spans it.
-/// A restart asked for 3 ms after a spawn counts as close: it is the time
-/// between spawns, not why.
+/// A restart asked for 3 ms after a spawn is measured alike: the hint is
+/// the time between spawns, not why.
 #[test]
 fn the_time_since_the_last_spawn_spans_a_failed_spawn_and_a_restart() {
     let mut h = Harness::with([spec("a")]);

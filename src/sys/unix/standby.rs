@@ -692,6 +692,12 @@ mod tests {
         }
     }
 
+    /// SIGKILL to `pid`'s tree, then polls until its exit is reported.
+    fn kill_and_reap(sys: &mut UnixSys, events: &mut Vec<SysEvent>, pid: Pid) {
+        sys.signal(pid, Signal::SIGKILL).unwrap();
+        poll_until(sys, events, |_, ev| exited(ev, pid).is_some());
+    }
+
     /// The state and session of `pid` (`/proc/<pid>/stat`, the fields
     /// after its comm: state, ppid, pgrp, session).
     fn session_and_state(pid: Pid) -> Option<(i32, char)> {
@@ -1051,8 +1057,7 @@ mod tests {
             assert_eq!(sys.standbys.ready_count(), 0);
             poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
             assert!(std::fs::metadata(format!("/proc/{third}")).is_err(), "{third} not reaped");
-            sys.signal(second, Signal::SIGKILL).unwrap();
-            poll_until(&mut sys, &mut events, |_, ev| exited(ev, second).is_some());
+            kill_and_reap(&mut sys, &mut events, second);
             let root = sys.cgroup_dir().map(ToOwned::to_owned);
             drop(sys);
             if let Some(root) = root {
@@ -1073,8 +1078,7 @@ mod tests {
         let first = spawn_with_a_parked_successor(&mut sys, &spec, &mut events);
         let stack = sys.standbys.ready["sb"].held.stack_base();
         assert_eq!(sys.spawner.spare_stacks().count(), 0);
-        sys.signal(first, Signal::SIGKILL).unwrap();
-        poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
+        kill_and_reap(&mut sys, &mut events, first);
         let second = sys.spawn(&spec).unwrap();
         poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
         assert_eq!(sys.spawner.spare_stacks().collect::<Vec<_>>(), [stack], "kept once it exec'd");
@@ -1090,8 +1094,7 @@ mod tests {
         }
         assert_eq!(sys.spawner.spare_stacks().count(), 4, "no more than SPARE_STACKS");
         for pid in [second, third] {
-            sys.signal(pid, Signal::SIGKILL).unwrap();
-            poll_until(&mut sys, &mut events, |_, ev| exited(ev, pid).is_some());
+            kill_and_reap(&mut sys, &mut events, pid);
         }
     }
 
@@ -1111,8 +1114,7 @@ mod tests {
             assert!(Instant::now() < deadline, "{successor} not stopped in 10 s");
             std::thread::sleep(Duration::from_millis(2));
         }
-        sys.signal(first, Signal::SIGKILL).unwrap();
-        poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
+        kill_and_reap(&mut sys, &mut events, first);
         assert_eq!(sys.spawn(&spec).unwrap(), successor, "the restart is the stopped successor");
         for _ in 0..20 {
             sys.poll(&mut events);
@@ -1122,8 +1124,7 @@ mod tests {
         nix::sys::signal::kill(successor, Signal::SIGCONT).unwrap();
         poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
         assert_eq!(sys.spawner.spare_stacks().collect::<Vec<_>>(), [stack], "kept once it exec'd");
-        sys.signal(successor, Signal::SIGKILL).unwrap();
-        poll_until(&mut sys, &mut events, |_, ev| exited(ev, successor).is_some());
+        kill_and_reap(&mut sys, &mut events, successor);
     }
 
     /// A spawn with another spec than the successor's ends that successor
@@ -1184,8 +1185,7 @@ mod tests {
         };
         park_a_successor(&mut sys, &spec, &mut events);
         std::fs::remove_file(&program).unwrap();
-        sys.signal(first, Signal::SIGKILL).unwrap();
-        poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
+        kill_and_reap(&mut sys, &mut events, first);
         let second = sys.spawn(&spec).unwrap();
         poll_until(&mut sys, &mut events, |_, ev| exited(ev, second).is_some());
         assert_eq!(exited(&events, second), Some(Exit::Exited(127)));
@@ -1223,8 +1223,7 @@ mod tests {
         }
         let lingering = std::fs::read_to_string(format!("/proc/{held}/stat")).unwrap_or_default();
         // Cleanup before the verdict: the first child, then the successor.
-        sys.signal(first, Signal::SIGKILL).unwrap();
-        poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
+        kill_and_reap(&mut sys, &mut events, first);
         sys.forget_respawn("sb");
         poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
         assert!(reaped, "a successor killed while parked is still the host's zombie after 2 s of polls: {lingering}");
@@ -1262,8 +1261,7 @@ mod tests {
         std::os::unix::fs::symlink(&two, &tmp).unwrap();
         std::fs::rename(&tmp, &current).unwrap();
         let _ = std::fs::remove_file(&out);
-        sys.signal(first, Signal::SIGKILL).unwrap();
-        poll_until(&mut sys, &mut events, |_, ev| exited(ev, first).is_some());
+        kill_and_reap(&mut sys, &mut events, first);
         let second = sys.spawn(&spec).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !out.exists() {
@@ -1447,8 +1445,7 @@ mod tests {
             poll_until(&mut sys, &mut events, |s, _| s.standbys.going.is_empty());
             assert!(std::fs::metadata(format!("/proc/{early}")).is_err(), "{early} not reaped");
             if let Some(pid) = spawned {
-                sys.signal(pid, Signal::SIGKILL).unwrap();
-                poll_until(&mut sys, &mut events, |_, ev| exited(ev, pid).is_some());
+                kill_and_reap(&mut sys, &mut events, pid);
             }
         }
     }
